@@ -1,0 +1,712 @@
+/* Shared classroom: code shared by the teacher console and the classroom view.
+ *
+ * A classic script (no modules, no build step, no outside assets). Everything hangs off
+ * window.Classroom:
+ *   strings / t() / applyI18n()  the zh-CN (default) and English texts, ?lang=en
+ *   readToken() / lessonFromPath()  the token from the URL fragment, the lesson from the path
+ *   Signal        the /ws socket: hello, keepalive, reconnect with backoff 0.5 s .. 5 s
+ *   MediaSession  one RTCPeerConnection negotiated over the socket (offer/answer/ice)
+ *   StatsTotals   getStats() totals that never go backwards across reconnects
+ */
+(function () {
+  "use strict";
+
+  var STRINGS = {
+    zh: {
+      connecting: "正在连接…",
+      waiting: "等待老师开始上课",
+      live: "上课中",
+      reconnecting: "网络中断，正在重新连接…",
+      ended: "本节课已结束",
+      invalid_link: "链接无效或已过期",
+      invalid_link_detail: "请向老师索取新的链接。",
+      wrong_page: "这个链接不能用于此页面",
+      wrong_page_detail: "请检查链接是否正确。",
+      no_token: "链接不完整",
+      no_token_detail: "链接里缺少登录信息，请复制完整的链接再打开。",
+      media_connecting: "正在接收老师的画面…",
+      media_reconnecting: "画面中断，正在重新连接…",
+      no_teacher_video: "老师的画面还没有开始",
+      no_webrtc: "这个浏览器不支持视频通话，请换用新版浏览器。",
+      join: "点击开始播放",
+      join_hint: "浏览器需要点一下才能播放声音",
+      raise_hand: "举手",
+      lower_hand: "放下手",
+      hand_raised: "已举手，请等待老师点名",
+      classroom_title: "同步课堂",
+      lesson: "课程",
+      // teacher console
+      teacher_title: "主讲课堂控制台",
+      start_lesson: "开始上课",
+      end_lesson: "下课",
+      lesson_state: "课堂状态",
+      state_waiting: "未开始",
+      state_live: "上课中",
+      state_ended: "已结束",
+      roster: "接收课堂",
+      col_name: "课堂",
+      col_school: "学校",
+      col_media: "媒体连接",
+      col_hand: "举手",
+      no_classrooms: "还没有课堂加入",
+      roster_summary: "{online} 个课堂在线，{connected} 个正在接收",
+      hand_mark: "✋ 举手",
+      preview: "本地预览",
+      camera_opening: "正在打开摄像头和麦克风…",
+      camera_failed: "无法打开摄像头或麦克风（{reason}）。请检查设备和浏览器权限后刷新页面。",
+      publish_connecting: "正在连接媒体服务器…",
+      publish_ok: "您的画面和声音正在发送到服务器",
+      publish_retry: "媒体连接中断，正在重新连接…",
+      publisher_on: "各课堂可以看到您的画面",
+      ready_to_start: "准备就绪，可以开始上课",
+      lesson_live_teacher: "正在上课，各课堂可以看到并听到您",
+      lesson_ended_teacher: "本节课已结束，可以再次开始上课",
+      media_none: "未连接",
+      media_connecting_state: "连接中",
+      media_connected: "已连接",
+      media_disconnected: "中断",
+      media_failed: "失败",
+      media_closed: "已断开",
+      // errors
+      err_rate_limited: "操作太频繁，请稍后再试",
+      err_forbidden: "没有权限执行这个操作",
+      err_lesson_ended: "本节课已结束",
+      err_lesson_not_live: "课程还没有开始",
+      err_lesson_not_found: "找不到这节课",
+      err_media_failed: "媒体连接失败，正在重试…",
+      err_bad_sdp: "媒体协商失败，正在重试…",
+      err_store_unavailable: "服务器暂时不可用，正在重试…",
+      err_internal: "服务器出错，正在重试…",
+      err_other: "出错了（{code}）"
+    },
+    en: {
+      connecting: "Connecting…",
+      waiting: "Waiting for the teacher to start the lesson",
+      live: "Lesson in progress",
+      reconnecting: "Connection lost, reconnecting…",
+      ended: "This lesson has ended",
+      invalid_link: "This link is invalid or has expired",
+      invalid_link_detail: "Please ask the teacher for a new link.",
+      wrong_page: "This link cannot be used on this page",
+      wrong_page_detail: "Please check that the link is correct.",
+      no_token: "This link is incomplete",
+      no_token_detail: "The sign-in part of the link is missing. Copy the whole link and open it again.",
+      media_connecting: "Receiving the teacher's video…",
+      media_reconnecting: "Video interrupted, reconnecting…",
+      no_teacher_video: "The teacher's video has not started yet",
+      no_webrtc: "This browser cannot play live video. Please use a recent browser.",
+      join: "Tap to start",
+      join_hint: "The browser needs a tap before it plays sound",
+      raise_hand: "Raise hand",
+      lower_hand: "Lower hand",
+      hand_raised: "Hand raised, wait for the teacher",
+      classroom_title: "Shared classroom",
+      lesson: "Lesson",
+      teacher_title: "Teacher console",
+      start_lesson: "Start lesson",
+      end_lesson: "End lesson",
+      lesson_state: "Lesson",
+      state_waiting: "not started",
+      state_live: "live",
+      state_ended: "ended",
+      roster: "Remote classrooms",
+      col_name: "Classroom",
+      col_school: "School",
+      col_media: "Media",
+      col_hand: "Hand",
+      no_classrooms: "No classroom has joined yet",
+      roster_summary: "{online} classrooms online, {connected} receiving",
+      hand_mark: "✋ raised",
+      preview: "Local preview",
+      camera_opening: "Opening camera and microphone…",
+      camera_failed: "Cannot open the camera or microphone ({reason}). Check the devices and the browser's permission, then reload.",
+      publish_connecting: "Connecting to the media server…",
+      publish_ok: "Your video and sound are reaching the server",
+      publish_retry: "Media connection lost, reconnecting…",
+      publisher_on: "The classrooms can see you",
+      ready_to_start: "Ready: you can start the lesson",
+      lesson_live_teacher: "Lesson in progress: the classrooms see and hear you",
+      lesson_ended_teacher: "The lesson has ended; you can start it again",
+      media_none: "not connected",
+      media_connecting_state: "connecting",
+      media_connected: "connected",
+      media_disconnected: "interrupted",
+      media_failed: "failed",
+      media_closed: "closed",
+      err_rate_limited: "Too many actions, please wait a moment",
+      err_forbidden: "You are not allowed to do that",
+      err_lesson_ended: "This lesson has ended",
+      err_lesson_not_live: "The lesson has not started yet",
+      err_lesson_not_found: "This lesson does not exist",
+      err_media_failed: "Media connection failed, retrying…",
+      err_bad_sdp: "Media negotiation failed, retrying…",
+      err_store_unavailable: "The server is temporarily unavailable, retrying…",
+      err_internal: "Server error, retrying…",
+      err_other: "Something went wrong ({code})"
+    }
+  };
+
+  var params = new URLSearchParams(window.location.search);
+  var lang = params.get("lang") === "en" ? "en" : "zh";
+
+  function t(key, vars) {
+    var table = STRINGS[lang];
+    var text = Object.prototype.hasOwnProperty.call(table, key) ? table[key] : STRINGS.zh[key];
+    if (text === undefined) {
+      text = key;
+    }
+    if (vars) {
+      text = text.replace(/\{(\w+)\}/g, function (m, name) {
+        return Object.prototype.hasOwnProperty.call(vars, name) ? String(vars[name]) : m;
+      });
+    }
+    return text;
+  }
+
+  /** Set <html lang> and fill every [data-i18n] element (textContent only, never HTML). */
+  function applyI18n(root) {
+    document.documentElement.lang = lang === "en" ? "en" : "zh-CN";
+    var nodes = (root || document).querySelectorAll("[data-i18n]");
+    for (var i = 0; i < nodes.length; i++) {
+      nodes[i].textContent = t(nodes[i].getAttribute("data-i18n"));
+    }
+    var titled = document.querySelector("title[data-i18n]");
+    if (titled) {
+      document.title = titled.textContent;
+    }
+  }
+
+  /** The token from the fragment (#token=...). The fragment stays, so a reload still works. */
+  function readToken() {
+    var hash = window.location.hash.replace(/^#/, "");
+    if (!hash) {
+      return "";
+    }
+    var value = new URLSearchParams(hash).get("token");
+    return value ? value.trim() : "";
+  }
+
+  /** The lesson id: the last segment of /teach/{lesson} or /class/{lesson}. */
+  function lessonFromPath() {
+    var parts = window.location.pathname.split("/").filter(Boolean);
+    try {
+      return decodeURIComponent(parts[parts.length - 1] || "");
+    } catch (e) {
+      return parts[parts.length - 1] || "";
+    }
+  }
+
+  function wsUrl() {
+    var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    return scheme + "//" + window.location.host + "/ws";
+  }
+
+  /** Codes after which retrying cannot help: the link itself is bad. */
+  var FATAL_CODES = { invalid_token: true, token_expired: true, wrong_lesson: true };
+
+  function errorText(code) {
+    var key = "err_" + code;
+    if (Object.prototype.hasOwnProperty.call(STRINGS.zh, key)) {
+      return t(key);
+    }
+    if (FATAL_CODES[code]) {
+      return t("invalid_link");
+    }
+    return t("err_other", { code: code });
+  }
+
+  function backoffDelay(attempt) {
+    return Math.min(5000, 500 * Math.pow(2, attempt));
+  }
+
+  /* ------------------------------------------------------------------ Signal */
+
+  /**
+   * The signaling socket. Sends hello {token, lesson} on every (re)connect and reconnects
+   * with backoff 0.5 s doubling to 5 s, forever, unless a fatal error code arrives or
+   * stop() is called. Handlers: onMessage(msg), onOpen(welcome), onClose(), onFatal(code).
+   */
+  function Signal(options) {
+    this.token = options.token;
+    this.lesson = options.lesson;
+    this.onMessage = options.onMessage || function () {};
+    this.onWelcome = options.onWelcome || function () {};
+    this.onClose = options.onClose || function () {};
+    this.onFatal = options.onFatal || function () {};
+    this.ws = null;
+    this.attempt = 0;
+    this.welcomed = false;
+    this.everWelcomed = false;
+    this.stopped = false;
+    this.fatalCode = null;
+    this.retryTimer = null;
+    this.lastHeard = 0;
+    this.keepaliveTimer = null;
+    var self = this;
+    window.addEventListener("online", function () {
+      if (self.retryTimer && !self.stopped) {
+        clearTimeout(self.retryTimer);
+        self.retryTimer = null;
+        self.connect();
+      }
+    });
+  }
+
+  Signal.prototype.connect = function () {
+    if (this.stopped) {
+      return;
+    }
+    var self = this;
+    var ws;
+    try {
+      ws = new WebSocket(wsUrl());
+    } catch (e) {
+      this._scheduleRetry();
+      return;
+    }
+    this.ws = ws;
+    this.welcomed = false;
+    this.lastHeard = Date.now();
+    ws.onopen = function () {
+      if (ws !== self.ws) {
+        return;
+      }
+      self.lastHeard = Date.now();
+      ws.send(JSON.stringify({ type: "hello", token: self.token, lesson: self.lesson }));
+    };
+    ws.onmessage = function (event) {
+      if (ws !== self.ws) {
+        return;
+      }
+      self.lastHeard = Date.now();
+      var msg;
+      try {
+        msg = JSON.parse(event.data);
+      } catch (e) {
+        return;
+      }
+      if (!msg || typeof msg.type !== "string") {
+        return;
+      }
+      if (msg.type === "welcome") {
+        self.welcomed = true;
+        self.everWelcomed = true;
+        self.attempt = 0;
+        self.onWelcome(msg);
+        return;
+      }
+      if (msg.type === "error" && FATAL_CODES[msg.code]) {
+        self.fatalCode = msg.code;
+        self.stop();
+        self.onFatal(msg.code, msg);
+        return;
+      }
+      self.onMessage(msg);
+    };
+    ws.onclose = function () {
+      self._dropped(ws);
+    };
+    ws.onerror = function () {
+      /* onclose follows */
+    };
+    if (!this.keepaliveTimer) {
+      this.keepaliveTimer = setInterval(function () {
+        self._keepalive();
+      }, 5000);
+    }
+  };
+
+  /** Application-level ping: notices a dead link that never delivered a TCP close. */
+  Signal.prototype._keepalive = function () {
+    var ws = this.ws;
+    if (!ws || this.stopped) {
+      return;
+    }
+    var silent = Date.now() - this.lastHeard;
+    if (ws.readyState === WebSocket.CONNECTING && silent > 10000) {
+      this._dropped(ws);
+      return;
+    }
+    if (ws.readyState !== WebSocket.OPEN) {
+      return;
+    }
+    if (silent > 30000) {
+      this._dropped(ws);
+      return;
+    }
+    if (this.welcomed && silent > 10000) {
+      this.send({ type: "ping", ts: Date.now() });
+    }
+  };
+
+  Signal.prototype._dropped = function (ws) {
+    if (ws !== this.ws) {
+      return;
+    }
+    this.ws = null;
+    this.welcomed = false;
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    try {
+      ws.close();
+    } catch (e) {
+      /* already closed */
+    }
+    this.onClose();
+    this._scheduleRetry();
+  };
+
+  Signal.prototype._scheduleRetry = function () {
+    if (this.stopped || this.retryTimer) {
+      return;
+    }
+    var self = this;
+    var delay = backoffDelay(this.attempt);
+    this.attempt += 1;
+    this.retryTimer = setTimeout(function () {
+      self.retryTimer = null;
+      self.connect();
+    }, delay);
+  };
+
+  Signal.prototype.send = function (msg) {
+    var ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      return false;
+    }
+    ws.send(JSON.stringify(msg));
+    return true;
+  };
+
+  Signal.prototype.stop = function () {
+    this.stopped = true;
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+    }
+    if (this.keepaliveTimer) {
+      clearInterval(this.keepaliveTimer);
+      this.keepaliveTimer = null;
+    }
+    var ws = this.ws;
+    this.ws = null;
+    this.welcomed = false;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close(1000);
+      } catch (e) {
+        /* ignore */
+      }
+    }
+  };
+
+  /* ------------------------------------------------------------------ StatsTotals */
+
+  /**
+   * Running totals of inbound video framesDecoded and inbound audio bytesReceived (and, for a
+   * publisher, outbound framesEncoded and audio bytesSent) over every peer connection the
+   * page has had. A connection's last known figures are folded into the base when it is
+   * retired, so the totals never go backwards.
+   */
+  function StatsTotals() {
+    this.base = zeroCounts();
+    this.live = new Map(); // pc -> counts of that pc
+  }
+
+  function zeroCounts() {
+    return { framesDecoded: 0, audioBytesReceived: 0, framesEncoded: 0, audioBytesSent: 0 };
+  }
+
+  StatsTotals.prototype.track = function (pc) {
+    if (!this.live.has(pc)) {
+      this.live.set(pc, zeroCounts());
+    }
+  };
+
+  /** Refresh one connection's figures from getStats(); resolves to its counts (or null). */
+  StatsTotals.prototype.poll = function (pc) {
+    var counts = this.live.get(pc);
+    if (!counts) {
+      return Promise.resolve(null);
+    }
+    return pc.getStats().then(
+      function (report) {
+        var now = zeroCounts();
+        report.forEach(function (s) {
+          var kind = s.kind || s.mediaType;
+          if (s.type === "inbound-rtp") {
+            if (kind === "video") {
+              now.framesDecoded += s.framesDecoded || 0;
+            } else if (kind === "audio") {
+              now.audioBytesReceived += s.bytesReceived || 0;
+            }
+          } else if (s.type === "outbound-rtp") {
+            if (kind === "video") {
+              now.framesEncoded += s.framesEncoded || 0;
+            } else if (kind === "audio") {
+              now.audioBytesSent += s.bytesSent || 0;
+            }
+          }
+        });
+        for (var key in now) {
+          counts[key] = Math.max(counts[key], now[key]);
+        }
+        return counts;
+      },
+      function () {
+        return counts;
+      }
+    );
+  };
+
+  /** Take a last reading, fold it into the base, then close the connection. */
+  StatsTotals.prototype.retire = function (pc) {
+    var self = this;
+    var finish = function () {
+      var counts = self.live.get(pc);
+      if (counts) {
+        for (var key in counts) {
+          self.base[key] += counts[key];
+        }
+        self.live.delete(pc);
+      }
+      try {
+        pc.close();
+      } catch (e) {
+        /* ignore */
+      }
+    };
+    var timeout = new Promise(function (resolve) {
+      setTimeout(resolve, 1000);
+    });
+    return Promise.race([this.poll(pc), timeout]).then(finish, finish);
+  };
+
+  StatsTotals.prototype.totals = function () {
+    var sum = zeroCounts();
+    var key;
+    for (key in this.base) {
+      sum[key] = this.base[key];
+    }
+    this.live.forEach(function (counts) {
+      for (var k in counts) {
+        sum[k] += counts[k];
+      }
+    });
+    return sum;
+  };
+
+  /* ------------------------------------------------------------------ MediaSession */
+
+  function waitIceGathering(pc, ms) {
+    return new Promise(function (resolve) {
+      if (pc.iceGatheringState === "complete") {
+        resolve(true);
+        return;
+      }
+      var timer = setTimeout(function () {
+        pc.removeEventListener("icegatheringstatechange", check);
+        resolve(false);
+      }, ms);
+      function check() {
+        if (pc.iceGatheringState === "complete") {
+          clearTimeout(timer);
+          pc.removeEventListener("icegatheringstatechange", check);
+          resolve(true);
+        }
+      }
+      pc.addEventListener("icegatheringstatechange", check);
+    });
+  }
+
+  /**
+   * One peer connection negotiated over the signaling socket.
+   * options: purpose ("publish"|"subscribe"), signal, iceServers, stats (StatsTotals),
+   *          setup(pc) adds tracks/transceivers, onTrack(event), onConnected(), onFail(reason),
+   *          onStateChange(state).
+   * It calls onFail at most once: on "failed", on "disconnected" for more than 3 s, when no
+   * answer arrives within 10 s, or when ICE does not connect within 20 s of the answer.
+   */
+  function MediaSession(options) {
+    this.options = options;
+    this.purpose = options.purpose;
+    this.pc = null;
+    this.closed = false;
+    this.failed = false;
+    this.offerSent = false;
+    this.connected = false;
+    this.timers = {};
+  }
+
+  MediaSession.prototype.start = function () {
+    var self = this;
+    var opts = this.options;
+    var pc;
+    try {
+      pc = new RTCPeerConnection({ iceServers: opts.iceServers || [], bundlePolicy: "max-bundle" });
+    } catch (e) {
+      this._fail("pc_error");
+      return Promise.resolve();
+    }
+    this.pc = pc;
+    if (opts.stats) {
+      opts.stats.track(pc);
+    }
+    pc.ontrack = function (event) {
+      if (!self.closed && opts.onTrack) {
+        opts.onTrack(event);
+      }
+    };
+    pc.onicecandidate = function (event) {
+      if (self.closed || !self.offerSent) {
+        return; // candidates gathered before the offer went out are in its SDP
+      }
+      var c = event.candidate;
+      var msg = { type: "ice", purpose: self.purpose, candidate: "", sdpMid: "0", sdpMLineIndex: 0 };
+      if (c && c.candidate) {
+        msg.candidate = c.candidate;
+        msg.sdpMid = c.sdpMid;
+        msg.sdpMLineIndex = c.sdpMLineIndex;
+      }
+      opts.signal.send(msg);
+    };
+    pc.onconnectionstatechange = function () {
+      self._onState();
+    };
+    try {
+      opts.setup(pc);
+    } catch (e) {
+      this._fail("setup_error");
+      return Promise.resolve();
+    }
+    return pc
+      .createOffer()
+      .then(function (offer) {
+        return pc.setLocalDescription(offer);
+      })
+      .then(function () {
+        return waitIceGathering(pc, 2000);
+      })
+      .then(function () {
+        if (self.closed) {
+          return;
+        }
+        var sent = opts.signal.send({
+          type: "offer",
+          purpose: self.purpose,
+          sdp: pc.localDescription.sdp
+        });
+        if (!sent) {
+          self._fail("socket_closed");
+          return;
+        }
+        self.offerSent = true;
+        self._timer("answer", 10000, "answer_timeout");
+      })
+      .catch(function () {
+        self._fail("offer_error");
+      });
+  };
+
+  MediaSession.prototype.handleAnswer = function (sdp) {
+    var self = this;
+    if (this.closed || !this.pc || this.pc.signalingState !== "have-local-offer") {
+      return Promise.resolve();
+    }
+    this._clear("answer");
+    this._timer("connect", 20000, "connect_timeout");
+    return this.pc.setRemoteDescription({ type: "answer", sdp: sdp }).catch(function () {
+      self._fail("bad_answer");
+    });
+  };
+
+  MediaSession.prototype._onState = function () {
+    if (this.closed || !this.pc) {
+      return;
+    }
+    var state = this.pc.connectionState;
+    if (this.options.onStateChange) {
+      this.options.onStateChange(state);
+    }
+    if (state === "connected") {
+      this.connected = true;
+      this._clear("connect");
+      this._clear("disconnected");
+      if (this.options.onConnected) {
+        this.options.onConnected();
+      }
+    } else if (state === "disconnected") {
+      this._timer("disconnected", 3000, "disconnected");
+    } else if (state === "failed" || state === "closed") {
+      this._fail(state);
+    }
+  };
+
+  MediaSession.prototype._timer = function (name, ms, reason) {
+    var self = this;
+    this._clear(name);
+    this.timers[name] = setTimeout(function () {
+      delete self.timers[name];
+      self._fail(reason);
+    }, ms);
+  };
+
+  MediaSession.prototype._clear = function (name) {
+    if (this.timers[name]) {
+      clearTimeout(this.timers[name]);
+      delete this.timers[name];
+    }
+  };
+
+  MediaSession.prototype._fail = function (reason) {
+    if (this.closed || this.failed) {
+      return;
+    }
+    this.failed = true;
+    if (this.options.onFail) {
+      this.options.onFail(reason);
+    }
+  };
+
+  MediaSession.prototype.state = function () {
+    return this.pc ? this.pc.connectionState : "new";
+  };
+
+  /** Stop for good; the connection is closed after a last stats reading. */
+  MediaSession.prototype.close = function () {
+    if (this.closed) {
+      return;
+    }
+    this.closed = true;
+    for (var name in this.timers) {
+      clearTimeout(this.timers[name]);
+    }
+    this.timers = {};
+    var pc = this.pc;
+    if (!pc) {
+      return;
+    }
+    pc.ontrack = pc.onicecandidate = pc.onconnectionstatechange = null;
+    if (this.options.stats) {
+      this.options.stats.retire(pc);
+    } else {
+      pc.close();
+    }
+  };
+
+  window.Classroom = {
+    lang: lang,
+    params: params,
+    strings: STRINGS,
+    t: t,
+    applyI18n: applyI18n,
+    readToken: readToken,
+    lessonFromPath: lessonFromPath,
+    errorText: errorText,
+    FATAL_CODES: FATAL_CODES,
+    backoffDelay: backoffDelay,
+    Signal: Signal,
+    StatsTotals: StatsTotals,
+    MediaSession: MediaSession
+  };
+})();

@@ -1,0 +1,1 @@
+"""WebSocket signaling, lesson state and the HTTP surface of the shared classroom."""

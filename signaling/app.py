@@ -1,0 +1,180 @@
+"""Build the aiohttp application: signaling, relay, API and pages in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from media_relay import Relay, RelayConfig, RelayError
+
+from . import api, metrics
+from .config import Config
+from .errors import ClassroomError, ErrorCode
+from .handlers import Session
+from .lessons import LessonHub
+from .protocol import MAX_MESSAGE_BYTES
+from .store import open_store
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+
+
+class Node:
+    """Everything one signaling/relay process holds, with one lifetime."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = open_store(config.redis_url, presence_ttl=config.presence_ttl)
+        self.hub = LessonHub(
+            self.store, roster_poll=config.roster_poll, on_lesson_ended=self._lesson_ended
+        )
+        self.relay = Relay(
+            RelayConfig(
+                ice_servers=config.ice_servers,
+                video_bitrate=config.video_bitrate,
+                keyframe_interval=config.keyframe_interval,
+            ),
+            on_peer_state=self._on_peer_state,
+            on_publisher=self._on_publisher,
+        )
+        self.sessions_by_relay_id: dict[str, Session] = {}
+        self.sessions: set[Session] = set()
+        self._publishers: set[str] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        await self.hub.start()
+
+    async def close(self) -> None:
+        for session in list(self.sessions):
+            await session.ws.close(code=1001, message=b"server shutting down")
+        await self.relay.close()
+        await self.hub.close()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def relay_call(self, coro: Awaitable[T]) -> T:
+        try:
+            return await coro
+        except RelayError as exc:
+            code = ErrorCode.BAD_SDP if exc.reason == "bad_sdp" else ErrorCode.MEDIA_FAILED
+            raise ClassroomError(code, str(exc) or code.value) from None
+
+    def relay_has_publisher(self, lesson_id: str) -> bool:
+        return lesson_id in self._publishers
+
+    # relay callbacks (plain functions called from the relay) ---------------------------
+    def _on_peer_state(self, lesson_id: str, relay_id: str, state: str) -> None:
+        session = self.sessions_by_relay_id.get(relay_id)
+        if session is None or session.claims is None:
+            return
+        purpose = relay_id.rsplit("/", 1)[-1]
+        own = "publish" if session.claims.role.value == "teacher" else "subscribe"
+        if purpose == own:
+            self.spawn(session.media_state_changed(state))
+
+    def _on_publisher(self, lesson_id: str, active: bool) -> None:
+        if active:
+            self._publishers.add(lesson_id)
+        else:
+            self._publishers.discard(lesson_id)
+        self.spawn(self.hub.broadcast(lesson_id, {"type": "media", "publisher": active}))
+
+    async def _lesson_ended(self, lesson_id: str) -> None:
+        await self.relay.close_lesson(lesson_id)
+        self._publishers.discard(lesson_id)
+
+
+async def ws_handler(request: web.Request) -> web.StreamResponse:
+    node = request.app[NODE_KEY]
+    ws = web.WebSocketResponse(
+        heartbeat=node.config.ws_heartbeat, max_msg_size=MAX_MESSAGE_BYTES + 1024
+    )
+    await ws.prepare(request)
+    session = Session(node, ws)
+    node.sessions.add(session)
+    metrics.WS_CONNECTIONS.inc()
+    try:
+        await session.run()
+    finally:
+        node.sessions.discard(session)
+        metrics.WS_CONNECTIONS.dec()
+    return ws
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    up = await node.store.ping()
+    metrics.STORE_UP.set(1 if up else 0)
+    backend = "redis" if node.config.redis_url else "memory"
+    body = {"ok": up, "store": backend}
+    return web.json_response(body, status=200 if up else 503)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    resp = web.Response(body=generate_latest())
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return resp
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """JSON errors for /api; never a traceback anywhere."""
+    try:
+        return await handler(request)
+    except ClassroomError as err:
+        metrics.ERRORS.labels(code=err.code.value).inc()
+        return web.json_response({"error": err.to_json()}, status=err.code.http_status)
+    except web.HTTPException as exc:
+        if request.path.startswith("/api/") and exc.status >= 400:
+            code = ErrorCode.NOT_FOUND if exc.status == 404 else ErrorCode.BAD_MESSAGE
+            return web.json_response(
+                {"error": {"code": code.value, "message": exc.reason}}, status=exc.status
+            )
+        raise
+    except Exception:  # noqa: BLE001
+        logger.exception("request failed", extra={"path": request.path})
+        err = ClassroomError(ErrorCode.INTERNAL, "internal error")
+        return web.json_response({"error": err.to_json()}, status=500)
+
+
+def build_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=256 * 1024)
+    node = Node(config)
+    app[NODE_KEY] = node
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await node.start()
+        yield
+        await node.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/ws", ws_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    api.add_routes(app, NODE_KEY)
+    try:
+        from classroom_web.routes import add_routes as add_pages
+    except ImportError:  # pages not built yet
+        logger.warning("classroom_web not available; pages disabled")
+    else:
+        add_pages(app)
+    return app

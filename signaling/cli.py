@@ -1,0 +1,145 @@
+"""The `classroom` command: `serve` runs a node, `token` mints a signed token."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .auth import DEFAULT_TTL_SECONDS, Role, mint_token, new_secret
+from .config import Config, parse_ice_server
+
+DEMO_LESSON = "demo"
+SECRET_FILE = ".secret"
+
+
+def resolve_secret(explicit: str | None, library: Path) -> str:
+    """--secret, else $CLASSROOM_SECRET, else a secret kept in the library folder.
+
+    Keeping a generated secret beside the library lets `classroom token` mint tokens that
+    a running `classroom serve` on the same folder accepts, with nothing to configure.
+    """
+    if explicit:
+        return explicit
+    env = os.environ.get("CLASSROOM_SECRET")
+    if env:
+        return env
+    path = library / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    library.mkdir(parents=True, exist_ok=True)
+    secret = new_secret()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret)
+    return secret
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="classroom", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run signaling, relay and pages in one process")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--redis-url", default=os.environ.get("CLASSROOM_REDIS_URL"))
+    serve.add_argument("--library", type=Path, default=Path.cwd() / "library")
+    serve.add_argument("--secret", default=None, help="HS256 key (or CLASSROOM_SECRET)")
+    serve.add_argument("--ice-server", action="append", default=[], metavar="URL",
+                       help="stun:host:port or turn:user:pass@host:port (repeatable)")
+    serve.add_argument("--video-bitrate", type=int, default=1_000_000)
+    serve.add_argument("--public-url", default=None,
+                       help="base URL printed in the demo links (default http://HOST:PORT)")
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--no-demo", action="store_true", help="do not print demo links")
+
+    token = sub.add_parser("token", help="print a signed JWT")
+    token.add_argument("--role", required=True, choices=[r.value for r in Role])
+    token.add_argument("--lesson", required=True)
+    token.add_argument("--school", default="")
+    token.add_argument("--name", default="")
+    token.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS)
+    token.add_argument("--library", type=Path, default=Path.cwd() / "library")
+    token.add_argument("--secret", default=None)
+    return parser
+
+
+def _demo_links(base: str, secret: str) -> str:
+    def link(path: str, **kw: str) -> str:
+        return f"{base}{path}#token={mint_token(secret, ttl=12 * 3600, **kw)}"
+
+    return "\n".join(
+        [
+            "",
+            "  Shared classroom is running. Demo lesson links (valid 12 h):",
+            "  teacher console : " + link(f"/teach/{DEMO_LESSON}", role="teacher",
+                                         lesson=DEMO_LESSON, name="王老师", school="城区一小"),
+            "  classroom 1 (TV): " + link(f"/class/{DEMO_LESSON}", role="classroom",
+                                         lesson=DEMO_LESSON, name="一年级1班",
+                                         school="山村小学"),
+            "  classroom 2 (TV): " + link(f"/class/{DEMO_LESSON}", role="classroom",
+                                         lesson=DEMO_LESSON, name="教学点A",
+                                         school="河口教学点"),
+            "  add ?lang=en before the # for English.",
+            f"  metrics: {base}/metrics   health: {base}/healthz",
+            "",
+        ]
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from .app import build_app
+    from .logs import configure_logging
+
+    configure_logging(args.log_level)
+    library = args.library.resolve()
+    library.mkdir(parents=True, exist_ok=True)
+    try:
+        ice = [parse_ice_server(u) for u in args.ice_server]
+    except ValueError as exc:
+        print(f"classroom: {exc}", file=sys.stderr)
+        return 2
+    config = Config(
+        host=args.host,
+        port=args.port,
+        secret=resolve_secret(args.secret, library),
+        redis_url=args.redis_url,
+        library=library,
+        ice_servers=ice,
+        video_bitrate=args.video_bitrate,
+    )
+    app = build_app(config)
+    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    base = (args.public_url or f"http://{shown_host}:{args.port}").rstrip("/")
+
+    async def announce(_app: web.Application) -> None:
+        if not args.no_demo:
+            print(_demo_links(base, config.secret), flush=True)
+
+    app.on_startup.append(announce)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None,
+                shutdown_timeout=5)
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    secret = resolve_secret(args.secret, args.library.resolve())
+    try:
+        print(mint_token(secret, role=args.role, lesson=args.lesson, school=args.school,
+                         name=args.name, ttl=args.ttl))
+    except ValueError as exc:
+        print(f"classroom token: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return {"serve": serve, "token": token}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""One signaling WebSocket: authenticate, then act on schema-checked messages.
+
+A :class:`Session` lives as long as its socket. Every inbound message is rate-limited,
+parsed (protocol.py), checked against the sender's role and lesson, and handled; every
+failure becomes an ``error`` message with a code, and the socket stays usable unless the
+failure is about who the sender is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from . import metrics
+from .auth import Claims, Role, verify_token
+from .errors import ClassroomError, ErrorCode
+from .protocol import MAX_MESSAGE_BYTES, Message, check_role, parse_frame
+from .ratelimit import TokenBucket
+from .store import PresenceRecord, StoreUnavailable
+
+if TYPE_CHECKING:
+    from .app import Node
+
+logger = logging.getLogger(__name__)
+
+# Errors about identity end the conversation; the rest leave the socket usable.
+_FATAL = {ErrorCode.INVALID_TOKEN, ErrorCode.TOKEN_EXPIRED, ErrorCode.WRONG_LESSON}
+
+
+def relay_peer_id(peer_id: str, purpose: str) -> str:
+    return f"{peer_id}/{purpose}"
+
+
+class Session:
+    def __init__(self, node: Node, ws: web.WebSocketResponse) -> None:
+        self.node = node
+        self.ws = ws
+        self.claims: Claims | None = None
+        self.peer_id = ""
+        self.lesson_id = ""
+        self.presence: PresenceRecord
+        self.media: set[str] = set()  # purposes with a live peer connection
+        cfg = node.config
+        self.bucket = TokenBucket(cfg.messages_per_second, cfg.message_burst)
+        self.violations = 0
+        self._send_lock = asyncio.Lock()
+
+    # transport ------------------------------------------------------------------------
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.ws.closed:
+            return
+        async with self._send_lock:
+            try:
+                await self.ws.send_json(message)
+            except (ConnectionError, RuntimeError):
+                pass  # the read loop sees the close and cleans up
+
+    async def send_error(self, err: ClassroomError, ref: str | None = None) -> None:
+        metrics.ERRORS.labels(code=err.code.value).inc()
+        body: dict[str, Any] = {"type": "error", **err.to_json()}
+        if ref:
+            body["ref"] = ref
+        await self.send(body)
+
+    async def run(self) -> None:
+        """Read frames until the socket closes; always clean up."""
+        hello_deadline = asyncio.get_running_loop().call_later(
+            self.node.config.hello_timeout, self._hello_timeout
+        )
+        try:
+            async for frame in self.ws:
+                if frame.type == WSMsgType.TEXT:
+                    if not await self._on_text(frame.data):
+                        break
+                elif frame.type == WSMsgType.BINARY:
+                    await self.send_error(
+                        ClassroomError(ErrorCode.BAD_JSON, "binary frames are not accepted")
+                    )
+                elif frame.type == WSMsgType.ERROR:
+                    err = self.ws.exception()
+                    if err is not None and "too big" in str(err).lower():
+                        metrics.ERRORS.labels(code=ErrorCode.TOO_LARGE.value).inc()
+                    break
+        finally:
+            hello_deadline.cancel()
+            await self.close()
+
+    def _hello_timeout(self) -> None:
+        if self.claims is None and not self.ws.closed:
+            asyncio.ensure_future(
+                self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"hello timeout")
+            )
+
+    async def _on_text(self, raw: str) -> bool:
+        """Handle one frame; False when the socket must close."""
+        if not self.bucket.take():
+            self.violations += 1
+            await self.send_error(ClassroomError(ErrorCode.RATE_LIMITED, "slow down"))
+            if self.violations >= self.node.config.max_rate_violations:
+                await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"flood")
+                return False
+            return True
+        ref = None
+        try:
+            msg = parse_frame(raw)
+            ref = msg.type
+            metrics.MESSAGES.labels(type=msg.type).inc()
+            await self._dispatch(msg)
+        except ClassroomError as err:
+            await self.send_error(err, ref)
+            if err.code in _FATAL or (err.code == ErrorCode.STORE_UNAVAILABLE and not self.claims):
+                await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=err.code.value.encode())
+                return False
+        except StoreUnavailable:
+            await self.send_error(
+                ClassroomError(ErrorCode.STORE_UNAVAILABLE, "lesson store unavailable, retry"), ref
+            )
+        except Exception:  # noqa: BLE001 - never a traceback to the client
+            logger.exception("handler failed", extra={"peer": self.peer_id, "type": ref})
+            await self.send_error(ClassroomError(ErrorCode.INTERNAL, "internal error"), ref)
+        return True
+
+    # dispatch -------------------------------------------------------------------------
+    async def _dispatch(self, msg: Message) -> None:
+        if msg.type == "hello":
+            await self._hello(msg)
+            return
+        if self.claims is None:
+            raise ClassroomError(ErrorCode.NOT_AUTHENTICATED, "send hello first")
+        check_role(msg, self.claims.role)
+        if time.time() > self.claims.exp + 5:
+            raise ClassroomError(ErrorCode.TOKEN_EXPIRED, "token has expired; reload the page")
+        handler = getattr(self, "_on_" + msg.type.replace("-", "_"))
+        await handler(msg)
+
+    async def _hello(self, msg: Message) -> None:
+        if self.claims is not None:
+            raise ClassroomError(ErrorCode.ALREADY_AUTHENTICATED, "hello was already accepted")
+        claims = verify_token(self.node.config.secret, msg.get("token"))
+        lesson_id = msg.get("lesson") or claims.lesson
+        if claims.lesson == "*" or not claims.may_access(lesson_id):
+            raise ClassroomError(ErrorCode.WRONG_LESSON, "this link is for another lesson")
+        hub = self.node.hub
+        lesson = await hub.ensure_lesson(
+            lesson_id,
+            **({"teacher": claims.name, "school": claims.school}
+               if claims.role == Role.TEACHER else {}),
+        )
+        self.claims = claims
+        self.lesson_id = lesson_id
+        self.peer_id = f"{claims.role.value}-{uuid.uuid4().hex[:10]}"
+        self.presence = PresenceRecord(
+            peer_id=self.peer_id,
+            lesson=lesson_id,
+            role=claims.role.value,
+            name=claims.name or claims.sub,
+            school=claims.school,
+            node=self.node.config.node_id,
+        )
+        await hub.join(self)
+        cfg = self.node.config
+        await self.send(
+            {
+                "type": "welcome",
+                "peer_id": self.peer_id,
+                "role": claims.role.value,
+                "lesson": lesson_id,
+                "name": self.presence.name,
+                "school": claims.school,
+                "lesson_state": lesson.state,
+                "lesson_info": lesson.to_json(),
+                "roster": await hub.roster(lesson_id),
+                "server_time": time.time(),
+                "ice_servers": cfg.ice_servers,
+                "media": {"publisher": self.node.relay_has_publisher(lesson_id)},
+                "limits": {
+                    "max_message_bytes": MAX_MESSAGE_BYTES,
+                    "messages_per_second": cfg.messages_per_second,
+                },
+            }
+        )
+        logger.info(
+            "hello",
+            extra={"peer": self.peer_id, "role": claims.role.value, "lesson": lesson_id,
+                   "school": claims.school},
+        )
+
+    async def _on_ping(self, msg: Message) -> None:
+        await self.send({"type": "pong", "ts": msg.get("ts"), "server_time": time.time()})
+
+    async def _on_offer(self, msg: Message) -> None:
+        purpose = msg.get("purpose")
+        lesson = await self.node.hub.get_lesson(self.lesson_id)
+        if lesson.state == "ended":
+            raise ClassroomError(ErrorCode.LESSON_ENDED, "the lesson has ended")
+        rid = relay_peer_id(self.peer_id, purpose)
+        relay = self.node.relay
+        if purpose == "publish":
+            answer = await self.node.relay_call(relay.publish(self.lesson_id, rid, msg.get("sdp")))
+        else:
+            answer = await self.node.relay_call(
+                relay.subscribe(self.lesson_id, rid, msg.get("sdp"))
+            )
+        self.media.add(purpose)
+        self.node.sessions_by_relay_id[rid] = self
+        await self.send({"type": "answer", "sdp": answer, "purpose": purpose})
+
+    async def _on_ice(self, msg: Message) -> None:
+        purpose = msg.get("purpose")
+        if purpose not in self.media:
+            raise ClassroomError(ErrorCode.BAD_MESSAGE, f"no {purpose} connection to add ICE to")
+        candidate = {
+            "candidate": msg.get("candidate"),
+            "sdpMid": msg.get("sdpMid"),
+            "sdpMLineIndex": msg.get("sdpMLineIndex"),
+        }
+        await self.node.relay_call(
+            self.node.relay.add_ice_candidate(relay_peer_id(self.peer_id, purpose), candidate)
+        )
+
+    async def _on_start_lesson(self, msg: Message) -> None:
+        await self.node.hub.set_state(self.lesson_id, "live")
+
+    async def _on_end_lesson(self, msg: Message) -> None:
+        await self.node.hub.set_state(self.lesson_id, "ended")
+
+    async def _on_raise_hand(self, msg: Message) -> None:
+        await self._set_hand(True)
+
+    async def _on_lower_hand(self, msg: Message) -> None:
+        await self._set_hand(False)
+
+    async def _set_hand(self, raised: bool) -> None:
+        self.presence.hand = raised
+        await self.node.hub.update_presence(self)
+        await self.node.hub.store.publish(
+            self.lesson_id, {"type": "hand", "peer_id": self.peer_id, "raised": raised}
+        )
+
+    # media state from the relay -------------------------------------------------------
+    async def media_state_changed(self, state: str) -> None:
+        if self.presence.media_state == state:
+            return
+        self.presence.media_state = state
+        try:
+            await self.node.hub.update_presence(self)
+        except StoreUnavailable:
+            pass
+
+    async def close(self) -> None:
+        if self.claims is None:
+            return
+        claims, self.claims = self.claims, None
+        for purpose in list(self.media):
+            rid = relay_peer_id(self.peer_id, purpose)
+            self.node.sessions_by_relay_id.pop(rid, None)
+            try:
+                await self.node.relay.remove_peer(rid)
+            except Exception:  # noqa: BLE001
+                logger.exception("relay cleanup failed", extra={"peer": rid})
+        self.media.clear()
+        await self.node.hub.leave(self)
+        logger.info("bye", extra={"peer": self.peer_id, "role": claims.role.value,
+                                  "lesson": self.lesson_id})

@@ -1,0 +1,222 @@
+"""Lesson state and fan-out of lesson events to this node's sockets.
+
+Every state change goes through the store: it is saved, then announced on the lesson's
+event channel. Every node (this one included) hears the announcement and tells its own
+sockets. So two nodes on one Redis show the same lesson, and a node never trusts what
+only it has seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from . import metrics
+from .errors import ClassroomError, ErrorCode
+from .store import LessonRecord, PresenceRecord, Store, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+class LocalPeer(Protocol):
+    """What the hub needs of a connected socket (``handlers.Session``)."""
+
+    peer_id: str
+    lesson_id: str
+    presence: PresenceRecord
+
+    async def send(self, message: dict[str, Any]) -> None: ...
+
+
+class LessonHub:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        roster_poll: float = 5.0,
+        on_lesson_ended: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self.store = store
+        self.roster_poll = roster_poll
+        self._on_lesson_ended = on_lesson_ended
+        self._peers: dict[str, dict[str, LocalPeer]] = {}  # lesson -> peer_id -> peer
+        self._last_roster: dict[str, list[dict[str, Any]]] = {}
+        self._live: set[str] = set()
+        self._roster_dirty: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake_roster = asyncio.Event()
+        metrics.LESSONS_ACTIVE.set_function(lambda: len(self._live))
+
+    async def start(self) -> None:
+        await self.store.start(self._on_event)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._refresh_presence_loop()),
+            loop.create_task(self._roster_loop()),
+        ]
+        try:
+            for lesson in await self.store.list_lessons():
+                if lesson.state == "live":
+                    self._live.add(lesson.id)
+        except StoreUnavailable:
+            logger.warning("store unavailable at start; lesson gauge starts empty")
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.store.close()
+
+    # lessons --------------------------------------------------------------------------
+    async def ensure_lesson(self, lesson_id: str, **fields: Any) -> LessonRecord:
+        """The lesson, created in ``waiting`` if a valid token names one not yet known."""
+        lesson = await self.store.get_lesson(lesson_id)
+        if lesson is None:
+            await self.store.create_lesson(LessonRecord(id=lesson_id, **fields))
+            lesson = await self.store.get_lesson(lesson_id)
+        assert lesson is not None
+        return lesson
+
+    async def get_lesson(self, lesson_id: str) -> LessonRecord:
+        lesson = await self.store.get_lesson(lesson_id)
+        if lesson is None:
+            raise ClassroomError(ErrorCode.LESSON_NOT_FOUND, f"no lesson {lesson_id!r}")
+        return lesson
+
+    async def set_state(self, lesson_id: str, state: str) -> LessonRecord:
+        lesson = await self.get_lesson(lesson_id)
+        if lesson.state == state:
+            return lesson
+        now = time.time()
+        if state == "live":
+            lesson.started_at = now
+            lesson.ended_at = None
+        elif state == "ended":
+            if lesson.state == "waiting":
+                raise ClassroomError(ErrorCode.LESSON_NOT_LIVE, "the lesson has not started")
+            lesson.ended_at = now
+        lesson.state = state
+        await self.store.save_lesson(lesson)
+        await self.store.publish(
+            lesson_id, {"type": "lesson", "lesson_state": state, "lesson_info": lesson.to_json()}
+        )
+        logger.info("lesson state", extra={"lesson": lesson_id, "state": state})
+        return lesson
+
+    # presence -------------------------------------------------------------------------
+    async def join(self, peer: LocalPeer) -> None:
+        self._peers.setdefault(peer.lesson_id, {})[peer.peer_id] = peer
+        await self.store.put_presence(peer.presence)
+        await self.roster_changed(peer.lesson_id)
+
+    async def leave(self, peer: LocalPeer) -> None:
+        peers = self._peers.get(peer.lesson_id)
+        if peers is not None:
+            peers.pop(peer.peer_id, None)
+            if not peers:
+                del self._peers[peer.lesson_id]
+                self._last_roster.pop(peer.lesson_id, None)
+        try:
+            await self.store.remove_presence(peer.lesson_id, peer.peer_id)
+            await self.roster_changed(peer.lesson_id)
+        except StoreUnavailable:
+            logger.warning("store unavailable; %s expires by TTL", peer.peer_id)
+
+    async def update_presence(self, peer: LocalPeer) -> None:
+        await self.store.put_presence(peer.presence)
+        await self.roster_changed(peer.lesson_id)
+
+    async def roster_changed(self, lesson_id: str) -> None:
+        await self.store.publish(lesson_id, {"type": "roster-changed"})
+
+    async def roster(self, lesson_id: str) -> list[dict[str, Any]]:
+        return [r.public() for r in await self.store.roster(lesson_id)]
+
+    def local_peers(self, lesson_id: str) -> list[LocalPeer]:
+        return list(self._peers.get(lesson_id, {}).values())
+
+    # events ---------------------------------------------------------------------------
+    async def _on_event(self, lesson_id: str, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "roster-changed":
+            # Coalesce bursts: the roster loop sends one fresh roster per lesson.
+            self._roster_dirty.add(lesson_id)
+            self._wake_roster.set()
+            return
+        if kind == "lesson":
+            state = event.get("lesson_state")
+            if state == "live":
+                self._live.add(lesson_id)
+            else:
+                self._live.discard(lesson_id)
+            if state == "ended" and self._on_lesson_ended is not None:
+                await self._on_lesson_ended(lesson_id)
+        await self.broadcast(lesson_id, event)
+
+    async def broadcast(self, lesson_id: str, message: dict[str, Any]) -> None:
+        peers = self.local_peers(lesson_id)
+        if peers:
+            await asyncio.gather(*(p.send(message) for p in peers), return_exceptions=True)
+
+    async def _send_roster(self, lesson_id: str, force: bool = False) -> None:
+        if lesson_id not in self._peers:
+            return
+        roster = await self.roster(lesson_id)
+        if force or roster != self._last_roster.get(lesson_id):
+            self._last_roster[lesson_id] = roster
+            await self.broadcast(lesson_id, {"type": "roster", "peers": roster})
+
+    async def _roster_loop(self) -> None:
+        """Send rosters that changed; a periodic pass catches peers expired by TTL."""
+        next_poll = time.monotonic() + self.roster_poll
+        while True:
+            timeout = max(0.0, next_poll - time.monotonic())
+            try:
+                await asyncio.wait_for(self._wake_roster.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            self._wake_roster.clear()
+            if time.monotonic() >= next_poll:
+                lessons = set(self._peers)
+                next_poll = time.monotonic() + self.roster_poll
+            else:
+                lessons = set()
+            lessons |= self._roster_dirty
+            self._roster_dirty.clear()
+            for lesson_id in lessons:
+                try:
+                    await self._send_roster(lesson_id)
+                except StoreUnavailable:
+                    break
+                except Exception:  # noqa: BLE001
+                    logger.exception("roster update failed", extra={"lesson": lesson_id})
+
+    async def _refresh_presence_loop(self) -> None:
+        """Keep this node's peers alive in the store; a dead node's peers expire."""
+        interval = max(0.5, self.store.presence_ttl / 3)
+        was_up = True
+        while True:
+            await asyncio.sleep(interval)
+            up = await self.store.ping()
+            metrics.STORE_UP.set(1 if up else 0)
+            if not up:
+                if was_up:
+                    logger.warning("store unreachable; presence refresh paused")
+                was_up = False
+                continue
+            for peers in list(self._peers.values()):
+                for peer in list(peers.values()):
+                    try:
+                        await self.store.put_presence(peer.presence)
+                    except StoreUnavailable:
+                        break
+            if not was_up:
+                logger.info("store reachable again; rosters resent")
+                for lesson_id in list(self._peers):
+                    self._roster_dirty.add(lesson_id)
+                self._wake_roster.set()
+            was_up = True

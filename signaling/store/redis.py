@@ -1,0 +1,164 @@
+"""Redis store: several signaling nodes share lessons.
+
+Keys (prefix ``classroom:``):
+  ``lesson:{id}``            JSON of the lesson record
+  ``lessons``                ZSET of lesson ids by creation time
+  ``peers:{lesson}``         SET of peer ids that may be present
+  ``peer:{lesson}:{peer}``   JSON presence record with a TTL (Redis expires it)
+  ``events:{lesson}``        pub/sub channel of lesson events (all nodes PSUBSCRIBE)
+A node that dies stops refreshing its peers' keys, so they vanish after the TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .base import LessonEventHandler, LessonRecord, PresenceRecord, Store, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "classroom:"
+EVENT_PATTERN = PREFIX + "events:*"
+
+
+def _k(*parts: str) -> str:
+    return PREFIX + ":".join(parts)
+
+
+class RedisStore(Store):
+    def __init__(self, url: str, *, presence_ttl: float = 30.0) -> None:
+        self.url = url
+        self.presence_ttl = presence_ttl
+        self._redis = aioredis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=10,
+        )
+        self._listener: asyncio.Task[None] | None = None
+        self.pubsub_connected = asyncio.Event()
+
+    async def start(self, on_event: LessonEventHandler) -> None:
+        self._listener = asyncio.get_running_loop().create_task(self._listen(on_event))
+
+    async def _listen(self, on_event: LessonEventHandler) -> None:
+        """Hear every lesson's events; survive Redis going away and coming back."""
+        backoff = 0.2
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe(EVENT_PATTERN)
+                self.pubsub_connected.set()
+                backoff = 0.2
+                while True:
+                    msg = await pubsub.get_message(timeout=1.0)
+                    if msg is None or msg.get("type") != "pmessage":
+                        continue
+                    lesson_id = msg["channel"][len(PREFIX + "events:") :]
+                    try:
+                        event = json.loads(msg["data"])
+                    except ValueError:
+                        logger.warning("dropping malformed lesson event on %s", msg["channel"])
+                        continue
+                    try:
+                        await on_event(lesson_id, event)
+                    except Exception:  # noqa: BLE001
+                        logger.exception("lesson event handler failed")
+            except asyncio.CancelledError:
+                await _quiet_close(pubsub)
+                raise
+            except (RedisError, OSError) as exc:
+                self.pubsub_connected.clear()
+                logger.warning("redis pub/sub lost (%s); retrying in %.1fs", exc, backoff)
+                await _quiet_close(pubsub)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        try:
+            await self._redis.aclose()
+        except (RedisError, OSError):
+            pass
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self._redis.ping(), timeout=2))
+        except (RedisError, OSError, asyncio.TimeoutError):
+            return False
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc.__class__.__name__}") from exc
+
+    async def create_lesson(self, lesson: LessonRecord) -> bool:
+        created = await self._call(
+            self._redis.set(_k("lesson", lesson.id), json.dumps(lesson.to_json()), nx=True)
+        )
+        if created:
+            await self._call(self._redis.zadd(_k("lessons"), {lesson.id: lesson.created_at}))
+        return bool(created)
+
+    async def get_lesson(self, lesson_id: str) -> LessonRecord | None:
+        raw = await self._call(self._redis.get(_k("lesson", lesson_id)))
+        return LessonRecord.from_json(json.loads(raw)) if raw else None
+
+    async def save_lesson(self, lesson: LessonRecord) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(_k("lesson", lesson.id), json.dumps(lesson.to_json()))
+            pipe.zadd(_k("lessons"), {lesson.id: lesson.created_at})
+            await self._call(pipe.execute())
+
+    async def list_lessons(self) -> list[LessonRecord]:
+        ids = await self._call(self._redis.zrange(_k("lessons"), 0, -1))
+        if not ids:
+            return []
+        raws = await self._call(self._redis.mget([_k("lesson", i) for i in ids]))
+        return [LessonRecord.from_json(json.loads(r)) for r in raws if r]
+
+    async def put_presence(self, record: PresenceRecord) -> None:
+        ttl_ms = max(1, int(self.presence_ttl * 1000))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(_k("peer", record.lesson, record.peer_id), json.dumps(record.to_json()),
+                     px=ttl_ms)
+            pipe.sadd(_k("peers", record.lesson), record.peer_id)
+            await self._call(pipe.execute())
+
+    async def remove_presence(self, lesson_id: str, peer_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(_k("peer", lesson_id, peer_id))
+            pipe.srem(_k("peers", lesson_id), peer_id)
+            await self._call(pipe.execute())
+
+    async def roster(self, lesson_id: str) -> list[PresenceRecord]:
+        ids = sorted(await self._call(self._redis.smembers(_k("peers", lesson_id))))
+        if not ids:
+            return []
+        raws = await self._call(self._redis.mget([_k("peer", lesson_id, i) for i in ids]))
+        gone = [i for i, raw in zip(ids, raws) if raw is None]
+        if gone:
+            await self._call(self._redis.srem(_k("peers", lesson_id), *gone))
+        records = [PresenceRecord.from_json(json.loads(r)) for r in raws if r]
+        return sorted(records, key=lambda r: r.joined_at)
+
+    async def publish(self, lesson_id: str, event: dict[str, Any]) -> None:
+        await self._call(self._redis.publish(_k("events", lesson_id), json.dumps(event)))
+
+
+async def _quiet_close(pubsub: Any) -> None:
+    try:
+        await pubsub.aclose()
+    except (RedisError, OSError, RuntimeError):
+        pass
