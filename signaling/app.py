@@ -123,8 +123,10 @@ async def readyz(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     up = await node.store.ping()
     metrics.STORE_UP.set(1 if up else 0)
+    events = node.store.events_connected
     backend = "redis" if node.config.redis_url else "memory"
-    body = {"ok": up, "store": backend}
+    body = {"ok": up and events, "store": backend, "store_reachable": up, "events": events}
+    up = up and events
     return web.json_response(body, status=200 if up else 503)
 
 

@@ -67,7 +67,10 @@ class LessonHub:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=3)
+            for task in stuck:
+                logger.warning("hub task ignored cancellation", extra={"task": task.get_name()})
         self._tasks = []
         await self.store.close()
 
@@ -88,7 +91,9 @@ class LessonHub:
         return lesson
 
     async def set_state(self, lesson_id: str, state: str) -> LessonRecord:
-        lesson = await self.get_lesson(lesson_id)
+        # ensure_lesson, not get_lesson: a Redis that lost its data (restart without
+        # persistence) must not strand a teacher whose token names this lesson.
+        lesson = await self.ensure_lesson(lesson_id)
         if lesson.state == state:
             return lesson
         now = time.time()
@@ -142,6 +147,9 @@ class LessonHub:
     # events ---------------------------------------------------------------------------
     async def _on_event(self, lesson_id: str, event: dict[str, Any]) -> None:
         kind = event.get("type")
+        if kind == "resync":
+            await self._resync()
+            return
         if kind == "roster-changed":
             # Coalesce bursts: the roster loop sends one fresh roster per lesson.
             self._roster_dirty.add(lesson_id)
@@ -156,6 +164,21 @@ class LessonHub:
             if state == "ended" and self._on_lesson_ended is not None:
                 await self._on_lesson_ended(lesson_id)
         await self.broadcast(lesson_id, event)
+
+    async def _resync(self) -> None:
+        """Resend every local lesson's state and roster from the store (after an outage)."""
+        for lesson_id in list(self._peers):
+            lesson = await self.store.get_lesson(lesson_id)
+            if lesson is None:
+                continue
+            if lesson.state == "live":
+                self._live.add(lesson_id)
+            else:
+                self._live.discard(lesson_id)
+            await self.broadcast(lesson_id, {"type": "lesson", "lesson_state": lesson.state,
+                                             "lesson_info": lesson.to_json()})
+            self._roster_dirty.add(lesson_id)
+        self._wake_roster.set()
 
     async def broadcast(self, lesson_id: str, message: dict[str, Any]) -> None:
         peers = self.local_peers(lesson_id)
@@ -175,9 +198,12 @@ class LessonHub:
         next_poll = time.monotonic() + self.roster_poll
         while True:
             timeout = max(0.0, next_poll - time.monotonic())
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+            # that races with the event, and this loop would outlive close().
             try:
-                await asyncio.wait_for(self._wake_roster.wait(), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):
+                    await self._wake_roster.wait()
+            except TimeoutError:
                 pass
             self._wake_roster.clear()
             if time.monotonic() >= next_poll:

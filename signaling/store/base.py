@@ -86,6 +86,15 @@ class Store(abc.ABC):
     async def ping(self) -> bool:
         """True when the backend answers (``/readyz``)."""
 
+    @property
+    def events_connected(self) -> bool:
+        """True while lesson events are being heard (Redis: the pub/sub link is up).
+
+        After a reconnect the backend delivers ``("*", {"type": "resync"})``: events
+        published meanwhile are lost, so listeners resend what the store holds.
+        """
+        return True
+
     # lessons
     @abc.abstractmethod
     async def create_lesson(self, lesson: LessonRecord) -> bool:

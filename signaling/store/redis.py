@@ -43,6 +43,7 @@ class RedisStore(Store):
             health_check_interval=10,
         )
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False
         self.pubsub_connected = asyncio.Event()
 
     async def start(self, on_event: LessonEventHandler) -> None:
@@ -51,13 +52,19 @@ class RedisStore(Store):
     async def _listen(self, on_event: LessonEventHandler) -> None:
         """Hear every lesson's events; survive Redis going away and coming back."""
         backoff = 0.2
-        while True:
+        reconnecting = False
+        while not self._closing:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(EVENT_PATTERN)
+                if reconnecting:
+                    # Events published while we were away are lost (pub/sub keeps none):
+                    # tell the hub to resend what it holds from the stored state.
+                    await on_event("*", {"type": "resync"})
                 self.pubsub_connected.set()
                 backoff = 0.2
-                while True:
+                reconnecting = True
+                while not self._closing:
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is None or msg.get("type") != "pmessage":
                         continue
@@ -71,6 +78,7 @@ class RedisStore(Store):
                         await on_event(lesson_id, event)
                     except Exception:  # noqa: BLE001
                         logger.exception("lesson event handler failed")
+                await _quiet_close(pubsub)
             except asyncio.CancelledError:
                 await _quiet_close(pubsub)
                 raise
@@ -79,21 +87,30 @@ class RedisStore(Store):
                 logger.warning("redis pub/sub lost (%s); retrying in %.1fs", exc, backoff)
                 await _quiet_close(pubsub)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, 2.0)
 
     async def close(self) -> None:
         if self._listener is not None:
+            self._closing = True
+            # redis-py can swallow a cancellation that lands inside a read; the loop
+            # checks _closing each second, and we never wait on it for long.
             self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
+            await asyncio.wait([self._listener], timeout=3)
             self._listener = None
         try:
-            await self._redis.aclose()
-        except (RedisError, OSError):
+            async with asyncio.timeout(3):
+                await self._redis.aclose()
+        except (RedisError, OSError, TimeoutError):
             pass
+
+    @property
+    def events_connected(self) -> bool:
+        return self.pubsub_connected.is_set()
 
     async def ping(self) -> bool:
         try:
-            return bool(await asyncio.wait_for(self._redis.ping(), timeout=2))
+            async with asyncio.timeout(2):
+                return bool(await self._redis.ping())
         except (RedisError, OSError, asyncio.TimeoutError):
             return False
 
