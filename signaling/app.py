@@ -17,7 +17,8 @@ from .config import Config
 from .errors import ClassroomError, ErrorCode
 from .handlers import Session
 from .lessons import LessonHub
-from .protocol import MAX_MESSAGE_BYTES
+from .features import Feature
+from .protocol import MAX_MESSAGE_BYTES, SCHEMAS, MessageSpec
 from .store import open_store
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ NODE_KEY: web.AppKey[Node] = web.AppKey("node")
 class Node:
     """Everything one signaling/relay process holds, with one lifetime."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, features: list[Feature] | None = None) -> None:
         self.config = config
         self.store = open_store(config.redis_url, presence_ttl=config.presence_ttl)
         self.hub = LessonHub(
@@ -48,14 +49,27 @@ class Node:
         self.sessions: set[Session] = set()
         self._publishers: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        self.features: list[Feature] = list(features or [])
+        self.schemas: dict[str, MessageSpec] = dict(SCHEMAS)
+        self.feature_for: dict[str, Feature] = {}
+        for feature in self.features:
+            for msg_type, spec in feature.schemas.items():
+                if msg_type in self.schemas:
+                    raise ValueError(f"message type {msg_type!r} defined twice")
+                self.schemas[msg_type] = spec
+                self.feature_for[msg_type] = feature
 
     async def start(self) -> None:
         await self.hub.start()
+        for feature in self.features:
+            await feature.start(self)
 
     async def close(self) -> None:
         for session in list(self.sessions):
             await session.ws.close(code=1001, message=b"server shutting down")
         await self.relay.close()
+        for feature in reversed(self.features):
+            await feature.close()
         await self.hub.close()
         for task in list(self._background):
             task.cancel()
@@ -157,9 +171,14 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return web.json_response({"error": err.to_json()}, status=500)
 
 
-def build_app(config: Config) -> web.Application:
+def default_features(config: Config) -> list[Feature]:
+    """The features every node runs (each issue's capability registers here)."""
+    return []
+
+
+def build_app(config: Config, features: list[Feature] | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=256 * 1024)
-    node = Node(config)
+    node = Node(config, default_features(config) if features is None else features)
     app[NODE_KEY] = node
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -173,6 +192,8 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     api.add_routes(app, NODE_KEY)
+    for feature in node.features:
+        feature.add_routes(app, NODE_KEY)
     try:
         from classroom_web.routes import add_routes as add_pages
     except ImportError:  # pages not built yet

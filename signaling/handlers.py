@@ -107,7 +107,7 @@ class Session:
             return True
         ref = None
         try:
-            msg = parse_frame(raw)
+            msg = parse_frame(raw, self.node.schemas)
             ref = msg.type
             metrics.MESSAGES.labels(type=msg.type).inc()
             await self._dispatch(msg)
@@ -132,9 +132,13 @@ class Session:
             return
         if self.claims is None:
             raise ClassroomError(ErrorCode.NOT_AUTHENTICATED, "send hello first")
-        check_role(msg, self.claims.role)
+        check_role(msg, self.claims.role, self.node.schemas)
         if time.time() > self.claims.exp + 5:
             raise ClassroomError(ErrorCode.TOKEN_EXPIRED, "token has expired; reload the page")
+        feature = self.node.feature_for.get(msg.type)
+        if feature is not None:
+            await feature.handle(self, msg)
+            return
         handler = getattr(self, "_on_" + msg.type.replace("-", "_"))
         await handler(msg)
 
@@ -164,8 +168,12 @@ class Session:
         )
         await hub.join(self)
         cfg = self.node.config
+        extra: dict[str, Any] = {}
+        for feature in self.node.features:
+            extra.update(await feature.welcome(self))
         await self.send(
             {
+                **extra,
                 "type": "welcome",
                 "peer_id": self.peer_id,
                 "role": claims.role.value,

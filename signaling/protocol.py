@@ -79,8 +79,9 @@ class Message:
         return self.data.get(name, default)
 
 
-def parse_frame(raw: str | bytes) -> Message:
+def parse_frame(raw: str | bytes, schemas: dict[str, MessageSpec] | None = None) -> Message:
     """Turn one text frame into a schema-checked :class:`Message` (role not yet checked)."""
+    schemas = SCHEMAS if schemas is None else schemas
     if len(raw) > MAX_MESSAGE_BYTES:
         raise ClassroomError(ErrorCode.TOO_LARGE, f"message over {MAX_MESSAGE_BYTES} bytes")
     try:
@@ -92,7 +93,7 @@ def parse_frame(raw: str | bytes) -> Message:
     msg_type = data.get("type")
     if not isinstance(msg_type, str):
         raise ClassroomError(ErrorCode.BAD_MESSAGE, "message has no string 'type'")
-    spec = SCHEMAS.get(msg_type)
+    spec = schemas.get(msg_type)
     if spec is None:
         raise ClassroomError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {msg_type[:40]!r}")
     clean: dict[str, Any] = {}
@@ -115,9 +116,11 @@ def parse_frame(raw: str | bytes) -> Message:
     return Message(msg_type, clean)
 
 
-def check_role(message: Message, role: Role) -> None:
+def check_role(message: Message, role: Role, schemas: dict[str, MessageSpec] | None = None
+               ) -> None:
     """Refuse a message the sender's role may not send."""
-    if role not in SCHEMAS[message.type].roles:
+    schemas = SCHEMAS if schemas is None else schemas
+    if role not in schemas[message.type].roles:
         raise ClassroomError(
             ErrorCode.FORBIDDEN, f"role {role.value} may not send {message.type}"
         )
