@@ -15,9 +15,9 @@ from media_relay import Relay, RelayConfig, RelayError
 from . import api, metrics
 from .config import Config
 from .errors import ClassroomError, ErrorCode
+from .features import Feature
 from .handlers import Session
 from .lessons import LessonHub
-from .features import Feature
 from .protocol import MAX_MESSAGE_BYTES, SCHEMAS, MessageSpec
 from .store import open_store
 
@@ -165,7 +165,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
                 {"error": {"code": code.value, "message": exc.reason}}, status=exc.status
             )
         raise
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("request failed", extra={"path": request.path})
         err = ClassroomError(ErrorCode.INTERNAL, "internal error")
         return web.json_response({"error": err.to_json()}, status=500)

@@ -49,6 +49,7 @@ class Session:
         self.bucket = TokenBucket(cfg.messages_per_second, cfg.message_burst)
         self.violations = 0
         self._send_lock = asyncio.Lock()
+        self._closed = False
 
     # transport ------------------------------------------------------------------------
     async def send(self, message: dict[str, Any]) -> None:
@@ -113,14 +114,16 @@ class Session:
             await self._dispatch(msg)
         except ClassroomError as err:
             await self.send_error(err, ref)
-            if err.code in _FATAL or (err.code == ErrorCode.STORE_UNAVAILABLE and not self.claims):
-                await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=err.code.value.encode())
+            if err.code in _FATAL:
+                await self.ws.close(
+                    code=WSCloseCode.POLICY_VIOLATION, message=err.code.value.encode()
+                )
                 return False
         except StoreUnavailable:
             await self.send_error(
                 ClassroomError(ErrorCode.STORE_UNAVAILABLE, "lesson store unavailable, retry"), ref
             )
-        except Exception:  # noqa: BLE001 - never a traceback to the client
+        except Exception:
             logger.exception("handler failed", extra={"peer": self.peer_id, "type": ref})
             await self.send_error(ClassroomError(ErrorCode.INTERNAL, "internal error"), ref)
         return True
@@ -155,7 +158,6 @@ class Session:
             **({"teacher": claims.name, "school": claims.school}
                if claims.role == Role.TEACHER else {}),
         )
-        self.claims = claims
         self.lesson_id = lesson_id
         self.peer_id = f"{claims.role.value}-{uuid.uuid4().hex[:10]}"
         self.presence = PresenceRecord(
@@ -167,6 +169,7 @@ class Session:
             node=self.node.config.node_id,
         )
         await hub.join(self)
+        self.claims = claims  # only now: a hello that failed on the store may be retried
         cfg = self.node.config
         extra: dict[str, Any] = {}
         for feature in self.node.features:
@@ -261,17 +264,19 @@ class Session:
             pass
 
     async def close(self) -> None:
-        if self.claims is None:
+        """Release media and presence once; also after a hello that failed half-way."""
+        if not self.peer_id or self._closed:
             return
-        claims, self.claims = self.claims, None
+        self._closed = True
+        self.claims = None
         for purpose in list(self.media):
             rid = relay_peer_id(self.peer_id, purpose)
             self.node.sessions_by_relay_id.pop(rid, None)
             try:
                 await self.node.relay.remove_peer(rid)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.exception("relay cleanup failed", extra={"peer": rid})
         self.media.clear()
         await self.node.hub.leave(self)
-        logger.info("bye", extra={"peer": self.peer_id, "role": claims.role.value,
+        logger.info("bye", extra={"peer": self.peer_id, "role": self.presence.role,
                                   "lesson": self.lesson_id})

@@ -114,8 +114,8 @@ class LessonHub:
 
     # presence -------------------------------------------------------------------------
     async def join(self, peer: LocalPeer) -> None:
-        self._peers.setdefault(peer.lesson_id, {})[peer.peer_id] = peer
         await self.store.put_presence(peer.presence)
+        self._peers.setdefault(peer.lesson_id, {})[peer.peer_id] = peer
         await self.roster_changed(peer.lesson_id)
 
     async def leave(self, peer: LocalPeer) -> None:
@@ -218,7 +218,7 @@ class LessonHub:
                     await self._send_roster(lesson_id)
                 except StoreUnavailable:
                     break
-                except Exception:  # noqa: BLE001
+                except Exception:
                     logger.exception("roster update failed", extra={"lesson": lesson_id})
 
     async def _refresh_presence_loop(self) -> None:

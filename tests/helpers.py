@@ -88,7 +88,10 @@ class RunningServer:
         await self.runner.cleanup()
 
 
-async def start_server(secret: str = "test-secret-0123456789abcdef-0123456789", **config: Any) -> RunningServer:
+TEST_SECRET = "test-secret-0123456789abcdef-0123456789"
+
+
+async def start_server(secret: str = TEST_SECRET, **config: Any) -> RunningServer:
     from signaling.app import build_app
     from signaling.config import Config
 

@@ -31,7 +31,7 @@ class MemoryStore(Store):
             lesson_id, event = await self._events.get()
             try:
                 await on_event(lesson_id, event)
-            except Exception:  # noqa: BLE001 - logged by the handler's owner
+            except Exception:
                 logger.exception("lesson event handler failed")
 
     async def close(self) -> None:

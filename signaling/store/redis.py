@@ -76,7 +76,7 @@ class RedisStore(Store):
                         continue
                     try:
                         await on_event(lesson_id, event)
-                    except Exception:  # noqa: BLE001
+                    except Exception:
                         logger.exception("lesson event handler failed")
                 await _quiet_close(pubsub)
             except asyncio.CancelledError:
@@ -111,7 +111,7 @@ class RedisStore(Store):
         try:
             async with asyncio.timeout(2):
                 return bool(await self._redis.ping())
-        except (RedisError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, RedisError, OSError):
             return False
 
     async def _call(self, coro: Any) -> Any:
@@ -164,7 +164,7 @@ class RedisStore(Store):
         if not ids:
             return []
         raws = await self._call(self._redis.mget([_k("peer", lesson_id, i) for i in ids]))
-        gone = [i for i, raw in zip(ids, raws) if raw is None]
+        gone = [i for i, raw in zip(ids, raws, strict=True) if raw is None]
         if gone:
             await self._call(self._redis.srem(_k("peers", lesson_id), *gone))
         records = [PresenceRecord.from_json(json.loads(r)) for r in raws if r]

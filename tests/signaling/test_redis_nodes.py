@@ -1,6 +1,5 @@
 """Two signaling processes on one Redis share a lesson; Redis outages are survived."""
 
-import asyncio
 
 import aiohttp
 import pytest

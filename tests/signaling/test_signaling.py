@@ -8,7 +8,7 @@ import pytest
 
 from classroom_client import ClassroomClient, ProtocolError
 from signaling.auth import mint_token
-from tests.helpers import eventually, start_server
+from tests.helpers import start_server
 
 
 @pytest.fixture
@@ -104,23 +104,21 @@ async def test_sdp_that_is_not_sdp_is_refused(server):
 
 
 async def test_message_before_hello_and_hello_timeout(server):
-    async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(server.base_url + "/ws") as ws:
-            await ws.send_str('{"type": "start-lesson"}')
-            reply = json.loads((await ws.receive(timeout=5)).data)
-            assert reply["code"] == "not_authenticated"
-            msg = await ws.receive(timeout=5)  # hello_timeout=1s closes the socket
-            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-            assert ws.close_code == 1008
+    async with aiohttp.ClientSession() as http, http.ws_connect(server.base_url + "/ws") as ws:
+        await ws.send_str('{"type": "start-lesson"}')
+        reply = json.loads((await ws.receive(timeout=5)).data)
+        assert reply["code"] == "not_authenticated"
+        msg = await ws.receive(timeout=5)  # hello_timeout=1s closes the socket
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert ws.close_code == 1008
 
 
 async def test_oversize_frame_is_refused_and_server_lives(server):
-    async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(server.base_url + "/ws") as ws:
-            await ws.send_str(json.dumps({"type": "hello", "token": "x" * 200_000}))
-            msg = await ws.receive(timeout=5)
-            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-            assert ws.close_code == 1009
+    async with aiohttp.ClientSession() as http, http.ws_connect(server.base_url + "/ws") as ws:
+        await ws.send_str(json.dumps({"type": "hello", "token": "x" * 200_000}))
+        msg = await ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert ws.close_code == 1009
     client = await connect(server, "classroom")  # the server is still fine
     await client.close()
 
