@@ -1,0 +1,72 @@
+"""Relay configuration and the one error type the relay raises to its callers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiortc import RTCConfiguration, RTCIceServer
+
+
+@dataclass
+class RelayConfig:
+    """Everything the relay can be tuned with; every field has a working default.
+
+    ``ice_servers`` is empty by default: no public STUN server is ever contacted unless
+    configured (host candidates only).
+    """
+
+    ice_servers: list[dict] = field(default_factory=list)
+    """``[{"urls": "stun:...", "username": ..., "credential": ...}]`` (STUN/TURN)."""
+    video_bitrate: int = 1_000_000
+    """Target bitrate of the rendition up to 640x480 (bit/s)."""
+    video_bitrate_hd: int = 1_500_000
+    """Target bitrate when the rendition is taller than 480 lines (bit/s)."""
+    max_width: int = 1280
+    max_height: int = 720
+    keyframe_interval: float = 2.0
+    """Seconds between periodic keyframes (bounds recovery after loss)."""
+    keyframe_min_gap: float = 0.3
+    """Requested keyframes (join, PLI/FIR, overflow) are at least this far apart."""
+    encoder_cpu_used: int = 8
+    """libvpx speed (realtime deadline): higher is faster and coarser."""
+    max_intra_rate: int = 300
+    """libvpx cap on a keyframe's size, in % of an average frame (smaller bursts)."""
+    encoder_threads: int = 0
+    """libvpx threads; 0 picks 1 below 640x480 and 2 above."""
+    video_queue_frames: int = 20
+    """Per-subscriber video queue bound (frames); overflow flushes to the next keyframe."""
+    audio_queue_packets: int = 25
+    """Per-subscriber audio queue bound (20 ms packets); overflow drops the oldest."""
+    media_timeout: float = 2.0
+    """No media from the publisher for this long reports ``on_publisher(lesson, False)``."""
+    connect_timeout: float = 30.0
+    """A peer that is not connected this long after its answer is closed."""
+    max_sdp_bytes: int = 65536
+
+    def rtc_configuration(self) -> RTCConfiguration:
+        servers = []
+        for server in self.ice_servers:
+            servers.append(
+                RTCIceServer(
+                    urls=server["urls"],
+                    username=server.get("username"),
+                    credential=server.get("credential"),
+                )
+            )
+        return RTCConfiguration(iceServers=servers)
+
+
+class RelayError(Exception):
+    """An offer or candidate the relay refuses, or media it could not set up.
+
+    ``reason`` is ``"bad_sdp"`` (offer unparsable, not an offer, wrong media, bad
+    candidate) or ``"media_failed"`` (the peer connection could not be set up).
+    """
+
+    BAD_SDP = "bad_sdp"
+    MEDIA_FAILED = "media_failed"
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(f"{reason}: {message}" if message else reason)
+        self.reason = reason
+        self.message = message

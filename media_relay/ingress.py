@@ -1,0 +1,117 @@
+"""Taps on aiortc's RTCRtpReceiver: encoded frames are seen before the decoder.
+
+aiortc assembles RTP packets into encoded frames (jitter buffer) and puts
+``(codec, encoded_frame)`` into a ``queue.Queue`` read by a decoder thread. That queue is
+created in ``RTCRtpReceiver.__init__`` and handed to the thread only in ``receive()``,
+which runs after the remote description is applied, so it can be replaced in between.
+``TapQueue.put`` runs in the event loop thread (inside ``_handle_rtp_packet``): the tap
+sees every encoded frame, and only what should be decoded reaches the decoder.
+
+The receivers' jitter buffers are replaced too: aiortc releases a frame only when the
+next frame's first packet arrives (audio even holds 4 frames back). A relay does not need
+that hold, the browser has its own jitter buffer: frames are released as soon as they are
+complete (video: the marker bit; audio: every packet), in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCRtpReceiver
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtp import RtpPacket
+from aiortc.utils import uint32_gt
+
+logger = logging.getLogger(__name__)
+
+Tap = Callable[[Any, JitterFrame], None]
+
+
+class TapQueue(queue.Queue):
+    """The decoder's input queue, with a tap on ``put``.
+
+    ``decode=False`` keeps everything from the decoder (audio is forwarded as received);
+    the stop sentinel ``None`` always passes so the decoder thread ends.
+    """
+
+    def __init__(self, tap: Tap, decode: bool) -> None:
+        super().__init__()
+        self._tap: Tap | None = tap
+        self._decode = decode
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:
+            super().put(None, block, timeout)
+            return
+        tap = self._tap
+        if tap is not None:
+            try:
+                tap(item[0], item[1])
+            except Exception:
+                logger.exception("ingress tap failed")
+        if self._decode:
+            super().put(item, block, timeout)
+
+    def detach(self) -> None:
+        self._tap = None
+
+
+class VideoFrameBuffer(JitterBuffer):
+    """aiortc's video jitter buffer, but a frame is released when its marker packet arrives."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=512, is_video=True)
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        packets: list[RtpPacket] = []
+        timestamp = None
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is None:
+                return None
+            if timestamp is None:
+                timestamp = packet.timestamp
+            elif packet.timestamp != timestamp:
+                # the previous frame's marker was lost: it is complete all the same
+                self.remove(count)
+                return JitterFrame(b"".join(p._data for p in packets), timestamp)  # type: ignore[attr-defined]
+            packets.append(packet)
+            if packet.marker:
+                self.remove(count + 1)
+                return JitterFrame(b"".join(p._data for p in packets), timestamp)  # type: ignore[attr-defined]
+        return None
+
+
+class AudioFrameBuffer:
+    """Every audio RTP packet is a frame: release it at once; drop late and repeated ones.
+
+    (aiortc's timestamp mapper takes any decrease for a wrap-around, so out-of-order
+    packets must not reach it.)
+    """
+
+    capacity = 16
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        if self._last is not None and not uint32_gt(packet.timestamp, self._last):
+            return False, None
+        self._last = packet.timestamp
+        return False, JitterFrame(packet._data, packet.timestamp)  # type: ignore[attr-defined]
+
+
+def install_tap(receiver: RTCRtpReceiver, tap: Tap, *, decode: bool) -> TapQueue:
+    """Put a tap in front of ``receiver``'s decoder; must run before ``receive()``."""
+    if receiver._RTCRtpReceiver__decoder_thread is not None:  # type: ignore[attr-defined]
+        raise RuntimeError("receiver already started: too late to tap it")
+    tap_queue = TapQueue(tap, decode)
+    receiver._RTCRtpReceiver__decoder_queue = tap_queue  # type: ignore[attr-defined]
+    kind = receiver._RTCRtpReceiver__kind  # type: ignore[attr-defined]
+    buffer = VideoFrameBuffer() if kind == "video" else AudioFrameBuffer()
+    receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
+    return tap_queue
+

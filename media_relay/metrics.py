@@ -1,0 +1,39 @@
+"""Prometheus metrics of the relay (default registry; names fixed by DESIGN.md)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+FORWARD_LATENCY = Histogram(
+    "classroom_relay_forward_latency_seconds",
+    "Time from a media frame's arrival in the relay to its hand-off to a subscriber's sender",
+    ["kind"],
+    buckets=(
+        0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02,
+        0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0,
+    ),
+)
+SUBSCRIBERS = Gauge(
+    "classroom_subscribers", "Subscribers attached to a rendition of the relay", ["tier"]
+)
+KEYFRAMES = Counter(
+    "classroom_relay_keyframes_total",
+    "Keyframes produced by the relay's encoders, by what caused them",
+    ["reason"],
+)
+FRAMES_DROPPED = Counter(
+    "classroom_relay_frames_dropped_total",
+    "Frames or packets the relay dropped (queue overflow, waiting for a keyframe, encoder busy)",
+    ["kind"],
+)
+ENCODE_SECONDS = Histogram(
+    "classroom_relay_encode_seconds",
+    "Time to encode one video frame of a rendition",
+    buckets=(0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1),
+)
+PUBLISHERS = Gauge("classroom_relay_publishers", "Publishers connected to the relay")
+
+LATENCY_AUDIO = FORWARD_LATENCY.labels(kind="audio")
+LATENCY_VIDEO = FORWARD_LATENCY.labels(kind="video")
+DROPPED_AUDIO = FRAMES_DROPPED.labels(kind="audio")
+DROPPED_VIDEO = FRAMES_DROPPED.labels(kind="video")

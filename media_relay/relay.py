@@ -1,0 +1,270 @@
+"""The relay: lessons, their publishers and subscribers, keyed by the ids signaling uses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from .config import RelayConfig, RelayError
+from .lesson import RelayLesson
+from .publisher import Publisher
+from .sdp import check_publish_offer, check_subscribe_offer, parse_candidate, preferred_codecs
+from .subscriber import Subscriber
+
+logger = logging.getLogger(__name__)
+
+PeerStateCallback = Callable[[str, str, str], None]
+PublisherCallback = Callable[[str, bool], None]
+
+_REPORTED_STATES = {"connecting", "connected", "disconnected", "failed", "closed"}
+
+
+def _check_id(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value or len(value) > 256:
+        raise ValueError(f"{name} must be a non-empty string")
+
+
+class Relay:
+    """Media relay for many lessons: one publisher and many subscribers per lesson.
+
+    ``on_peer_state(lesson_id, peer_id, state)`` reports a peer's connection state
+    (``connecting|connected|failed|closed``; aiortc has no ``disconnected``);
+    ``on_publisher(lesson_id, active)`` reports the teacher's media starting and stopping.
+    A peer whose connection fails or closes is removed with everything it held; a lesson
+    with no peer left is removed too (it is created again by the next publish/subscribe).
+    """
+
+    def __init__(self, config: RelayConfig | None = None, *,
+                 on_peer_state: PeerStateCallback | None = None,
+                 on_publisher: PublisherCallback | None = None) -> None:
+        self.config = config or RelayConfig()
+        self._on_peer_state = on_peer_state
+        self._on_publisher = on_publisher
+        self._lessons: dict[str, RelayLesson] = {}
+        self._peers: dict[str, Publisher | Subscriber] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._background: set[asyncio.Task] = set()
+        self._closed = False
+
+    # ---- public interface --------------------------------------------------------------
+    async def publish(self, lesson_id: str, peer_id: str, offer_sdp: str) -> str:
+        """Answer the teacher's offer (video + audio). Replaces the lesson's publisher."""
+        kinds = check_publish_offer(offer_sdp, self.config.max_sdp_bytes)
+        self._check_open(lesson_id, peer_id)
+        await self._drop_peer(peer_id, replaced=True)
+        lesson = self._lesson(lesson_id)
+        pc = RTCPeerConnection(self.config.rtc_configuration())
+        publisher = Publisher(lesson, peer_id, pc, lesson.next_source(), self._publisher_active)
+        self._register(peer_id, publisher)
+        for kind in kinds:
+            transceiver = pc.addTransceiver(kind, direction="recvonly")
+            if kind == "audio":
+                transceiver.setCodecPreferences(preferred_codecs("audio", ("opus",), sender=False))
+        await self._negotiate(publisher, offer_sdp)
+        publisher.install()
+        answer = await self._answer(publisher)
+        old, lesson.publisher = lesson.publisher, publisher
+        if old is not None:
+            await self._drop_peer(old.peer_id, only=old)
+        return answer
+
+    async def subscribe(self, lesson_id: str, peer_id: str, offer_sdp: str) -> str:
+        """Answer a classroom's recvonly offer (video and/or audio)."""
+        kinds = check_subscribe_offer(offer_sdp, self.config.max_sdp_bytes)
+        self._check_open(lesson_id, peer_id)
+        await self._drop_peer(peer_id, replaced=True)
+        lesson = self._lesson(lesson_id)
+        pc = RTCPeerConnection(self.config.rtc_configuration())
+        subscriber = Subscriber(lesson, peer_id, pc)
+        self._register(peer_id, subscriber)
+        for kind in kinds:
+            if kind == "video":
+                track = subscriber.make_video_track()
+                codecs = preferred_codecs("video", ("VP8",), sender=True)
+            else:
+                track = subscriber.make_audio_track()
+                codecs = preferred_codecs("audio", ("opus",), sender=True)
+            transceiver = pc.addTransceiver(track, direction="sendonly")
+            transceiver.setCodecPreferences(codecs)
+            subscriber.add_track(transceiver.sender, track)
+        await self._negotiate(subscriber, offer_sdp)
+        answer = await self._answer(subscriber)
+        lesson.subscribers[peer_id] = subscriber
+        return answer
+
+    async def add_ice_candidate(self, peer_id: str, candidate: dict) -> None:
+        """A trickled remote candidate; ``{"candidate": ""}`` ends them. Unknown peers are ignored."""
+        parsed = parse_candidate(candidate)
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            logger.debug("candidate for unknown peer %s ignored", peer_id)
+            return
+        try:
+            await peer.pc.addIceCandidate(parsed)
+        except Exception as exc:  # noqa: BLE001 - aiortc rejects unknown mids with ValueError etc.
+            raise RelayError(RelayError.BAD_SDP, f"candidate rejected: {exc}") from None
+
+    async def remove_peer(self, peer_id: str) -> None:
+        await self._drop_peer(peer_id)
+
+    async def close_lesson(self, lesson_id: str) -> None:
+        lesson = self._lessons.pop(lesson_id, None)
+        if lesson is None:
+            return
+        for peer_id, peer in list(self._peers.items()):
+            if peer.lesson is lesson:
+                self._unregister(peer_id)
+        await lesson.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        for lesson_id in list(self._lessons):
+            await self.close_lesson(lesson_id)
+        for peer_id in list(self._peers):
+            await self._drop_peer(peer_id)
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    def stats(self) -> dict:
+        lessons = {lid: lesson.stats() for lid, lesson in self._lessons.items()}
+        return {
+            "lessons": lessons,
+            "publishers": sum(1 for p in self._peers.values() if isinstance(p, Publisher)),
+            "subscribers": sum(1 for p in self._peers.values() if isinstance(p, Subscriber)),
+            "frames_encoded": sum(s["renditions"][0]["frames_encoded"] for s in lessons.values()),
+            "keyframes": sum(s["renditions"][0]["keyframes"] for s in lessons.values()),
+        }
+
+    # ---- negotiation -------------------------------------------------------------------
+    def _check_open(self, lesson_id: str, peer_id: str) -> None:
+        try:
+            _check_id("lesson_id", lesson_id)
+            _check_id("peer_id", peer_id)
+        except ValueError as exc:
+            raise RelayError(RelayError.BAD_SDP, str(exc)) from None
+        if self._closed:
+            raise RelayError(RelayError.MEDIA_FAILED, "relay closed")
+
+    def _lesson(self, lesson_id: str) -> RelayLesson:
+        lesson = self._lessons.get(lesson_id)
+        if lesson is None:
+            lesson = self._lessons[lesson_id] = RelayLesson(lesson_id, self.config)
+        return lesson
+
+    async def _negotiate(self, peer: Publisher | Subscriber, offer_sdp: str) -> None:
+        try:
+            await peer.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        except Exception as exc:  # noqa: BLE001 - whatever aiortc dislikes is a bad offer
+            await self._drop_peer(peer.peer_id, only=peer)
+            raise RelayError(RelayError.BAD_SDP, f"offer rejected: {exc}") from None
+        self._check_alive(peer)
+
+    async def _answer(self, peer: Publisher | Subscriber) -> str:
+        try:
+            await peer.pc.setLocalDescription(await peer.pc.createAnswer())
+        except Exception as exc:  # noqa: BLE001
+            await self._drop_peer(peer.peer_id, only=peer)
+            raise RelayError(RelayError.MEDIA_FAILED, f"answer failed: {exc}") from None
+        self._check_alive(peer)
+        return peer.pc.localDescription.sdp
+
+    def _check_alive(self, peer: Publisher | Subscriber) -> None:
+        """The peer may have been removed or replaced while we awaited aiortc."""
+        if self._peers.get(peer.peer_id) is not peer or peer.lesson.closed:
+            if self._peers.get(peer.peer_id) is peer:
+                self._unregister(peer.peer_id)
+            self._spawn(peer.close())
+            raise RelayError(RelayError.MEDIA_FAILED, "peer was removed during negotiation")
+
+    # ---- peers -------------------------------------------------------------------------
+    def _register(self, peer_id: str, peer: Publisher | Subscriber) -> None:
+        self._peers[peer_id] = peer
+        pc = peer.pc
+
+        @pc.on("connectionstatechange")
+        def _state_changed() -> None:
+            self._peer_state(peer, pc.connectionState)
+
+        self._timers[peer_id] = asyncio.get_running_loop().call_later(
+            self.config.connect_timeout, self._connect_timeout, peer)
+
+    def _unregister(self, peer_id: str) -> Publisher | Subscriber | None:
+        timer = self._timers.pop(peer_id, None)
+        if timer is not None:
+            timer.cancel()
+        return self._peers.pop(peer_id, None)
+
+    def _peer_state(self, peer: Publisher | Subscriber, state: str) -> None:
+        current = self._peers.get(peer.peer_id) is peer
+        if state == "connected" and current:
+            timer = self._timers.pop(peer.peer_id, None)
+            if timer is not None:
+                timer.cancel()
+            if isinstance(peer, Subscriber) and peer.lesson.subscribers.get(peer.peer_id) is peer:
+                peer.attach()
+        if state in _REPORTED_STATES and not peer.replaced:
+            self._report_state(peer.lesson.lesson_id, peer.peer_id, state)
+        if state in ("failed", "closed") and current:
+            self._spawn(self._drop_peer(peer.peer_id, only=peer))
+
+    def _connect_timeout(self, peer: Publisher | Subscriber) -> None:
+        self._timers.pop(peer.peer_id, None)
+        if self._peers.get(peer.peer_id) is peer and peer.pc.connectionState != "connected":
+            logger.info("peer %s did not connect in time", peer.peer_id)
+            self._report_state(peer.lesson.lesson_id, peer.peer_id, "failed")
+            self._spawn(self._drop_peer(peer.peer_id, only=peer))
+
+    async def _drop_peer(self, peer_id: str, *, only: Publisher | Subscriber | None = None,
+                         replaced: bool = False) -> None:
+        """Close a peer and everything it holds; remove its lesson if nobody is left."""
+        peer = self._peers.get(peer_id)
+        if peer is None or (only is not None and peer is not only):
+            if only is not None:  # no longer registered (replaced meanwhile): still close it
+                await only.close()
+                await self._close_if_empty(only.lesson)
+            return
+        self._unregister(peer_id)
+        peer.replaced = replaced
+        lesson = peer.lesson
+        if isinstance(peer, Publisher):
+            if lesson.publisher is peer:
+                lesson.publisher = None
+        elif lesson.subscribers.get(peer_id) is peer:
+            del lesson.subscribers[peer_id]
+        await peer.close()
+        await self._close_if_empty(lesson)
+
+    async def _close_if_empty(self, lesson: RelayLesson) -> None:
+        if lesson.closed or any(p.lesson is lesson for p in self._peers.values()):
+            return
+        if self._lessons.get(lesson.lesson_id) is lesson:
+            del self._lessons[lesson.lesson_id]
+        await lesson.close()
+
+    def _publisher_active(self, publisher: Publisher, active: bool) -> None:
+        lesson = publisher.lesson
+        if lesson.publisher is not None and lesson.publisher is not publisher:
+            return  # superseded by a newer publisher: its own state is what counts
+        if active and lesson.publisher is not publisher:
+            return
+        if self._on_publisher is not None:
+            try:
+                self._on_publisher(lesson.lesson_id, active)
+            except Exception:
+                logger.exception("on_publisher callback failed")
+
+    def _report_state(self, lesson_id: str, peer_id: str, state: str) -> None:
+        if self._on_peer_state is not None:
+            try:
+                self._on_peer_state(lesson_id, peer_id, state)
+            except Exception:
+                logger.exception("on_peer_state callback failed")
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
