@@ -1,0 +1,114 @@
+"""The pages in a real browser: language, bad links, nothing loaded from outside."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.pages import (
+    INCOMPLETE,
+    INVALID,
+    WAITING,
+    missing_browser_reason,
+    wait_status,
+    wait_until,
+)
+
+_reason = missing_browser_reason()
+if _reason:
+    pytest.skip(f"browser tests skipped: {_reason}", allow_module_level=True)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+def only_own_origin(server, page):
+    for url in page.requests:
+        assert url.startswith((server.base_url, "data:", "blob:")), f"outside asset: {url}"
+
+
+def test_chinese_by_default_and_english_with_lang_en(server, open_page):
+    lesson = "e2e-lang"
+    token = server.token("classroom", lesson, name="一年级1班")
+
+    zh = open_page(server.page_url("class", lesson, token))
+    wait_status(zh, WAITING)
+    assert zh.locator("html").get_attribute("lang") == "zh-CN"
+    assert zh.locator('[data-action="raise-hand"]').inner_text().strip() == "举手"
+    assert zh.title() == "同步课堂"
+
+    en = open_page(server.page_url("class", lesson, token, "?lang=en"))
+    wait_status(en, "Waiting for the teacher to start the lesson")
+    assert en.locator("html").get_attribute("lang") == "en"
+    assert en.locator('[data-action="raise-hand"]').inner_text().strip() == "Raise hand"
+    assert en.title() == "Shared classroom"
+
+    teacher_token = server.token("teacher", lesson)
+    teach_en = open_page(server.page_url("teach", lesson, teacher_token, "?lang=en&res=360"))
+    wait_until(
+        lambda: teach_en.locator('[data-action="start-lesson"]').is_enabled(), 20, "not welcomed"
+    )
+    assert teach_en.locator("html").get_attribute("lang") == "en"
+    assert teach_en.locator('[data-action="start-lesson"]').inner_text().strip() == "Start lesson"
+    assert teach_en.locator("h1").inner_text().strip() == "Teacher console"
+
+    teach_zh = open_page(server.page_url("teach", lesson, teacher_token, "?res=360"))
+    wait_until(
+        lambda: teach_zh.locator('[data-action="start-lesson"]').is_enabled(), 20, "not welcomed"
+    )
+    assert teach_zh.locator("html").get_attribute("lang") == "zh-CN"
+    assert teach_zh.locator('[data-action="start-lesson"]').inner_text().strip() == "开始上课"
+
+    for page in (zh, en, teach_en, teach_zh):
+        only_own_origin(server, page)
+
+
+def _bad_token(server, kind: str, lesson: str) -> str:
+    from signaling.auth import mint_token
+
+    if kind == "expired":
+        return mint_token(
+            server.secret, role="classroom", lesson=lesson, ttl=60, now=time.time() - 3600
+        )
+    if kind == "forged":
+        return mint_token("not-the-server-secret-" + "x" * 20, role="classroom", lesson=lesson)
+    if kind == "wrong_lesson":
+        return server.token("classroom", "another-lesson")
+    if kind == "garbage":
+        return "not.a.jwt"
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["expired", "forged", "wrong_lesson", "garbage"])
+def test_bad_link_says_invalid_and_does_not_retry(server, open_page, kind):
+    lesson = "e2e-bad"
+    page = open_page(server.page_url("class", lesson, _bad_token(server, kind, lesson)))
+    wait_status(page, INVALID, timeout=15)
+    assert page.locator("#status").get_attribute("data-state") == "fatal"
+    assert page.locator("#detail").inner_text().strip() == "请向老师索取新的链接。"
+    sockets = len(page.sockets)
+    assert sockets == 1
+    # Longer than the first three reconnect delays (0.5 + 1 + 2 s): no new socket appears.
+    time.sleep(4)
+    assert len(page.sockets) == sockets, "the page kept reconnecting with a bad link"
+    assert page.locator("#status").inner_text().strip() == INVALID
+
+
+def test_teacher_console_with_forged_link(server, open_page):
+    lesson = "e2e-bad-teacher"
+    from signaling.auth import mint_token
+
+    forged = mint_token("wrong-secret-" + "y" * 24, role="teacher", lesson=lesson)
+    page = open_page(server.page_url("teach", lesson, forged, "?lang=en&res=360"))
+    status = page.locator("#status")
+    wait_until(lambda: "invalid or has expired" in status.inner_text(), 15, "no invalid message")
+    assert status.get_attribute("data-fatal") == "true"
+    assert page.locator('[data-action="start-lesson"]').is_disabled()
+    time.sleep(4)
+    assert len(page.sockets) == 1
+
+
+def test_link_without_token_says_so_and_opens_no_socket(server, open_page):
+    page = open_page(server.page_url("class", "e2e-notoken", None))
+    wait_status(page, INCOMPLETE, timeout=10)
+    assert page.sockets == []
