@@ -173,7 +173,9 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
 
 def default_features(config: Config) -> list[Feature]:
     """The features every node runs (each issue's capability registers here)."""
-    return []
+    from .quiz.feature import QuizFeature
+
+    return [QuizFeature()]
 
 
 def build_app(config: Config, features: list[Feature] | None = None) -> web.Application:

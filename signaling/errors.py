@@ -32,6 +32,17 @@ class ErrorCode(str, Enum):
     LESSON_NOT_LIVE = "lesson_not_live"
     NOT_FOUND = "not_found"
     STORE_UNAVAILABLE = "store_unavailable"  # Redis (or the store) is down
+    # practice and tests (signaling/quiz)
+    QUESTION_UNKNOWN = "question_unknown"  # no such round or question in this lesson
+    QUESTION_CLOSED = "question_closed"  # the round was closed (by the teacher, or replaced)
+    ANSWER_TOO_LATE = "answer_too_late"  # received after the round's closes_at (server time)
+    ANSWER_INVALID = "answer_invalid"  # wrong type, option out of range, bad answer_id/tally
+    ANSWER_TOO_LONG = "answer_too_long"  # text answer over 200 characters
+    ALREADY_ANSWERED = "already_answered"  # another answer_id already answered this question
+    ANSWER_ID_CONFLICT = "answer_id_conflict"  # answer_id reused for another question/sender
+    NOT_YOUR_CLASSROOM = "not_your_classroom"  # answering for another classroom
+    QUESTION_INVALID = "question_invalid"  # a pushed question does not follow the format
+    QUIZ_SET_INVALID = "quiz_set_invalid"  # a malformed question set on import
     INTERNAL = "internal"
 
     @property
@@ -55,6 +66,13 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.STORE_UNAVAILABLE: 503,
     ErrorCode.MEDIA_FAILED: 502,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.QUESTION_UNKNOWN: 404,
+    ErrorCode.QUESTION_CLOSED: 409,
+    ErrorCode.ANSWER_TOO_LATE: 409,
+    ErrorCode.ANSWER_TOO_LONG: 413,
+    ErrorCode.ALREADY_ANSWERED: 409,
+    ErrorCode.ANSWER_ID_CONFLICT: 409,
+    ErrorCode.NOT_YOUR_CLASSROOM: 403,
 }
 
 

@@ -31,6 +31,12 @@ class LocalPeer(Protocol):
     async def send(self, message: dict[str, Any]) -> None: ...
 
 
+def in_roster(peer: LocalPeer) -> bool:
+    """Students (a phone each, possibly thousands) hear lesson events but are neither in
+    the roster nor sent it: a roster of every phone to every phone grows as N^2."""
+    return peer.presence.role != "student"
+
+
 class LessonHub:
     def __init__(
         self,
@@ -48,6 +54,7 @@ class LessonHub:
         self._roster_dirty: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._wake_roster = asyncio.Event()
+        self._listeners: list[Callable[[str, dict[str, Any]], None]] = []
         metrics.LESSONS_ACTIVE.set_function(lambda: len(self._live))
 
     async def start(self) -> None:
@@ -114,6 +121,9 @@ class LessonHub:
 
     # presence -------------------------------------------------------------------------
     async def join(self, peer: LocalPeer) -> None:
+        if not in_roster(peer):
+            self._peers.setdefault(peer.lesson_id, {})[peer.peer_id] = peer
+            return
         await self.store.put_presence(peer.presence)
         self._peers.setdefault(peer.lesson_id, {})[peer.peer_id] = peer
         await self.roster_changed(peer.lesson_id)
@@ -125,6 +135,8 @@ class LessonHub:
             if not peers:
                 del self._peers[peer.lesson_id]
                 self._last_roster.pop(peer.lesson_id, None)
+        if not in_roster(peer):
+            return
         try:
             await self.store.remove_presence(peer.lesson_id, peer.peer_id)
             await self.roster_changed(peer.lesson_id)
@@ -180,7 +192,17 @@ class LessonHub:
             self._roster_dirty.add(lesson_id)
         self._wake_roster.set()
 
+    def add_listener(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
+        """Let a feature observe every lesson event this node delivers to its sockets
+        (``listener(lesson_id, message)``, called in the event loop; must not block)."""
+        self._listeners.append(listener)
+
     async def broadcast(self, lesson_id: str, message: dict[str, Any]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(lesson_id, message)
+            except Exception:
+                logger.exception("lesson event listener failed", extra={"lesson": lesson_id})
         peers = self.local_peers(lesson_id)
         if peers:
             await asyncio.gather(*(p.send(message) for p in peers), return_exceptions=True)
@@ -191,7 +213,9 @@ class LessonHub:
         roster = await self.roster(lesson_id)
         if force or roster != self._last_roster.get(lesson_id):
             self._last_roster[lesson_id] = roster
-            await self.broadcast(lesson_id, {"type": "roster", "peers": roster})
+            peers = [p for p in self.local_peers(lesson_id) if in_roster(p)]
+            message = {"type": "roster", "peers": roster}
+            await asyncio.gather(*(p.send(message) for p in peers), return_exceptions=True)
 
     async def _roster_loop(self) -> None:
         """Send rosters that changed; a periodic pass catches peers expired by TTL."""
@@ -236,6 +260,8 @@ class LessonHub:
                 continue
             for peers in list(self._peers.values()):
                 for peer in list(peers.values()):
+                    if not in_roster(peer):
+                        continue
                     try:
                         await self.store.put_presence(peer.presence)
                     except StoreUnavailable:

@@ -41,6 +41,9 @@ class RedisStore(Store):
             socket_connect_timeout=2,
             socket_timeout=5,
             health_check_interval=10,
+            # redis-py's default pool refuses the 101st concurrent command
+            # (MaxConnectionsError -> store_unavailable): a burst of hellos needs more.
+            max_connections=1000,
         )
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
@@ -82,7 +85,9 @@ class RedisStore(Store):
             except asyncio.CancelledError:
                 await _quiet_close(pubsub)
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, StoreUnavailable) as exc:
+                # StoreUnavailable: the resync after a reconnect met a stale pooled
+                # connection; retry the whole reconnect rather than let this task die.
                 self.pubsub_connected.clear()
                 logger.warning("redis pub/sub lost (%s); retrying in %.1fs", exc, backoff)
                 await _quiet_close(pubsub)
