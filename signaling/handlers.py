@@ -50,10 +50,16 @@ class Session:
         self.violations = 0
         self._send_lock = asyncio.Lock()
         self._closed = False
+        self._held: list[dict[str, Any]] | None = []  # events held until welcome is sent
 
     # transport ------------------------------------------------------------------------
     async def send(self, message: dict[str, Any]) -> None:
         if self.ws.closed:
+            return
+        if self._held is not None and message.get("type") not in ("welcome", "error"):
+            # Lesson events can reach a joining session before its welcome is out:
+            # hold them, so a client always sees welcome first.
+            self._held.append(message)
             return
         async with self._send_lock:
             try:
@@ -169,8 +175,24 @@ class Session:
             node=self.node.config.node_id,
         )
         await hub.join(self)
-        self.claims = claims  # only now: a hello that failed on the store may be retried
-        cfg = self.node.config
+        self.claims = claims
+        try:
+            await self._welcome(claims, lesson)
+        except BaseException:
+            self.claims = None  # a hello that failed on the store may be retried
+            await hub.leave(self)
+            raise
+        held, self._held = self._held or [], None
+        for message in held:
+            await self.send(message)
+        logger.info(
+            "hello",
+            extra={"peer": self.peer_id, "role": claims.role.value, "lesson": self.lesson_id,
+                   "school": claims.school},
+        )
+
+    async def _welcome(self, claims: Claims, lesson: Any) -> None:
+        hub, cfg, lesson_id = self.node.hub, self.node.config, self.lesson_id
         extra: dict[str, Any] = {}
         for feature in self.node.features:
             extra.update(await feature.welcome(self))
@@ -194,11 +216,6 @@ class Session:
                     "messages_per_second": cfg.messages_per_second,
                 },
             }
-        )
-        logger.info(
-            "hello",
-            extra={"peer": self.peer_id, "role": claims.role.value, "lesson": lesson_id,
-                   "school": claims.school},
         )
 
     async def _on_ping(self, msg: Message) -> None:
