@@ -3,8 +3,8 @@
 * ``server``: ``python -m signaling.cli serve`` on a free port with its own secret and
   library folder, healthy on ``/healthz`` before the test starts; ``kill()`` / ``start()``
   restart it on the same port. The store backend is a fixture parameter
-  (``server_backend``); both run by default; ``CLASSROOM_E2E_BACKENDS=memory`` runs one (Redis comes from
-  the ``redis_url`` fixture of tests/conftest.py).
+  (``server_backend``): memory and Redis by default, ``CLASSROOM_E2E_BACKENDS=memory``
+  runs one (Redis comes from the ``redis_url`` fixture of tests/conftest.py).
 * ``browser``: headless Chromium from ``/usr/bin/chromium`` with fake camera and
   microphone, autoplay allowed; ``launch_browser(autoplay=False)`` starts one that
   blocks autoplay with sound.
