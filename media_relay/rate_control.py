@@ -1,0 +1,706 @@
+"""Per-subscriber rate control: which tier of the ladder a classroom's link can carry.
+
+Pure decision logic: no aiortc, aiohttp or clock import. The caller passes ``now``
+(seconds, any monotonic origin) with every input, so traces replay exactly in tests.
+
+Inputs (one :class:`RateController` per subscriber):
+
+* :meth:`RateController.on_receiver_report` -- an RTCP receiver report block for one of the
+  subscriber's streams (fraction lost, cumulative lost, jitter) and the RTT computed from it.
+* :meth:`RateController.on_remb` -- a REMB estimate, when the browser sends one.
+* :meth:`RateController.on_bytes_sent` -- cumulative bytes written to the subscriber (all
+  streams); gives the send rate the loss-based estimate (:class:`BandwidthEstimator`) and
+  REMB are compared with.
+* :meth:`RateController.set_cap` (school cap / its classrooms) and
+  :meth:`RateController.set_low_bandwidth` (the classroom's ``low-bandwidth`` button).
+* :meth:`RateController.tick` -- time passes (call it every ~0.5 s): probes start and end.
+
+Every input returns a :class:`Decision`: the tier to send, whether it changed and why, and
+while probing the total bit/s to try (``probe_bitrate``).
+
+State machine (per subscriber)::
+
+                 congestion sustained >= down_after over 2 reports (smoothed loss >
+                 loss_high, REMB fallen below what is sent, RTT grown and not falling)
+                 -> the best tier the estimate fits, at least one step down;
+                 steady loss > loss_up for moderate_after -> one step down (never audio)
+        +------------------------------------------------------------------+
+        v                                                                  |
+    STEADY(tier) --no congestion for max(hold, climb_hold), slow loss under the climb
+        ^   ^      limit, fresh reports, below the cap--> PROBING(tier, next) +
+        |   |                                                 |
+        |   +--- fail: a report > loss_high, RTT rising, -----+  tier unchanged;
+        |        REMB fell, mean loss not under the limit     |  hold x2 (<= hold_max)
+        +--- pass: mean loss under the limit after -----------+  tier = next (keyframe);
+             probe_duration (second look at probe_timeout)       a step down within
+                                                                 climb_grace doubles
+                                                                 climb_hold (<= 120 s)
+
+    cap / low-bandwidth button: immediate step down to the limit; no probe above it.
+    audio-only: only when the link estimate (REMB, loss-based, cap) AND the rate that
+    arrives are under audio_floor x (low video + audio); it comes back by probing the low
+    tier like any other climb.
+
+Loss is pooled over >= min_packets packets when reports say how many they cover (GCC does
+the same), smoothed fast (EWMA 0.5, for going down) and slow (EWMA 0.2 kept across
+switches, for climbing). Hysteresis: down above loss_high (10 %), up only under loss_up
+(5 %; halved after a step down for steady moderate loss), and a probe must show the loss
+did not grow with the rate; a probe pads (``probe_bitrate``) by default, so a failed one is
+invisible. Automatic switches are at least ``min_switch_gap`` apart.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from .bandwidth_estimate import BandwidthEstimator, RateMeter, bandwidth_estimate
+from .ladder_spec import DEFAULT_LADDER, Ladder
+
+__all__ = [
+    "DOWN",
+    "PROBING",
+    "STEADY",
+    "UP",
+    "BandwidthEstimator",
+    "ControllerConfig",
+    "Decision",
+    "RateController",
+    "RateMeter",
+    "ReceiverReport",
+    "bandwidth_estimate",
+]
+
+STEADY = "steady"
+PROBING = "probing"
+
+UP = "up"
+DOWN = "down"
+
+# reasons
+R_LOSS = "loss"
+R_ESTIMATE = "estimate"
+R_REMB = "remb"
+R_RTT = "rtt"
+R_CAP = "cap"
+R_MANUAL = "manual"
+R_PROBE_OK = "probe_ok"
+R_PROBE_START = "probe_start"
+R_PROBE_FAILED = "probe_failed"
+R_AUDIO_FLOOR = "audio_floor"
+
+
+# ---- inputs and outputs ------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReceiverReport:
+    """One RTCP report block about one of the subscriber's streams."""
+
+    fraction_lost: float
+    """Lost / expected since the previous report, 0..1 (RTCP's 8-bit value / 256)."""
+    packets_lost: int | None = None
+    """Cumulative lost (RTCP), for stats."""
+    jitter: float | None = None
+    """Interarrival jitter in seconds."""
+    rtt: float | None = None
+    """Round-trip time (s) from LSR/DLSR, when the sender could compute it."""
+    kind: str = "video"
+    """``video`` or ``audio``: which stream the report block is about."""
+    expected: int | None = None
+    """Packets expected in the interval (the change of the extended highest sequence
+    number since the previous report), when known: reports are then pooled until
+    ``min_packets`` so a loss figure over a handful of packets is not taken at face value."""
+
+    @classmethod
+    def from_rtcp(cls, fraction_lost: int, packets_lost: int | None = None,
+                  jitter: int | None = None, clock_rate: int = 90_000,
+                  rtt: float | None = None, kind: str = "video",
+                  expected: int | None = None) -> ReceiverReport:
+        """From RTCP's raw fields (``fraction_lost`` 0..255, ``jitter`` in clock units)."""
+        return cls(fraction_lost=min(max(fraction_lost, 0), 255) / 256.0,
+                   packets_lost=packets_lost,
+                   jitter=None if jitter is None else jitter / clock_rate,
+                   rtt=rtt, kind=kind, expected=expected)
+
+
+@dataclass(frozen=True)
+class Decision:
+    tier: str
+    """The tier to send now (a keyframe from it on every change)."""
+    changed: bool = False
+    previous: str | None = None
+    reason: str = ""
+    direction: str | None = None
+    """``up`` / ``down`` when ``changed``."""
+    state: str = STEADY
+    probe_bitrate: int | None = None
+    """While probing: total bit/s to send (pad up to it, e.g. RTX padding); else None."""
+    probe_tier: str | None = None
+
+
+@dataclass
+class ControllerConfig:
+    """Tunables of :class:`RateController`; seconds and ratios. Defaults suit RTCP receiver
+    reports every 0.5-1.5 s (aiortc) or ~1 s (Chromium)."""
+
+    ladder: Ladder = DEFAULT_LADDER
+    initial_tier: str | None = None
+    """Start here (None: the ladder's best tier, so an unconstrained classroom is on high
+    from its first frame)."""
+    # going down
+    loss_high: float = 0.10
+    """Smoothed loss above this is congestion."""
+    min_packets: int = 20
+    """Reports that say how many packets they cover are pooled up to this many."""
+    loss_smoothing: float = 0.5
+    """EWMA weight of the newest loss sample (the loss that steps down)."""
+    slow_loss_smoothing: float = 0.2
+    """EWMA weight for the slow loss average (climbing needs it under loss_up too); it is
+    kept across switches: random loss belongs to the path, not to the tier. Samples enter
+    it clipped at 2 x loss_high, so a congestion episode is forgotten in ~10 reports."""
+    down_after: float = 0.8
+    """Congestion must last this long (and span two reports) before stepping down."""
+    audio_floor: float = 0.9
+    """Audio-only when the link estimate, and the rate that arrives (sent x (1 - slow
+    loss)), are under this share of the low tier's rate (low video + audio): a margin, so
+    noisy reports on a link that carries low do not pause the video."""
+    moderate_after: float = 10.0
+    """Slow-average loss above loss_up for this long steps down one tier (a link a little
+    too narrow for the tier keeps its queue full: steady loss, no RTT growth),
+    never into audio-only: a lower tier has fewer packets a frame, so fewer broken frames."""
+    remb_down_ratio: float = 0.9
+    """REMB that stopped rising and stays below this share of min(tier rate, send rate)
+    for down_after is congestion (a receiver's AIMD estimate drops to 0.85 x its incoming
+    rate on overuse; a REMB still rising after a climb is not)."""
+    estimate_down_ratio: float = 1.0
+    """A loss-based estimate below this share of the tier's rate is congestion."""
+    rtt_growth: float = 2.0
+    rtt_growth_min: float = 0.10
+    """RTT counts as grown when above rtt_growth x base AND base + rtt_growth_min (s)."""
+    rtt_falling: float = 0.005
+    """An RTT this much (s) below the previous one is a queue draining, not growth."""
+    rtt_base_window: float = 30.0
+    """Base RTT: the lowest seen in this many seconds."""
+    settle: float = 0.5
+    """After a switch or a probe start, reports this fresh are ignored (they describe the
+    old rate)."""
+    min_switch_gap: float = 1.0
+    """Automatic switches at least this far apart (cap and manual act at once)."""
+    # going up
+    loss_up: float = 0.05
+    """Climb only while the slow loss average is under this (the climb limit)."""
+    hold: float = 3.0
+    """Seconds of a clean link before the first probe, and after a passed one."""
+    hold_max: float = 10.0
+    """Backoff ceiling: each failed climb doubles the hold up to this. With
+    probe_with_media, use ~60 s: each failed media probe is two visible switches."""
+    climb_grace: float = 30.0
+    """A step down this soon after a committed climb is a failed climb: it was visible (two
+    switches), so ``climb_hold`` (a floor under the hold) doubles, from 4 x hold up to
+    climb_hold_max; a climb that lasts climb_grace halves it again."""
+    climb_hold_max: float = 120.0
+    probe_duration: float = 2.0
+    probe_reports: int = 2
+    """A probe passes after probe_duration and this many clean reports."""
+    probe_timeout: float = 6.0
+    """No pass by then: the probe fails (no evidence, or a mean loss that stayed above
+    the limit, is not a pass)."""
+    probe_loss_margin: float = 0.04
+    """A probe passes when its mean loss is under the pre-probe loss plus this (random loss
+    that does not grow with the rate is not congestion) and under loss_up; one report above
+    loss_high fails it at once."""
+    probe_rtt_rise: float = 0.04
+    """... or the RTT rises this much (s) over its value before the probe, or half of it
+    over reports that each rose: the bottleneck queue is filling, even if nothing is lost
+    yet (a link just below the next tier)."""
+    probe_remb_drop: float = 0.9
+    """... or REMB falls under this share of its value when the probe started."""
+    probe_with_media: bool = False
+    """True: probe by sending the next tier itself (Decision.tier is the probe tier while
+    probing; a failed probe switches back). False: keep the tier, pad to probe_bitrate."""
+    report_max_age: float = 3.0
+    """No climbing without a report this fresh ..."""
+    climb_reports: int = 2
+    """... nor with fewer reports than this during the hold."""
+    remb_max_age: float = 5.0
+    manual_tier: str = "low"
+    """Best tier while the classroom's low-bandwidth button is on."""
+
+
+class RateController:
+    """Picks one subscriber's tier; see the module docstring for the state machine."""
+
+    def __init__(self, config: ControllerConfig | None = None, *, now: float = 0.0,
+                 cap: int | None = None, low_bandwidth: bool = False) -> None:
+        self.config = config = config or ControllerConfig()
+        self.ladder = ladder = config.ladder
+        if config.manual_tier not in ladder:
+            raise ValueError(f"manual_tier {config.manual_tier!r} is not in the ladder")
+        self.cap = cap
+        self.low_bandwidth = low_bandwidth
+        self.estimator = BandwidthEstimator(
+            loss_low=0.02, loss_high=config.loss_high,
+            max_bitrate=max(2.0 * ladder.required(ladder.top), 1.0))
+        start = config.initial_tier or ladder.top
+        self.tier = ladder.lower_of(start, self.limit_tier())
+        self.state = STEADY
+        self.hold = config.hold
+        """Seconds of clean link before the next probe (doubles on each failed probe)."""
+        self.climb_hold = 0.0
+        """Floor under ``hold`` after committed climbs that did not last."""
+        self.switches: list[tuple[float, str, str, str]] = []
+        """(time, from, to, reason) of every committed switch."""
+        self.probes_failed = 0
+        self.probes_passed = 0
+        # link observations
+        self.loss: float | None = None
+        """Smoothed loss of the stream that carries the tier (video; audio while audio-only)."""
+        self.last_loss: float | None = None
+        self.packets_lost: int | None = None
+        self.jitter: float | None = None
+        self.rtt: float | None = None
+        self._rtts: deque[tuple[float, float]] = deque()
+        self.remb: float | None = None
+        self._remb_at: float | None = None
+        self._remb_low_since: float | None = None
+        self._remb_low_count = 0
+        self._last_report: float | None = None
+        # timers
+        self._switched_at = now
+        self._auto_switched_at: float | None = None
+        self._climbed_at: float | None = None
+        self._unstable_at = now
+        self._probe_ended_at = now
+        self._congested_since: float | None = None
+        self._congested_reports = 0
+        self._congested = False
+        self._moderate_since: float | None = None
+        self._acc_expected = 0.0
+        self._acc_lost = 0.0
+        self.slow_loss: float | None = None
+        self._climb_loss_limit = config.loss_up
+        """Climbing needs the loss under this: loss_up, halved after a step down for steady
+        moderate loss (so random loss near loss_up does not earn the climb back) until the
+        slow loss falls under loss_up / 4."""
+        self._report_times: deque[float] = deque(maxlen=16)
+        # probe
+        self._probe_tier: str | None = None
+        self._probe_from: str | None = None
+        self._probe_started = 0.0
+        self._probe_losses: list[float] = []
+        self._probe_looked = False
+        self._probe_failed_now: str | None = None
+        self._probe_base_loss = 0.0
+        self._probe_base_rtt: float | None = None
+        self._probe_rtts: list[float] = []
+        self._probe_base_remb: float | None = None
+
+    # ---- public inputs -----------------------------------------------------------------
+    def on_receiver_report(self, now: float, report: ReceiverReport) -> Decision:
+        loss = min(max(report.fraction_lost, 0.0), 1.0)
+        if report.rtt is not None and report.rtt >= 0:
+            self.rtt = report.rtt
+            self._rtts.append((now, report.rtt))
+        while self._rtts and now - self._rtts[0][0] > self.config.rtt_base_window:
+            self._rtts.popleft()
+        # the stream that carries the tier decides; audio loss above loss_high always counts
+        # (audio is protected first); audio reports while video flows are otherwise ignored
+        audio_only = not self.ladder.spec(self.tier).has_video
+        relevant = (report.kind == "audio") == audio_only
+        if not relevant and not (report.kind == "audio" and loss > self.config.loss_high):
+            return self._evaluate(now)
+        if report.packets_lost is not None:
+            self.packets_lost = report.packets_lost
+        if report.jitter is not None:
+            self.jitter = report.jitter
+        settle = self.config.settle
+        if (now - self._switched_at < settle or now - self._probe_ended_at < settle
+                or (self.state == PROBING and now - self._probe_started < settle)):
+            return self._evaluate(now)  # describes the rate before the change
+        self._last_report = now
+        if relevant and report.expected is not None:
+            # GCC: a loss figure over fewer than ~20 packets is noise; accumulate reports
+            self._acc_expected += max(report.expected, 0)
+            self._acc_lost += loss * max(report.expected, 0)
+            if self._acc_expected < self.config.min_packets:
+                return self._evaluate(now)
+            loss = self._acc_lost / self._acc_expected
+            self._acc_expected = self._acc_lost = 0.0
+        self._report_times.append(now)
+        self.last_loss = loss
+        a = self.config.loss_smoothing
+        self.loss = loss if self.loss is None else a * loss + (1 - a) * self.loss
+        if self.state != PROBING:  # the probe's extra traffic is not the path's loss
+            b = self.config.slow_loss_smoothing
+            clipped = min(loss, 2 * self.config.loss_high)
+            self.slow_loss = clipped if self.slow_loss is None else (
+                b * clipped + (1 - b) * self.slow_loss)
+        self.estimator.on_report(now, loss)
+        self._observe(now, loss)
+        return self._evaluate(now)
+
+    def on_remb(self, now: float, bitrate: float) -> Decision:
+        c = self.config
+        previous = self._fresh_remb(now)
+        self.remb = float(bitrate)
+        self._remb_at = now
+        if now - self._switched_at >= c.settle and self.ladder.spec(self.tier).has_video:
+            required = self.ladder.required(self.tier)
+            sent = self.estimator.sent_bitrate
+            against = required if sent is None else min(required, sent)
+            not_rising = previous is None or bitrate <= previous
+            if not_rising and bitrate < c.remb_down_ratio * against:
+                if self._remb_low_since is None:
+                    self._remb_low_since = now
+                    self._remb_low_count = 0
+                self._remb_low_count += 1
+            else:
+                self._remb_low_since = None
+                self._remb_low_count = 0
+        return self._evaluate(now)
+
+    def on_bytes_sent(self, now: float, total_bytes: int) -> Decision:
+        self.estimator.on_bytes_sent(now, total_bytes)
+        return self._evaluate(now)
+
+    def set_cap(self, now: float, cap: int | None) -> Decision:
+        """Bit/s this subscriber may use (school cap / classrooms in the lesson); None: none."""
+        self.cap = cap
+        return self._apply_limit(now, R_CAP)
+
+    def set_low_bandwidth(self, now: float, on: bool) -> Decision:
+        self.low_bandwidth = on
+        return self._apply_limit(now, R_MANUAL)
+
+    def tick(self, now: float) -> Decision:
+        return self._evaluate(now)
+
+    # ---- views -------------------------------------------------------------------------
+    @property
+    def send_tier(self) -> str:
+        """What to send: the tier, or the probe tier while probing with media."""
+        if self.state == PROBING and self.config.probe_with_media and self._probe_tier:
+            return self._probe_tier
+        return self.tier
+
+    def limit_tier(self) -> str:
+        """The best tier the cap and the low-bandwidth button allow."""
+        limit = self.ladder.top
+        if self.cap is not None:
+            limit = self.ladder.lower_of(limit, self.ladder.best_fitting(self.cap))
+        if self.low_bandwidth:
+            limit = self.ladder.lower_of(limit, self.config.manual_tier)
+        return limit
+
+    def link_estimate(self, now: float) -> float | None:
+        """The lowest of the fresh REMB, the loss-based estimate and the cap (bit/s)."""
+        values = [v for v in (self._fresh_remb(now), self.estimator.estimate, self.cap)
+                  if v is not None]
+        return min(values) if values else None
+
+    def stats(self, now: float) -> dict:
+        return {
+            "tier": self.tier, "state": self.state, "probe_tier": self._probe_tier,
+            "loss": self.loss, "packets_lost": self.packets_lost, "jitter": self.jitter,
+            "rtt": self.rtt, "rtt_base": self._rtt_base(), "remb": self._fresh_remb(now),
+            "estimate": self.estimator.estimate, "sent_bitrate": self.estimator.sent_bitrate,
+            "cap": self.cap, "low_bandwidth": self.low_bandwidth,
+            "hold": max(self.hold, self.climb_hold),
+            "switches": len(self.switches), "probes_passed": self.probes_passed,
+            "probes_failed": self.probes_failed,
+        }
+
+    # ---- observations ------------------------------------------------------------------
+    def _fresh_remb(self, now: float) -> float | None:
+        if self.remb is None or self._remb_at is None:
+            return None
+        return self.remb if now - self._remb_at <= self.config.remb_max_age else None
+
+    def _rtt_base(self) -> float | None:
+        return min(r for _, r in self._rtts) if self._rtts else None
+
+    def _rtt_grown(self) -> bool:
+        """RTT well above its base and not falling (a queue that drains is no congestion)."""
+        base = self._rtt_base()
+        if self.rtt is None or base is None:
+            return False
+        c = self.config
+        if len(self._rtts) >= 2 and self._rtts[-1][1] < self._rtts[-2][1] - c.rtt_falling:
+            return False
+        return self.rtt > base * c.rtt_growth and self.rtt > base + c.rtt_growth_min
+
+    def _observe(self, now: float, loss: float) -> None:
+        """Per relevant report: congestion bookkeeping (sustained, with hysteresis)."""
+        c = self.config
+        assert self.loss is not None
+        lossy = self.loss > c.loss_high
+        congested = lossy or self._rtt_grown()
+        self._congested = lossy
+        if congested:
+            if self._congested_since is None:
+                self._congested_since = now
+                self._congested_reports = 0
+            self._congested_reports += 1
+        else:
+            self._congested_since = None
+            self._congested_reports = 0
+        if congested:  # (one lossy report over ~20 packets is noise, not instability)
+            self._unstable_at = now
+        if (self.slow_loss or 0.0) > c.loss_up:
+            if self._moderate_since is None:
+                self._moderate_since = now
+        else:
+            self._moderate_since = None
+        if self.state == PROBING:
+            self._probe_observe(now, loss)
+
+    def _pressure(self, now: float) -> tuple[str, float | None, bool] | None:
+        """(reason, estimate, one step only) when the link cannot carry what is sent."""
+        c = self.config
+        required = self.ladder.required(self.tier)
+        remb = self._fresh_remb(now)
+        if (remb is not None and self._remb_low_since is not None
+                and self._remb_low_count >= 2 and now - self._remb_low_since >= c.down_after):
+            return R_REMB, remb, False
+        estimate = self.estimator.estimate
+        sustained = (self._congested_since is not None and self._congested_reports >= 2
+                     and now - self._congested_since >= c.down_after)
+        if not sustained:
+            if (self._moderate_since is not None
+                    and now - self._moderate_since >= c.moderate_after
+                    and self.tier != self.ladder.lowest_video):
+                return R_LOSS, estimate, True
+            return None
+        if self._congested:
+            reason = R_LOSS
+            if estimate is not None and estimate < c.estimate_down_ratio * required:
+                reason = R_ESTIMATE
+            return reason, estimate, False
+        return R_RTT, estimate, False
+
+    # ---- the decision ------------------------------------------------------------------
+    def _evaluate(self, now: float) -> Decision:
+        c = self.config
+        if self._climbed_at is not None and now - self._climbed_at >= c.climb_grace:
+            self._climbed_at = None  # the climb lasted: forgive one failed one
+            self.climb_hold = self.climb_hold / 2 if self.climb_hold / 2 >= c.hold else 0.0
+        if self.state == PROBING:
+            verdict = self._probe_verdict(now)
+            if verdict is not None:
+                return verdict
+        pressure = self._pressure(now)
+        if pressure is not None and self.ladder.spec(self.tier).has_video and self._may_switch(now):
+            reason, estimate, one_step = pressure
+            if self.state == PROBING:
+                return self._probe_fail(now, reason)
+            target = self._down_target(now, estimate)
+            if one_step:
+                target = self.ladder.below(self.tier) or self.tier
+                self._climb_loss_limit = c.loss_up / 2
+            if target != self.tier:
+                return self._switch(now, target, reason, auto=True)
+        if (self.state == STEADY and self._may_switch(now)
+                and self.ladder.higher(self.limit_tier(), self.tier)
+                and self._may_probe(now)):
+            return self._probe_start(now)
+        return self._decision()
+
+    def _may_switch(self, now: float) -> bool:
+        at = self._auto_switched_at
+        return at is None or now - at >= self.config.min_switch_gap
+
+    def _down_target(self, now: float, estimate: float | None) -> str:
+        """At least one step down; further when the estimate says so. Audio-only only when
+        the link estimate (REMB, loss-based, cap) is below the low tier's rate."""
+        ladder = self.ladder
+        one_down = ladder.below(self.tier) or self.tier
+        fit = ladder.best_fitting(self.link_estimate(now))
+        target = ladder.lower_of(one_down, fit)
+        if not ladder.spec(target).has_video:
+            link = self.link_estimate(now)
+            floor = self.config.audio_floor * ladder.required(ladder.lowest_video)
+            sent = self.estimator.sent_bitrate
+            # ... and what arrives must be short of it too: random loss near 10 % on a wide
+            # link can push the loss-based estimate down, but the delivered rate stays up
+            delivered = None if sent is None else sent * (1.0 - (self.slow_loss or 0.0))
+            if link is None or link >= floor or (delivered is not None and delivered >= floor):
+                target = ladder.lowest_video
+        return ladder.lower_of(target, self.limit_tier())
+
+    def _may_probe(self, now: float) -> bool:
+        c = self.config
+        if self._last_report is None or now - self._last_report > c.report_max_age:
+            return False
+        if self.loss is None or self._congested_since is not None:
+            return False
+        if self.slow_loss is not None and self.slow_loss < c.loss_up / 4:
+            self._climb_loss_limit = c.loss_up  # clearly clean again: the normal limit
+        if self.slow_loss is not None and self.slow_loss >= self._climb_loss_limit:
+            return False
+        if self._rtt_grown():
+            return False
+        stable_since = max(self._switched_at, self._unstable_at, self._probe_ended_at)
+        if now - stable_since < max(self.hold, self.climb_hold):
+            return False
+        if sum(1 for t in self._report_times if t > stable_since) < c.climb_reports:
+            return False
+        remb = self._fresh_remb(now)
+        sent = self.estimator.sent_bitrate
+        if remb is not None and sent is not None and remb < c.remb_down_ratio * sent:
+            return False  # the receiver says it gets less than is sent
+        return True
+
+    # ---- probing -----------------------------------------------------------------------
+    def _probe_start(self, now: float) -> Decision:
+        target = self.ladder.above(self.tier)
+        assert target is not None
+        self.state = PROBING
+        self._probe_tier = target
+        self._probe_from = self.tier
+        self._probe_started = now
+        self._probe_losses = []
+        self._probe_looked = False
+        self._probe_rtts = []
+        self._probe_failed_now = None
+        self._probe_base_loss = self.loss or 0.0
+        recent = [r for t, r in self._rtts if now - t <= 5.0]
+        self._probe_base_rtt = min(recent) if recent else None
+        self._probe_base_remb = self._fresh_remb(now)
+        if self.config.probe_with_media:
+            return self._decision(changed=True, previous=self.tier, reason=R_PROBE_START,
+                                  direction=UP)
+        return self._decision(reason=R_PROBE_START)
+
+    def _probe_observe(self, now: float, loss: float) -> None:
+        self._probe_losses.append(loss)
+        c = self.config
+        if self.rtt is not None:
+            self._probe_rtts.append(self.rtt)
+        rtts = self._probe_rtts
+        base = self._probe_base_rtt
+        rising = (base is not None and len(rtts) >= 2
+                  and all(a < b for a, b in zip([base, *rtts], rtts, strict=False))
+                  and rtts[-1] - base > c.probe_rtt_rise / 2)
+        if loss > c.loss_high:
+            self._probe_failed_now = R_LOSS
+        elif self._rtt_grown() or rising or (
+                base is not None and rtts and rtts[-1] > base + c.probe_rtt_rise):
+            self._probe_failed_now = R_RTT
+
+    def _probe_verdict(self, now: float) -> Decision | None:
+        c = self.config
+        if self._probe_failed_now is not None:
+            return self._probe_fail(now, self._probe_failed_now)
+        remb = self._fresh_remb(now)
+        if (self._probe_base_remb is not None and remb is not None
+                and remb < c.probe_remb_drop * self._probe_base_remb):
+            return self._probe_fail(now, R_REMB)
+        if self.ladder.higher(self._probe_tier or self.tier, self.limit_tier()):
+            return self._probe_fail(now, R_CAP, backoff=False)
+        losses = self._probe_losses
+        elapsed = now - self._probe_started
+        # two looks at the mean loss, no more (looking until it happens to pass would pass
+        # on noise): after probe_duration, and, if it was not under the limit, at timeout
+        if elapsed >= c.probe_duration and len(losses) >= c.probe_reports and (
+                not self._probe_looked or elapsed >= c.probe_timeout):
+            self._probe_looked = True
+            base = max(self._probe_base_loss, self.slow_loss or 0.0)
+            limit = min(base + c.probe_loss_margin, self._climb_loss_limit)
+            if sum(losses) / len(losses) < limit:
+                return self._probe_pass(now)
+        if elapsed >= c.probe_timeout:
+            return self._probe_fail(now, R_LOSS if losses else "probe_timeout")
+        return None
+
+    def _probe_pass(self, now: float) -> Decision:
+        target = self._probe_tier
+        assert target is not None
+        self.probes_passed += 1
+        self.estimator.raise_to(self.ladder.required(target))
+        self._end_probe(now)
+        self.hold = self.config.hold
+        self._climbed_at = now
+        if self.config.probe_with_media:  # already sending it: commit without a new switch
+            previous = self.tier
+            self.tier = target
+            self.switches.append((now, previous, target, R_PROBE_OK))
+            self._reset_after_switch(now, auto=True)
+            return self._decision(reason=R_PROBE_OK)
+        return self._switch(now, target, R_PROBE_OK, auto=True)
+
+    def _probe_fail(self, now: float, why: str, *, backoff: bool = True) -> Decision:
+        if backoff:
+            self.probes_failed += 1
+            self.hold = min(self.hold * 2.0, self.config.hold_max)
+        probing = self.send_tier
+        self._end_probe(now)
+        self._unstable_at = now
+        self._forget_loss()  # the probe's loss says nothing about the tier without it
+        reason = f"{R_PROBE_FAILED}:{why}"
+        if self.config.probe_with_media and probing != self.tier:
+            self._reset_after_switch(now, auto=True)
+            return self._decision(changed=True, previous=probing, reason=reason,
+                                  direction=DOWN)
+        return self._decision(reason=reason)
+
+    def _end_probe(self, now: float) -> None:
+        self.state = STEADY
+        self._probe_tier = None
+        self._probe_from = None
+        self._probe_ended_at = now
+
+    # ---- switching ---------------------------------------------------------------------
+    def _apply_limit(self, now: float, reason: str) -> Decision:
+        limit = self.limit_tier()
+        if self.state == PROBING and self.ladder.higher(self._probe_tier or self.tier, limit):
+            decision = self._probe_fail(now, reason, backoff=False)
+            if self.ladder.higher(self.tier, limit):
+                return self._switch(now, limit, reason, auto=False)
+            return decision
+        if self.ladder.higher(self.tier, limit):
+            return self._switch(now, limit, reason, auto=False)
+        return self._evaluate(now)
+
+    def _switch(self, now: float, target: str, reason: str, *, auto: bool) -> Decision:
+        previous = self.send_tier
+        direction = UP if self.ladder.higher(target, self.tier) else DOWN
+        if auto and direction == DOWN and self._climbed_at is not None:
+            c = self.config  # the climb did not last
+            self.climb_hold = min(max(2 * self.climb_hold, 4 * c.hold), c.climb_hold_max)
+            self.hold = min(self.hold * 2.0, c.hold_max)
+            self._climbed_at = None
+        if not self.ladder.spec(target).has_video and reason in (R_LOSS, R_ESTIMATE, R_REMB,
+                                                                  R_RTT):
+            reason = f"{R_AUDIO_FLOOR}:{reason}"
+        if self.state == PROBING:
+            self._end_probe(now)
+        self.tier = target
+        self.switches.append((now, previous, target, reason))
+        self._reset_after_switch(now, auto=auto)
+        return self._decision(changed=previous != target, previous=previous, reason=reason,
+                              direction=direction)
+
+    def _reset_after_switch(self, now: float, *, auto: bool) -> None:
+        self._switched_at = now
+        if auto:
+            self._auto_switched_at = now
+        self._forget_loss()  # the old tier's loss says nothing about the new one
+
+    def _forget_loss(self) -> None:
+        self._acc_expected = self._acc_lost = 0.0
+        self._congested_since = None
+        self._congested_reports = 0
+        self._congested = False
+        self._moderate_since = None
+        self._remb_low_since = None
+        self._remb_low_count = 0
+        self.loss = None
+
+    def _decision(self, *, changed: bool = False, previous: str | None = None,
+                  reason: str = "", direction: str | None = None) -> Decision:
+        probe_bitrate = None
+        if self.state == PROBING and self._probe_tier is not None:
+            probe_bitrate = self.ladder.required(self._probe_tier)
+        return Decision(tier=self.send_tier, changed=changed, previous=previous, reason=reason,
+                        direction=direction if changed else None, state=self.state,
+                        probe_bitrate=probe_bitrate, probe_tier=self._probe_tier)
+
