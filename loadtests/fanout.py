@@ -2,6 +2,8 @@
 
     python -m loadtests.fanout --json out.json      # the sweep (a few minutes)
     python -m loadtests.fanout --subscribers 20     # one point of the product relay
+    python -m loadtests.fanout --send-path tasks    # the product with a sender task per
+                                                    # subscriber (before the batched path)
 
 One publisher (synthetic 640x360 30 fps video with audio) and N subscribers, all in this
 process, talk to a relay in a process of its own (``loadtests.relay_proc``); the relay
@@ -9,8 +11,10 @@ process's CPU is read from /proc/PID/stat over a steady window after a warm-up, 
 from /proc/PID/status. Subscribers count frames at the RTP level without decoding
 (``install_counting_decoder``), so the cores measure the relay, not the clients.
 Product: N = 0, 10, 20, 50; baseline (MediaRelay, an encoder per subscriber): N = 0, 5, 10.
-The per-subscriber cost is the least-squares slope of CPU over N. Forward latency is the
-relay's own histogram (scraped from its /metrics) over the window at the largest N.
+The per-subscriber cost is the least-squares slope of CPU over N. The product encodes
+while the publisher's media flows, so its N=0 point includes the encoder. Forward latency
+is the relay's own histogram (arrival -> written for a subscriber, scraped from its
+/metrics) over the window at the largest N.
 """
 
 from __future__ import annotations
@@ -39,20 +43,22 @@ PRODUCT_SWEEP = (0, 10, 20, 50)
 BASELINE_SWEEP = (0, 5, 10)
 TARGETS = {"ratio": 20.0, "p95_forward_ms": 20.0, "delivered_fps_ratio": 0.95,
            "relay_rss_mb_per_subscriber": 2.0}
+BASELINE_DELIVERING = 0.9
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # ---- the relay process ---------------------------------------------------------------------
 class RelayProcess:
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, send_path: str = "batched") -> None:
         self.mode = mode
+        self.send_path = send_path
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "loadtests.relay_proc", "--mode", self.mode, "--port", "0",
-            stdout=asyncio.subprocess.PIPE)
+            "--send-path", self.send_path, stdout=asyncio.subprocess.PIPE)
         line = (await asyncio.wait_for(self.proc.stdout.readline(), 30)).decode()
         if not line.startswith("READY"):
             raise RuntimeError(f"relay process did not start: {line!r}")
@@ -262,11 +268,13 @@ class Point:
     relay_drops: int | None = None
     relay_rendition: dict | None = None
     relay_queue_wait: dict | None = None
+    relay_send: dict | None = None
+    udp_errors: dict | None = None
 
 
 async def run_mode(mode: str, sweep: tuple[int, ...], warmup: float, window: float,
-                   client_procs: int, log) -> list[Point]:
-    relay = RelayProcess(mode)
+                   client_procs: int, log, send_path: str = "batched") -> list[Point]:
+    relay = RelayProcess(mode, send_path)
     await relay.start()
     workers = [Worker() for _ in range(client_procs)]
     for worker in workers:
@@ -312,12 +320,14 @@ async def run_mode(mode: str, sweep: tuple[int, ...], warmup: float, window: flo
                     hist0 = parse_histogram(await resp.text(),
                                             "classroom_relay_forward_latency_seconds")
                 got0, client_cpu0 = await counts()
+                udp0 = udp_counters()
                 cpu0, t0, sent0 = relay.cpu_seconds(), time.monotonic(), video.frames_sent
                 audio_sent0 = audio.frames_sent
                 await asyncio.sleep(window)
                 cpu1, t1, sent1 = relay.cpu_seconds(), time.monotonic(), video.frames_sent
                 audio_sent1 = audio.frames_sent
                 got1, client_cpu1 = await counts()
+                udp1 = udp_counters()
                 async with session.get(f"{relay.url}/metrics") as resp:
                     hist1 = parse_histogram(await resp.text(),
                                             "classroom_relay_forward_latency_seconds")
@@ -325,8 +335,9 @@ async def run_mode(mode: str, sweep: tuple[int, ...], warmup: float, window: flo
                     relay_stats = await resp.json()
                 sent = max(1, sent1 - sent0)
                 audio_sent = max(1, audio_sent1 - audio_sent0)
-                ratios = [(b[0] - a[0]) / sent for a, b in zip(got0, got1, strict=True)]
-                audio_ratios = [(b[1] - a[1]) / audio_sent for a, b in zip(got0, got1, strict=True)]
+                pairs = list(zip(got0, got1, strict=True))
+                ratios = [(b[0] - a[0]) / sent for a, b in pairs]
+                audio_ratios = [(b[1] - a[1]) / audio_sent for a, b in pairs]
                 p95 = {}
                 combined: dict[float, float] = {}
                 for kind, buckets in hist1.items():
@@ -346,6 +357,8 @@ async def run_mode(mode: str, sweep: tuple[int, ...], warmup: float, window: flo
                     p95_all_ms=round(q_all * 1000, 2) if q_all is not None else None,
                     client_cpu=round((client_cpu1 - client_cpu0) / (t1 - t0), 3),
                     relay_drops=_drops(relay_stats), relay_queue_wait=_waits(relay_stats),
+                    relay_send=_send_stats(relay_stats),
+                    udp_errors={k: udp1[k] - udp0.get(k, 0) for k in udp1},
                     relay_rendition=(relay_stats.get("lessons", {}).get("bench") or {}).get(
                         "renditions", [None])[0])
                 points.append(point)
@@ -355,6 +368,7 @@ async def run_mode(mode: str, sweep: tuple[int, ...], warmup: float, window: flo
                     f"p95={p95}  clients cpu={point.client_cpu}  relay drops={point.relay_drops}")
                 log(f"    rendition: {point.relay_rendition}")
                 log(f"    subscriber queue wait: {point.relay_queue_wait}")
+                log(f"    send path: {point.relay_send}  udp errors (machine): {point.udp_errors}")
     finally:
         await publisher.close()
         for worker in workers:
@@ -371,6 +385,35 @@ def _waits(stats: dict) -> dict | None:
     return {kind: {"avg_ms": round(sum(s[kind]["wait_ms_avg"] or 0 for s in subs) / len(subs), 2),
                    "max_ms": max(s[kind]["wait_ms_max"] for s in subs)}
             for kind in ("video", "audio") if kind in subs[0]}
+
+
+def udp_counters() -> dict[str, int]:
+    """Machine-wide UDP drop counters (/proc/net/snmp): packets lost in socket buffers."""
+    try:
+        with open("/proc/net/snmp") as f:
+            rows = [line.split() for line in f if line.startswith("Udp:")]
+        values = dict(zip(rows[0][1:], map(int, rows[1][1:]), strict=True))
+    except (OSError, IndexError, ValueError):
+        return {}
+    return {k: values[k] for k in ("RcvbufErrors", "SndbufErrors", "InErrors") if k in values}
+
+
+def _send_stats(stats: dict) -> dict | None:
+    """Totals over the subscribers' batched streams (lifetime counters, not the window)."""
+    lesson = stats.get("lessons", {}).get("bench")
+    if not lesson or not lesson["subscribers"]:
+        return None
+    subs = list(lesson["subscribers"].values())
+    video = [s["video"] for s in subs if s.get("video", {}).get("path") == "batched"]
+    if not video:
+        return None
+    lost = [v["fraction_lost"] for v in video if v.get("fraction_lost") is not None]
+    rtts = [v["rtt_ms"] for v in video if v.get("rtt_ms") is not None]
+    return {"nacked": sum(v["nacked"] for v in video),
+            "retransmits": sum(v["retransmits"] for v in video),
+            "keyframe_requests": sum(s["keyframe_requests"] for s in subs),
+            "max_fraction_lost": max(lost) if lost else None,
+            "max_rtt_ms": max(rtts) if rtts else None}
 
 
 def _drops(stats: dict) -> int | None:
@@ -405,6 +448,19 @@ def summarize(product: list[Point], baseline: list[Point]) -> dict:
     if result.get("relay_cpu_per_subscriber") and "baseline_cpu_per_subscriber" in result:
         result["ratio"] = round(
             result["baseline_cpu_per_subscriber"] / result["relay_cpu_per_subscriber"], 1)
+    # The issue takes the baseline slope where MediaRelay "still delivers >= 90 %". On a
+    # busy machine it may not at N=10: a saturated point measures the cap, not the cost.
+    # Reported separately; "ratio" above stays the slope over the whole baseline sweep.
+    delivering = [p for p in baseline
+                  if p.subscribers == 0 or (p.delivered_min or 0) >= BASELINE_DELIVERING]
+    result["baseline_points_delivering"] = [p.subscribers for p in delivering]
+    if len(delivering) >= 2:
+        result["baseline_cpu_per_subscriber_delivering"] = round(
+            slope([p.subscribers for p in delivering], [p.cpu for p in delivering]), 5)
+        if result.get("relay_cpu_per_subscriber"):
+            result["ratio_baseline_delivering"] = round(
+                result["baseline_cpu_per_subscriber_delivering"]
+                / result["relay_cpu_per_subscriber"], 1)
     if product:
         top = max(product, key=lambda p: p.subscribers)
         result["p95_forward_ms"] = top.p95_all_ms
@@ -428,6 +484,8 @@ def print_report(result: dict) -> None:
         ("relay CPU-s/s per subscriber", result.get("relay_cpu_per_subscriber"), None),
         ("baseline CPU-s/s per subscriber", result.get("baseline_cpu_per_subscriber"), None),
         ("ratio (baseline / relay)", result.get("ratio"), (">=", TARGETS["ratio"])),
+        (f"  baseline only N={result.get('baseline_points_delivering')}",
+         result.get("ratio_baseline_delivering"), None),
         ("p95 forward latency ms", result.get("p95_forward_ms"), ("<=", TARGETS["p95_forward_ms"])),
         ("delivered fps ratio (worst)", result.get("delivered_fps_ratio"),
          (">=", TARGETS["delivered_fps_ratio"])),
@@ -452,21 +510,22 @@ async def main_async(args: argparse.Namespace) -> dict:
     if args.subscribers is not None:
         sweep = (args.subscribers,)
         product = await run_mode(args.mode, sweep, args.warmup, args.window,
-                                 args.client_procs, log)
+                                 args.client_procs, log, args.send_path)
         result = {"points": [asdict(p) for p in product]}
         if product:
             result.update({"p95_forward_ms": product[0].p95_all_ms,
                            "delivered_fps_ratio": product[0].delivered_min,
                            "cpu": product[0].cpu, "rss_mb": product[0].rss_mb})
     else:
-        log("product relay (encode once):")
+        log(f"product relay (encode once, {args.send_path} send path):")
         product = await run_mode("product", PRODUCT_SWEEP, args.warmup, args.window,
-                                 args.client_procs, log)
+                                 args.client_procs, log, args.send_path)
         log("baseline (aiortc MediaRelay, an encoder per subscriber):")
         baseline = await run_mode("baseline", BASELINE_SWEEP, args.warmup, args.window,
                                   args.client_procs, log)
         result = summarize(product, baseline)
         print_report(result)
+    result["send_path"] = args.send_path
     result["window_seconds"] = args.window
     result["warmup_seconds"] = args.warmup
     result["cpu_count"] = os.cpu_count()
@@ -487,6 +546,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring")
     parser.add_argument("--client-procs", type=int, default=2,
                         help="subscriber processes (one Python process tops out near 60)")
+    parser.add_argument("--send-path", choices=("batched", "tasks"), default="batched",
+                        help="product relay's send path (RelayConfig.batched_send)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

@@ -1,13 +1,15 @@
 """A relay in a process of its own for load tests: offer/answer over HTTP on 127.0.0.1.
 
-    python -m loadtests.relay_proc --mode product|baseline --port P
+    python -m loadtests.relay_proc --mode product|baseline --port P [--send-path tasks]
 
-``product`` is :class:`media_relay.Relay` (encode once); ``baseline`` is aiortc's
+``product`` is :class:`media_relay.Relay` (encode once; ``--send-path batched``, the
+default, or ``tasks``: ``RelayConfig.batched_send``); ``baseline`` is aiortc's
 ``MediaRelay`` (one encoder per subscriber). Endpoints: ``POST /publish`` and
 ``POST /subscribe`` with ``{"peer_id", "sdp"}`` -> ``{"sdp"}``, ``GET /metrics``
 (Prometheus), ``GET /stats``. Prints ``READY <port>`` when it listens.
-``RELAY_SWITCH_INTERVAL=0.001`` sets the interpreter's GIL switch interval (experiments:
-the relay's media thread and event loop share the GIL).
+``RELAY_SWITCH_INTERVAL=0.005`` sets the interpreter's GIL switch interval first
+(experiments: the relay's media thread and event loop share the GIL); the product relay
+then lowers it to ``RelayConfig.gil_switch_interval`` (1 ms) unless that is already lower.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ LESSON = "bench"
 
 
 class ProductRelay:
-    def __init__(self) -> None:
-        self.relay = Relay(RelayConfig())
+    def __init__(self, send_path: str = "batched") -> None:
+        self.send_path = send_path
+        self.relay = Relay(RelayConfig(batched_send=send_path == "batched"))
 
     async def publish(self, peer_id: str, sdp: str) -> str:
         return await self.relay.publish(LESSON, peer_id, sdp)
@@ -38,7 +41,7 @@ class ProductRelay:
         return await self.relay.subscribe(LESSON, peer_id, sdp)
 
     def stats(self) -> dict:
-        return self.relay.stats()
+        return {"send_path": self.send_path, **self.relay.stats()}
 
     async def close(self) -> None:
         await self.relay.close()
@@ -129,11 +132,11 @@ def build_app(backend) -> web.Application:
     return app
 
 
-async def serve(mode: str, port: int) -> None:
+async def serve(mode: str, port: int, send_path: str = "batched") -> None:
     if os.environ.get("RELAY_SWITCH_INTERVAL"):
         import sys
         sys.setswitchinterval(float(os.environ["RELAY_SWITCH_INTERVAL"]))
-    backend = ProductRelay() if mode == "product" else BaselineRelay()
+    backend = ProductRelay(send_path) if mode == "product" else BaselineRelay()
     runner = web.AppRunner(build_app(backend), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
@@ -149,9 +152,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("product", "baseline"), default="product")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--send-path", choices=("batched", "tasks"), default="batched")
     args = parser.parse_args()
     try:
-        asyncio.run(serve(args.mode, args.port))
+        asyncio.run(serve(args.mode, args.port, args.send_path))
     except KeyboardInterrupt:
         pass
 

@@ -8,13 +8,38 @@ Object model (each with ``close()`` and ``stats()``)::
     Relay -> RelayLesson -> Publisher      the teacher's RTCPeerConnection (replaceable)
                          -> Rendition      one VP8 encoder + media thread per tier
                          -> AudioFanout    the teacher's Opus packets, as received
-                         -> Subscriber     a classroom's RTCPeerConnection + PacketTracks
+                         -> Subscriber     a classroom's RTCPeerConnection, PacketTracks
+                                           and RtpStreams (the batched send path)
 
-aiortc internals this package relies on (check them when upgrading aiortc; tests cover each):
-``RTCRtpReceiver.__decoder_queue`` / ``__jitter_buffer`` / ``__decoder_error`` /
-``__decoder_thread`` (ingress.py, publisher.py), ``RTCRtpSender.__encoder`` and
-``RTCRtpSender._send_keyframe`` (subscriber.py), ``Vp8Encoder._packetize`` (rendition.py),
-``JitterBuffer._remove_frame`` (ingress.py).
+Send path (``RelayConfig.batched_send``, default True): when a rendition or the audio
+fan-out has a packet, one loop pass writes it to every subscriber (``rtpout.RtpStream``:
+header rewrite + SRTP + sendto per subscriber, no task or queue per subscriber); aiortc's
+``RTCRtpSender`` keeps its RTCP task (sender reports, RR/NACK/PLI/REMB handling). With
+False, each subscriber's sender task reads a ``PacketTrack`` (``recv()`` -> shared
+``av.Packet``), as a recorder or any other reader still can.
+
+aiortc/aioice internals this package relies on (check them when upgrading; tests cover each):
+- ingress.py, publisher.py: ``RTCRtpReceiver.__decoder_queue`` / ``__jitter_buffer`` /
+  ``__decoder_error`` / ``__decoder_thread`` / ``__kind``; ``JitterBuffer._remove_frame``,
+  ``._packets``, ``._origin``, ``._capacity``; ``RtpPacket._data``.
+- rendition.py: ``Vp8Encoder._packetize``.
+- subscriber.py: ``RTCRtpSender.__encoder`` (set to the PassthroughEncoder, which records
+  REMB through its ``target_bitrate``); ``RTCRtpSender._send_keyframe`` (replaced: PLI/FIR
+  -> rendition keyframe request).
+- rtpout.py (batched path), on each subscriber's ``RTCRtpSender``:
+  instance attributes shadowing methods: ``send`` (wrapped: learns the negotiated
+  parameters), ``_handle_rtcp_packet`` (wrapped: keeps the last receiver report),
+  ``_retransmit`` (replaced: NACK served from the stream's history, RTX-wrapped),
+  ``_send_keyframe`` (replaced, as above); read: ``_ssrc``, ``_rtx_ssrc``, ``_enabled``,
+  ``__rtt``; written after every frame, for the RTCP task's sender reports and its RR
+  statistics: ``__packet_count``, ``__octet_count``, ``__ntp_timestamp``,
+  ``__rtp_timestamp``.
+  On the sender's ``RTCDtlsTransport``: ``_state``, ``_tx_srtp`` (its ``protect()``),
+  ``_send_rtp`` (fallback for non-UDP pairs), ``__tx_bytes`` / ``__tx_packets`` (kept
+  right for getStats), ``transport._connection`` (the aioice ``Connection``); on aioice:
+  ``Connection._nominated[1]`` (the selected ``CandidatePair``: ``.protocol``,
+  ``.remote_addr``), ``StunProtocol.transport`` (the asyncio datagram transport).
+  ``aiortc.rtcrtpsender.random_sequence_number`` and ``aiortc.rtp`` helpers are used as is.
 """
 
 from .config import RelayConfig, RelayError

@@ -8,25 +8,26 @@ from typing import TYPE_CHECKING
 from .config import RelayConfig
 from .packets import AUDIO_CLOCK, AUDIO_TIME_BASE, PacketMeta, Timeline, make_packet
 from .rendition import Rendition
+from .tracks import fan_out
 
 if TYPE_CHECKING:
     from .publisher import Publisher
     from .subscriber import Subscriber
-    from .tracks import PacketTrack
+    from .tracks import Sink
 
 
 class AudioFanout:
-    """Forwards the publisher's Opus packets as received to every subscriber's audio track."""
+    """Forwards the publisher's Opus packets as received to every subscriber's audio sink."""
 
     def __init__(self) -> None:
-        self._sinks: list[PacketTrack] = []
+        self._sinks: list[Sink] = []
         self._timeline = Timeline(AUDIO_CLOCK)
         self.packets = 0
 
-    def attach(self, track: PacketTrack) -> None:
+    def attach(self, track: Sink) -> None:
         self._sinks.append(track)
 
-    def detach(self, track: PacketTrack) -> None:
+    def detach(self, track: Sink) -> None:
         if track in self._sinks:
             self._sinks.remove(track)
 
@@ -38,8 +39,7 @@ class AudioFanout:
         meta = PacketMeta([data], pts & 0xFFFFFFFF, True, ingress)
         meta.fanout = time.monotonic()
         packet = make_packet(data, pts, AUDIO_TIME_BASE, meta)
-        for sink in self._sinks:
-            sink.push(packet)
+        fan_out(self._sinks, packet)
 
     def close(self) -> None:
         self._sinks.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,9 @@ class Relay:
                  on_peer_state: PeerStateCallback | None = None,
                  on_publisher: PublisherCallback | None = None) -> None:
         self.config = config or RelayConfig()
+        interval = self.config.gil_switch_interval
+        if interval and sys.getswitchinterval() > interval:
+            sys.setswitchinterval(interval)
         self._on_peer_state = on_peer_state
         self._on_publisher = on_publisher
         self._lessons: dict[str, RelayLesson] = {}
@@ -97,7 +101,10 @@ class Relay:
         return answer
 
     async def add_ice_candidate(self, peer_id: str, candidate: dict) -> None:
-        """A trickled remote candidate; ``{"candidate": ""}`` ends them. Unknown peers are ignored."""
+        """A trickled remote candidate; ``{"candidate": ""}`` ends them.
+
+        Candidates for unknown peers are ignored.
+        """
         parsed = parse_candidate(candidate)
         peer = self._peers.get(peer_id)
         if peer is None:
@@ -110,6 +117,36 @@ class Relay:
 
     async def remove_peer(self, peer_id: str) -> None:
         await self._drop_peer(peer_id)
+
+    def attach_sink(self, lesson_id: str, sink: Any) -> None:
+        """Attach a packet sink (``.kind`` ``"video"``/``"audio"``, ``push(packet)``), e.g.
+        a recorder, to a lesson's rendition or audio fan-out, like a subscriber's track.
+
+        Creates the lesson if it does not exist; attaching a sink again re-attaches it
+        (a fresh keyframe). The sink gets the shared packets and must never change them.
+        """
+        _check_id("lesson_id", lesson_id)
+        if self._closed:
+            raise RelayError(RelayError.MEDIA_FAILED, "relay closed")
+        lesson = self._lesson(lesson_id)
+        if sink.kind == "video":
+            lesson.rendition.detach(sink)
+            lesson.rendition.attach(sink)
+        elif sink.kind == "audio":
+            lesson.audio.detach(sink)
+            lesson.audio.attach(sink)
+        else:
+            raise ValueError(f"sink kind must be video or audio, not {sink.kind!r}")
+
+    def detach_sink(self, lesson_id: str, sink: Any) -> None:
+        """Detach a sink attached with :meth:`attach_sink` (no-op when it is not attached)."""
+        lesson = self._lessons.get(lesson_id)
+        if lesson is None:
+            return
+        if sink.kind == "video":
+            lesson.rendition.detach(sink)
+        else:
+            lesson.audio.detach(sink)
 
     async def close_lesson(self, lesson_id: str) -> None:
         lesson = self._lessons.pop(lesson_id, None)

@@ -1,11 +1,12 @@
 """One encoded video tier of a lesson: decode and encode once, packetize once, share the packets.
 
 The publisher's encoded VP8/H264 frames go straight into this rendition's media thread,
-which decodes every one of them and encodes the newest (PyAV libvpx, realtime) whenever
-someone is watching; the event loop is touched once per encoded frame, to hand the shared
-packet to every subscriber. (One thread doing decode + encode, instead of aiortc's decoder
-thread -> event loop -> encoder thread -> event loop: under load every hop through a busy
-event loop costs a full loop iteration.)
+which decodes every one of them and encodes the newest (PyAV libvpx, realtime) while the
+publisher's media flows, watched or not (every lesson has a recorder subscriber, so the top
+tier is always watched in the product; a joiner gets a forced keyframe); the event loop is
+touched once per encoded frame, to hand the shared packet to every subscriber. (One thread
+doing decode + encode, instead of aiortc's decoder thread -> event loop -> encoder thread ->
+event loop: under load every hop through a busy event loop costs a full loop iteration.)
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from av.video.frame import PictureType
 from . import metrics
 from .config import RelayConfig
 from .packets import VIDEO_CLOCK, VIDEO_TIME_BASE, PacketMeta, Timeline, make_packet
-from .tracks import PacketTrack
+from .tracks import Sink, fan_out
 
 logger = logging.getLogger(__name__)
 
 _DECODERS = {"VP8": "libvpx", "H264": "h264"}
 _BACKLOG_LIMIT = 60
-"""Source frames waiting for the media thread (2 s): beyond that, drop them and ask for a keyframe."""
+"""Source frames waiting for the media thread (2 s): beyond that, drop them and ask for a
+keyframe."""
 
 
 def fit_size(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:
@@ -46,16 +48,18 @@ class Rendition:
 
     Keyframes: when someone joins, on PLI/FIR and queue overflow (no closer together than
     ``keyframe_min_gap``, never lost), when the source changes, and every
-    ``keyframe_interval`` seconds. Nobody watching: frames are decoded (to keep the
-    decoder in step) but not encoded.
+    ``keyframe_interval`` seconds. Every source frame is decoded; the newest is encoded
+    whether anyone watches or not. No publisher media: nothing is decoded or encoded.
+
+    Sinks are anything with ``push(packet)``: an :class:`~.rtpout.RtpStream` (written at
+    once) or a :class:`~.tracks.PacketTrack` (queued for an aiortc sender or a reader).
     """
 
     def __init__(self, config: RelayConfig, tier: str = "high") -> None:
         self.config = config
         self.tier = tier
         self._loop = asyncio.get_running_loop()
-        self._sinks: list[PacketTrack] = []
-        self._watching = False
+        self._sinks: list[Sink] = []
         self._input: queue.SimpleQueue = queue.SimpleQueue()
         # keyframe requests: the loop only increments _requested, the thread only sets _served
         self._requested = 0
@@ -86,16 +90,14 @@ class Rendition:
         self._thread.start()
 
     # ---- sinks (event loop) -----------------------------------------------------------
-    def attach(self, track: PacketTrack) -> None:
+    def attach(self, track: Sink) -> None:
         self._sinks.append(track)
-        self._watching = True
         metrics.SUBSCRIBERS.labels(tier=self.tier).inc()
         self.request_keyframe("join")
 
-    def detach(self, track: PacketTrack) -> None:
+    def detach(self, track: Sink) -> None:
         if track in self._sinks:
             self._sinks.remove(track)
-            self._watching = bool(self._sinks)
             metrics.SUBSCRIBERS.labels(tier=self.tier).dec()
 
     @property
@@ -155,7 +157,8 @@ class Rendition:
             return "start"
         if source != self._encoded_source:
             return "source"
-        if self._requested != self._served and now - self._last_keyframe >= self.config.keyframe_min_gap:
+        gap = now - self._last_keyframe
+        if self._requested != self._served and gap >= self.config.keyframe_min_gap:
             return self._request_reason
         if now - self._last_keyframe >= self.config.keyframe_interval:
             return "periodic"
@@ -237,7 +240,7 @@ class Rendition:
             if not frames:
                 continue
             self.frames_decoded += len(frames)
-            if not self._watching or self._closed:
+            if self._closed:
                 continue
             if not self._input.empty():
                 self.frames_skipped += 1  # a newer frame is already waiting: encode that one
@@ -266,8 +269,7 @@ class Rendition:
             return
         now = time.monotonic()
         packet.opaque.fanout = now  # before anyone sees it
-        for sink in self._sinks:
-            sink.push(packet)
+        fan_out(self._sinks, packet)
         pipeline = now - packet.opaque.ingress
         self.pipeline_seconds += pipeline
         self.pipeline_max = max(self.pipeline_max, pipeline)
@@ -298,6 +300,7 @@ class Rendition:
             "keyframes": self.keyframes,
             "bytes_out": self.bytes_out,
             "encode_ms_avg": round(1000 * self.encode_seconds / encoded, 3) if encoded else None,
-            "pipeline_ms_avg": round(1000 * self.pipeline_seconds / encoded, 3) if encoded else None,
+            "pipeline_ms_avg": round(1000 * self.pipeline_seconds / encoded, 3)
+            if encoded else None,
             "pipeline_ms_max": round(1000 * self.pipeline_max, 3),
         }

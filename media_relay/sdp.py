@@ -44,11 +44,13 @@ def check_subscribe_offer(sdp: Any, max_bytes: int) -> list[str]:
         or kinds.count("audio") > 1
         or set(kinds) - {"audio", "video"}
     ):
-        raise RelayError(RelayError.BAD_SDP, f"subscribe offer needs video and/or audio, has {kinds}")
+        raise RelayError(RelayError.BAD_SDP,
+                         f"subscribe offer needs video and/or audio, has {kinds}")
     return kinds
 
 
-def preferred_codecs(kind: str, names: tuple[str, ...], *, sender: bool) -> list[RTCRtpCodecCapability]:
+def preferred_codecs(kind: str, names: tuple[str, ...], *,
+                     sender: bool) -> list[RTCRtpCodecCapability]:
     """The capabilities named (in that order) plus RTX, for ``setCodecPreferences``."""
     caps = (RTCRtpSender if sender else RTCRtpReceiver).getCapabilities(kind).codecs
     chosen = []

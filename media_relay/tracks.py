@@ -8,10 +8,12 @@ packetized once for everyone, so a subscriber costs RTP headers, SRTP and ``send
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import av
 from aiortc import MediaStreamTrack
@@ -22,6 +24,31 @@ from aiortc.mediastreams import MediaStreamError
 
 from . import metrics
 from .packets import PacketMeta
+
+logger = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """What a rendition or the audio fan-out hands its shared packets to."""
+
+    def push(self, packet: av.Packet) -> None: ...
+
+
+_failed_sinks: weakref.WeakSet = weakref.WeakSet()
+
+
+def fan_out(sinks: list[Sink], packet: av.Packet) -> None:
+    """Hand ``packet`` to every sink now; one failing sink does not stop the others.
+
+    A sink's failure is logged once (its connection is usually going away).
+    """
+    for sink in sinks:
+        try:
+            sink.push(packet)
+        except Exception:
+            if sink not in _failed_sinks:
+                _failed_sinks.add(sink)
+                logger.exception("fan-out to %r failed", sink)
 
 
 class PacketTrack(MediaStreamTrack):

@@ -173,9 +173,11 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
 
 def default_features(config: Config) -> list[Feature]:
     """The features every node runs (each issue's capability registers here)."""
+    from recording.feature import RecordingFeature
+
     from .quiz.feature import QuizFeature
 
-    return [QuizFeature()]
+    return [QuizFeature(), RecordingFeature.from_env()]
 
 
 def build_app(config: Config, features: list[Feature] | None = None) -> web.Application:

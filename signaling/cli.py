@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS)
     token.add_argument("--library", type=Path, default=Path.cwd() / "library")
     token.add_argument("--secret", default=None)
+    from recording.cli import add_parser as add_library_parser
+
+    add_library_parser(sub)
     return parser
 
 
@@ -138,6 +141,10 @@ def token(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "library":
+        from recording.cli import run as library
+
+        return library(args)
     return {"serve": serve, "token": token}[args.command](args)
 
 

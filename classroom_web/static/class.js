@@ -61,7 +61,9 @@
     flowing: false,
     stallLimit: STALL_START_MS,
     notice: "",
-    noticeTimer: null
+    noticeTimer: null,
+    recording: "off",
+    consentNeeded: false
   };
   var stats = new C.StatsTotals();
   var signal = null;
@@ -117,6 +119,18 @@
     lowerButton.disabled = !canHand;
     handNote.hidden = !(st.hand && canHand);
     $("#lesson-name").textContent = st.lessonTitle || st.lesson;
+    var recOn = st.welcomed && st.lessonState !== "ended" && st.recording !== "off";
+    $("#rec").hidden = !recOn;
+    $("#rec").setAttribute("data-state", st.recording);
+    $("#rec-text").textContent = t(st.recording === "paused" ? "recording_paused" : "recording_on");
+    $("#consent").hidden = !(st.welcomed && st.consentNeeded && st.role === "classroom" &&
+                             st.lessonState !== "ended");
+  }
+
+  function setRecording(rec) {
+    if (rec && typeof rec.state === "string") {
+      st.recording = rec.state;
+    }
   }
 
   function notice(text) {
@@ -350,6 +364,8 @@
       return;
     }
     syncHand(msg.roster);
+    setRecording(msg.recording);
+    st.consentNeeded = !!msg.recording_consent_required;
     setLesson(msg.lesson_state || (msg.lesson_info && msg.lesson_info.state), msg.lesson_info);
     startMedia();
     render();
@@ -413,6 +429,9 @@
         if (msg.purpose === "subscribe" && st.media) {
           st.media.handleAnswer(msg.sdp);
         }
+        break;
+      case "recording":
+        setRecording(msg);
         break;
       case "tier":
         if (typeof msg.tier === "string") {
@@ -478,6 +497,13 @@
   });
   lowerButton.addEventListener("click", function () {
     signal && signal.send({ type: "lower-hand" });
+  });
+  $("[data-action=recording-consent]").addEventListener("click", function () {
+    if (signal) {
+      signal.send({ type: "recording-consent" });
+      st.consentNeeded = false; // the local teacher has acknowledged; the server keeps the record
+      render();
+    }
   });
 
   function keepScreenOn() {

@@ -13,6 +13,11 @@
 
   var STRINGS = {
     zh: {
+      recording_on: "录制中",
+      recording_paused: "录制已暂停",
+      consent_title: "本节课会被录制",
+      consent_text: "录像将保存到共享课堂资源库，供本校学生回看。请本班老师向学生说明后确认。",
+      consent_ok: "已告知学生，同意录制",
       connecting: "正在连接…",
       waiting: "等待老师开始上课",
       live: "上课中",
@@ -80,6 +85,11 @@
       err_other: "出错了（{code}）"
     },
     en: {
+      recording_on: "Recording",
+      recording_paused: "Recording paused",
+      consent_title: "This lesson is recorded",
+      consent_text: "The recording goes to the shared-classroom library for this school's students to replay. Tell the students, then confirm.",
+      consent_ok: "Students told: I agree",
       connecting: "Connecting…",
       waiting: "Waiting for the teacher to start the lesson",
       live: "Lesson in progress",

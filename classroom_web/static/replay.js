@@ -46,7 +46,9 @@
   var audioMode = "", lowTicks = 0, highTicks = 0, lowestVideo = 0;
   function makeHls(src, at, play) {
     if (hls) { hls.destroy(); }
-    hls = new window.Hls({ enableWorker: false, capLevelToPlayerSize: true, startLevel: -1 });
+    /* autoStartLoad off: nothing is downloaded before the student presses play */
+    hls = new window.Hls({ enableWorker: false, capLevelToPlayerSize: true, startLevel: -1,
+                           autoStartLoad: !!play });
     hls.on(window.Hls.Events.MANIFEST_PARSED, function (e, data) {
       if (!audioMode) {
         levels = data.levels;
@@ -63,6 +65,7 @@
       else if (data.details === window.Hls.ErrorDetails.BUFFER_STALLED_ERROR && !audioMode &&
                hls.currentLevel === 0 && hls.bandwidthEstimate < lowestVideo) lowTicks += 2;
     });
+    hls.loadingStarted = !!play;
     hls.loadSource(src);
     hls.attachMedia(video);
   }
@@ -110,6 +113,9 @@
     if (window.Hls && window.Hls.isSupported()) {
       mode = "hls.js";
       makeHls(master, 0, false);
+      video.addEventListener("play", function () {
+        if (hls && !hls.loadingStarted) { hls.loadingStarted = true; hls.startLoad(video.currentTime || -1); }
+      });
       setInterval(watchLink, 1000);
     } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
       mode = "native-hls"; video.src = master;  /* Safari/iOS: its own ABR incl. the audio rung */

@@ -28,7 +28,8 @@ async def make_relay(events):
     def make(**config) -> Relay:
         relay = Relay(
             RelayConfig(**config),
-            on_peer_state=lambda lesson, peer, state: events.peer_states.append((lesson, peer, state)),
+            on_peer_state=lambda lesson, peer, state: events.peer_states.append(
+                (lesson, peer, state)),
             on_publisher=lambda lesson, active: events.publisher.append((lesson, active)),
         )
         relays.append(relay)

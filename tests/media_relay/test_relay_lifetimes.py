@@ -106,7 +106,8 @@ async def test_teacher_leaving_keeps_the_lesson_for_classrooms(make_relay, event
     assert stats["lessons"]["L4"]["publisher"] is None and stats["subscribers"] == 1
     teacher2 = await publish(relay, "L4", "teacher")
     before = room.video.frames
-    await wait_until(lambda: room.video.frames >= before + 10, 10, "media after the teacher returns")
+    await wait_until(lambda: room.video.frames >= before + 10, 10,
+                     "media after the teacher returns")
     await teacher.close()
     # media stopping without a close is reported after media_timeout
     teacher2.video.stop()

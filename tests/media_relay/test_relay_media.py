@@ -44,14 +44,12 @@ async def test_two_subscribers_receive_decoded_video_and_audio(relay: Relay, eve
     await teacher.close()
 
 
-async def test_late_joiner_gets_video_within_2s_from_an_idle_rendition(make_relay) -> None:
+async def test_late_joiner_gets_video_within_2s_from_an_unwatched_rendition(make_relay) -> None:
     # no periodic keyframe to lean on: the join itself must produce one
     relay = make_relay(keyframe_interval=60.0)
     teacher = await publish(relay, "L2")
-    await wait_until(lambda: relay.stats()["lessons"]["L2"]["renditions"][0]["frames_decoded"]
-                     >= 30, 10, "teacher media flowing")
-    rendition = relay.stats()["lessons"]["L2"]["renditions"][0]
-    assert rendition["frames_encoded"] == 0  # nobody watching: nothing encoded
+    await wait_until(lambda: relay.stats()["lessons"]["L2"]["renditions"][0]["frames_encoded"]
+                     >= 30, 10, "teacher media flowing and encoded with nobody watching")
 
     first = await subscribe(relay, "L2", "c1")
     await wait_until(lambda: first.video.frames >= 1, 2.0, "first classroom's first frame")
@@ -90,7 +88,8 @@ async def test_teacher_reconnect_keeps_classrooms_receiving(relay: Relay, events
     teacher3 = await publish(relay, "L3", "teacher-b")
     await teacher2.close()
     before_video = room.video.frames
-    await wait_until(lambda: room.video.frames >= before_video + 30, 10, "video after 2nd reconnect")
+    await wait_until(lambda: room.video.frames >= before_video + 30, 10,
+                     "video after 2nd reconnect")
     assert events.publisher[-1] == ("L3", True)
     await room.close()
     await teacher3.close()
@@ -144,3 +143,22 @@ async def test_same_peer_subscribing_again_replaces_the_first(relay: Relay) -> N
     await wait_until(lambda: first.pc.connectionState == "closed", 5, "first connection closed")
     for peer in (first, second, teacher):
         await peer.close()
+
+
+async def test_no_publisher_media_means_no_encoding(relay: Relay) -> None:
+    def encoded() -> int:
+        return relay.stats()["lessons"]["L6"]["renditions"][0]["frames_encoded"]
+
+    room = await subscribe(relay, "L6", "c1")  # a classroom waits for the teacher
+    await wait_until(lambda: room.pc.connectionState == "connected", 10, "classroom connected")
+    await asyncio.sleep(0.5)
+    assert encoded() == 0
+    teacher = await publish(relay, "L6")
+    await wait_until(lambda: room.video.frames >= 10, 10, "video once the teacher publishes")
+    await relay.remove_peer("teacher")
+    await asyncio.sleep(0.3)  # frames already in the media thread may still come out
+    stopped = encoded()
+    await asyncio.sleep(0.5)
+    assert encoded() == stopped
+    await teacher.close()
+    await room.close()

@@ -1,0 +1,376 @@
+"""The batched send path: a shared packet is written to every subscriber in one loop pass.
+
+A rendition (or the audio fan-out) calls :meth:`RtpStream.push` for every subscriber as
+soon as it has a packet. ``push`` does what aiortc's ``RTCRtpSender._run_rtp`` does for one
+frame, without a task, a queue or an ``RtpPacket`` object per packet: for each payload that
+was packetized once for everyone it writes this subscriber's RTP header (its ssrc,
+sequence number, timestamp offset, payload type and the ``mid`` / ``abs-send-time``
+extensions, byte for byte as ``RtpPacket.serialize`` would), SRTP-protects it with the
+DTLS transport's session and hands it to the socket of the nominated ICE pair.
+
+The sender object stays aiortc's, and keeps doing everything else:
+- its RTCP task sends sender reports: ``push`` updates the counters it reads (packet and
+  octet counts, the NTP/RTP timestamp pair of the last packet sent);
+- RTCP from the browser is routed to it by ssrc (``sender._ssrc`` is used as ours):
+  receiver reports give RTT and loss (aiortc computes RTT, :class:`RtpStream` also keeps
+  the last report for ``stats()``), NACK calls ``sender._retransmit`` (replaced: served
+  from this stream's history, RTX-wrapped when RTX was negotiated), PLI/FIR call
+  ``sender._send_keyframe`` (replaced: a keyframe request to the rendition), REMB sets
+  ``target_bitrate`` on the sender's encoder (the :class:`PassthroughEncoder`, recorded).
+- its RTP task waits on the subscriber's :class:`PacketTrack`, which the batched path
+  never feeds: it costs nothing and ends when the track stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aioice.ice import StunProtocol
+from aiortc import RTCRtpSender
+from aiortc.codecs import is_rtx
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtcrtpsender import random_sequence_number
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTP_HISTORY_SIZE,
+    HeaderExtensions,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    unpack_remb_fci,
+    wrap_rtx,
+)
+from aiortc.utils import random32
+
+from . import metrics
+
+logger = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("!BBHLL")
+_EXT_HEADER = struct.Struct("!HH")
+_NTP_OFFSET = 2_208_988_800  # seconds from 1900-01-01 (NTP) to 1970-01-01 (Unix)
+_NTP_SCALE = 1 << 32
+
+# RTCRtpSender's private attributes written or read here (name-mangled; see __init__.py)
+_PACKET_COUNT = "_RTCRtpSender__packet_count"
+_OCTET_COUNT = "_RTCRtpSender__octet_count"
+_NTP_TIMESTAMP = "_RTCRtpSender__ntp_timestamp"
+_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
+_RTT = "_RTCRtpSender__rtt"
+_DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
+_DTLS_TX_PACKETS = "_RTCDtlsTransport__tx_packets"
+
+
+def ntp_now() -> int:
+    """The current time as a 64-bit NTP timestamp (what ``aiortc.clock`` computes, cheaper)."""
+    return int((time.time() + _NTP_OFFSET) * _NTP_SCALE)
+
+
+class HeaderTemplate:
+    """This stream's RTP header bytes after the fixed 12: extension header and elements.
+
+    Built with aiortc's own ``HeaderExtensionsMap.set`` (so the layout is aiortc's); the
+    3 ``abs-send-time`` bytes are located by serializing twice with different values.
+    """
+
+    def __init__(self, extensions_map: HeaderExtensionsMap, mid: str | None) -> None:
+        def build(abs_send_time: int) -> tuple[int, bytes]:
+            values = HeaderExtensions()
+            values.mid = mid
+            values.abs_send_time = abs_send_time
+            return extensions_map.set(values)
+
+        profile, low = build(0)
+        _, high = build(0xFFFFFF)
+        self.has_extension = bool(low)
+        self.first_byte = 0x90 if low else 0x80
+        head = _EXT_HEADER.pack(profile, len(low) >> 2) if low else b""
+        changed = [i for i in range(len(low)) if low[i] != high[i]]
+        if changed:
+            start = changed[0]
+            if changed != [start, start + 1, start + 2]:
+                raise RuntimeError("unexpected abs-send-time layout")
+            self.before = head + low[:start]
+            self.after = low[start + 3:]
+            self.has_abs_send_time = True
+        else:
+            self.before = head + low
+            self.after = b""
+            self.has_abs_send_time = False
+
+    def extension(self, ntp: int) -> bytes:
+        if self.has_abs_send_time:
+            return self.before + ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big") + self.after
+        return self.before
+
+
+def serialize(template: HeaderTemplate, ntp: int, payload_type: int, marker: bool,
+              sequence_number: int, timestamp: int, ssrc: int, payload: bytes) -> bytes:
+    """One RTP packet as :meth:`RtpPacket.serialize` would write it (for tests and RTX)."""
+    return (_HEADER.pack(template.first_byte, (0x80 if marker else 0) | payload_type,
+                         sequence_number, timestamp, ssrc)
+            + template.extension(ntp) + payload)
+
+
+class RtpStream:
+    """One subscriber's outgoing stream of one kind, written directly by the fan-out.
+
+    Created before negotiation on the transceiver's sender (it wraps ``sender.send`` to
+    learn the negotiated payload types, mid and extensions); writes nothing until the
+    sender has started and the DTLS transport is connected. Video starts at a keyframe
+    (``on_ready`` asks for one when the stream becomes writable).
+    """
+
+    def __init__(self, sender: RTCRtpSender, kind: str,
+                 on_keyframe_request: Callable[[], None] | None = None,
+                 on_ready: Callable[[], None] | None = None) -> None:
+        for name in (_PACKET_COUNT, _OCTET_COUNT, _NTP_TIMESTAMP, _RTP_TIMESTAMP, _RTT):
+            if not hasattr(sender, name):  # aiortc changed: refuse rather than lie in SRs
+                raise RuntimeError(f"RTCRtpSender has no {name}: update media_relay.rtpout")
+        self.sender = sender
+        self.kind = kind
+        self._video = kind == "video"
+        self._on_keyframe_request = on_keyframe_request
+        self._on_ready = on_ready
+        self._live = True
+        self._ready = False
+        self._need_keyframe = self._video
+        self._ssrc = sender._ssrc
+        self._sequence = random_sequence_number()
+        self._timestamp_origin = random32()
+        self._payload_type = 0
+        self._rtx_payload_type: int | None = None
+        self._rtx_sequence = random_sequence_number()
+        self._extensions_map = HeaderExtensionsMap()
+        self._template: HeaderTemplate | None = None
+        self._history: list[bytes | None] = [None] * RTP_HISTORY_SIZE
+        self._dtls: Any = None
+        self._count_transport = False
+        self._ice: Any = None
+        self._pair: Any = None
+        self._write: Callable[[bytes], int] | None = None
+        self._latency = metrics.LATENCY_VIDEO if self._video else metrics.LATENCY_AUDIO
+        self._dropped_metric = metrics.DROPPED_VIDEO if self._video else metrics.DROPPED_AUDIO
+        # stats
+        self.sent = 0
+        """Frames (video) or packets (audio) written."""
+        self.packets = 0
+        self.octets = 0
+        self.dropped = 0
+        self.retransmits = 0
+        self.nacked = 0
+        self.keyframe_requests = 0
+        self.reports = 0
+        self.fraction_lost: int | None = None
+        self.packets_lost: int | None = None
+        self.jitter: int | None = None
+        self.remb_bitrate: int | None = None
+        self.wait_seconds = 0.0
+        """Sum of fan-out -> written for this subscriber (its place in the fan-out pass)."""
+        self.wait_max = 0.0
+        # take over the sender's RTP-facing hooks (instance attributes shadow the methods)
+        self._sender_send = sender.send
+        self._sender_handle_rtcp = sender._handle_rtcp_packet
+        sender.send = self._send  # type: ignore[method-assign]
+        sender._handle_rtcp_packet = self._handle_rtcp  # type: ignore[method-assign]
+        sender._retransmit = self._retransmit  # type: ignore[method-assign]
+        sender._send_keyframe = self._keyframe_request  # type: ignore[method-assign]
+
+    # ---- set-up (aiortc calls sender.send once the DTLS transport is connected) ----------
+    async def _send(self, parameters: RTCRtpSendParameters) -> None:
+        await self._sender_send(parameters)
+        codec = parameters.codecs[0]
+        self._payload_type = codec.payloadType
+        for other in parameters.codecs:  # as RTCRtpSender.send picks it
+            if is_rtx(other) and other.parameters.get("apt") == codec.payloadType:
+                self._rtx_payload_type = other.payloadType
+                break
+        self._extensions_map.configure(parameters)
+        self._template = HeaderTemplate(self._extensions_map, parameters.muxId)
+        self._dtls = self.sender.transport
+        self._count_transport = hasattr(self._dtls, _DTLS_TX_BYTES) and hasattr(
+            self._dtls, _DTLS_TX_PACKETS)
+        self._ice = self._dtls.transport._connection
+        self._ready = self._live
+        if self._ready and self._video and self._on_ready is not None:
+            self._on_ready()
+
+    def _writer(self) -> Callable[[bytes], int] | None:
+        """The function that protects and sends one RTP packet now, or None (not connected)."""
+        dtls = self._dtls
+        if dtls is None or dtls._state != DtlsState.CONNECTED:
+            return None
+        pair = self._ice._nominated.get(1)
+        if pair is None:
+            return None
+        if pair is not self._pair:
+            self._pair = pair
+            self._write = self._make_writer(dtls, pair)
+        return self._write
+
+    @staticmethod
+    def _make_writer(dtls: Any, pair: Any) -> Callable[[bytes], int]:
+        protocol = pair.protocol
+        srtp = dtls._tx_srtp
+        if type(protocol) is StunProtocol and protocol.transport is not None:
+            # plain UDP host/srflx pair: what aioice's send_data does, without a coroutine
+            sendto = protocol.transport.sendto
+            protect = srtp.protect
+            addr = pair.remote_addr
+
+            def write(data: bytes) -> int:
+                protected = protect(data)
+                sendto(protected, addr)
+                return len(protected)
+
+            return write
+
+        # TURN or anything else: aiortc's own (asynchronous) path, in order
+        def write_async(data: bytes) -> int:
+            task = asyncio.ensure_future(dtls._send_rtp(data))
+            task.add_done_callback(_ignore_connection_error)
+            return 0  # counted by _send_rtp itself
+
+        return write_async
+
+    # ---- the hot path (event loop, called by the fan-out) --------------------------------
+    def push(self, packet: Any) -> None:
+        """Write one shared packet (``av.Packet`` whose ``opaque`` is a PacketMeta) now."""
+        meta = packet.opaque
+        if self._need_keyframe:
+            if not meta.keyframe or not self._ready:
+                self.dropped += 1
+                self._dropped_metric.inc()
+                return
+            self._need_keyframe = False
+        write = self._writer() if self._live else None
+        if write is None or not self.sender._enabled:
+            self.dropped += 1
+            self._dropped_metric.inc()
+            if self._video:
+                self._need_keyframe = True
+            return
+        ntp = ntp_now()
+        template = self._template
+        extension = template.extension(ntp)  # type: ignore[union-attr]
+        first = template.first_byte  # type: ignore[union-attr]
+        payload_type = self._payload_type
+        ssrc = self._ssrc
+        timestamp = (self._timestamp_origin + meta.rtp_timestamp) & 0xFFFFFFFF
+        sequence = self._sequence
+        history = self._history
+        pack = _HEADER.pack
+        payloads = meta.payloads
+        last = len(payloads) - 1
+        octets = 0
+        wire = 0
+        for index, payload in enumerate(payloads):
+            data = pack(first, (payload_type | 0x80) if index == last else payload_type,
+                        sequence, timestamp, ssrc) + extension + payload
+            history[sequence % RTP_HISTORY_SIZE] = data
+            wire += write(data)
+            octets += len(payload)
+            sequence = (sequence + 1) & 0xFFFF
+        self._sequence = sequence
+        count = last + 1
+        # what RTCRtpSender._run_rtp keeps for its sender reports (and RR statistics)
+        sender = self.sender
+        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count += count  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
+        if wire and self._count_transport:  # the DTLS transport's own tx statistics
+            dtls = self._dtls
+            dtls._RTCDtlsTransport__tx_packets += count
+            dtls._RTCDtlsTransport__tx_bytes += wire
+        self.sent += 1
+        self.packets += count
+        self.octets += octets
+        now = time.monotonic()
+        self._latency.observe(now - meta.ingress)
+        wait = now - meta.fanout
+        self.wait_seconds += wait
+        if wait > self.wait_max:
+            self.wait_max = wait
+
+    # ---- RTCP from the subscriber (routed to the sender by ssrc) -------------------------
+    async def _handle_rtcp(self, packet: Any) -> None:
+        await self._sender_handle_rtcp(packet)
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == self._ssrc:
+                    self.reports += 1
+                    self.fraction_lost = report.fraction_lost
+                    self.packets_lost = report.packets_lost
+                    self.jitter = report.jitter
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            if self._ssrc in ssrcs:
+                self.remb_bitrate = bitrate
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        """NACK: send a packet again from the history (RTX-wrapped if negotiated)."""
+        self.nacked += 1
+        data = self._history[sequence_number % RTP_HISTORY_SIZE]
+        if data is None or int.from_bytes(data[2:4], "big") != sequence_number:
+            return
+        write = self._writer() if self._live else None
+        if write is None:
+            return
+        if self._rtx_payload_type is not None:
+            packet = wrap_rtx(RtpPacket.parse(data, self._extensions_map),
+                              payload_type=self._rtx_payload_type,
+                              sequence_number=self._rtx_sequence, ssrc=self.sender._rtx_ssrc)
+            self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
+            data = packet.serialize(self._extensions_map)
+        write(data)
+        self.retransmits += 1
+
+    def _keyframe_request(self) -> None:
+        self.keyframe_requests += 1
+        if self._on_keyframe_request is not None and self._live:
+            self._on_keyframe_request()
+
+    @property
+    def rtt(self) -> float | None:
+        """Round-trip time (s) aiortc computed from the last receiver report."""
+        return getattr(self.sender, _RTT, None)
+
+    # ---- lifetime ------------------------------------------------------------------------
+    def close(self) -> None:
+        self._live = False
+        self._ready = False
+        self._history = [None] * RTP_HISTORY_SIZE
+        self._pair = self._write = None
+        self._on_keyframe_request = self._on_ready = None
+
+    def stats(self) -> dict:
+        rtt = self.rtt
+        return {
+            "path": "batched", "sent": self.sent, "queued": 0, "dropped": self.dropped,
+            "overflows": 0, "packets": self.packets, "octets": self.octets,
+            "retransmits": self.retransmits, "nacked": self.nacked,
+            "wait_ms_avg": round(1000 * self.wait_seconds / self.sent, 3) if self.sent else None,
+            "wait_ms_max": round(1000 * self.wait_max, 3),
+            "rtt_ms": round(1000 * rtt, 2) if rtt is not None else None,
+            "fraction_lost": self.fraction_lost, "packets_lost": self.packets_lost,
+            "jitter": self.jitter, "receiver_reports": self.reports,
+        }
+
+
+def _ignore_connection_error(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        if not isinstance(exc, ConnectionError):
+            logger.warning("RTP send failed: %r", exc)

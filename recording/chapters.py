@@ -1,0 +1,100 @@
+"""Chapters from lesson events: what happened in the lesson, on the recording's timeline.
+
+The recording feature appends the lesson events it hears to ``events.jsonl`` in the
+recording's folder (``{"t": ms, "type": ..., ...}``, ``t`` on the recording's timeline);
+:func:`chapters_from_events` turns them into chapters ``{start, title, kind, ref}``:
+the lesson start, each practice question pushed (``quiz-question``), each test opened
+(``quiz-test``), each classroom called on stage (``stage``), and the recording resuming
+after a pause. A chapter of the same kind within ``min_gap`` seconds of the last is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+EVENTS_FILE = "events.jsonl"
+
+CHAPTER_TYPES = {"quiz-question", "quiz-test", "stage", "recording-resumed"}
+
+
+def vtt_time(ms: float) -> str:
+    ms = max(0, int(ms))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, milli = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}.{milli:03d}"
+
+
+def append_event(directory: Path, event: dict[str, Any]) -> None:
+    line = (json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    fd = os.open(Path(directory) / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def read_events(directory: Path) -> list[dict[str, Any]]:
+    try:
+        raw = (Path(directory) / EVENTS_FILE).read_bytes()
+    except FileNotFoundError:
+        return []
+    events = []
+    for line in raw.split(b"\n"):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and isinstance(event.get("t"), (int, float)):
+            events.append(event)
+    return sorted(events, key=lambda e: e["t"])
+
+
+def _text(value: Any, limit: int = 80) -> str:
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def chapter_for(event: dict[str, Any]) -> tuple[str, str, str] | None:
+    """``(kind, title, ref)`` of the chapter an event starts, or None."""
+    kind = event.get("type")
+    if kind in ("quiz-question", "quiz-test"):
+        rnd = event.get("round") if isinstance(event.get("round"), dict) else {}
+        title = _text(rnd.get("title"))
+        if not title:
+            questions = rnd.get("questions") if isinstance(rnd.get("questions"), list) else []
+            if questions and isinstance(questions[0], dict):
+                title = _text(questions[0].get("text"))
+        label = "练习 Practice" if kind == "quiz-question" else "测试 Test"
+        return ("practice" if kind == "quiz-question" else "test",
+                f"{label}: {title}" if title else label, _text(rnd.get("round_id"), 64))
+    if kind == "stage":
+        name = _text(event.get("name")) or _text(event.get("peer_name"))
+        if event.get("on_stage") is False or event.get("peer_id") in (None, ""):
+            return None
+        return "stage", f"上台 On stage: {name}" if name else "上台 On stage", _text(
+            event.get("peer_id"), 64)
+    if kind == "recording-resumed":
+        return "resume", "继续 Resumed", ""
+    return None
+
+
+def chapters_from_events(events: list[dict[str, Any]], duration_ms: int,
+                         offset_ms: int = 0, min_gap: float = 5.0,
+                         first_title: str = "开始上课 Lesson start") -> list[dict[str, Any]]:
+    chapters: list[dict[str, Any]] = [
+        {"start": 0.0, "title": first_title, "kind": "start", "ref": ""}]
+    for event in events:
+        found = chapter_for(event)
+        if found is None:
+            continue
+        start = round(max(0.0, (event["t"] - offset_ms) / 1000), 3)
+        if start >= duration_ms / 1000:
+            continue
+        kind, title, ref = found
+        if start - chapters[-1]["start"] < min_gap and chapters[-1]["kind"] == kind:
+            continue  # the same thing again right away (a re-sent event)
+        chapters.append({"start": start, "title": title, "kind": kind, "ref": ref})
+    return chapters

@@ -1,0 +1,272 @@
+"""HTTP for the library: recordings API, signed media URLs, the hls.js asset.
+
+* ``GET /api/recordings`` (any token): recordings the token may see; filters ``q``,
+  ``subject``, ``grade``, ``teacher``, ``school``, ``lesson``, ``state``.
+* ``GET /api/recordings/{id}``: the record, with a signed ``replay_url`` when ready.
+* ``PATCH /api/recordings/{id}`` (admin, the lesson's teacher): ``title``, ``subject``,
+  ``grade``, ``published``.
+* ``DELETE /api/recordings/{id}`` (admin, the lesson's teacher): ``409 recording_busy``
+  while it is being written or packaged.
+* ``POST /api/recordings/{id}/link`` ``{ttl?}`` -> ``{url, expires, media}``: a signed link.
+* ``GET /api/replay/{id}?exp=&sig=`` (the signed link): what the replay page needs.
+* ``GET /media/{id}/{exp}/{sig}/{file}`` (the signed link): ``hls/...``, ``lesson.mp4``
+  (``?download=1``), ``poster.jpg``, ``thumbs/...``, ``*.vtt``; Range requests.
+* ``GET /vendor/hls.min.js``: hls.js (light build, gzip) from ``node_modules`` (npm); 404
+  when not installed (the page then uses native HLS or the MP4).
+
+Visibility: admin/ops see everything; others see recordings published to all, those of
+their token's school (a school that took part in the lesson), and a teacher those of
+their own lesson. A recording a token may not see is ``404`` (its existence is not told).
+Ids and file names are matched against strict patterns and resolved inside the
+recording's folder; anything else is ``404``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from signaling.auth import Claims, Role, verify_token
+from signaling.errors import ClassroomError, ErrorCode
+
+from .catalog import EDITABLE, valid_id
+from .packager import REPLAY_DIR
+
+if TYPE_CHECKING:
+    from .feature import RecordingFeature
+
+MEDIA_FILE = re.compile(
+    r"^(hls/master\.m3u8|hls/[A-Za-z0-9_]{1,16}/(index\.m3u8|init\.mp4|s\d{5}\.m4s)"
+    r"|poster\.jpg|thumbs/t\d{5}\.jpg|thumbs\.vtt|chapters\.vtt|lesson\.mp4)$")
+CONTENT_TYPES = {
+    ".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.segment",
+    ".mp4": "video/mp4", ".jpg": "image/jpeg", ".vtt": "text/vtt",
+}
+HLS_JS = Path(__file__).resolve().parent.parent / "node_modules" / "hls.js" / "dist" / (
+    "hls.light.min.js")  # playback + ABR, without subtitles/EME: a third less to download
+PUBLIC_FIELDS = ("id", "lesson", "title", "subject", "grade", "teacher", "school", "schools",
+                 "published", "date", "started_at", "ended_at", "duration", "chapters",
+                 "renditions", "size", "state", "poster", "recovered", "consents")
+
+
+def sign(secret: str, recording_id: str, expires: int) -> str:
+    mac = hmac.new(secret.encode(), f"replay:{recording_id}:{expires}".encode(),
+                   hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:18]).decode()
+
+
+def check_signature(secret: str, recording_id: str, expires: str, signature: str) -> bool:
+    if not valid_id(recording_id) or not expires.isdigit() or len(expires) > 12:
+        return False
+    if int(expires) < time.time():
+        return False
+    return hmac.compare_digest(sign(secret, recording_id, int(expires)), signature)
+
+
+def may_see(claims: Claims, record: dict[str, Any]) -> bool:
+    if claims.role in (Role.ADMIN, Role.OPS) or record.get("published"):
+        return True
+    if claims.role == Role.TEACHER and claims.lesson == record.get("lesson"):
+        return True
+    return bool(claims.school) and claims.school in (record.get("schools") or [])
+
+
+def may_edit(claims: Claims, record: dict[str, Any]) -> bool:
+    return claims.role == Role.ADMIN or (
+        claims.role == Role.TEACHER and claims.lesson == record.get("lesson"))
+
+
+def add_routes(app: web.Application, feature: RecordingFeature) -> None:
+    def secret() -> str:
+        assert feature.node is not None
+        return feature.node.config.secret
+
+    def claims_of(request: web.Request) -> Claims:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ClassroomError(ErrorCode.NOT_AUTHENTICATED,
+                                 "Authorization: Bearer <token> needed")
+        return verify_token(secret(), token.strip())
+
+    def record_for(request: web.Request, claims: Claims) -> dict[str, Any]:
+        assert feature.catalog is not None
+        rid = request.match_info["recording"]
+        record = feature.catalog.get(rid) if valid_id(rid) else None
+        if record is None or not may_see(claims, record):
+            raise ClassroomError(ErrorCode.NOT_FOUND, "no such recording")
+        return record
+
+    def link(rid: str, ttl: int | None = None) -> dict[str, Any]:
+        expires = int(time.time()) + (ttl or feature.config.link_ttl)
+        sig = sign(secret(), rid, expires)
+        return {"url": f"/replay/{rid}?exp={expires}&sig={sig}", "expires": expires,
+                "media": f"/media/{rid}/{expires}/{sig}/"}
+
+    def public(record: dict[str, Any], with_links: bool = True) -> dict[str, Any]:
+        out = {k: record.get(k) for k in PUBLIC_FIELDS}
+        if with_links and record.get("state") == "ready":
+            links = link(record["id"])
+            out["replay_url"] = links["url"]
+            out["poster_url"] = links["media"] + "poster.jpg" if record.get("poster") else None
+            out["download_url"] = links["media"] + "lesson.mp4?download=1"
+        return out
+
+    async def list_recordings(request: web.Request) -> web.Response:
+        assert feature.catalog is not None
+        claims = claims_of(request)
+        q = request.query.get("q", "").strip().lower()[:100]
+        filters = {k: request.query.get(k, "").strip()[:100]
+                   for k in ("subject", "grade", "teacher", "school", "lesson", "state")}
+        out = []
+        for record in feature.catalog.list():
+            if not may_see(claims, record):
+                continue
+            if any(v and (v not in (record.get(k) or "") if k != "school"
+                          else v not in (record.get("schools") or []) and v != record.get(k))
+                   for k, v in filters.items()):
+                continue
+            if q:
+                text = " ".join(str(record.get(k) or "") for k in (
+                    "title", "subject", "grade", "teacher", "school", "lesson", "date")).lower()
+                text += " " + " ".join(c.get("title", "") for c in record.get("chapters") or [])
+                if q not in text.lower():
+                    continue
+            out.append(public(record))
+        return web.json_response({"recordings": out})
+
+    async def get_recording(request: web.Request) -> web.Response:
+        claims = claims_of(request)
+        return web.json_response(public(record_for(request, claims)))
+
+    async def patch_recording(request: web.Request) -> web.Response:
+        import asyncio
+
+        assert feature.catalog is not None
+        claims = claims_of(request)
+        record = record_for(request, claims)
+        if not may_edit(claims, record):
+            raise ClassroomError(ErrorCode.FORBIDDEN, "only its teacher or an admin may edit")
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise ClassroomError(ErrorCode.BAD_JSON, "body is not valid JSON") from None
+        if not isinstance(body, dict) or not body:
+            raise ClassroomError(ErrorCode.BAD_JSON, "body must be a non-empty JSON object")
+        fields: dict[str, Any] = {}
+        for key, value in body.items():
+            if key in EDITABLE:
+                if not isinstance(value, str) or len(value) > EDITABLE[key]:
+                    raise ClassroomError(ErrorCode.BAD_MESSAGE,
+                                         f"'{key}' must be a string of <= {EDITABLE[key]}")
+                fields[key] = value
+            elif key == "published":
+                if not isinstance(value, bool):
+                    raise ClassroomError(ErrorCode.BAD_MESSAGE, "'published' must be a boolean")
+                fields[key] = value
+            else:
+                raise ClassroomError(ErrorCode.BAD_MESSAGE, f"'{key}' cannot be changed")
+        updated = await asyncio.to_thread(feature.catalog.update, record["id"], **fields)
+        return web.json_response(public(updated or record))
+
+    async def delete_recording(request: web.Request) -> web.Response:
+        import asyncio
+
+        assert feature.catalog is not None
+        claims = claims_of(request)
+        record = record_for(request, claims)
+        if not may_edit(claims, record):
+            raise ClassroomError(ErrorCode.FORBIDDEN, "only its teacher or an admin may delete")
+        if record["id"] in {a.id for a in feature.active.values()} | feature.packaging:
+            return web.json_response(
+                {"error": {"code": "recording_busy",
+                           "message": "the recording is being written or packaged"}},
+                status=409)
+        await asyncio.to_thread(feature.catalog.delete, record["id"])
+        return web.json_response({"deleted": record["id"]})
+
+    async def make_link(request: web.Request) -> web.Response:
+        claims = claims_of(request)
+        record = record_for(request, claims)
+        ttl = feature.config.link_ttl
+        if request.can_read_body:
+            try:
+                body = await request.json()
+            except (ValueError, UnicodeDecodeError):
+                raise ClassroomError(ErrorCode.BAD_JSON, "body is not valid JSON") from None
+            ttl = body.get("ttl", ttl) if isinstance(body, dict) else ttl
+            if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= 30 * 86400:
+                raise ClassroomError(ErrorCode.BAD_MESSAGE, "'ttl': 1 s .. 30 days")
+        return web.json_response(link(record["id"], ttl), status=201)
+
+    async def replay_info(request: web.Request) -> web.Response:
+        assert feature.catalog is not None
+        rid = request.match_info["recording"]
+        if not check_signature(secret(), rid, request.query.get("exp", ""),
+                               request.query.get("sig", "")):
+            raise ClassroomError(ErrorCode.FORBIDDEN, "the link is invalid or has expired")
+        record = feature.catalog.get(rid)
+        if record is None:
+            raise ClassroomError(ErrorCode.NOT_FOUND, "no such recording")
+        out = public(record, with_links=False)
+        exp, sig = request.query["exp"], request.query["sig"]
+        out["media"] = f"/media/{rid}/{exp}/{sig}/"
+        out["expires"] = int(exp)
+        return web.json_response(out)
+
+    async def media(request: web.Request) -> web.StreamResponse:
+        assert feature.catalog is not None
+        info = request.match_info
+        rid, name = info["recording"], info["file"]
+        if not check_signature(secret(), rid, info["exp"], info["sig"]):
+            raise web.HTTPForbidden(text="the link is invalid or has expired")
+        if not MEDIA_FILE.match(name) or feature.catalog.get(rid) is None:
+            raise web.HTTPNotFound()
+        root = (feature.catalog.dir_of(rid) / REPLAY_DIR).resolve()
+        try:
+            path = (root / name).resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise web.HTTPNotFound() from None
+        if not path.is_relative_to(root) or not path.is_file():
+            raise web.HTTPNotFound()
+        feature.played[rid] = time.monotonic()
+        headers = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff",
+                   "Content-Type": CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
+                   "Access-Control-Allow-Origin": "*"}
+        if name == "lesson.mp4" and request.query.get("download"):
+            headers["Content-Disposition"] = f'attachment; filename="{rid}.mp4"'
+        return web.FileResponse(path, headers=headers)
+
+    gzipped: dict[str, bytes] = {}
+
+    async def hls_js(request: web.Request) -> web.StreamResponse:
+        if not HLS_JS.is_file():
+            raise web.HTTPNotFound(text="hls.js not installed (npm install)")
+        headers = {"Cache-Control": "public, max-age=86400",
+                   "Content-Type": "text/javascript", "Vary": "Accept-Encoding"}
+        if "gzip" not in request.headers.get("Accept-Encoding", ""):
+            return web.FileResponse(HLS_JS, headers=headers)
+        if "body" not in gzipped:  # thin links: 120 KB instead of 390 KB
+            import asyncio
+            import gzip
+
+            gzipped["body"] = await asyncio.to_thread(
+                lambda: gzip.compress(HLS_JS.read_bytes(), 9))
+        return web.Response(body=gzipped["body"],
+                            headers={**headers, "Content-Encoding": "gzip"})
+
+    app.router.add_get("/api/recordings", list_recordings)
+    app.router.add_get("/api/recordings/{recording}", get_recording)
+    app.router.add_patch("/api/recordings/{recording}", patch_recording)
+    app.router.add_delete("/api/recordings/{recording}", delete_recording)
+    app.router.add_post("/api/recordings/{recording}/link", make_link)
+    app.router.add_get("/api/replay/{recording}", replay_info)
+    app.router.add_get("/media/{recording}/{exp}/{sig}/{file:.+}", media)
+    app.router.add_get("/vendor/hls.min.js", hls_js)
