@@ -51,6 +51,24 @@ BASE_ARGS = [
 ]
 AUTOPLAY_ALLOWED = "--autoplay-policy=no-user-gesture-required"
 AUTOPLAY_BLOCKED = "--autoplay-policy=document-user-activation-required"
+# Chromium's own policy sometimes lets a page play with sound in a long run (its
+# user-activation and engagement heuristics); this script makes "blocked" certain: an
+# unmuted play() before a real press on the page is refused as a browser would refuse it.
+BLOCK_UNMUTED_PLAY = """
+(() => {
+  let pressed = false;
+  for (const kind of ["pointerdown", "keydown", "touchstart"]) {
+    addEventListener(kind, (e) => { if (e.isTrusted) pressed = true; }, true);
+  }
+  const play = HTMLMediaElement.prototype.play;
+  HTMLMediaElement.prototype.play = function () {
+    if (!this.muted && !pressed) {
+      return Promise.reject(new DOMException("play() needs a user gesture", "NotAllowedError"));
+    }
+    return play.call(this);
+  };
+})();
+"""
 
 
 class ServerProcess:
@@ -218,9 +236,11 @@ def open_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable
     (``page.requests``, ``page.sockets``) so tests can check where the token went."""
     contexts: list[Any] = []
 
-    def open_(url: str, in_browser: Any = None) -> Any:
+    def open_(url: str, in_browser: Any = None, init_script: str | None = None) -> Any:
         ctx = (in_browser or browser).new_context(viewport={"width": 1280, "height": 720})
         contexts.append(ctx)
+        if init_script:
+            ctx.add_init_script(init_script)
         page = ctx.new_page()
         page.console_lines = []
         page.requests = []

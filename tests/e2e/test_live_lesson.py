@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tests.e2e.conftest import BLOCK_UNMUTED_PLAY
 from tests.e2e.pages import (
     ENDED,
     LIVE,
@@ -34,9 +35,9 @@ def open_teacher(server, open_page, lesson):
     return open_page(server.page_url("teach", lesson, token, "?res=360")), token
 
 
-def open_classroom(server, open_page, lesson, name, browser=None):
+def open_classroom(server, open_page, lesson, name, browser=None, init_script=None):
     token = server.token("classroom", lesson, name=name, school="山村小学")
-    return open_page(server.page_url("class", lesson, token), browser), token
+    return open_page(server.page_url("class", lesson, token), browser, init_script), token
 
 
 def test_teacher_and_two_classrooms_see_and_hear_the_lesson(server, open_page):
@@ -142,7 +143,8 @@ def test_join_button_when_the_browser_blocks_autoplay(server, open_page, launch_
     lesson = "e2e-autoplay"
     strict = launch_browser(autoplay=False)
     teacher, _ = open_teacher(server, open_page, lesson)
-    room, _ = open_classroom(server, open_page, lesson, "教学点B", browser=strict)
+    room, _ = open_classroom(server, open_page, lesson, "教学点B", browser=strict,
+                             init_script=BLOCK_UNMUTED_PLAY)
     press(teacher, "start-lesson")
 
     join = room.locator('[data-action="join"]')
