@@ -440,27 +440,27 @@ def summarize(product: list[Point], baseline: list[Point]) -> dict:
         if len(loaded) >= 2:
             result["relay_cpu_per_subscriber_excluding_idle"] = round(
                 slope([p.subscribers for p in loaded], [p.cpu for p in loaded]), 5)
-    if len(baseline) >= 2:
-        result["baseline_cpu_per_subscriber"] = round(
-            slope([p.subscribers for p in baseline], [p.cpu for p in baseline]), 5)
-        result["baseline_rss_mb_per_subscriber"] = round(
-            slope([p.subscribers for p in baseline], [p.rss_mb for p in baseline]), 3)
-    if result.get("relay_cpu_per_subscriber") and "baseline_cpu_per_subscriber" in result:
-        result["ratio"] = round(
-            result["baseline_cpu_per_subscriber"] / result["relay_cpu_per_subscriber"], 1)
-    # The issue takes the baseline slope where MediaRelay "still delivers >= 90 %". On a
-    # busy machine it may not at N=10: a saturated point measures the cap, not the cost.
-    # Reported separately; "ratio" above stays the slope over the whole baseline sweep.
+    # The issue takes the baseline slope over N = 0, 5, 10 "where it still delivers
+    # >= 90 % of the frames": a saturated point measures the machine's cap, not the cost
+    # of a subscriber. The slope over every point is kept beside it (``*_all_points``).
     delivering = [p for p in baseline
                   if p.subscribers == 0 or (p.delivered_min or 0) >= BASELINE_DELIVERING]
     result["baseline_points_delivering"] = [p.subscribers for p in delivering]
+    if len(baseline) >= 2:
+        result["baseline_cpu_per_subscriber_all_points"] = round(
+            slope([p.subscribers for p in baseline], [p.cpu for p in baseline]), 5)
+        result["baseline_rss_mb_per_subscriber"] = round(
+            slope([p.subscribers for p in baseline], [p.rss_mb for p in baseline]), 3)
     if len(delivering) >= 2:
-        result["baseline_cpu_per_subscriber_delivering"] = round(
+        result["baseline_cpu_per_subscriber"] = round(
             slope([p.subscribers for p in delivering], [p.cpu for p in delivering]), 5)
-        if result.get("relay_cpu_per_subscriber"):
-            result["ratio_baseline_delivering"] = round(
-                result["baseline_cpu_per_subscriber_delivering"]
-                / result["relay_cpu_per_subscriber"], 1)
+    relay = result.get("relay_cpu_per_subscriber")
+    if relay:
+        if "baseline_cpu_per_subscriber" in result:
+            result["ratio"] = round(result["baseline_cpu_per_subscriber"] / relay, 1)
+        if "baseline_cpu_per_subscriber_all_points" in result:
+            result["ratio_all_points"] = round(
+                result["baseline_cpu_per_subscriber_all_points"] / relay, 1)
     if product:
         top = max(product, key=lambda p: p.subscribers)
         result["p95_forward_ms"] = top.p95_all_ms
@@ -484,8 +484,7 @@ def print_report(result: dict) -> None:
         ("relay CPU-s/s per subscriber", result.get("relay_cpu_per_subscriber"), None),
         ("baseline CPU-s/s per subscriber", result.get("baseline_cpu_per_subscriber"), None),
         ("ratio (baseline / relay)", result.get("ratio"), (">=", TARGETS["ratio"])),
-        (f"  baseline only N={result.get('baseline_points_delivering')}",
-         result.get("ratio_baseline_delivering"), None),
+        ("  ratio over every baseline point", result.get("ratio_all_points"), None),
         ("p95 forward latency ms", result.get("p95_forward_ms"), ("<=", TARGETS["p95_forward_ms"])),
         ("delivered fps ratio (worst)", result.get("delivered_fps_ratio"),
          (">=", TARGETS["delivered_fps_ratio"])),
