@@ -1,11 +1,13 @@
 """A relay in a process of its own for load tests: offer/answer over HTTP on 127.0.0.1.
 
-    python -m loadtests.relay_proc --mode product|baseline --port P [--send-path tasks]
+    python -m loadtests.relay_proc --mode product|baseline|pinned --port P [--send-path tasks]
 
 ``product`` is :class:`media_relay.Relay` (encode once; ``--send-path batched``, the
 default, or ``tasks``: ``RelayConfig.batched_send``); ``baseline`` is aiortc's
-``MediaRelay`` (one encoder per subscriber). Endpoints: ``POST /publish`` and
-``POST /subscribe`` with ``{"peer_id", "sdp"}`` -> ``{"sdp"}``, ``GET /metrics``
+``MediaRelay`` (one encoder per subscriber); ``pinned`` is the product without rate
+control, each subscriber pinned to the tier its id starts with (``mid-c4``).
+Endpoints: ``POST /publish`` and ``POST /subscribe`` with ``{"peer_id", "sdp"}`` ->
+``{"sdp"}``, ``GET /metrics``
 (Prometheus), ``GET /stats``. Prints ``READY <port>`` when it listens.
 ``RELAY_SWITCH_INTERVAL=0.005`` sets the interpreter's GIL switch interval first
 (experiments: the relay's media thread and event loop share the GIL); the product relay
@@ -30,15 +32,25 @@ LESSON = "bench"
 
 
 class ProductRelay:
-    def __init__(self, send_path: str = "batched") -> None:
+    """``pinned``: no rate control; a subscriber whose id starts with a tier name and ``-``
+    (``low-c3``) is pinned to that tier (loadtests.abr)."""
+
+    def __init__(self, send_path: str = "batched", pinned: bool = False) -> None:
         self.send_path = send_path
-        self.relay = Relay(RelayConfig(batched_send=send_path == "batched"))
+        self.pinned = pinned
+        self.relay = Relay(RelayConfig(batched_send=send_path == "batched",
+                                       rate_control=not pinned))
 
     async def publish(self, peer_id: str, sdp: str) -> str:
         return await self.relay.publish(LESSON, peer_id, sdp)
 
     async def subscribe(self, peer_id: str, sdp: str) -> str:
-        return await self.relay.subscribe(LESSON, peer_id, sdp)
+        answer = await self.relay.subscribe(LESSON, peer_id, sdp)
+        tier = peer_id.split("-", 1)[0]
+        if self.pinned and tier in self.relay.config.ladder:
+            # before it connects: it attaches to that tier's rendition directly
+            self.relay._peers[peer_id].set_tier(tier, "bench")  # noqa: SLF001 - load test
+        return answer
 
     def stats(self) -> dict:
         return {"send_path": self.send_path, **self.relay.stats()}
@@ -136,7 +148,8 @@ async def serve(mode: str, port: int, send_path: str = "batched") -> None:
     if os.environ.get("RELAY_SWITCH_INTERVAL"):
         import sys
         sys.setswitchinterval(float(os.environ["RELAY_SWITCH_INTERVAL"]))
-    backend = ProductRelay(send_path) if mode == "product" else BaselineRelay()
+    backend = (ProductRelay(send_path, pinned=mode == "pinned")
+               if mode in ("product", "pinned") else BaselineRelay())
     runner = web.AppRunner(build_app(backend), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
@@ -150,7 +163,7 @@ async def serve(mode: str, port: int, send_path: str = "batched") -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=("product", "baseline"), default="product")
+    parser.add_argument("--mode", choices=("product", "baseline", "pinned"), default="product")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--send-path", choices=("batched", "tasks"), default="batched")
     args = parser.parse_args()

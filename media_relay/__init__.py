@@ -6,10 +6,14 @@ Imports nothing from ``signaling`` or ``classroom_web``; they drive it through :
 Object model (each with ``close()`` and ``stats()``)::
 
     Relay -> RelayLesson -> Publisher      the teacher's RTCPeerConnection (replaceable)
-                         -> Rendition      one VP8 encoder + media thread per tier
+                         -> VideoSource    decodes the teacher's video once (a thread)
+                         -> Rendition      one VP8 encoder + thread per tier in use
+                                           (ladder_spec; the top tier always, while media
+                                           flows; lower tiers while a subscriber is on them)
                          -> AudioFanout    the teacher's Opus packets, as received
                          -> Subscriber     a classroom's RTCPeerConnection, PacketTracks
-                                           and RtpStreams (the batched send path)
+                                           and RtpStreams (the batched send path), its
+                                           RateController (rate_control.py) and tier
 
 Send path (``RelayConfig.batched_send``, default True): when a rendition or the audio
 fan-out has a packet, one loop pass writes it to every subscriber (``rtpout.RtpStream``:
@@ -31,7 +35,8 @@ aiortc/aioice internals this package relies on (check them when upgrading; tests
   parameters), ``_handle_rtcp_packet`` (wrapped: keeps the last receiver report),
   ``_retransmit`` (replaced: NACK served from the stream's history, RTX-wrapped),
   ``_send_keyframe`` (replaced, as above); read: ``_ssrc``, ``_rtx_ssrc``, ``_enabled``,
-  ``__rtt``; written after every frame, for the RTCP task's sender reports and its RR
+  ``__rtt`` (read after aiortc handled a receiver report: fed to the rate controller);
+  written after every frame, for the RTCP task's sender reports and its RR
   statistics: ``__packet_count``, ``__octet_count``, ``__ntp_timestamp``,
   ``__rtp_timestamp``.
   On the sender's ``RTCDtlsTransport``: ``_state``, ``_tx_srtp`` (its ``protect()``),

@@ -6,6 +6,14 @@ from dataclasses import dataclass, field
 
 from aiortc import RTCConfiguration, RTCIceServer
 
+from .ladder_spec import DEFAULT_LADDER, Ladder
+from .rate_control import ControllerConfig
+
+
+def default_controller() -> ControllerConfig:
+    """Probing with media (the next tier itself), not padding; hence the long backoff."""
+    return ControllerConfig(probe_with_media=True, hold_max=60.0)
+
 
 @dataclass
 class RelayConfig:
@@ -17,10 +25,19 @@ class RelayConfig:
 
     ice_servers: list[dict] = field(default_factory=list)
     """``[{"urls": "stun:...", "username": ..., "credential": ...}]`` (STUN/TURN)."""
+    ladder: Ladder = DEFAULT_LADDER
+    """Tiers (sizes, frame rates, bitrates); each is encoded once, while in use."""
+    controller: ControllerConfig = field(default_factory=default_controller)
+    """Per-subscriber rate controller settings (its ``ladder`` is replaced by ``ladder``)."""
+    rate_control: bool = True
+    """False: every subscriber stays on the top tier (caps and the button still apply)."""
+    rate_control_interval: float = 0.5
+    """Seconds between rate-controller ticks (bytes sent, probes)."""
     video_bitrate: int = 1_000_000
-    """Target bitrate of the rendition up to 640x480 (bit/s)."""
+    """Top tier's rate when the source is at most 480 lines tall, if lower than the
+    ladder's (bit/s)."""
     video_bitrate_hd: int = 1_500_000
-    """Target bitrate when the rendition is taller than 480 lines (bit/s)."""
+    """Unused since the ladder (kept for callers that set it): the ladder's top rate applies."""
     max_width: int = 1280
     max_height: int = 720
     keyframe_interval: float = 2.0

@@ -37,3 +37,19 @@ LATENCY_AUDIO = FORWARD_LATENCY.labels(kind="audio")
 LATENCY_VIDEO = FORWARD_LATENCY.labels(kind="video")
 DROPPED_AUDIO = FRAMES_DROPPED.labels(kind="audio")
 DROPPED_VIDEO = FRAMES_DROPPED.labels(kind="video")
+
+TIER_SWITCHES = Counter(
+    "classroom_tier_switches_total",
+    "Subscribers moved between tiers of the ladder (rate control, cap or low-bandwidth)",
+    ["direction"],
+)
+SUBSCRIBER_RTT = Histogram(
+    "classroom_subscriber_rtt_seconds",
+    "Round-trip time to a subscriber, observed per RTCP receiver report",
+    buckets=(0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0),
+)
+SUBSCRIBER_LOSS = Histogram(
+    "classroom_subscriber_loss_ratio",
+    "Fraction of packets lost towards a subscriber, observed per RTCP receiver report",
+    buckets=(0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0),
+)

@@ -77,7 +77,7 @@ class Publisher:
         now = time.monotonic()
         self.video_frames_in += 1
         self._media(now, len(frame.data))
-        self.lesson.rendition.offer_encoded(codec.name, frame.data, now, self.source,
+        self.lesson.source.offer_encoded(codec.name, frame.data, now, self.source,
                                             frame.timestamp, self.request_keyframe)
 
     def _on_audio(self, codec: Any, frame: JitterFrame) -> None:

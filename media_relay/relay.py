@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 PeerStateCallback = Callable[[str, str, str], None]
 PublisherCallback = Callable[[str, bool], None]
+TierCallback = Callable[[str, str, str, str, str], None]
+"""``on_tier(lesson_id, peer_id, tier, reason, direction)``."""
 
 _REPORTED_STATES = {"connecting", "connected", "disconnected", "failed", "closed"}
 
@@ -37,17 +40,26 @@ class Relay:
     ``on_publisher(lesson_id, active)`` reports the teacher's media starting and stopping.
     A peer whose connection fails or closes is removed with everything it held; a lesson
     with no peer left is removed too (it is created again by the next publish/subscribe).
+    ``on_tier(lesson_id, peer_id, tier, reason, direction)`` reports a subscriber moved to
+    another tier of the ladder (``direction`` ``up|down``; ``reason`` from the rate
+    controller: ``loss``, ``remb``, ``cap``, ``manual``, ``probe_ok``, ``audio_floor`` ...).
     """
 
     def __init__(self, config: RelayConfig | None = None, *,
                  on_peer_state: PeerStateCallback | None = None,
-                 on_publisher: PublisherCallback | None = None) -> None:
+                 on_publisher: PublisherCallback | None = None,
+                 on_tier: TierCallback | None = None) -> None:
         self.config = config or RelayConfig()
         interval = self.config.gil_switch_interval
         if interval and sys.getswitchinterval() > interval:
             sys.setswitchinterval(interval)
         self._on_peer_state = on_peer_state
         self._on_publisher = on_publisher
+        self._on_tier = on_tier
+        self._low_bandwidth: dict[str, bool] = {}
+        self._caps: dict[str, dict[str, int]] = {}
+        """lesson id -> school -> bit/s (kept for a lesson created later)."""
+        self._ticker: asyncio.Task | None = None
         self._lessons: dict[str, RelayLesson] = {}
         self._peers: dict[str, Publisher | Subscriber] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -76,14 +88,19 @@ class Relay:
             await self._drop_peer(old.peer_id, only=old)
         return answer
 
-    async def subscribe(self, lesson_id: str, peer_id: str, offer_sdp: str) -> str:
-        """Answer a classroom's recvonly offer (video and/or audio)."""
+    async def subscribe(self, lesson_id: str, peer_id: str, offer_sdp: str, *,
+                        school: str | None = None) -> str:
+        """Answer a classroom's recvonly offer (video and/or audio).
+
+        ``school`` puts the subscriber under that school's cap (:meth:`set_cap`)."""
         kinds = check_subscribe_offer(offer_sdp, self.config.max_sdp_bytes)
         self._check_open(lesson_id, peer_id)
         await self._drop_peer(peer_id, replaced=True)
         lesson = self._lesson(lesson_id)
         pc = RTCPeerConnection(self.config.rtc_configuration())
-        subscriber = Subscriber(lesson, peer_id, pc)
+        subscriber = Subscriber(lesson, peer_id, pc, school=school or None,
+                                low_bandwidth=self._low_bandwidth.get(peer_id, False),
+                                on_tier=self._tier_changed)
         self._register(peer_id, subscriber)
         for kind in kinds:
             if kind == "video":
@@ -98,7 +115,83 @@ class Relay:
         await self._negotiate(subscriber, offer_sdp)
         answer = await self._answer(subscriber)
         lesson.subscribers[peer_id] = subscriber
+        self._apply_caps(lesson, subscriber.school)
+        self._start_ticker()
         return answer
+
+    def set_cap(self, lesson_id: str, school: str, bits_per_second: int | None) -> None:
+        """A school's bandwidth cap in a lesson (None or <= 0 lifts it), shared evenly by
+        that school's subscribers in the lesson (their rate controllers' caps)."""
+        _check_id("lesson_id", lesson_id)
+        _check_id("school", school)
+        caps = self._caps.setdefault(lesson_id, {})
+        if bits_per_second is None or bits_per_second <= 0:
+            caps.pop(school, None)
+        else:
+            caps[school] = int(bits_per_second)
+        lesson = self._lessons.get(lesson_id)
+        if lesson is not None:
+            self._apply_caps(lesson, school)
+
+    def set_low_bandwidth(self, peer_id: str, on: bool) -> None:
+        """The classroom's low-bandwidth button: at most the low tier while on (remembered
+        for a subscriber that connects later under the same peer id)."""
+        if on:
+            self._low_bandwidth[peer_id] = True
+        else:
+            self._low_bandwidth.pop(peer_id, None)
+        peer = self._peers.get(peer_id)
+        if isinstance(peer, Subscriber):
+            peer.set_low_bandwidth(bool(on))
+
+    def link_stats(self, peer_id: str) -> dict:
+        """``{"rtt_ms", "loss"}`` of a subscriber's link (rate controller's view; None
+        before the first receiver report); empty for an unknown peer."""
+        peer = self._peers.get(peer_id)
+        if not isinstance(peer, Subscriber):
+            return {}
+        rtt, loss = peer.controller.rtt, peer.controller.loss
+        return {"rtt_ms": round(1000 * rtt, 1) if rtt is not None else None,
+                "loss": round(loss, 4) if loss is not None else None}
+
+    def tier_of(self, peer_id: str) -> str | None:
+        peer = self._peers.get(peer_id)
+        return peer.tier if isinstance(peer, Subscriber) else None
+
+    def _apply_caps(self, lesson: RelayLesson, school: str | None) -> None:
+        if not school:
+            return
+        share = lesson.cap_share(school)
+        for subscriber in list(lesson.subscribers.values()):
+            if subscriber.school == school:
+                subscriber.set_cap(share)
+
+    def _tier_changed(self, subscriber: Subscriber, tier: str, reason: str,
+                      direction: str) -> None:
+        if self._on_tier is not None and not subscriber.replaced:
+            try:
+                self._on_tier(subscriber.lesson.lesson_id, subscriber.peer_id, tier, reason,
+                              direction)
+            except Exception:
+                logger.exception("on_tier callback failed")
+
+    def _start_ticker(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick_loop(),
+                                                                  name="relay-rate-control")
+
+    async def _tick_loop(self) -> None:
+        interval = self.config.rate_control_interval
+        while not self._closed:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for lesson in list(self._lessons.values()):
+                for subscriber in list(lesson.subscribers.values()):
+                    try:
+                        subscriber.tick(now)
+                    except Exception:
+                        logger.exception("rate control tick failed for %s",
+                                         subscriber.peer_id)
 
     async def add_ice_candidate(self, peer_id: str, candidate: dict) -> None:
         """A trickled remote candidate; ``{"candidate": ""}`` ends them.
@@ -149,6 +242,7 @@ class Relay:
             lesson.audio.detach(sink)
 
     async def close_lesson(self, lesson_id: str) -> None:
+        self._caps.pop(lesson_id, None)
         lesson = self._lessons.pop(lesson_id, None)
         if lesson is None:
             return
@@ -159,6 +253,13 @@ class Relay:
 
     async def close(self) -> None:
         self._closed = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+            try:
+                await self._ticker
+            except asyncio.CancelledError:
+                pass
+            self._ticker = None
         for lesson_id in list(self._lessons):
             await self.close_lesson(lesson_id)
         for peer_id in list(self._peers):
@@ -172,9 +273,18 @@ class Relay:
             "lessons": lessons,
             "publishers": sum(1 for p in self._peers.values() if isinstance(p, Publisher)),
             "subscribers": sum(1 for p in self._peers.values() if isinstance(p, Subscriber)),
-            "frames_encoded": sum(s["renditions"][0]["frames_encoded"] for s in lessons.values()),
-            "keyframes": sum(s["renditions"][0]["keyframes"] for s in lessons.values()),
+            "frames_encoded": sum(r["frames_encoded"] for s in lessons.values()
+                                  for r in s["renditions"]),
+            "keyframes": sum(r["keyframes"] for s in lessons.values() for r in s["renditions"]),
+            "tiers": self._tier_counts(),
         }
+
+    def _tier_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for peer in self._peers.values():
+            if isinstance(peer, Subscriber):
+                counts[peer.tier] = counts.get(peer.tier, 0) + 1
+        return counts
 
     # ---- negotiation -------------------------------------------------------------------
     def _check_open(self, lesson_id: str, peer_id: str) -> None:
@@ -190,6 +300,7 @@ class Relay:
         lesson = self._lessons.get(lesson_id)
         if lesson is None:
             lesson = self._lessons[lesson_id] = RelayLesson(lesson_id, self.config)
+            lesson.caps = self._caps.setdefault(lesson_id, {})
         return lesson
 
     async def _negotiate(self, peer: Publisher | Subscriber, offer_sdp: str) -> None:
@@ -272,6 +383,7 @@ class Relay:
                 lesson.publisher = None
         elif lesson.subscribers.get(peer_id) is peer:
             del lesson.subscribers[peer_id]
+            self._apply_caps(lesson, peer.school)
         await peer.close()
         await self._close_if_empty(lesson)
 

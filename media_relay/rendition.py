@@ -1,12 +1,14 @@
-"""One encoded video tier of a lesson: decode and encode once, packetize once, share the packets.
+"""A lesson's video ladder: decode the teacher's video once, encode once per tier in use.
 
-The publisher's encoded VP8/H264 frames go straight into this rendition's media thread,
-which decodes every one of them and encodes the newest (PyAV libvpx, realtime) while the
-publisher's media flows, watched or not (every lesson has a recorder subscriber, so the top
-tier is always watched in the product; a joiner gets a forced keyframe); the event loop is
-touched once per encoded frame, to hand the shared packet to every subscriber. (One thread
-doing decode + encode, instead of aiortc's decoder thread -> event loop -> encoder thread ->
-event loop: under load every hop through a busy event loop costs a full loop iteration.)
+The publisher's encoded VP8/H264 frames go to the lesson's :class:`VideoSource`, whose
+thread decodes every one of them and hands each decoded frame to the :class:`Rendition` of
+every tier in use; each rendition's own thread scales the newest frame (PyAV ``reformat``)
+and encodes it (PyAV libvpx, realtime, at the tier's rate and frame rate). The top tier is
+encoded whenever the publisher's media flows, watched or not (the recorder attaches to it;
+a joiner gets a forced keyframe); a lower tier only while at least one subscriber is on it.
+The event loop is touched once per encoded frame, to hand the shared packet to every
+subscriber of that tier. All tiers share one output timeline (the source's timestamps
+mapped once), so a subscriber moved between tiers keeps a continuous RTP timestamp.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from typing import Any
 import av
 from aiortc.codecs.vpx import Vp8Encoder
 from av.video.frame import PictureType
+from av.video.reformatter import VideoReformatter
 
 from . import metrics
 from .config import RelayConfig
+from .ladder_spec import TierSpec
 from .packets import VIDEO_CLOCK, VIDEO_TIME_BASE, PacketMeta, Timeline, make_packet
 from .tracks import Sink, fan_out
 
@@ -33,8 +37,10 @@ logger = logging.getLogger(__name__)
 
 _DECODERS = {"VP8": "libvpx", "H264": "h264"}
 _BACKLOG_LIMIT = 60
-"""Source frames waiting for the media thread (2 s): beyond that, drop them and ask for a
+"""Source frames waiting for the decoder thread (2 s): beyond that, drop them and ask for a
 keyframe."""
+_RENDITION_BACKLOG = 4
+"""Decoded frames waiting for a rendition's encoder, at most (each 1.4 MB at 720p)."""
 
 
 def fit_size(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:
@@ -43,68 +49,39 @@ def fit_size(width: int, height: int, max_width: int, max_height: int) -> tuple[
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
-class Rendition:
-    """Encodes the lesson's current source once for its tier and fans the packets out.
+class Decoded:
+    """One decoded source frame shared by the renditions (read-only but for ``lock``)."""
 
-    Keyframes: when someone joins, on PLI/FIR and queue overflow (no closer together than
-    ``keyframe_min_gap``, never lost), when the source changes, and every
-    ``keyframe_interval`` seconds. Every source frame is decoded; the newest is encoded
-    whether anyone watches or not. No publisher media: nothing is decoded or encoded.
+    __slots__ = ("frame", "ingress", "lock", "pts", "source")
 
-    Sinks are anything with ``push(packet)``: an :class:`~.rtpout.RtpStream` (written at
-    once) or a :class:`~.tracks.PacketTrack` (queued for an aiortc sender or a reader).
-    """
+    def __init__(self, frame: av.VideoFrame, pts: int, ingress: float, source: int) -> None:
+        self.frame = frame
+        self.pts = pts
+        """On the lesson's output timeline (1/90000 s), the same for every tier."""
+        self.ingress = ingress
+        self.source = source
+        self.lock = threading.Lock()
+        """Held by a rendition that encodes the frame itself (no scaling: same object)."""
 
-    def __init__(self, config: RelayConfig, tier: str = "high") -> None:
-        self.config = config
-        self.tier = tier
+
+class VideoSource:
+    """Decodes the publisher's video once and feeds every rendition in use."""
+
+    def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._sinks: list[Sink] = []
         self._input: queue.SimpleQueue = queue.SimpleQueue()
-        # keyframe requests: the loop only increments _requested, the thread only sets _served
-        self._requested = 0
-        self._served = 0
-        self._request_reason = "join"
-        self._closed = False
-        # media thread state
-        self._codec: Any = None
-        self._codec_size: tuple[int, int] | None = None
-        self._picture_id = random.randint(0, (1 << 15) - 1)
         self._timeline = Timeline(VIDEO_CLOCK)
-        self._last_keyframe = 0.0
-        self._encoded_source: int | None = None
-        # stats
+        self.targets: tuple[Rendition, ...] = ()
+        """Renditions fed with decoded frames (replaced whole by the event loop)."""
+        self._closed = False
         self.frames_in = 0
         self.frames_decoded = 0
-        self.frames_encoded = 0
         self.frames_skipped = 0
         self.decode_errors = 0
-        self.keyframes = 0
-        self.bytes_out = 0
-        self.encode_seconds = 0.0
-        self.pipeline_seconds = 0.0
-        """Sum over encoded frames of arrival -> fan-out (decode, wait, encode, loop hop)."""
-        self.pipeline_max = 0.0
-        self._thread = threading.Thread(target=self._work, name=f"relay-video-{tier}",
+        self._thread = threading.Thread(target=self._work, name="relay-video-decode",
                                         daemon=True)
         self._thread.start()
 
-    # ---- sinks (event loop) -----------------------------------------------------------
-    def attach(self, track: Sink) -> None:
-        self._sinks.append(track)
-        metrics.SUBSCRIBERS.labels(tier=self.tier).inc()
-        self.request_keyframe("join")
-
-    def detach(self, track: Sink) -> None:
-        if track in self._sinks:
-            self._sinks.remove(track)
-            metrics.SUBSCRIBERS.labels(tier=self.tier).dec()
-
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._sinks)
-
-    # ---- input (event loop) -----------------------------------------------------------
     def offer_encoded(self, codec_name: str, data: bytes, ingress: float, source: int,
                       timestamp: int, on_error: Callable[[], None]) -> None:
         """An encoded source frame, as it arrived (``timestamp`` in 1/90000 s)."""
@@ -112,93 +89,6 @@ class Rendition:
             return
         self.frames_in += 1
         self._input.put((codec_name, data, ingress, source, timestamp, on_error))
-
-    def request_keyframe(self, reason: str) -> None:
-        """Ask for a keyframe soon (rate-limited by ``keyframe_min_gap``, never dropped)."""
-        self._request_reason = reason
-        self._requested += 1
-
-    # ---- media thread -------------------------------------------------------------------
-    def _open_codec(self, width: int, height: int) -> None:
-        codec = av.CodecContext.create("libvpx", "w")
-        codec.width = width
-        codec.height = height
-        codec.pix_fmt = "yuv420p"
-        codec.time_base = VIDEO_TIME_BASE
-        codec.framerate = 30
-        bitrate = self.config.video_bitrate if height <= 480 else self.config.video_bitrate_hd
-        codec.bit_rate = bitrate
-        codec.gop_size = 3000  # keyframes are forced by the rendition
-        codec.qmin = 2
-        codec.qmax = 56
-        codec.options = {
-            "deadline": "realtime",
-            "cpu-used": str(self.config.encoder_cpu_used),
-            "lag-in-frames": "0",
-            "bufsize": str(bitrate),
-            "minrate": str(bitrate),
-            "maxrate": str(bitrate),
-            "undershoot-pct": "100",
-            "overshoot-pct": "15",
-            "static-thresh": "1",
-            "partitions": "0",
-            "noise-sensitivity": "0",
-            "error-resilient": "1",
-            # cap a keyframe at ~3 average frames: a smaller burst to every subscriber at once
-            "max-intra-rate": str(self.config.max_intra_rate),
-        }
-        codec.thread_count = self.config.encoder_threads or (
-            1 if width * height <= 640 * 480 else 2)
-        self._codec = codec
-        self._codec_size = (width, height)
-
-    def _keyframe_reason(self, now: float, source: int, size: tuple[int, int]) -> str | None:
-        if self._codec is None or self._codec_size != size:
-            return "start"
-        if source != self._encoded_source:
-            return "source"
-        gap = now - self._last_keyframe
-        if self._requested != self._served and gap >= self.config.keyframe_min_gap:
-            return self._request_reason
-        if now - self._last_keyframe >= self.config.keyframe_interval:
-            return "periodic"
-        return None
-
-    def _encode(self, frame: av.VideoFrame, ingress: float, source: int) -> av.Packet | None:
-        start = time.perf_counter()
-        now = time.monotonic()
-        size = fit_size(frame.width, frame.height, self.config.max_width, self.config.max_height)
-        if (frame.width, frame.height) != size or frame.format.name != "yuv420p":
-            frame = frame.reformat(width=size[0], height=size[1], format="yuv420p")
-        requested = self._requested
-        reason = self._keyframe_reason(now, source, size)
-        if reason == "start":
-            self._open_codec(*size)
-        self._encoded_source = source
-        pts = self._timeline.map(source, frame.pts if frame.pts is not None else
-                                 int(now * VIDEO_CLOCK))
-        frame.pts = pts
-        frame.time_base = VIDEO_TIME_BASE
-        # a decoded frame remembers whether the source had a keyframe there: do not copy that
-        frame.pict_type = PictureType.I if reason else PictureType.NONE
-        data = b"".join(bytes(p) for p in self._codec.encode(frame))
-        if not data:
-            return None
-        keyframe = not data[0] & 1  # VP8 frame tag: bit 0 clear on a keyframe
-        payloads = Vp8Encoder._packetize(data, self._picture_id)
-        self._picture_id = (self._picture_id + 1) % (1 << 15)
-        if keyframe:
-            self._last_keyframe = now
-            self._served = requested
-            self.keyframes += 1
-            metrics.KEYFRAMES.labels(reason=reason or "encoder").inc()
-        seconds = time.perf_counter() - start
-        self.frames_encoded += 1
-        self.bytes_out += len(data)
-        self.encode_seconds += seconds
-        metrics.ENCODE_SECONDS.observe(seconds)
-        meta = PacketMeta(payloads, pts & 0xFFFFFFFF, keyframe, ingress)
-        return make_packet(data, pts, VIDEO_TIME_BASE, meta)
 
     def _work(self) -> None:
         decoder: Any = None
@@ -242,15 +132,259 @@ class Rendition:
             self.frames_decoded += len(frames)
             if self._closed:
                 continue
-            if not self._input.empty():
-                self.frames_skipped += 1  # a newer frame is already waiting: encode that one
+            frame = frames[-1]
+            pts = self._timeline.map(source, frame.pts if frame.pts is not None else timestamp)
+            decoded = Decoded(frame, pts, ingress, source)
+            for rendition in self.targets:
+                rendition.offer_frame(decoded)
+
+    def _post(self, callback: Callable[..., None], *args: Any) -> bool:
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.targets = ()
+        self._input.put(None)
+        deadline = time.monotonic() + 2.0
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+
+    def stats(self) -> dict:
+        return {"frames_in": self.frames_in, "frames_decoded": self.frames_decoded,
+                "frames_skipped": self.frames_skipped, "decode_errors": self.decode_errors}
+
+
+class Rendition:
+    """Encodes the lesson's current source once for its tier and fans the packets out.
+
+    Keyframes: when someone joins or switches to this tier, on PLI/FIR and queue overflow
+    (no closer together than ``keyframe_min_gap``, never lost), when the source changes,
+    and every ``keyframe_interval`` seconds. It encodes the newest decoded frame it was
+    given (older ones waiting are skipped), no more often than the tier's frame rate.
+
+    Sinks are anything with ``push(packet)``: an :class:`~.rtpout.RtpStream` (written at
+    once) or a :class:`~.tracks.PacketTrack` (queued for an aiortc sender or a reader).
+    """
+
+    def __init__(self, config: RelayConfig, spec: TierSpec | str = "high",
+                 source: VideoSource | None = None, *, top: bool = True) -> None:
+        if isinstance(spec, str):
+            spec = config.ladder.spec(spec)
+        self.config = config
+        self.spec = spec
+        self.tier = spec.name
+        self.top = top
+        self.source = source
+        self._loop = asyncio.get_running_loop()
+        self._sinks: list[Sink] = []
+        self._input: queue.SimpleQueue = queue.SimpleQueue()
+        # keyframe requests: the loop only increments _requested, the thread only sets _served
+        self._requested = 0
+        self._served = 0
+        self._request_reason = "join"
+        self._closed = False
+        # media thread state
+        self._codec: Any = None
+        self._codec_size: tuple[int, int] | None = None
+        self._reformatter = VideoReformatter()
+        """Its own scaler: ``frame.reformat()`` caches one on the (shared) source frame, and
+        two renditions scaling the same frame at once must not share it."""
+        self._picture_id = random.randint(0, (1 << 15) - 1)
+        self._last_keyframe = 0.0
+        self._last_pts: int | None = None
+        self._min_interval = int(0.9 * VIDEO_CLOCK / spec.fps) if spec.fps else 0
+        self._encoded_source: int | None = None
+        # stats
+        self.frames_offered = 0
+        self.frames_encoded = 0
+        self.frames_skipped = 0
+        self.frames_dropped = 0
+        self.keyframes = 0
+        self.bytes_out = 0
+        self.encode_seconds = 0.0
+        self.pipeline_seconds = 0.0
+        """Sum over encoded frames of arrival -> fan-out (decode, wait, encode, loop hop)."""
+        self.pipeline_max = 0.0
+        self._thread = threading.Thread(target=self._work, name=f"relay-video-{self.tier}",
+                                        daemon=True)
+        self._thread.start()
+
+    # ---- sinks (event loop) -----------------------------------------------------------
+    def attach(self, track: Sink, reason: str = "join") -> None:
+        self._sinks.append(track)
+        metrics.SUBSCRIBERS.labels(tier=self.tier).inc()
+        self.request_keyframe(reason)
+
+    def detach(self, track: Sink) -> None:
+        if track in self._sinks:
+            self._sinks.remove(track)
+            metrics.SUBSCRIBERS.labels(tier=self.tier).dec()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._sinks)
+
+    @property
+    def in_use(self) -> bool:
+        """Encoded: the top tier always (while media flows), another while watched."""
+        return self.top or bool(self._sinks)
+
+    # ---- input ------------------------------------------------------------------------
+    def offer_encoded(self, codec_name: str, data: bytes, ingress: float, source: int,
+                      timestamp: int, on_error: Callable[[], None]) -> None:
+        """Compatibility: an encoded source frame goes to this rendition's source."""
+        if self.source is not None:
+            self.source.offer_encoded(codec_name, data, ingress, source, timestamp, on_error)
+
+    def offer_frame(self, decoded: Decoded) -> None:
+        """A decoded source frame (decoder thread)."""
+        if self._closed:
+            return
+        self.frames_offered += 1
+        if self._input.qsize() >= _RENDITION_BACKLOG:  # the encoder is behind: it would
+            self.frames_dropped += 1                   # skip to the newest frame anyway
+            return
+        self._input.put(decoded)
+
+    def request_keyframe(self, reason: str) -> None:
+        """Ask for a keyframe soon (rate-limited by ``keyframe_min_gap``, never dropped)."""
+        self._request_reason = reason
+        self._requested += 1
+
+    # ---- media thread -------------------------------------------------------------------
+    def bitrate_for(self, width: int, height: int) -> int:
+        """The tier's rate; a top tier capped at a small source keeps the configured rate
+        for up to 480 lines (``RelayConfig.video_bitrate``) if that is lower."""
+        rate = self.spec.video_bitrate
+        if self.top and height <= 480:
+            rate = min(rate, self.config.video_bitrate)
+        return rate
+
+    def _open_codec(self, width: int, height: int) -> None:
+        codec = av.CodecContext.create("libvpx", "w")
+        codec.width = width
+        codec.height = height
+        codec.pix_fmt = "yuv420p"
+        codec.time_base = VIDEO_TIME_BASE
+        codec.framerate = round(self.spec.fps) or 30
+        bitrate = self.bitrate_for(width, height)
+        codec.bit_rate = bitrate
+        codec.gop_size = 3000  # keyframes are forced by the rendition
+        codec.qmin = 2
+        codec.qmax = 56
+        codec.options = {
+            "deadline": "realtime",
+            "cpu-used": str(self.config.encoder_cpu_used),
+            "lag-in-frames": "0",
+            "bufsize": str(bitrate),
+            "minrate": str(bitrate),
+            "maxrate": str(bitrate),
+            "undershoot-pct": "100",
+            "overshoot-pct": "15",
+            "static-thresh": "1",
+            "partitions": "0",
+            "noise-sensitivity": "0",
+            "error-resilient": "1",
+            # cap a keyframe at ~3 average frames: a smaller burst to every subscriber at once
+            "max-intra-rate": str(self.config.max_intra_rate),
+        }
+        codec.thread_count = self.config.encoder_threads or (
+            1 if width * height <= 640 * 480 else 2)
+        self._codec = codec
+        self._codec_size = (width, height)
+
+    def _keyframe_reason(self, now: float, source: int, size: tuple[int, int]) -> str | None:
+        if self._codec is None or self._codec_size != size:
+            return "start"
+        if source != self._encoded_source:
+            return "source"
+        gap = now - self._last_keyframe
+        if self._requested != self._served and gap >= self.config.keyframe_min_gap:
+            return self._request_reason
+        if now - self._last_keyframe >= self.config.keyframe_interval:
+            return "periodic"
+        return None
+
+    def target_size(self, width: int, height: int) -> tuple[int, int]:
+        max_w, max_h = self.spec.width, self.spec.height
+        if self.top:
+            max_w, max_h = min(max_w, self.config.max_width), min(max_h, self.config.max_height)
+        return fit_size(width, height, max_w, max_h)
+
+    def _encode(self, decoded: Decoded) -> av.Packet | None:
+        start = time.perf_counter()
+        now = time.monotonic()
+        frame = decoded.frame
+        size = self.target_size(frame.width, frame.height)
+        if (frame.width, frame.height) != size or frame.format.name != "yuv420p":
+            frame = self._reformatter.reformat(frame, width=size[0], height=size[1],
+                                               format="yuv420p")
+        requested = self._requested
+        reason = self._keyframe_reason(now, decoded.source, size)
+        if reason == "start":
+            self._open_codec(*size)
+        self._encoded_source = decoded.source
+        pts = decoded.pts
+        if frame is decoded.frame:  # shared with other renditions: set its fields under lock
+            with decoded.lock:
+                data = self._encode_frame(frame, pts, reason)
+        else:
+            data = self._encode_frame(frame, pts, reason)
+        if not data:
+            return None
+        keyframe = not data[0] & 1  # VP8 frame tag: bit 0 clear on a keyframe
+        payloads = Vp8Encoder._packetize(data, self._picture_id)
+        self._picture_id = (self._picture_id + 1) % (1 << 15)
+        if keyframe:
+            self._last_keyframe = now
+            self._served = requested
+            self.keyframes += 1
+            metrics.KEYFRAMES.labels(reason=reason or "encoder").inc()
+        seconds = time.perf_counter() - start
+        self.frames_encoded += 1
+        self.bytes_out += len(data)
+        self.encode_seconds += seconds
+        metrics.ENCODE_SECONDS.observe(seconds)
+        meta = PacketMeta(payloads, pts & 0xFFFFFFFF, keyframe, decoded.ingress)
+        return make_packet(data, pts, VIDEO_TIME_BASE, meta)
+
+    def _encode_frame(self, frame: av.VideoFrame, pts: int, reason: str | None) -> bytes:
+        frame.pts = pts
+        frame.time_base = VIDEO_TIME_BASE
+        # a decoded frame remembers whether the source had a keyframe there: do not copy that
+        frame.pict_type = PictureType.I if reason else PictureType.NONE
+        return b"".join(bytes(p) for p in self._codec.encode(frame))
+
+    def _work(self) -> None:
+        while True:
+            item = self._input.get()
+            if item is None:
+                break
+            while not self._input.empty():  # encode the newest frame waiting
+                newer = self._input.get_nowait()
+                if newer is None:
+                    return
+                self.frames_skipped += 1
+                item = newer
+            if self._closed:
                 continue
+            if (self._min_interval and self._last_pts is not None
+                    and item.source == self._encoded_source
+                    and 0 <= item.pts - self._last_pts < self._min_interval):
+                continue  # the tier's frame rate
             try:
-                out = self._encode(frames[-1], ingress, source)
+                out = self._encode(item)
             except Exception:
                 logger.exception("rendition %s: encoding failed", self.tier)
                 self._codec = None
                 continue
+            self._last_pts = item.pts
             if out is not None and not self._post(self._fan_out, out):
                 break
         self._codec = None
@@ -288,15 +422,21 @@ class Rendition:
 
     def stats(self) -> dict:
         encoded = self.frames_encoded
+        source = self.source.stats() if self.source is not None else {}
         return {
             "tier": self.tier,
             "subscribers": len(self._sinks),
+            "in_use": self.in_use,
             "size": list(self._codec_size) if self._codec_size else None,
-            "frames_in": self.frames_in,
-            "frames_decoded": self.frames_decoded,
+            "bitrate": self.bitrate_for(*self._codec_size) if self._codec_size
+            else self.spec.video_bitrate,
+            "frames_in": source.get("frames_in", 0),
+            "frames_decoded": source.get("frames_decoded", 0),
+            "decode_errors": source.get("decode_errors", 0),
+            "frames_offered": self.frames_offered,
             "frames_encoded": encoded,
-            "frames_skipped": self.frames_skipped,
-            "decode_errors": self.decode_errors,
+            "frames_skipped": self.frames_skipped + self.frames_dropped
+            + source.get("frames_skipped", 0),
             "keyframes": self.keyframes,
             "bytes_out": self.bytes_out,
             "encode_ms_avg": round(1000 * self.encode_seconds / encoded, 3) if encoded else None,

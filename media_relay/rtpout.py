@@ -58,6 +58,10 @@ _HEADER = struct.Struct("!BBHLL")
 _EXT_HEADER = struct.Struct("!HH")
 _NTP_OFFSET = 2_208_988_800  # seconds from 1900-01-01 (NTP) to 1970-01-01 (Unix)
 _NTP_SCALE = 1 << 32
+_RTX_MAX = 3
+"""Times one packet is sent again at most (NACK)."""
+_RTX_MIN_GAP = 0.05
+"""Seconds between two retransmissions of one packet, at least (or 1.5 x RTT)."""
 
 # RTCRtpSender's private attributes written or read here (name-mangled; see __init__.py)
 _PACKET_COUNT = "_RTCRtpSender__packet_count"
@@ -166,6 +170,8 @@ class RtpStream:
         self.octets = 0
         self.dropped = 0
         self.retransmits = 0
+        self.rtx_suppressed = 0
+        self._rtx_state: dict[int, tuple[tuple[int, float], int]] = {}
         self.nacked = 0
         self.keyframe_requests = 0
         self.reports = 0
@@ -173,6 +179,11 @@ class RtpStream:
         self.packets_lost: int | None = None
         self.jitter: int | None = None
         self.remb_bitrate: int | None = None
+        self._highest: int | None = None
+        self.on_report: Callable[[RtpStream, Any, int | None], None] | None = None
+        """Called with (stream, report block, packets expected since the previous one) for
+        each receiver report block about this stream, after aiortc updated its RTT."""
+        self.on_remb: Callable[[int], None] | None = None
         self.wait_seconds = 0.0
         """Sum of fan-out -> written for this subscriber (its place in the fan-out pass)."""
         self.wait_max = 0.0
@@ -311,6 +322,13 @@ class RtpStream:
                     self.fraction_lost = report.fraction_lost
                     self.packets_lost = report.packets_lost
                     self.jitter = report.jitter
+                    expected = None
+                    if self._highest is not None:
+                        delta = (report.highest_sequence - self._highest) & 0xFFFFFFFF
+                        expected = delta if delta < 0x80000000 else None
+                    self._highest = report.highest_sequence
+                    if self.on_report is not None and self._live:
+                        self.on_report(self, report, expected)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -318,6 +336,8 @@ class RtpStream:
                 return
             if self._ssrc in ssrcs:
                 self.remb_bitrate = bitrate
+                if self.on_remb is not None and self._live:
+                    self.on_remb(bitrate)
 
     async def _retransmit(self, sequence_number: int) -> None:
         """NACK: send a packet again from the history (RTX-wrapped if negotiated)."""
@@ -325,6 +345,20 @@ class RtpStream:
         data = self._history[sequence_number % RTP_HISTORY_SIZE]
         if data is None or int.from_bytes(data[2:4], "big") != sequence_number:
             return
+        # a receiver re-NACKs every missing packet with each packet it gets (aiortc does):
+        # serve one packet again at most _RTX_MAX times, once per RTT, or on a lossy thin
+        # link the retransmissions crowd out the media and the loss feeds itself
+        now = time.monotonic()
+        slot = sequence_number % RTP_HISTORY_SIZE
+        last, count = self._rtx_state.get(slot, (None, 0))
+        if last is not None and last[0] == sequence_number:
+            rtt = self.rtt or 0.0
+            if count >= _RTX_MAX or now - last[1] < max(_RTX_MIN_GAP, 1.5 * rtt):
+                self.rtx_suppressed += 1
+                return
+        else:
+            count = 0
+        self._rtx_state[slot] = ((sequence_number, now), count + 1)
         write = self._writer() if self._live else None
         if write is None:
             return
@@ -336,6 +370,12 @@ class RtpStream:
             data = packet.serialize(self._extensions_map)
         write(data)
         self.retransmits += 1
+
+    def restart(self) -> None:
+        """Moved to another rendition: send nothing until its next keyframe (the stream's
+        ssrc, sequence numbers and timestamp origin stay: the receiver sees a new size)."""
+        if self._video:
+            self._need_keyframe = True
 
     def _keyframe_request(self) -> None:
         self.keyframe_requests += 1
@@ -354,6 +394,7 @@ class RtpStream:
         self._history = [None] * RTP_HISTORY_SIZE
         self._pair = self._write = None
         self._on_keyframe_request = self._on_ready = None
+        self.on_report = self.on_remb = None
 
     def stats(self) -> dict:
         rtt = self.rtt
@@ -361,6 +402,7 @@ class RtpStream:
             "path": "batched", "sent": self.sent, "queued": 0, "dropped": self.dropped,
             "overflows": 0, "packets": self.packets, "octets": self.octets,
             "retransmits": self.retransmits, "nacked": self.nacked,
+            "rtx_suppressed": self.rtx_suppressed,
             "wait_ms_avg": round(1000 * self.wait_seconds / self.sent, 3) if self.sent else None,
             "wait_ms_max": round(1000 * self.wait_max, 3),
             "rtt_ms": round(1000 * rtt, 2) if rtt is not None else None,

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCPeerConnection, RTCRtpSender
 
+from . import metrics
+from .rate_control import DOWN, UP, Decision, RateController, ReceiverReport
 from .rtpout import RtpStream
 from .tracks import PacketTrack, PassthroughEncoder, Sink
 
 if TYPE_CHECKING:
     from .lesson import RelayLesson
+
+logger = logging.getLogger(__name__)
+
+TierCallback = Callable[["Subscriber", str, str, str], None]
+"""(subscriber, tier, reason, direction) after a subscriber moved to another tier."""
 
 
 class Subscriber:
@@ -23,13 +33,30 @@ class Subscriber:
     and the audio fan-out write to; otherwise the :class:`PacketTrack` queues are, and
     aiortc's sender task reads them. Either way keyframe requests (PLI/FIR) go to the
     rendition, which rate-limits them.
+
+    Its :class:`RateController` (fed with the RTCP receiver reports and REMB of its
+    streams, the bytes sent, and ticked by the relay) picks the tier: video comes from that
+    tier's rendition (none on the audio-only tier); a switch restarts the video stream at
+    the new tier's next keyframe, on the same RTP stream.
     """
 
-    def __init__(self, lesson: RelayLesson, peer_id: str, pc: RTCPeerConnection) -> None:
+    def __init__(self, lesson: RelayLesson, peer_id: str, pc: RTCPeerConnection, *,
+                 school: str | None = None, low_bandwidth: bool = False,
+                 on_tier: TierCallback | None = None) -> None:
         self.lesson = lesson
         self.peer_id = peer_id
         self.pc = pc
-        self.created = time.monotonic()
+        self.school = school
+        self.created = now = time.monotonic()
+        config = lesson.config
+        self.controller = RateController(
+            dataclasses.replace(config.controller, ladder=lesson.ladder), now=now,
+            cap=lesson.cap_share(school), low_bandwidth=low_bandwidth)
+        self.tier = self.controller.send_tier if config.rate_control else \
+            self.controller.limit_tier()
+        self.tier_reason = "join"
+        self.switches = 0
+        self._on_tier = on_tier
         self.video: PacketTrack | None = None
         self.audio: PacketTrack | None = None
         self.streams: dict[str, RtpStream] = {}
@@ -57,16 +84,91 @@ class Subscriber:
         else:
             self.audio = track
 
+    @property
+    def rendition(self) -> Any:
+        """The rendition this subscriber's video comes from (None: audio-only)."""
+        return self.lesson.renditions.get(self.tier)
+
     def _on_keyframe_request(self) -> None:
         self.keyframe_requests += 1
-        self.lesson.rendition.request_keyframe("pli")
+        self._need_keyframe("pli")
 
     def _on_video_ready(self) -> None:
         if not self._closed:
-            self.lesson.rendition.request_keyframe("join")
+            self._need_keyframe("join")
 
     def _need_keyframe(self, reason: str) -> None:
-        self.lesson.rendition.request_keyframe(reason)
+        rendition = self.rendition
+        if rendition is not None:
+            rendition.request_keyframe(reason)
+
+    # ---- rate control (event loop) -------------------------------------------------------
+    def _on_report(self, stream: RtpStream, report: Any, expected: int | None) -> None:
+        video = stream.kind == "video"
+        rtt = stream.rtt
+        loss = report.fraction_lost / 256.0
+        metrics.SUBSCRIBER_LOSS.observe(loss)
+        if rtt is not None:
+            metrics.SUBSCRIBER_RTT.observe(rtt)
+        if not self.lesson.config.rate_control:
+            return
+        block = ReceiverReport.from_rtcp(
+            report.fraction_lost, report.packets_lost, report.jitter,
+            clock_rate=90_000 if video else 48_000, rtt=rtt, kind=stream.kind,
+            expected=expected)
+        self._apply(self.controller.on_receiver_report(time.monotonic(), block))
+
+    def _on_remb(self, bitrate: int) -> None:
+        if self.lesson.config.rate_control:
+            self._apply(self.controller.on_remb(time.monotonic(), float(bitrate)))
+
+    def bytes_sent(self) -> int:
+        """RTP bytes written to this subscriber (payloads + 12-byte headers)."""
+        return sum(s.octets + 12 * s.packets for s in self.streams.values())
+
+    def tick(self, now: float) -> None:
+        if self._closed or not self._attached:
+            return
+        if self.lesson.config.rate_control:
+            self.controller.on_bytes_sent(now, self.bytes_sent())
+            self._apply(self.controller.tick(now))
+
+    def set_cap(self, cap: int | None) -> None:
+        if cap != self.controller.cap:
+            self._apply(self.controller.set_cap(time.monotonic(), cap))
+
+    def set_low_bandwidth(self, on: bool) -> None:
+        self._apply(self.controller.set_low_bandwidth(time.monotonic(), on))
+
+    def _apply(self, decision: Decision) -> None:
+        if self._closed:
+            return
+        tier = self.controller.send_tier if self.lesson.config.rate_control else \
+            self.controller.limit_tier()
+        if tier != self.tier:
+            self.set_tier(tier, decision.reason or "rate")
+
+    def set_tier(self, tier: str, reason: str) -> None:
+        """Move this subscriber's video to ``tier`` (a keyframe from it first)."""
+        old = self.tier
+        if tier == old or self._closed:
+            return
+        ladder = self.lesson.ladder
+        direction = UP if ladder.higher(tier, old) else DOWN
+        self.tier = tier
+        self.tier_reason = reason
+        self.switches += 1
+        metrics.TIER_SWITCHES.labels(direction=direction).inc()
+        video, _ = self._sinks()
+        if self._attached and video is not None:
+            self.lesson.detach_video(video, old)
+            video.restart()
+            self.lesson.attach_video(video, tier, "switch")
+        if self._on_tier is not None:
+            try:
+                self._on_tier(self, tier, reason, direction)
+            except Exception:
+                logger.exception("on_tier callback failed")
 
     def make_video_track(self) -> PacketTrack:
         return PacketTrack("video", self.lesson.config.video_queue_frames, self._need_keyframe)
@@ -86,9 +188,12 @@ class Subscriber:
         self._attached = True
         video, audio = self._sinks()
         if video is not None:
-            self.lesson.rendition.attach(video)
+            self.lesson.attach_video(video, self.tier)
         if audio is not None:
             self.lesson.audio.attach(audio)
+        for stream in self.streams.values():
+            stream.on_report = self._on_report
+            stream.on_remb = self._on_remb
 
     async def close(self) -> None:
         if self._closed:
@@ -96,7 +201,7 @@ class Subscriber:
         self._closed = True
         video, audio = self._sinks()
         if video is not None:
-            self.lesson.rendition.detach(video)
+            self.lesson.detach_video(video, self.tier)
         if audio is not None:
             self.lesson.audio.detach(audio)
         for stream in self.streams.values():
@@ -109,7 +214,10 @@ class Subscriber:
 
     def stats(self) -> dict:
         stats: dict = {"peer_id": self.peer_id, "state": self.pc.connectionState,
-                       "keyframe_requests": self.keyframe_requests}
+                       "keyframe_requests": self.keyframe_requests, "tier": self.tier,
+                       "tier_reason": self.tier_reason, "switches": self.switches,
+                       "school": self.school,
+                       "rate_control": self.controller.stats(time.monotonic())}
         if self.lesson.config.batched_send:
             for kind, stream in self.streams.items():
                 stats[kind] = stream.stats()

@@ -116,8 +116,29 @@ def add_routes(app: web.Application, node_key: web.AppKey) -> None:
         _require(claims, Role.OPS, Role.ADMIN)
         return web.json_response(node.relay.stats(), dumps=lambda o: json.dumps(o, default=str))
 
+    async def set_cap(request: web.Request) -> web.Response:
+        """A school's bandwidth cap in a lesson, shared by its classrooms: ``{school, kbps}``
+        (kbps 0 or null lifts it). Admin, or the lesson's teacher."""
+        node = node_of(request)
+        claims = _claims(request, node)
+        _require(claims, Role.ADMIN, Role.TEACHER)
+        lesson_id = request.match_info["lesson"]
+        if not claims.may_access(lesson_id):
+            raise ClassroomError(ErrorCode.WRONG_LESSON, "token is for another lesson")
+        body = await _json_body(request)
+        school = _str_field(body, "school")
+        kbps = body.get("kbps")
+        if not school or not (kbps is None or (isinstance(kbps, int)
+                                                and not isinstance(kbps, bool)
+                                                and 0 <= kbps <= 10_000_000)):
+            raise ClassroomError(ErrorCode.BAD_MESSAGE,
+                                 "'school' (non-empty) and 'kbps' (integer >= 0 or null)")
+        node.relay.set_cap(lesson_id, school, kbps * 1000 if kbps else None)
+        return web.json_response({"lesson": lesson_id, "school": school, "kbps": kbps or None})
+
     app.router.add_get("/api/lessons", list_lessons)
     app.router.add_post("/api/lessons", create_lesson)
     app.router.add_get("/api/lessons/{lesson}", get_lesson)
     app.router.add_post("/api/tokens", create_token)
     app.router.add_get("/api/relay", relay_stats)
+    app.router.add_post("/api/lessons/{lesson}/caps", set_cap)

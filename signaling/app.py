@@ -44,6 +44,7 @@ class Node:
             ),
             on_peer_state=self._on_peer_state,
             on_publisher=self._on_publisher,
+            on_tier=self._on_tier,
         )
         self.sessions_by_relay_id: dict[str, Session] = {}
         self.sessions: set[Session] = set()
@@ -106,6 +107,24 @@ class Node:
         else:
             self._publishers.discard(lesson_id)
         self.spawn(self.hub.broadcast(lesson_id, {"type": "media", "publisher": active}))
+
+    def _on_tier(self, lesson_id: str, relay_id: str, tier: str, reason: str,
+                 direction: str) -> None:
+        """A classroom moved to another tier: tell it and the lesson's teachers (on this
+        node: the relay that moved it is this node's), with its RTT and loss."""
+        session = self.sessions_by_relay_id.get(relay_id)
+        if session is None or session.claims is None:
+            return
+        msg: dict[str, Any] = {"type": "tier", "peer_id": session.peer_id, "tier": tier,
+                               "reason": reason, "direction": direction}
+        msg.update(self.relay.link_stats(relay_id))
+        targets = [session] + [
+            s for s in self.sessions
+            if s is not session and s.lesson_id == lesson_id and s.claims is not None
+            and s.claims.role.value == "teacher"]
+        for target in targets:
+            self.spawn(target.send(msg))
+        self.spawn(session.tier_changed(tier))
 
     async def _lesson_ended(self, lesson_id: str) -> None:
         await self.relay.close_lesson(lesson_id)

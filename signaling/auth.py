@@ -45,6 +45,8 @@ class Claims:
     name: str
     exp: int
     iat: int
+    cap_kbps: int | None = None
+    """Optional: the school's bandwidth cap for this lesson (kbit/s), from a classroom token."""
 
     def may_access(self, lesson_id: str) -> bool:
         return self.lesson == lesson_id or (self.role.all_lessons and self.lesson == ANY_LESSON)
@@ -64,6 +66,7 @@ def mint_token(
     ttl: int = DEFAULT_TTL_SECONDS,
     sub: str | None = None,
     now: float | None = None,
+    cap_kbps: int | None = None,
 ) -> str:
     """Return a signed token; raises ValueError on an impossible combination."""
     role = Role(role)
@@ -83,6 +86,10 @@ def mint_token(
         "iat": issued,
         "exp": issued + ttl,
     }
+    if cap_kbps is not None:
+        if not isinstance(cap_kbps, int) or isinstance(cap_kbps, bool) or cap_kbps <= 0:
+            raise ValueError("cap_kbps must be a positive integer")
+        payload["cap_kbps"] = cap_kbps
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
@@ -111,7 +118,11 @@ def verify_token(secret: str, token: object, *, leeway: float = 5.0) -> Claims:
         raise ClassroomError(ErrorCode.INVALID_TOKEN, "token names no lesson")
     if lesson == ANY_LESSON and not role.all_lessons:
         raise ClassroomError(ErrorCode.INVALID_TOKEN, "only admin and ops may hold '*'")
+    cap = data.get("cap_kbps")
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap <= 0):
+        raise ClassroomError(ErrorCode.INVALID_TOKEN, "cap_kbps must be a positive integer")
     return Claims(
+        cap_kbps=cap,
         sub=str(data["sub"]),
         role=role,
         lesson=lesson,

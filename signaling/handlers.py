@@ -176,6 +176,8 @@ class Session:
         )
         await hub.join(self)
         self.claims = claims
+        if claims.cap_kbps and claims.school:
+            self.node.relay.set_cap(lesson_id, claims.school, claims.cap_kbps * 1000)
         try:
             await self._welcome(claims, lesson)
         except BaseException:
@@ -231,8 +233,9 @@ class Session:
         if purpose == "publish":
             answer = await self.node.relay_call(relay.publish(self.lesson_id, rid, msg.get("sdp")))
         else:
+            school = self.claims.school if self.claims is not None else ""
             answer = await self.node.relay_call(
-                relay.subscribe(self.lesson_id, rid, msg.get("sdp"))
+                relay.subscribe(self.lesson_id, rid, msg.get("sdp"), school=school or None)
             )
         self.media.add(purpose)
         self.node.sessions_by_relay_id[rid] = self
@@ -257,6 +260,10 @@ class Session:
     async def _on_end_lesson(self, msg: Message) -> None:
         await self.node.hub.set_state(self.lesson_id, "ended")
 
+    async def _on_low_bandwidth(self, msg: Message) -> None:
+        self.node.relay.set_low_bandwidth(relay_peer_id(self.peer_id, "subscribe"),
+                                          bool(msg.get("on")))
+
     async def _on_raise_hand(self, msg: Message) -> None:
         await self._set_hand(True)
 
@@ -271,6 +278,15 @@ class Session:
         )
 
     # media state from the relay -------------------------------------------------------
+    async def tier_changed(self, tier: str) -> None:
+        if self.presence.tier == tier:
+            return
+        self.presence.tier = tier
+        try:
+            await self.node.hub.update_presence(self)
+        except StoreUnavailable:
+            pass
+
     async def media_state_changed(self, state: str) -> None:
         if self.presence.media_state == state:
             return

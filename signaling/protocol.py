@@ -61,6 +61,7 @@ SCHEMAS: dict[str, MessageSpec] = {
     "end-lesson": MessageSpec(frozenset({Role.TEACHER})),
     "raise-hand": MessageSpec(frozenset({Role.CLASSROOM})),
     "lower-hand": MessageSpec(frozenset({Role.CLASSROOM})),
+    "low-bandwidth": MessageSpec(frozenset({Role.CLASSROOM}), {"on": FieldSpec(bool)}),
 }
 
 # Who may publish or subscribe media, by purpose.
@@ -103,8 +104,8 @@ def parse_frame(raw: str | bytes, schemas: dict[str, MessageSpec] | None = None)
                 raise ClassroomError(ErrorCode.BAD_MESSAGE, f"{msg_type}: '{name}' is required")
             continue
         value = data[name]
-        if isinstance(value, bool) or not isinstance(value, fs.kind):
-            # bool is an int in Python; no field here takes a bool for a number.
+        if (isinstance(value, bool) and fs.kind is not bool) or not isinstance(value, fs.kind):
+            # bool is an int in Python: only a bool field takes a bool.
             raise ClassroomError(ErrorCode.BAD_MESSAGE, f"{msg_type}: '{name}' has the wrong type")
         if fs.max_len is not None and isinstance(value, str) and len(value) > fs.max_len:
             raise ClassroomError(ErrorCode.BAD_MESSAGE, f"{msg_type}: '{name}' is too long")

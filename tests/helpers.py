@@ -91,17 +91,18 @@ class RunningServer:
 TEST_SECRET = "test-secret-0123456789abcdef-0123456789"
 
 
-async def start_server(secret: str = TEST_SECRET, **config: Any) -> RunningServer:
+async def start_server(secret: str = TEST_SECRET, *, bind: str = "127.0.0.1",
+                       **config: Any) -> RunningServer:
     from signaling.app import build_app
     from signaling.config import Config
 
     port = free_port()
-    cfg = Config(host="127.0.0.1", port=port, secret=secret,
+    cfg = Config(host=bind, port=port, secret=secret,
                  library=Path(tempfile.mkdtemp(prefix="classroom-lib-")), **config)
     app = build_app(cfg)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, bind, port).start()
     return RunningServer(f"http://127.0.0.1:{port}", app, runner, secret)
 
 

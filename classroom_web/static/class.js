@@ -55,6 +55,7 @@
     mediaRetry: null,
     mediaTrouble: false,
     tier: null,
+    lowBandwidth: false,
     autoplayBlocked: false,
     sessionFrames: 0,
     lastFrameAt: 0,
@@ -118,6 +119,12 @@
     raiseButton.disabled = !canHand;
     lowerButton.disabled = !canHand;
     handNote.hidden = !(st.hand && canHand);
+    var lowButton = $('[data-action="low-bandwidth"]');
+    lowButton.hidden = st.role !== "classroom";
+    lowButton.disabled = !canHand;
+    lowButton.setAttribute("aria-pressed", st.lowBandwidth ? "true" : "false");
+    $("#low-bw-text").textContent = t(st.lowBandwidth ? "low_bandwidth_on" : "low_bandwidth");
+    $("#audio-only").hidden = !(kind === "live" && st.tier === "audio");
     $("#lesson-name").textContent = st.lessonTitle || st.lesson;
     var recOn = st.welcomed && st.lessonState !== "ended" && st.recording !== "off";
     $("#rec").hidden = !recOn;
@@ -333,7 +340,9 @@
         if (now - st.lastFrameAt > 2500) {
           st.flowing = false;
         }
-        var expectVideo = st.lessonState === "live" && st.publisher !== false;
+        // on the audio-only tier no frames come by design: not a stall
+        var expectVideo = st.lessonState === "live" && st.publisher !== false &&
+          st.tier !== "audio";
         if (expectVideo && session.connected && now - st.lastFrameAt > st.stallLimit) {
           st.stallLimit = Math.min(STALL_MAX_MS, st.stallLimit * 2);
           mediaFailed("no_frames");
@@ -358,6 +367,10 @@
     st.mediaAttempt = 0;
     st.mediaTrouble = false;
     st.stallLimit = STALL_START_MS;
+    st.tier = null; // a new session starts on the top tier ...
+    if (st.lowBandwidth && msg.role === "classroom") {
+      signal.send({ type: "low-bandwidth", on: true }); // ... unless the button is on
+    }
     $("#room-name").textContent = [msg.school, msg.name].filter(Boolean).join(" · ");
     if (msg.role !== "classroom" && msg.role !== "teacher") {
       setFatal("wrong_page", "wrong_page_detail");
@@ -434,8 +447,9 @@
         setRecording(msg);
         break;
       case "tier":
-        if (typeof msg.tier === "string") {
+        if (typeof msg.tier === "string" && (!msg.peer_id || msg.peer_id === st.peerId)) {
           st.tier = msg.tier;
+          st.lastFrameAt = Date.now(); // video pauses on "audio" and resumes after it
         }
         break;
       case "error":
@@ -497,6 +511,13 @@
   });
   lowerButton.addEventListener("click", function () {
     signal && signal.send({ type: "lower-hand" });
+  });
+  $('[data-action="low-bandwidth"]').addEventListener("click", function () {
+    if (signal) {
+      st.lowBandwidth = !st.lowBandwidth;
+      signal.send({ type: "low-bandwidth", on: st.lowBandwidth });
+      render();
+    }
   });
   $("[data-action=recording-consent]").addEventListener("click", function () {
     if (signal) {

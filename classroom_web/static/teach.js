@@ -29,6 +29,7 @@
   };
 
   var st = {
+    links: {}, // peer_id -> {tier, rtt_ms, loss} from tier events
     token: C.readToken(),
     lesson: C.lessonFromPath(),
     fatal: null,
@@ -138,12 +139,29 @@
       mediaCell.appendChild(dot);
       var key = mediaState === "connecting" ? "media_connecting_state" : "media_" + mediaState;
       mediaCell.appendChild(document.createTextNode(" " + t(key)));
+      var link = st.links[p.peer_id] || {};
+      var tier = link.tier || p.tier || "";
+      tr.setAttribute("data-tier", tier);
+      var linkCell = document.createElement("td");
+      linkCell.className = "link";
+      var parts = [];
+      if (tier) {
+        parts.push(t("tier_" + tier));
+      }
+      if (typeof link.rtt_ms === "number") {
+        parts.push("RTT " + Math.round(link.rtt_ms) + " ms");
+      }
+      if (typeof link.loss === "number") {
+        parts.push(t("loss") + " " + (100 * link.loss).toFixed(1) + "%");
+      }
+      linkCell.textContent = parts.join(" · ");
       var hand = document.createElement("td");
       hand.className = "hand";
       hand.textContent = p.hand ? t("hand_mark") : "";
       tr.appendChild(name);
       tr.appendChild(school);
       tr.appendChild(mediaCell);
+      tr.appendChild(linkCell);
       tr.appendChild(hand);
       rosterBody.appendChild(tr);
     });
@@ -346,6 +364,12 @@
         break;
       case "media":
         st.publisher = !!msg.publisher;
+        break;
+      case "tier":
+        // a classroom moved to another tier; rtt_ms / loss: its link at that moment
+        if (msg.peer_id) {
+          st.links[msg.peer_id] = { tier: msg.tier, rtt_ms: msg.rtt_ms, loss: msg.loss };
+        }
         break;
       case "answer":
         if (msg.purpose === "publish" && st.media) {

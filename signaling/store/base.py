@@ -52,6 +52,8 @@ class PresenceRecord:
     node: str = ""
     media_state: str = "none"
     hand: bool = False
+    tier: str = ""
+    """A classroom's video tier (high|mid|low|audio) once the relay moved it; "" before."""
     joined_at: float = field(default_factory=time.time)
 
     def to_json(self) -> dict[str, Any]:

@@ -171,3 +171,24 @@ def test_join_button_when_the_browser_blocks_autoplay(server, open_page, launch_
     now = wait_media_rising(room, timeout=30)
     assert now["lessonState"] == "live"
     assert status(room) == LIVE
+
+
+def test_low_bandwidth_button_moves_the_classroom_to_low(server, open_page):
+    lesson = "e2e-lowbw"
+    teacher, _ = open_teacher(server, open_page, lesson)
+    room, _ = open_classroom(server, open_page, lesson, "教学点B")
+    press(teacher, "start-lesson")
+    assert wait_media_rising(room, timeout=40)["videoTier"] == "high"
+    press(room, "low-bandwidth")
+    wait_until(lambda: stats(room)["videoTier"] == "low", 15, "videoTier never became low")
+    assert room.locator('[data-action="low-bandwidth"]').get_attribute("aria-pressed") == "true"
+    # the picture shrinks to the low tier's 320x180 on the same video element
+    wait_until(lambda: room.evaluate("() => document.querySelector('video').videoWidth") == 320,
+               15, "video never shrank to 320 wide")
+    wait_media_rising(room, timeout=20)
+    assert not room.locator("#audio-only").is_visible()
+    # the teacher console shows the classroom's tier in its roster
+    row = teacher.locator("#roster-body tr", has_text="教学点B")
+    wait_until(lambda: row.get_attribute("data-tier") == "low", 15, "teacher never saw low")
+    press(room, "low-bandwidth")
+    assert room.locator('[data-action="low-bandwidth"]').get_attribute("aria-pressed") == "false"

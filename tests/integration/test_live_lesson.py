@@ -97,3 +97,68 @@ async def test_end_lesson_releases_media(server):
                             timeout=10)
     for c in [*rooms, teacher]:
         await c.close()
+
+
+async def test_low_bandwidth_button_cap_endpoint_and_tier_events(server):
+    import aiohttp
+
+    teacher = await teacher_publishing(server, lesson="abr-1")
+    await teacher.start_lesson()
+    thin = ClassroomClient(server.base_url, server.token("classroom", "abr-1", name="thin",
+                                                         school="village"))
+    await thin.connect()
+    await thin.subscribe()
+    wide = await classroom(server, "wide", lesson="abr-1")
+    for room in (thin, wide):
+        try:
+            await room.wait_for(lambda r=room: r.video_frames >= 15, timeout=20)
+        except TimeoutError:
+            raise AssertionError(server.node.relay.stats()) from None
+    # the classroom's low-bandwidth button: a tier event to it and to the teacher
+    mark_t, mark_w = len(teacher.messages), len(wide.messages)
+    await thin.send({"type": "low-bandwidth", "on": True})
+    try:
+        event = await thin.next_message("tier", timeout=5)
+    except TimeoutError:
+        raise AssertionError(thin.messages[-5:]) from None
+    assert event["tier"] == "low" and event["direction"] == "down"
+    assert event["reason"] == "manual" and event["peer_id"] == thin.peer_id
+    assert "rtt_ms" in event and "loss" in event
+    seen = await teacher.next_message("tier", since=mark_t, timeout=5)
+    assert seen["peer_id"] == thin.peer_id and seen["tier"] == "low"
+    await teacher.wait_for(lambda: any(p["peer_id"] == thin.peer_id and p["tier"] == "low"
+                                       for p in teacher.roster), timeout=10)
+    relay = server.node.relay
+    assert relay.tier_of(f"{wide.peer_id}/subscribe") == "high"
+    assert not any(m.get("type") == "tier" for m in wide.messages[mark_w:])
+    # a school cap through the API (teacher's token): 100 kbit/s -> audio only
+    headers = {"Authorization": "Bearer " + server.token("teacher", "abr-1")}
+    async with aiohttp.ClientSession() as http:
+        r = await http.post(server.base_url + "/api/lessons/abr-1/caps",
+                            json={"school": "village", "kbps": 100}, headers=headers)
+        assert r.status == 200, await r.text()
+        r = await http.post(server.base_url + "/api/lessons/abr-1/caps",
+                            json={"school": "", "kbps": 100}, headers=headers)
+        assert r.status == 400
+        r = await http.post(server.base_url + "/api/lessons/abr-1/caps",
+                            json={"school": "village", "kbps": 100},
+                            headers={"Authorization": "Bearer " + server.token("classroom",
+                                                                               "abr-1")})
+        assert r.status == 403
+    assert relay.tier_of(f"{thin.peer_id}/subscribe") == "audio"
+    audio = thin.audio_frames
+    await thin.wait_for(lambda: thin.audio_frames >= audio + 50, timeout=5)
+    for c in (thin, wide, teacher):
+        await c.close()
+
+
+async def test_cap_claim_in_a_classroom_token(server):
+    teacher = await teacher_publishing(server, lesson="abr-2")
+    room = ClassroomClient(server.base_url, server.token("classroom", "abr-2", school="hamlet",
+                                                         cap_kbps=250))
+    await room.connect()
+    await room.subscribe()
+    await room.wait_for(lambda: room.video_frames >= 10, timeout=20)
+    assert server.node.relay.tier_of(f"{room.peer_id}/subscribe") == "low"
+    for c in (room, teacher):
+        await c.close()

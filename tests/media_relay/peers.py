@@ -61,7 +61,8 @@ async def publish(relay: Relay, lesson: str, peer_id: str = "teacher", *,
     return Teacher(pc, video, audio)
 
 
-async def subscribe(relay: Relay, lesson: str, peer_id: str) -> Classroom:
+async def subscribe(relay: Relay, lesson: str, peer_id: str, *, read_counter: bool = True,
+                    **kwargs) -> Classroom:
     pc = new_pc()
     pc.addTransceiver("video", direction="recvonly")
     pc.addTransceiver("audio", direction="recvonly")
@@ -73,9 +74,9 @@ async def subscribe(relay: Relay, lesson: str, peer_id: str) -> Classroom:
 
     joined = time.monotonic()
     await pc.setLocalDescription(await pc.createOffer())
-    answer = await relay.subscribe(lesson, peer_id, pc.localDescription.sdp)
+    answer = await relay.subscribe(lesson, peer_id, pc.localDescription.sdp, **kwargs)
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-    room = Classroom(pc, FrameCounter(tracks["video"], read_counter=True),
+    room = Classroom(pc, FrameCounter(tracks["video"], read_counter=read_counter),
                      FrameCounter(tracks["audio"]), joined)
     receiver = next(r for r in pc.getReceivers() if r.track.kind == "video")
     install_tap(receiver, room.count_keyframe, decode=True)

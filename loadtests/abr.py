@@ -1,0 +1,171 @@
+"""Ladder cost: encode once per tier in use, not per subscriber.
+
+    python -m loadtests.abr --subscribers 30 --json out.json
+
+A 1280x720 30 fps synthetic teacher (with audio) and N subscribers (in worker processes,
+counting frames without decoding, as in loadtests.fanout) against a relay process of its
+own (``loadtests.relay_proc --mode pinned``: no rate control, each subscriber pinned to
+a tier). Two runs, each at N = 10 and N = ``--subscribers``: the ladder (subscribers spread
+round-robin over high / mid / low) and a single tier (everyone on high). Written:
+``ladder_cpu`` and ``single_tier_cpu`` (relay CPU-seconds per second at the largest N),
+``per_subscriber_cpu`` and ``single_tier_per_subscriber_cpu`` (slopes between the two N),
+``tiers_in_use`` (the ladder run's), ``delivered_fps_ratio`` (worst subscriber of either
+run: video frames received / frames its tier encoded over the window), and the points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+import aiohttp
+
+from classroom_client.media import SyntheticAudioTrack, SyntheticVideoTrack
+
+from .fanout import RelayProcess, Worker, negotiate, new_pc, wait_until
+
+TIERS = ("high", "mid", "low")
+
+
+async def run(label: str, tiers: tuple[str, ...], sweep: tuple[int, ...], warmup: float,
+              window: float, client_procs: int, log) -> list[dict]:
+    relay = RelayProcess("pinned")
+    await relay.start()
+    workers = [Worker() for _ in range(client_procs)]
+    for worker in workers:
+        await worker.start()
+    ids: list[list[str]] = [[] for _ in workers]
+    publisher = new_pc()
+    points: list[dict] = []
+    total = 0
+
+    async def counts() -> dict[str, tuple[int, int]]:
+        replies = await asyncio.gather(*(w.call({"cmd": "counts"}) for w in workers))
+        out = {}
+        for names, reply in zip(ids, replies, strict=True):
+            out.update(zip(names, (tuple(c) for c in reply["counts"]), strict=True))
+        return out
+
+    async def all_receiving() -> bool:
+        return all(v > 0 and a > 0 for v, a in (await counts()).values())
+
+    async def stats(session: aiohttp.ClientSession) -> dict:
+        async with session.get(f"{relay.url}/stats") as resp:
+            return await resp.json()
+
+    def encoded(s: dict) -> dict[str, int]:
+        lesson = s.get("lessons", {}).get("bench") or {}
+        return {r["tier"]: r["frames_encoded"] for r in lesson.get("renditions", [])}
+
+    try:
+        async with aiohttp.ClientSession() as session:
+            video, audio = SyntheticVideoTrack(1280, 720, 30), SyntheticAudioTrack()
+            publisher.addTransceiver(video, direction="sendonly")
+            publisher.addTransceiver(audio, direction="sendonly")
+            await negotiate(session, relay.url, "/publish", "teacher", publisher)
+
+            async def published() -> bool:
+                return publisher.connectionState == "connected"
+
+            await wait_until(published, 20, "publisher connected")
+            for target in sweep:
+                while total < target:
+                    calls = []
+                    for index, worker in enumerate(workers):
+                        n = min(5, target - total)
+                        if n <= 0:
+                            break
+                        batch = [f"{tiers[(total + i) % len(tiers)]}-c{total + i}"
+                                 for i in range(n)]
+                        ids[index].extend(batch)
+                        total += n
+                        calls.append(worker.call({"cmd": "add", "url": relay.url,
+                                                  "ids": batch}))
+                    await asyncio.gather(*calls)
+                try:
+                    await wait_until(all_receiving, 30, "every subscriber receiving")
+                except RuntimeError:
+                    log(f"counts: {await counts()}\nrelay: {json.dumps(await stats(session))}")
+                    raise
+                await asyncio.sleep(warmup)
+                got0, enc0 = await counts(), encoded(await stats(session))
+                cpu0, t0 = relay.cpu_seconds(), time.monotonic()
+                await asyncio.sleep(window)
+                cpu1, t1 = relay.cpu_seconds(), time.monotonic()
+                got1, s1 = await counts(), await stats(session)
+                enc1 = encoded(s1)
+                ratios = {}
+                for name, (v1, _) in got1.items():
+                    tier = name.split("-", 1)[0]
+                    sent = max(1, enc1.get(tier, 0) - enc0.get(tier, 0))
+                    ratios[name] = (v1 - got0.get(name, (0, 0))[0]) / sent
+                lesson = s1.get("lessons", {}).get("bench") or {}
+                point = {
+                    "run": label, "subscribers": target,
+                    "cpu": round((cpu1 - cpu0) / (t1 - t0), 4),
+                    "rss_mb": round(relay.rss_mb(), 1),
+                    "tiers_in_use": lesson.get("tiers_in_use"),
+                    "encoded_fps": {t: round((enc1.get(t, 0) - enc0.get(t, 0)) / (t1 - t0), 1)
+                                    for t in enc1},
+                    "delivered_min": round(min(ratios.values()), 3) if ratios else None,
+                }
+                points.append(point)
+                log(f"  {label:6s} N={target:3d} cpu={point['cpu']:.3f} CPU-s/s "
+                    f"tiers={point['tiers_in_use']} encoded fps={point['encoded_fps']} "
+                    f"delivered min={point['delivered_min']}")
+    finally:
+        await publisher.close()
+        for worker in workers:
+            await worker.stop()
+        await relay.stop()
+    return points
+
+
+def slope(points: list[dict]) -> float | None:
+    if len(points) < 2:
+        return None
+    a, b = points[0], points[-1]
+    return round((b["cpu"] - a["cpu"]) / (b["subscribers"] - a["subscribers"]), 5)
+
+
+async def main_async(args: argparse.Namespace) -> dict:
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    sweep = tuple(sorted({10, args.subscribers}))
+    ladder = await run("ladder", TIERS, sweep, args.warmup, args.window, args.clients, log)
+    single = await run("single", ("high",), sweep, args.warmup, args.window, args.clients, log)
+    delivered = [p["delivered_min"] for p in ladder + single if p["delivered_min"] is not None]
+    return {
+        "ladder_cpu": ladder[-1]["cpu"],
+        "single_tier_cpu": single[-1]["cpu"],
+        "per_subscriber_cpu": slope(ladder),
+        "single_tier_per_subscriber_cpu": slope(single),
+        "tiers_in_use": ladder[-1]["tiers_in_use"],
+        "delivered_fps_ratio": min(delivered) if delivered else None,
+        "points": ladder + single,
+        "source": "1280x720 30 fps synthetic VP8 (aiortc) + Opus",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=30)
+    parser.add_argument("--warmup", type=float, default=4.0)
+    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=2, help="subscriber processes")
+    parser.add_argument("--json", help="write the result here")
+    args = parser.parse_args()
+    result = asyncio.run(main_async(args))
+    text = json.dumps(result, indent=2)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
