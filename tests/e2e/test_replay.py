@@ -64,9 +64,11 @@ def test_replay_plays_seeks_and_falls_back_to_audio(server, open_page):
                         and r, 120, "recording packaged")
     assert [c["title"] for c in record["chapters"]][1].endswith("比较大小")
     page = open_page(server.base_url + record["replay_url"])
-    wait_until(lambda: stats(page)["levels"], 20, "manifest loaded")
+    # the page lists the audio-only rendition as soon as it starts, the video ones when
+    # hls.js has parsed the master playlist: wait for the whole ladder
+    wait_until(lambda: sorted(stats(page)["levels"]) == ["180p", "240p", "audio"], 20,
+               "manifest loaded with 180p, 240p and audio renditions")
     assert stats(page)["connectionState"] == "hls.js"
-    assert sorted(stats(page)["levels"]) == ["180p", "240p", "audio"]
     page.click('[data-action="seek-chapter"][data-index="0"]')  # press play at the start
     wait_until(lambda: stats(page)["currentTime"] > 2 and stats(page)["framesDecoded"] > 10,
                30, "playback advances with decoded frames")
