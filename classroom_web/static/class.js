@@ -287,14 +287,7 @@
   }
 
   function stopMedia() {
-    if (st.mediaRetry) {
-      clearTimeout(st.mediaRetry);
-      st.mediaRetry = null;
-    }
-    if (st.media) {
-      st.media.close();
-      st.media = null;
-    }
+    C.stopMedia(st);
     st.flowing = false;
   }
 
@@ -304,16 +297,7 @@
       render();
       return;
     }
-    st.mediaTrouble = true;
-    var delay = C.backoffDelay(st.mediaAttempt);
-    st.mediaAttempt += 1;
-    st.mediaRetry = setTimeout(function () {
-      st.mediaRetry = null;
-      startMedia();
-    }, delay);
-    if (window.console) {
-      console.info("classroom: media " + reason + ", retry in " + delay + " ms");
-    }
+    C.retryMedia(st, startMedia, "classroom: media", reason);
     render();
   }
 

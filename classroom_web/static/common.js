@@ -247,6 +247,36 @@
     return Math.min(5000, 500 * Math.pow(2, attempt));
   }
 
+  /**
+   * The media-connection lifetime both pages share, on their state object `st`
+   * (`st.media`, `st.mediaRetry`, `st.mediaAttempt`, `st.mediaTrouble`).
+   * stopMedia: cancel a pending retry and close the current connection.
+   * retryMedia: close it, then call `start` again after the next backoff delay.
+   */
+  function stopMedia(st) {
+    if (st.mediaRetry) {
+      clearTimeout(st.mediaRetry);
+      st.mediaRetry = null;
+    }
+    if (st.media) {
+      st.media.close();
+      st.media = null;
+    }
+  }
+
+  function retryMedia(st, start, label, reason) {
+    var delay = backoffDelay(st.mediaAttempt);
+    st.mediaTrouble = true;
+    st.mediaAttempt += 1;
+    st.mediaRetry = setTimeout(function () {
+      st.mediaRetry = null;
+      start();
+    }, delay);
+    if (window.console) {
+      console.info(label + " " + reason + ", retry in " + delay + " ms");
+    }
+  }
+
   /* ------------------------------------------------------------------ Signal */
 
   /**
@@ -733,6 +763,8 @@
     errorText: errorText,
     FATAL_CODES: FATAL_CODES,
     backoffDelay: backoffDelay,
+    stopMedia: stopMedia,
+    retryMedia: retryMedia,
     Signal: Signal,
     StatsTotals: StatsTotals,
     MediaSession: MediaSession

@@ -273,14 +273,7 @@
   }
 
   function stopPublish() {
-    if (st.mediaRetry) {
-      clearTimeout(st.mediaRetry);
-      st.mediaRetry = null;
-    }
-    if (st.media) {
-      st.media.close();
-      st.media = null;
-    }
+    C.stopMedia(st);
     st.mediaConnected = false;
   }
 
@@ -290,16 +283,7 @@
       render();
       return;
     }
-    st.mediaTrouble = true;
-    var delay = C.backoffDelay(st.mediaAttempt);
-    st.mediaAttempt += 1;
-    st.mediaRetry = setTimeout(function () {
-      st.mediaRetry = null;
-      startPublish();
-    }, delay);
-    if (window.console) {
-      console.info("teacher: publish " + reason + ", retry in " + delay + " ms");
-    }
+    C.retryMedia(st, startPublish, "teacher: publish", reason);
     render();
   }
 
