@@ -5,302 +5,81 @@ HLS segments (CMAF-style; iOS 10+, hls.js; far less overhead than MPEG-TS for th
 audio-only rung). Safari on iPhone/iPad plays HLS natively but not VP8 in HLS, and many old
 Android phones and TVs only decode H.264 in hardware; a remux of VP8 to fMP4 would be
 cheaper to make and would not play where replay matters most. The recording itself stays
-VP8 + Opus (no re-encode on the live path); the transcode happens once, after the lesson,
-in a child process at low priority (``nice``), so it never competes with a live lesson's
-event loop.
+VP8 + Opus (no re-encode on the live path); the transcode runs in child processes at low
+priority (``nice``), so it never competes with a live lesson's event loop.
 
-Steps (``package(directory)``), all with PyAV (no ffmpeg binary needed):
+The video is transcoded **while the lesson is recorded**, a chunk (~60 s of closed
+segments) at a time (``python -m recording.packager DIR --chunks-only``, see chunks.py),
+so when the lesson ends only the tail remains. Then ``package(directory)``:
 
-1. audio analysis: decode the Opus once, measure the loudness with pydub (RMS of 400 ms
-   blocks, silent blocks gated out, a BS.1770-style two-stage gate without the K filter)
-   and choose one gain to ``target_dbfs``, limited so the loudest peak stays under -1 dBFS;
-2. one decode of the video, encoded to every rung of the ladder (keyframes forced at the
-   same instants in every rung, so players can switch between them at any segment), and
-   the audio, gain applied with pydub, encoded once to AAC; poster and thumbnails are
-   taken from the decoded pictures on the way;
-3. remux (no re-encode) of the intermediates into ``hls/<rung>/index.m3u8`` (video +
-   audio), ``hls/audio/index.m3u8`` (audio only: what a thin link falls back to), the
-   master playlist, and ``lesson.mp4`` (the top rung, faststart) for download.
+1. brings the chunks up to date (the tail becomes the last chunk);
+2. decides one gain from the chunks' loudness measures (pydub RMS of 400 ms blocks, a
+   BS.1770-style two-stage gate without the K filter, limited so the loudest peak stays
+   under -1 dBFS) and encodes the audio once to AAC with it;
+3. remuxes (no re-encode) the chunks of each rung, concatenated, with the audio into
+   ``hls/<rung>/index.m3u8``, the audio alone into ``hls/audio/index.m3u8`` (what a thin
+   link falls back to), the master playlist, and ``lesson.mp4`` (the top rung, faststart);
+4. gathers the chunks' poster and thumbnails, writes chapters from the lesson events.
 
-Outputs are built in ``replay.tmp/`` and renamed to ``replay/`` when complete.
-Run as ``python -m recording.packager DIR`` (prints the summary as JSON).
+Outputs are built in ``replay.tmp/`` and renamed to ``replay/`` when complete; the chunks
+are removed after that. Run as ``python -m recording.packager DIR`` (prints the summary as
+JSON).
 """
 
 from __future__ import annotations
 
 import argparse
-import fractions
 import json
-import math
 import os
 import shutil
 import sys
 import threading
 import time
-import warnings
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import av
-import numpy as np
-from av.video.frame import PictureType
 
-with warnings.catch_warnings():  # pydub warns when no ffmpeg binary is found: not needed here
-    warnings.simplefilter("ignore", RuntimeWarning)
-    from pydub import AudioSegment
-
+from . import chunks as chunking
 from .chapters import chapters_from_events, read_events, vtt_time
-from .recorder import SEGMENT_DIR, SegmentInfo, read_index
+from .recorder import SEGMENT_DIR, read_index
+from .transcode import (
+    PackagerConfig,
+    PackagingError,
+    Rung,
+    encode_audio,
+    gain_from_blocks,
+)
 
-MS = fractions.Fraction(1, 1000)
+__all__ = ["REPLAY_DIR", "PackagerConfig", "PackagingError", "Rung", "package",
+           "package_chunks"]
+
 REPLAY_DIR = "replay"
 SUMMARY_FILE = "package.json"
 
 
-@dataclass
-class Rung:
-    name: str
-    height: int
-    bitrate: int
-    fps: float
-
-
-@dataclass
-class PackagerConfig:
-    ladder: list[Rung] = field(default_factory=lambda: [
-        Rung("720p", 720, 1_800_000, 30),
-        Rung("360p", 360, 700_000, 30),
-        Rung("180p", 180, 180_000, 15),
-    ])
-    """Rungs taller than the recording are skipped (the top rung is the recording's size)."""
-    hls_time: float = 4.0
-    keyframe_seconds: float = 2.0
-    audio_bitrate: int = 64_000
-    target_dbfs: float = -20.0
-    """Gated RMS loudness target (about -16..-18 LUFS for speech)."""
-    max_gain_db: float = 20.0
-    thumbnail_every: float = 10.0
-    thumbnail_width: int = 160
-    poster_width: int = 640
-    preset: str = "superfast"
-    """x264 preset: superfast is ~25 % faster than veryfast at about the same size here."""
-    threads: int = 0
-
-
-class PackagingError(Exception):
-    pass
-
-
-# ---- reading the recording ---------------------------------------------------------------
-def _segment_paths(directory: Path, segments: list[SegmentInfo]) -> list[Path]:
-    return [directory / SEGMENT_DIR / s.file for s in segments]
-
-
-def _demux(paths: list[Path], kind: str):
-    """Packets of one kind from every segment in order; a corrupt segment is skipped."""
-    for path in paths:
-        try:
-            container = av.open(str(path))
-        except (av.FFmpegError, OSError):
-            continue
-        with container:
-            streams = container.streams.video if kind == "video" else container.streams.audio
-            if not streams:
-                continue
-            stream = streams[0]
-            try:
-                for packet in container.demux(stream):
-                    if packet.size and packet.pts is not None:
-                        yield stream, packet
-            except (av.FFmpegError, OSError):
-                continue
-
-
-def _decoded(paths: list[Path], kind: str):
-    """Decoded frames with their time in ms; one decoder across segments (one stream)."""
-    codec = None
-    for _stream, packet in _demux(paths, kind):
-        if codec is None:
-            codec = av.CodecContext.create("libvpx" if kind == "video" else "libopus", "r")
-            if kind == "audio":
-                codec.sample_rate = 48000
-                codec.layout = "stereo"
-        ms = int(packet.pts * packet.time_base * 1000)
-        try:
-            frames = codec.decode(packet)
-        except (av.FFmpegError, ValueError):
-            continue
-        for frame in frames:
-            yield ms, frame
-
-
-# ---- audio ---------------------------------------------------------------------------------
-def _to_segment(frame: av.AudioFrame, resampler: av.AudioResampler) -> list[AudioSegment]:
-    out = []
-    for f in resampler.resample(frame):
-        out.append(AudioSegment(data=f.to_ndarray().tobytes(), sample_width=2,
-                                frame_rate=48000, channels=1))
-    return out
-
-
-def measure_gain(paths: list[Path], cfg: PackagerConfig) -> dict[str, float]:
-    """Gain (dB) that brings the gated loudness to the target, peak-limited."""
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=48000)
-    block: AudioSegment | None = None
-    blocks: list[float] = []  # mean square per 400 ms block
-    peak = 0
-    for _ms, frame in _decoded(paths, "audio"):
-        for seg in _to_segment(frame, resampler):
-            peak = max(peak, seg.max)
-            block = seg if block is None else block + seg
-            if len(block) >= 400:
-                blocks.append(float(block.rms) ** 2)
-                block = None
-    full = float(1 << 15)
-    gated = [b for b in blocks if b > (full * 10 ** (-70 / 20)) ** 2]
-    if not gated:
-        return {"gain_db": 0.0, "loudness_dbfs": -math.inf, "peak_dbfs": -math.inf}
-    mean = sum(gated) / len(gated)
-    relative = [b for b in gated if b > mean * 10 ** (-10 / 10)] or gated
-    loudness = 10 * math.log10(sum(relative) / len(relative) / full ** 2)
-    peak_db = 20 * math.log10(peak / full) if peak else -math.inf
-    gain = min(cfg.target_dbfs - loudness, -1.0 - peak_db, cfg.max_gain_db)
-    return {"gain_db": round(gain, 2), "loudness_dbfs": round(loudness, 2),
-            "peak_dbfs": round(peak_db, 2)}
-
-
-def _encode_audio(paths: list[Path], out_path: Path, gain_db: float, offset_ms: int,
-                  cfg: PackagerConfig, result: dict[str, Any]) -> None:
-    try:
-        out = av.open(str(out_path), "w", format="matroska")
-        stream = out.add_stream("aac", rate=48000, layout="mono")
-        stream.bit_rate = cfg.audio_bitrate
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=48000)
-        next_sample: int | None = None
-        samples = 0
-        for ms, frame in _decoded(paths, "audio"):
-            start = (ms - offset_ms) * 48
-            if next_sample is None:
-                next_sample = max(0, start)
-            for seg in _to_segment(frame, resampler):
-                if gain_db:
-                    seg = seg.apply_gain(gain_db)
-                pcm = np.frombuffer(seg.raw_data, np.int16)
-                if start > next_sample + 4800:  # a hole (write error, pause): keep it silent
-                    gap = start - next_sample
-                    silence = av.AudioFrame.from_ndarray(
-                        np.zeros((1, gap), np.int16), format="s16", layout="mono")
-                    silence.sample_rate = 48000
-                    silence.pts = next_sample
-                    for p in stream.encode(silence):
-                        out.mux(p)
-                    next_sample += gap
-                f = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-                f.sample_rate = 48000
-                f.pts = next_sample
-                f.time_base = fractions.Fraction(1, 48000)
-                next_sample += pcm.size
-                samples += pcm.size
-                for p in stream.encode(f):
-                    out.mux(p)
-        for p in stream.encode(None):
-            out.mux(p)
-        out.close()
-        result["samples"] = samples
-    except Exception as exc:  # noqa: BLE001 - reported to the main thread
-        result["error"] = exc
-
-
-# ---- video ---------------------------------------------------------------------------------
-def _even(x: float) -> int:
-    return max(2, int(round(x / 2)) * 2)
-
-
-def _jpeg(frame: av.VideoFrame, width: int) -> bytes:
-    height = _even(frame.height * width / frame.width)
-    codec = av.CodecContext.create("mjpeg", "w")
-    codec.width, codec.height = width, height
-    codec.pix_fmt = "yuvj420p"
-    codec.time_base = fractions.Fraction(1, 25)
-    codec.options = {"qmin": "2", "qmax": "8"}
-    small = frame.reformat(width=width, height=height, format="yuvj420p")
-    small.pts = 0
-    return b"".join(bytes(p) for p in [*codec.encode(small), *codec.encode(None)])
-
-
-def _ladder(width: int, height: int, cfg: PackagerConfig) -> list[tuple[Rung, int, int]]:
-    rungs = []
-    for rung in cfg.ladder:
-        if rung.height > height:
-            continue
-        rungs.append((rung, _even(width * rung.height / height), rung.height))
-    top = cfg.ladder[0]
-    if not rungs or rungs[0][2] < height <= top.height:
-        # the recording's own size on top (e.g. 640x360 between 720p and 360p)
-        best = next((r for r in cfg.ladder if r.height <= height), cfg.ladder[-1])
-        name = f"{height}p"
-        if not rungs or rungs[0][0].name != name:
-            rungs.insert(0, (Rung(name, height, best.bitrate, best.fps), _even(width),
-                             _even(height)))
-    return rungs
-
-
-class _VideoOut:
-    def __init__(self, path: Path, rung: Rung, width: int, height: int, cfg: PackagerConfig):
-        self.rung, self.width, self.height = rung, width, height
-        self.container = av.open(str(path), "w", format="matroska")
-        s = self.container.add_stream("libx264", rate=30)
-        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-        s.time_base = MS
-        s.codec_context.time_base = MS
-        s.bit_rate = rung.bitrate
-        s.codec_context.thread_count = cfg.threads
-        keyint = int(cfg.keyframe_seconds * rung.fps * 4)
-        s.codec_context.options = {
-            "preset": cfg.preset, "profile": "main",
-            "maxrate": str(int(rung.bitrate * 1.3)), "bufsize": str(rung.bitrate * 2),
-            "x264-params": f"scenecut=0:keyint={keyint}:min-keyint=1",
-        }
-        self.stream = s
-        self.next_due = -1.0
-        self.frames = 0
-
-    def add(self, frame: av.VideoFrame, ms: int, keyframe: bool) -> None:
-        if ms < self.next_due and not keyframe:
-            return  # frame rate of this rung
-        self.next_due = max(self.next_due, ms) + 1000 / self.rung.fps - 1
-        if (frame.width, frame.height) != (self.width, self.height):
-            frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
-        out = av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p") \
-            if frame.format.name != "yuv420p" else frame
-        out.pts = ms
-        out.time_base = MS
-        out.pict_type = PictureType.I if keyframe else PictureType.NONE
-        for p in self.stream.encode(out):
-            self.container.mux(p)
-        self.frames += 1
-
-    def close(self) -> None:
-        for p in self.stream.encode(None):
-            self.container.mux(p)
-        self.container.close()
-
-
 # ---- remux ---------------------------------------------------------------------------------
-def _remux(inputs: list[Path], output: str, fmt: str, options: dict[str, str]) -> None:
-    """Interleave the streams of ``inputs`` (one each) into ``output`` without re-encoding."""
-    sources = [av.open(str(p)) for p in inputs]
+def _packets(paths: list[Path]) -> Iterator[av.Packet]:
+    """The packets of the first stream of each file, one file after the other."""
+    for path in paths:
+        with av.open(str(path)) as src:
+            for packet in src.demux(src.streams[0]):
+                if packet.dts is not None and packet.size:
+                    yield packet
+
+
+def _remux(inputs: list[list[Path]], output: str, fmt: str, options: dict[str, str]) -> None:
+    """Interleave streams (each the concatenation of its files) into ``output``, no re-encode."""
+    out = av.open(output, "w", format=fmt, options=options)
     try:
-        out = av.open(output, "w", format=fmt, options=options)
-        pairs = []
-        for src in sources:
-            ins = src.streams[0]
-            pairs.append((src, ins, out.add_stream_from_template(ins)))
         iters = []
-        for src, ins, outs in pairs:
-            iters.append((src.demux(ins), outs))
-        heads: list[Any] = [_next_packet(it) for it, _outs in iters]
+        for files in inputs:
+            with av.open(str(files[0])) as first:
+                outs = out.add_stream_from_template(first.streams[0])
+            iters.append((_packets(files), outs))
+        heads: list[Any] = [next(it, None) for it, _outs in iters]
+        last_dts: list[float] = [-1e18] * len(iters)
         while True:
             best = None
             for i, packet in enumerate(heads):
@@ -311,22 +90,15 @@ def _remux(inputs: list[Path], output: str, fmt: str, options: dict[str, str]) -
                     best = (key, i)
             if best is None:
                 break
-            i = best[1]
+            key, i = best
             packet = heads[i]
-            packet.stream = iters[i][1]
-            out.mux(packet)
-            heads[i] = _next_packet(iters[i][0])
-        out.close()
+            if key > last_dts[i]:  # never a step back where two pieces meet
+                packet.stream = iters[i][1]
+                out.mux(packet)
+                last_dts[i] = key
+            heads[i] = next(iters[i][0], None)
     finally:
-        for src in sources:
-            src.close()
-
-
-def _next_packet(it: Any) -> Any:
-    for packet in it:
-        if packet.dts is not None and packet.size:
-            return packet
-    return None
+        out.close()
 
 
 def _codec_string(path: Path) -> str:
@@ -358,15 +130,40 @@ def _playlist_stats(directory: Path) -> dict[str, Any]:
 
 
 # ---- the whole job -------------------------------------------------------------------------
+def package_chunks(directory: Path, cfg: PackagerConfig | None = None) -> dict[str, Any]:
+    """Transcode the complete chunks not done yet (while the lesson is still recorded)."""
+    cfg = cfg or PackagerConfig()
+    started = time.monotonic()
+    if not (Path(directory) / SEGMENT_DIR).is_dir():
+        raise PackagingError(f"no recording in {directory}")
+    with chunking.locked(Path(directory)):
+        chunks, made = chunking.update(Path(directory), cfg, final=False)
+    return {"chunks": len(chunks), "made": made,
+            "covered": chunking.covered_seconds(chunks),
+            "seconds": round(time.monotonic() - started, 3)}
+
+
 def package(directory: Path, cfg: PackagerConfig | None = None,
             events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Package a finished recording (the chunks already made are reused)."""
     cfg = cfg or PackagerConfig()
     directory = Path(directory)
+    if not (directory / SEGMENT_DIR).is_dir():
+        raise PackagingError(f"no recording in {directory}")
+    with chunking.locked(directory):
+        return _package(directory, cfg, events)
+
+
+def _package(directory: Path, cfg: PackagerConfig,
+             events: list[dict[str, Any]] | None) -> dict[str, Any]:
     started = time.monotonic()
     segments = read_index(directory)
     if not segments:
         raise PackagingError("no recorded segment")
-    paths = _segment_paths(directory, segments)
+    reused = len(chunking.load_chunks(directory / chunking.CHUNK_DIR))
+    chunks, made = chunking.update(directory, cfg, final=True, segments=segments)
+    tail_seconds = time.monotonic() - started
+    paths = [directory / SEGMENT_DIR / s.file for s in segments]
     offset_ms = segments[0].start_ms
     duration_ms = segments[-1].end_ms - offset_ms
     out = directory / (REPLAY_DIR + ".tmp")
@@ -376,83 +173,68 @@ def package(directory: Path, cfg: PackagerConfig | None = None,
     work = out / "work"
     work.mkdir()
 
-    gain = measure_gain(paths, cfg)
+    blocks = [b for c in chunks for b in c.info["loudness"]["blocks"]]
+    peak = max((c.info["loudness"]["peak"] for c in chunks), default=0)
+    gain = gain_from_blocks(blocks, peak, cfg)
     audio_result: dict[str, Any] = {}
     audio_path = work / "audio.mkv"
     audio_thread = threading.Thread(
-        target=_encode_audio, args=(paths, audio_path, gain["gain_db"], offset_ms, cfg,
-                                    audio_result), daemon=True)
+        target=encode_audio, args=(paths, audio_path, gain["gain_db"], offset_ms, cfg,
+                                   audio_result), daemon=True)
     audio_thread.start()
 
-    video_seg = next((s for s in segments if s.width and s.height), None)
-    outs: list[_VideoOut] = []
+    plan = json.loads((directory / chunking.CHUNK_DIR / chunking.PLAN_FILE).read_text())
+    rungs = []  # (plan rung, chunk files holding it)
+    for r in plan["rungs"]:
+        files = [c.directory / f"{r['name']}.mkv" for c in chunks if r["name"] in c.info["rungs"]]
+        if files:
+            rungs.append((r, files))
     thumbs: list[tuple[int, str]] = []
-    poster_at = min(duration_ms * 0.1, 10_000)
-    poster: bytes | None = None
-    if video_seg is not None:
-        for rung, w, h in _ladder(video_seg.width, video_seg.height, cfg):
-            outs.append(_VideoOut(work / f"{rung.name}.mkv", rung, w, h, cfg))
-        next_key = 0.0
-        next_thumb = 0.0
-        for ms, frame in _decoded(paths, "video"):
-            t = ms - offset_ms
-            key = t >= next_key
-            if key:
-                next_key = (math.floor(t / (cfg.keyframe_seconds * 1000)) + 1) * (
-                    cfg.keyframe_seconds * 1000)
-            for o in outs:
-                o.add(frame, t, key)
-            if t >= next_thumb:
-                name = f"thumbs/t{len(thumbs):05d}.jpg"
-                (out / name).write_bytes(_jpeg(frame, cfg.thumbnail_width))
-                thumbs.append((t, name))
-                next_thumb = t + cfg.thumbnail_every * 1000
-            if poster is None and t >= poster_at:
-                poster = _jpeg(frame, min(cfg.poster_width, frame.width // 2 * 2))
-        for o in outs:
-            o.close()
-        outs = [o for o in outs if o.frames]
+    poster: Path | None = None
+    for c in chunks:
+        for t, name in c.info["thumbs"]:
+            _link(c.directory / "thumbs" / name, out / "thumbs" / name)
+            thumbs.append((t, f"thumbs/{name}"))
+        if poster is None and c.info["poster"]:
+            poster = c.directory / "poster.jpg"
     audio_thread.join()
     if "error" in audio_result:
         raise PackagingError(f"audio: {audio_result['error']}")
     has_audio = audio_result.get("samples", 0) > 0
-    if not outs and not has_audio:
+    if not rungs and not has_audio:
         raise PackagingError("nothing decodable in the recording")
 
     hls_opts = {"hls_time": str(cfg.hls_time), "hls_playlist_type": "vod",
                 "hls_flags": "independent_segments", "hls_list_size": "0",
                 "hls_segment_type": "fmp4"}
     renditions = []
-    for o in outs:
-        d = out / "hls" / o.rung.name
+    for r, files in rungs:
+        d = out / "hls" / r["name"]
         d.mkdir()
-        inputs = [work / f"{o.rung.name}.mkv"] + ([audio_path] if has_audio else [])
-        _remux(inputs, str(d / "index.m3u8"), "hls",
+        _remux([files] + ([[audio_path]] if has_audio else []), str(d / "index.m3u8"), "hls",
                {**hls_opts, "hls_segment_filename": str(d / "s%05d.m4s"),
                 "hls_fmp4_init_filename": "init.mp4"})
-        stats = _playlist_stats(d)
-        renditions.append({"name": o.rung.name, "kind": "video", "width": o.width,
-                           "height": o.height, "fps": o.rung.fps,
-                           "codecs": _codec_string(work / f"{o.rung.name}.mkv"),
-                           "uri": f"hls/{o.rung.name}/index.m3u8", **stats})
+        renditions.append({"name": r["name"], "kind": "video", "width": r["width"],
+                           "height": r["out_height"], "fps": r["fps"],
+                           "codecs": _codec_string(files[0]),
+                           "uri": f"hls/{r['name']}/index.m3u8", **_playlist_stats(d)})
     if has_audio:
         d = out / "hls" / "audio"
         d.mkdir()
-        _remux([audio_path], str(d / "index.m3u8"), "hls",
+        _remux([[audio_path]], str(d / "index.m3u8"), "hls",
                {**hls_opts, "hls_segment_filename": str(d / "s%05d.m4s"),
                 "hls_fmp4_init_filename": "init.mp4"})
         renditions.append({"name": "audio", "kind": "audio", "codecs": "mp4a.40.2",
                            "uri": "hls/audio/index.m3u8", **_playlist_stats(d)})
     _write_master(out / "hls" / "master.m3u8", renditions)
 
-    mp4_inputs = ([work / f"{outs[0].rung.name}.mkv"] if outs else []) + (
-        [audio_path] if has_audio else [])
+    mp4_inputs = ([rungs[0][1]] if rungs else []) + ([[audio_path]] if has_audio else [])
     _remux(mp4_inputs, str(out / "lesson.mp4"), "mp4", {"movflags": "+faststart"})
 
-    if poster is None and thumbs:
-        poster = (out / thumbs[0][1]).read_bytes()
     if poster is not None:
-        (out / "poster.jpg").write_bytes(poster)
+        shutil.copyfile(poster, out / "poster.jpg")
+    elif thumbs:
+        shutil.copyfile(out / thumbs[0][1], out / "poster.jpg")
     _write_thumbs_vtt(out / "thumbs.vtt", thumbs, duration_ms)
     if events is None:
         events = read_events(directory)
@@ -465,9 +247,12 @@ def package(directory: Path, cfg: PackagerConfig | None = None,
         "renditions": renditions,
         "chapters": chapters,
         "thumbnails": len(thumbs),
-        "poster": poster is not None,
+        "poster": (out / "poster.jpg").exists(),
         "audio": gain,
         "segments": len(segments),
+        "chunks": {"total": len(chunks), "reused": len(chunks) - made,
+                   "found": reused, "made_now": made,
+                   "tail_seconds": round(tail_seconds, 3)},
         "mp4_bytes": (out / "lesson.mp4").stat().st_size,
         "packaging_seconds": round(time.monotonic() - started, 3),
     }
@@ -481,8 +266,18 @@ def package(directory: Path, cfg: PackagerConfig | None = None,
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(out, final)
+    # the replay holds everything now: the intermediates go (a re-package starts over)
+    for c in chunks:
+        shutil.rmtree(c.directory, ignore_errors=True)
     summary["size"] = sum(f.stat().st_size for f in final.rglob("*") if f.is_file())
     return summary
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def _write_master(path: Path, renditions: list[dict[str, Any]]) -> None:
@@ -520,12 +315,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recording.packager")
     parser.add_argument("directory", type=Path)
     parser.add_argument("--preset", default=None)
+    parser.add_argument("--chunk-seconds", type=float, default=None)
+    parser.add_argument("--chunks-only", action="store_true",
+                        help="only transcode the complete chunks (the lesson goes on)")
     args = parser.parse_args(argv)
     cfg = PackagerConfig()
     if args.preset:
         cfg.preset = args.preset
+    if args.chunk_seconds:
+        cfg.chunk_seconds = args.chunk_seconds
     try:
-        summary = package(args.directory, cfg)
+        if args.chunks_only:
+            summary = package_chunks(args.directory, cfg)
+        else:
+            summary = package(args.directory, cfg)
     except PackagingError as exc:
         print(json.dumps({"error": str(exc)}))
         return 3
