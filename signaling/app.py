@@ -16,7 +16,7 @@ from . import api, metrics
 from .config import Config
 from .errors import ClassroomError, ErrorCode
 from .features import Feature
-from .handlers import Session
+from .handlers import Session, session_peer_id
 from .lessons import LessonHub
 from .protocol import MAX_MESSAGE_BYTES, SCHEMAS, MessageSpec
 from .store import open_store
@@ -25,6 +25,13 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+
+# RelayError reasons a client is told by their own code; any other is media_failed.
+_RELAY_CODES = {
+    "bad_sdp": ErrorCode.BAD_SDP,
+    "too_many_tracks": ErrorCode.TOO_MANY_TRACKS,
+    "uplink_over_cap": ErrorCode.UPLINK_OVER_CAP,
+}
 
 
 class Node:
@@ -59,6 +66,8 @@ class Node:
                     raise ValueError(f"message type {msg_type!r} defined twice")
                 self.schemas[msg_type] = spec
                 self.feature_for[msg_type] = feature
+        self.stage: Any = next((f for f in self.features if f.name == "stage"), None)
+        """The two-way lesson feature (relay uplink callbacks go to it), if this node runs it."""
 
     async def start(self) -> None:
         await self.hub.start()
@@ -85,7 +94,7 @@ class Node:
         try:
             return await coro
         except RelayError as exc:
-            code = ErrorCode.BAD_SDP if exc.reason == "bad_sdp" else ErrorCode.MEDIA_FAILED
+            code = _RELAY_CODES.get(exc.reason, ErrorCode.MEDIA_FAILED)
             raise ClassroomError(code, str(exc) or code.value) from None
 
     def relay_has_publisher(self, lesson_id: str) -> bool:
@@ -96,10 +105,26 @@ class Node:
         session = self.sessions_by_relay_id.get(relay_id)
         if session is None or session.claims is None:
             return
-        purpose = relay_id.rsplit("/", 1)[-1]
+        purpose = session_peer_id(relay_id)[1]
         own = "publish" if session.claims.role.value == "teacher" else "subscribe"
         if purpose == own:
             self.spawn(session.media_state_changed(state))
+        elif purpose == "uplink" and self.stage is not None and state in ("failed", "closed"):
+            self.spawn(self.stage.uplink_changed(session, state))
+
+    def _on_uplink(self, lesson_id: str, relay_id: str, active: bool) -> None:
+        """A classroom's uplink media started or stopped flowing: its tile's state."""
+        session = self.sessions_by_relay_id.get(relay_id)
+        if session is None or session.claims is None or self.stage is None:
+            return
+        self.spawn(self.stage.uplink_changed(session, "active" if active else "inactive"))
+
+    def _on_uplink_violation(self, lesson_id: str, relay_id: str, code: str) -> None:
+        """A classroom sends over its cap: an ``error`` (uplink_over_cap) to it."""
+        session = self.sessions_by_relay_id.get(relay_id)
+        if session is None or session.claims is None or self.stage is None:
+            return
+        self.spawn(self.stage.uplink_violation(session, code))
 
     def _on_publisher(self, lesson_id: str, active: bool) -> None:
         if active:
@@ -195,8 +220,9 @@ def default_features(config: Config) -> list[Feature]:
     from recording.feature import RecordingFeature
 
     from .quiz.feature import QuizFeature
+    from .stage.feature import StageFeature
 
-    return [QuizFeature(), RecordingFeature.from_env()]
+    return [QuizFeature(), StageFeature(), RecordingFeature.from_env()]
 
 
 def build_app(config: Config, features: list[Feature] | None = None) -> web.Application:

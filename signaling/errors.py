@@ -43,6 +43,9 @@ class ErrorCode(str, Enum):
     NOT_YOUR_CLASSROOM = "not_your_classroom"  # answering for another classroom
     QUESTION_INVALID = "question_invalid"  # a pushed question does not follow the format
     QUIZ_SET_INVALID = "quiz_set_invalid"  # a malformed question set on import
+    # two-way lesson (signaling/stage)
+    TOO_MANY_TRACKS = "too_many_tracks"  # an uplink offer with > 1 video or > 1 audio m-line
+    UPLINK_OVER_CAP = "uplink_over_cap"  # a classroom's uplink sends over its cap
     INTERNAL = "internal"
 
     @property
@@ -73,6 +76,7 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.ALREADY_ANSWERED: 409,
     ErrorCode.ANSWER_ID_CONFLICT: 409,
     ErrorCode.NOT_YOUR_CLASSROOM: 403,
+    ErrorCode.UPLINK_OVER_CAP: 429,
 }
 
 

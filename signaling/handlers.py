@@ -33,7 +33,15 @@ _FATAL = {ErrorCode.INVALID_TOKEN, ErrorCode.TOKEN_EXPIRED, ErrorCode.WRONG_LESS
 
 
 def relay_peer_id(peer_id: str, purpose: str) -> str:
+    """The relay's id for one of a session's media connections (the relay knows no
+    sessions): ``<session peer id>/<purpose>``."""
     return f"{peer_id}/{purpose}"
+
+
+def session_peer_id(relay_id: str) -> tuple[str, str]:
+    """``(session peer id, purpose)`` of a relay peer id (the inverse of relay_peer_id)."""
+    peer_id, _, purpose = relay_id.rpartition("/")
+    return peer_id, purpose
 
 
 class Session:
@@ -229,17 +237,24 @@ class Session:
         if lesson.state == "ended":
             raise ClassroomError(ErrorCode.LESSON_ENDED, "the lesson has ended")
         rid = relay_peer_id(self.peer_id, purpose)
-        relay = self.node.relay
+        relay, sdp = self.node.relay, msg.get("sdp")
+        school = (self.claims.school if self.claims is not None else "") or None
         if purpose == "publish":
-            answer = await self.node.relay_call(relay.publish(self.lesson_id, rid, msg.get("sdp")))
+            call = relay.publish(self.lesson_id, rid, sdp)
+        elif purpose == "uplink":
+            call = relay.publish_uplink(self.lesson_id, rid, sdp, school=school)
+        elif purpose == "grid":
+            call = relay.subscribe_grid(self.lesson_id, rid, sdp)
         else:
-            school = self.claims.school if self.claims is not None else ""
-            answer = await self.node.relay_call(
-                relay.subscribe(self.lesson_id, rid, msg.get("sdp"), school=school or None)
-            )
+            call = relay.subscribe(self.lesson_id, rid, sdp, school=school)
+        answer = await self.node.relay_call(call)
         self.media.add(purpose)
         self.node.sessions_by_relay_id[rid] = self
         await self.send({"type": "answer", "sdp": answer, "purpose": purpose})
+        for feature in self.node.features:
+            hook = getattr(feature, "media_started", None)
+            if hook is not None:
+                await hook(self, purpose)
 
     async def _on_ice(self, msg: Message) -> None:
         purpose = msg.get("purpose")
@@ -263,19 +278,6 @@ class Session:
     async def _on_low_bandwidth(self, msg: Message) -> None:
         self.node.relay.set_low_bandwidth(relay_peer_id(self.peer_id, "subscribe"),
                                           bool(msg.get("on")))
-
-    async def _on_raise_hand(self, msg: Message) -> None:
-        await self._set_hand(True)
-
-    async def _on_lower_hand(self, msg: Message) -> None:
-        await self._set_hand(False)
-
-    async def _set_hand(self, raised: bool) -> None:
-        self.presence.hand = raised
-        await self.node.hub.update_presence(self)
-        await self.node.hub.store.publish(
-            self.lesson_id, {"type": "hand", "peer_id": self.peer_id, "raised": raised}
-        )
 
     # media state from the relay -------------------------------------------------------
     async def tier_changed(self, tier: str) -> None:
@@ -301,7 +303,7 @@ class Session:
         if not self.peer_id or self._closed:
             return
         self._closed = True
-        self.claims = None
+        claims, self.claims = self.claims, None
         for purpose in list(self.media):
             rid = relay_peer_id(self.peer_id, purpose)
             self.node.sessions_by_relay_id.pop(rid, None)
@@ -310,6 +312,16 @@ class Session:
             except Exception:
                 logger.exception("relay cleanup failed", extra={"peer": rid})
         self.media.clear()
+        if claims is not None:
+            for feature in self.node.features:
+                hook = getattr(feature, "session_closed", None)
+                if hook is None:
+                    continue
+                try:
+                    await hook(self, claims)
+                except Exception:  # noqa: BLE001 - presence must still be released
+                    logger.exception("feature cleanup failed",
+                                     extra={"peer": self.peer_id, "feature": feature.name})
         await self.node.hub.leave(self)
         logger.info("bye", extra={"peer": self.peer_id, "role": self.presence.role,
                                   "lesson": self.lesson_id})

@@ -194,7 +194,9 @@ class LessonHub:
 
     def add_listener(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
         """Let a feature observe every lesson event this node delivers to its sockets
-        (``listener(lesson_id, message)``, called in the event loop; must not block)."""
+        (``listener(lesson_id, message)``, called in the event loop; must not block).
+        Events with a ``to`` field reach only listeners: a feature addresses one peer's
+        node that way (mute its uplink, close its socket) without telling every socket."""
         self._listeners.append(listener)
 
     async def broadcast(self, lesson_id: str, message: dict[str, Any]) -> None:
@@ -203,6 +205,8 @@ class LessonHub:
                 listener(lesson_id, message)
             except Exception:
                 logger.exception("lesson event listener failed", extra={"lesson": lesson_id})
+        if message.get("to") is not None:
+            return  # addressed to one peer: the listener that owns its type delivers it
         peers = self.local_peers(lesson_id)
         if peers:
             await asyncio.gather(*(p.send(message) for p in peers), return_exceptions=True)

@@ -9,3 +9,10 @@ MESSAGES = Counter(
 )
 ERRORS = Counter("classroom_signaling_errors_total", "Errors sent to clients, by code", ["code"])
 STORE_UP = Gauge("classroom_store_up", "1 when the lesson store answers, else 0")
+
+# two-way lesson (signaling/stage)
+STAGE_CALLS = Counter("classroom_stage_calls_total",
+                      "Classrooms called on stage, by whether their uplink was up", ["uplink"])
+HANDS_RAISED = Counter("classroom_hands_raised_total", "Hands raised (not counting re-raises)")
+CLASSROOMS_REMOVED = Counter("classroom_classrooms_removed_total",
+                             "Classrooms removed from a lesson by the teacher")

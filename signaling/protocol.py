@@ -18,7 +18,7 @@ MAX_MESSAGE_BYTES = 64 * 1024
 MAX_SDP_BYTES = 48 * 1024
 
 _ALL = frozenset(Role)
-_MEDIA_PURPOSES = ("publish", "subscribe")
+_MEDIA_PURPOSES = ("publish", "subscribe", "uplink", "grid")
 
 
 @dataclass(frozen=True)
@@ -59,15 +59,17 @@ SCHEMAS: dict[str, MessageSpec] = {
     ),
     "start-lesson": MessageSpec(frozenset({Role.TEACHER})),
     "end-lesson": MessageSpec(frozenset({Role.TEACHER})),
-    "raise-hand": MessageSpec(frozenset({Role.CLASSROOM})),
-    "lower-hand": MessageSpec(frozenset({Role.CLASSROOM})),
     "low-bandwidth": MessageSpec(frozenset({Role.CLASSROOM}), {"on": FieldSpec(bool)}),
 }
 
-# Who may publish or subscribe media, by purpose.
+# Who may publish or subscribe media, by purpose (docs/two-way.md): the teacher publishes
+# its camera (+ share) and receives the grid of classroom uplinks; a classroom receives the
+# lesson and sends its own uplink. Any other role offering media is refused (forbidden).
 MEDIA_ROLES: dict[str, frozenset[Role]] = {
     "publish": frozenset({Role.TEACHER}),
     "subscribe": frozenset({Role.CLASSROOM, Role.TEACHER}),
+    "uplink": frozenset({Role.CLASSROOM}),
+    "grid": frozenset({Role.TEACHER}),
 }
 
 
