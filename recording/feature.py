@@ -9,8 +9,11 @@
   classroom's ``welcome`` carries ``recording`` and ``recording_consent_required``: before
   the first recording of a school its local teacher acknowledges a notice (告知-同意,
   ``recording-consent``), kept in the catalog with who and when.
-* ``lesson`` ``ended`` stops the recorder (the last segment is closed) and packages the
-  recording in a child process (``python -m recording.packager``, niced).
+* While the lesson is recorded, a background worker transcodes each ~``chunk_seconds`` of
+  closed segments for replay (``python -m recording.packager --chunks-only``, a child at
+  the lowest priority, one at a time on the node), so that when ``lesson`` ``ended`` stops
+  the recorder (the last segment is closed) only the tail, the audio and the playlists
+  remain for the final packaging (the same child, niced).
 * At start, recordings left ``recording``/``paused``/``packaging`` by a killed process are
   recovered (segments indexed, the torn segment salvaged) and packaged.
 * Retention (days) and a disk quota run every ``retention_interval`` and after each
@@ -43,6 +46,7 @@ from .recorder import Recorder, RecorderConfig, recover_segments
 
 if TYPE_CHECKING:
     from signaling.app import Node
+    from signaling.config import Config
     from signaling.handlers import Session
     from signaling.protocol import Message
 
@@ -66,6 +70,12 @@ class RecordingConfig:
     """Lifetime of a signed replay link (seconds)."""
     package: bool = True
     packager_nice: int = 10
+    incremental: bool = True
+    """Transcode for replay while the lesson is recorded (a chunk at a time)."""
+    chunk_seconds: float = 60.0
+    chunk_nice: int = 19
+    chunk_check: float = 5.0
+    """Seconds between looks at the recorder for a complete chunk."""
     packager_args: list[str] = field(default_factory=list)
     recorder: RecorderConfig = field(default_factory=RecorderConfig)
 
@@ -77,6 +87,9 @@ class ActiveRecording:
         self.record = record
         self.recorder = recorder
         self.directory = directory
+        self.stopping = False
+        self.covered_ms = 0.0
+        """How much of the recording the background worker has transcoded."""
 
     def now_ms(self) -> int:
         writer = self.recorder._writer
@@ -114,16 +127,24 @@ class RecordingFeature:
         self._closing = False
 
     @classmethod
-    def from_env(cls) -> RecordingFeature:
-        """``CLASSROOM_RECORDING=0`` turns recording off; ``CLASSROOM_RETENTION_DAYS`` and
-        ``CLASSROOM_LIBRARY_QUOTA_GB`` set retention and quota (unset: keep everything)."""
-        env = os.environ
-        days = env.get("CLASSROOM_RETENTION_DAYS")
-        quota = env.get("CLASSROOM_LIBRARY_QUOTA_GB")
+    def from_config(cls, config: Config) -> RecordingFeature:
+        """Recording on/off, retention and quota from the node's config (``classroom serve``
+        flags, environment defaults); ``CLASSROOM_PACKAGE_CHUNK_SECONDS`` sets the size of
+        the chunks transcoded while recording (``0``: package only after the lesson)."""
+        chunk = os.environ.get("CLASSROOM_PACKAGE_CHUNK_SECONDS", "").strip()
+        try:
+            chunk_seconds = float(chunk) if chunk else 60.0
+        except ValueError:
+            logger.warning("CLASSROOM_PACKAGE_CHUNK_SECONDS is not a number; using 60",
+                           extra={"value": chunk})
+            chunk_seconds = 60.0
+        gb = config.library_quota_gb
         return cls(RecordingConfig(
-            enabled=env.get("CLASSROOM_RECORDING", "1") not in ("0", "false", "off"),
-            retention_days=float(days) if days else None,
-            quota_bytes=int(float(quota) * 1e9) if quota else None,
+            enabled=config.recording,
+            retention_days=config.retention_days,
+            quota_bytes=int(gb * 1e9) if gb else None,
+            incremental=chunk_seconds > 0,
+            chunk_seconds=chunk_seconds if chunk_seconds > 0 else 60.0,
         ))
 
     # ---- lifetime ------------------------------------------------------------------------
@@ -214,6 +235,8 @@ class RecordingFeature:
             active = ActiveRecording(record, recorder, directory)
             self.active[lesson_id] = active
             self._attach(active)
+            if self.config.package and self.config.incremental:
+                self._spawn(self._chunk_worker(active))
             logger.info("recording started", extra={"lesson": lesson_id, "recording": rid})
         await self._announce(lesson_id)
 
@@ -231,6 +254,7 @@ class RecordingFeature:
             active = self.active.pop(lesson_id, None)
             if active is None:
                 return
+            active.stopping = True  # the chunk worker ends after the job it is running
             try:
                 self.node.relay.detach_sink(lesson_id, active.recorder.video)
                 self.node.relay.detach_sink(lesson_id, active.recorder.audio)
@@ -258,6 +282,62 @@ class RecordingFeature:
             self._spawn(self.package(active.id))
 
     # ---- packaging -----------------------------------------------------------------------
+    def _packager_args(self) -> list[str]:
+        return ["--chunk-seconds", str(self.config.chunk_seconds), *self.config.packager_args]
+
+    async def _run_packager(self, directory: Path, args: list[str],
+                            nice: int) -> tuple[int, dict[str, Any]]:
+        """Run ``python -m recording.packager`` in a child at ``nice``; (exit code, summary)."""
+
+        def lower_priority() -> None:  # runs in the child before exec
+            if nice:
+                os.nice(nice)
+
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "recording.packager", str(directory), *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=lower_priority)
+        try:
+            out, err = await proc.communicate()
+        except asyncio.CancelledError:  # shutting down: the next start takes it up again
+            proc.kill()
+            await proc.wait()
+            raise
+        try:
+            summary = json.loads(out.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            summary = {"error": err.decode(errors="replace")[-500:] or "no output"}
+        return proc.returncode or 0, summary
+
+    async def _chunk_worker(self, active: ActiveRecording) -> None:
+        """While the lesson is recorded, transcode each complete chunk of closed segments."""
+        chunk_ms = self.config.chunk_seconds * 1000
+        while not active.stopping and not self._closing:
+            await asyncio.sleep(self.config.chunk_check)
+            segments = active.recorder.segments
+            if not segments or active.stopping:
+                continue
+            recorded = segments[-1].end_ms - segments[0].start_ms
+            if recorded - active.covered_ms < chunk_ms:
+                continue
+            async with self._package_lock:
+                if active.stopping:
+                    return  # the final packaging takes it from here
+                started = time.monotonic()
+                code, summary = await self._run_packager(
+                    active.directory, ["--chunks-only", *self._packager_args()],
+                    self.config.chunk_nice)
+            if code != 0 or "error" in summary:
+                metrics.ERRORS.labels(reason="packaging").inc()
+                logger.warning("chunk packaging failed", extra={
+                    "recording": active.id, "error": summary.get("error")})
+                active.covered_ms = recorded  # try again one chunk later
+                continue
+            active.covered_ms = float(summary["covered"]) * 1000
+            logger.info("chunks packaged", extra={
+                "recording": active.id, "made": summary["made"],
+                "covered": summary["covered"], "seconds": round(time.monotonic() - started, 2)})
+
     async def package(self, recording_id: str) -> dict[str, Any] | None:
         """Package one recording in a child process; updates the catalog."""
         assert self.catalog is not None
@@ -267,29 +347,10 @@ class RecordingFeature:
             try:
                 directory = self.catalog.dir_of(recording_id)
                 await asyncio.to_thread(self.catalog.update, recording_id, state="packaging")
-                nice = self.config.packager_nice
-
-                def lower_priority() -> None:  # runs in the child before exec
-                    if nice:
-                        os.nice(nice)
-
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "recording.packager", str(directory),
-                    *self.config.packager_args,
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                    preexec_fn=lower_priority)
-                try:
-                    out, err = await proc.communicate()
-                except asyncio.CancelledError:  # shutting down: the next start re-packages
-                    proc.kill()
-                    await proc.wait()
-                    raise
+                code, summary = await self._run_packager(
+                    directory, self._packager_args(), self.config.packager_nice)
                 seconds = time.monotonic() - started
-                try:
-                    summary = json.loads(out.decode().strip().splitlines()[-1])
-                except (ValueError, IndexError):
-                    summary = {"error": err.decode(errors="replace")[-500:] or "no output"}
-                if proc.returncode != 0 or "error" in summary:
+                if code != 0 or "error" in summary:
                     metrics.ERRORS.labels(reason="packaging").inc()
                     logger.warning("packaging failed", extra={
                         "recording": recording_id, "error": summary.get("error")})
@@ -299,6 +360,7 @@ class RecordingFeature:
                 metrics.PACKAGING_SECONDS.observe(seconds)
                 record = self.catalog.get(recording_id) or {}
                 size = await asyncio.to_thread(_dir_size, directory)
+                ended = record.get("ended_at")
                 await asyncio.to_thread(
                     self.catalog.update, recording_id, state="ready",
                     duration=summary["duration"], chapters=summary["chapters"],
@@ -307,10 +369,12 @@ class RecordingFeature:
                                 for r in summary["renditions"]],
                     size=size, poster=summary["poster"], thumbnails=summary["thumbnails"],
                     packaging_seconds=round(seconds, 3), audio=summary.get("audio"),
-                    packaged_at=time.time(),
+                    chunks=summary.get("chunks"), packaged_at=time.time(),
+                    ready_after_end=round(time.time() - ended, 3) if ended else None,
                     title=record.get("title") or _default_title(record))
-                logger.info("recording packaged", extra={"recording": recording_id,
-                                                         "seconds": round(seconds, 2)})
+                logger.info("recording packaged", extra={
+                    "recording": recording_id, "seconds": round(seconds, 2),
+                    "chunks": summary.get("chunks")})
                 return summary
             except asyncio.CancelledError:
                 raise

@@ -222,7 +222,7 @@ def default_features(config: Config) -> list[Feature]:
     from .quiz.feature import QuizFeature
     from .stage.feature import StageFeature
 
-    return [QuizFeature(), StageFeature(), RecordingFeature.from_env()]
+    return [QuizFeature(), StageFeature(), RecordingFeature.from_config(config)]
 
 
 def build_app(config: Config, features: list[Feature] | None = None) -> web.Application:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .auth import DEFAULT_TTL_SECONDS, Role, mint_token, new_secret
-from .config import Config, parse_ice_server
+from .config import Config, parse_ice_server, positive_number
 
 DEMO_LESSON = "demo"
 SECRET_FILE = ".secret"
@@ -36,6 +36,25 @@ def resolve_secret(explicit: str | None, library: Path) -> str:
     return secret
 
 
+def _positive(text: str) -> float:
+    try:
+        return positive_number(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _recording_options(args: argparse.Namespace) -> dict:
+    """The recording flags given on the command line (the rest come from the environment)."""
+    options: dict = {}
+    if args.no_recording:
+        options["recording"] = False
+    if args.retention_days is not None:
+        options["retention_days"] = args.retention_days
+    if args.library_quota_gb is not None:
+        options["library_quota_gb"] = args.library_quota_gb
+    return options
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="classroom", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="base URL printed in the demo links (default http://HOST:PORT)")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--no-demo", action="store_true", help="do not print demo links")
+    serve.add_argument("--retention-days", type=_positive, default=None, metavar="DAYS",
+                       help="delete finished recordings older than this "
+                            "(default $CLASSROOM_RETENTION_DAYS, else keep)")
+    serve.add_argument("--library-quota-gb", type=_positive, default=None, metavar="GB",
+                       help="delete the oldest finished recordings over this size "
+                            "(default $CLASSROOM_LIBRARY_QUOTA_GB, else no quota)")
+    serve.add_argument("--no-recording", action="store_true", default=None,
+                       help="do not record lessons (default: record unless "
+                            "CLASSROOM_RECORDING=0)")
 
     token = sub.add_parser("token", help="print a signed JWT")
     token.add_argument("--role", required=True, choices=[r.value for r in Role])
@@ -105,15 +133,20 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"classroom: {exc}", file=sys.stderr)
         return 2
-    config = Config(
-        host=args.host,
-        port=args.port,
-        secret=resolve_secret(args.secret, library),
-        redis_url=args.redis_url,
-        library=library,
-        ice_servers=ice,
-        video_bitrate=args.video_bitrate,
-    )
+    try:
+        config = Config(
+            host=args.host,
+            port=args.port,
+            secret=resolve_secret(args.secret, library),
+            redis_url=args.redis_url,
+            library=library,
+            ice_servers=ice,
+            video_bitrate=args.video_bitrate,
+            **_recording_options(args),
+        )
+    except ValueError as exc:  # a bad CLASSROOM_RETENTION_DAYS / _LIBRARY_QUOTA_GB
+        print(f"classroom: {exc}", file=sys.stderr)
+        return 2
     app = build_app(config)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
     base = (args.public_url or f"http://{shown_host}:{args.port}").rstrip("/")

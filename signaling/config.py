@@ -7,6 +7,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def _env_recording() -> bool:
+    return os.environ.get("CLASSROOM_RECORDING", "1").strip().lower() not in (
+        "0", "false", "off", "no")
+
+
+def positive_number(text: str) -> float:
+    """A positive finite number (retention days, quota GB), else a clear ValueError."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise ValueError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _env_positive(name: str) -> float | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return positive_number(text)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
 @dataclass
 class Config:
     host: str = "127.0.0.1"
@@ -24,6 +50,12 @@ class Config:
     roster_poll: float = 5.0  # seconds between roster checks (catches expired peers)
     video_bitrate: int = 1_000_000
     keyframe_interval: float = 2.0
+    # recording (issue 6): `classroom serve` flags, these environment variables as defaults
+    recording: bool = field(default_factory=_env_recording)  # CLASSROOM_RECORDING=0: off
+    retention_days: float | None = field(  # None: keep recordings
+        default_factory=lambda: _env_positive("CLASSROOM_RETENTION_DAYS"))
+    library_quota_gb: float | None = field(  # None: no quota
+        default_factory=lambda: _env_positive("CLASSROOM_LIBRARY_QUOTA_GB"))
     node_id: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
 
 

@@ -20,6 +20,10 @@ LESSON = "rec-math-1"
 async def test_full_lesson_is_recorded_and_packaged():
     server = await start_server()
     feature = next(f for f in server.node.features if f.name == "recording")
+    # small chunks so the background worker transcodes some of this short lesson while
+    # it is recorded (60 s by default)
+    feature.config.chunk_seconds = 2.5
+    feature.config.chunk_check = 0.3
     try:
         teacher = await teacher_publishing(
             server.base_url, server.token("teacher", LESSON, name="王老师", school="城区一小"))
@@ -76,6 +80,10 @@ async def test_full_lesson_is_recorded_and_packaged():
         # pushed ~2 s after the resume, ~4 s before the end (the timeline has no pause)
         assert 0.3 < practice[0]["start"] < record["duration"] - 2.5, practice
         assert record["size"] > 0
+        # chunks transcoded during the lesson were reused by the final packaging
+        assert record["chunks"]["reused"] >= 1, record["chunks"]
+        assert record["chunks"]["total"] > record["chunks"]["reused"] or (
+            record["chunks"]["made_now"] == 0)
 
         replay = catalog.dir_of(rid) / REPLAY_DIR
         names = {r["name"] for r in record["renditions"]}
