@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -34,7 +35,9 @@ class ServerProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "signaling.cli", "serve", "--port", str(self.port),
                  "--secret", SECRET, "--library", str(self.library), "--no-demo"],
-                stdout=log, stderr=log, cwd=Path(__file__).resolve().parents[2])
+                stdout=log, stderr=log, cwd=Path(__file__).resolve().parents[2],
+                # small chunks: some of this short lesson is packaged before the kill
+                env={**os.environ, "CLASSROOM_PACKAGE_CHUNK_SECONDS": "2"})
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as http:
             while True:
@@ -82,7 +85,8 @@ async def test_sigkill_mid_lesson_recovers_recording(tmp_path):
         directory = library / "recordings" / rid
         # wait (with a deadline) until several segments are safely on disk, then a bit more
         deadline = time.monotonic() + 40
-        while recorded_seconds(directory) < 6.0:
+        while recorded_seconds(directory) < 6.0 or not (directory / "chunks" / "c-00001"
+                                                         / "chunk.json").exists():
             assert time.monotonic() < deadline, "recording did not progress"
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)
@@ -104,6 +108,9 @@ async def test_sigkill_mid_lesson_recovers_recording(tmp_path):
             await asyncio.sleep(0.25)
         assert record["state"] == "ready", record
         assert record["recovered"] is True
+        # what the background worker packaged before the kill was kept and reused
+        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        assert meta["chunks"]["reused"] >= 1, meta["chunks"]
         print(f"recovered {record['duration']:.2f} s of {expected:.2f} s before the kill")
         # lost at most a couple of seconds before the kill (the torn segment is salvaged)
         assert expected - 3.0 <= record["duration"] <= expected + 1.0, (
