@@ -113,6 +113,8 @@ class StageFeature:
         try:
             if claims.role == Role.CLASSROOM:
                 await self._resume_hand(session, claims)
+                if await self._store.is_muted(lesson, claims.sub):
+                    self._relay.set_muted(session.peer_id, True)  # before any uplink offer
             roster = {p.peer_id: p for p in await self._node.hub.store.roster(lesson)}
             out: dict[str, Any] = {
                 "stage": await self._current_stage(lesson, roster),
@@ -236,8 +238,7 @@ class StageFeature:
                 isinstance(p, str) and 0 < len(p) <= 64 for p in peers):
             raise ClassroomError(ErrorCode.BAD_MESSAGE,
                                  f"grid-view: peers must be up to {MAX_GRID_VIEW} peer ids")
-        self._relay.set_view(session.peer_id, list(dict.fromkeys(peers)))
-        await self._relay.send_grid(session, force=True)
+        await self._relay.set_view(session, list(dict.fromkeys(peers)))
 
     async def _on_mute_classroom(self, session: Session, message: Message) -> None:
         target = await self._classroom(session.lesson_id, message.get("peer_id"))
@@ -284,13 +285,9 @@ class StageFeature:
             return
         if purpose != UPLINK:
             return
-        lesson = session.lesson_id
-        muted = await self._store.is_muted(lesson, claims.sub)
-        if muted:
-            self._relay.set_muted(session.peer_id, True)
-        stage = await self._store.get_stage(lesson)
-        if stage is not None and stage["peer_id"] == session.peer_id:
-            self._relay.apply_stage(lesson, session.peer_id)
+        # Mute and stage reached the relay before the offer (welcome / lesson events);
+        # the relay applies them to an uplink when it connects.
+        muted = await self._store.is_muted(session.lesson_id, claims.sub)
         await self._update_uplink(session, state="connecting", muted=muted)
 
     async def uplink_changed(self, session: Session, state: str) -> None:

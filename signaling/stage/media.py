@@ -40,7 +40,6 @@ class RelayGlue:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self._views: dict[str, list[str] | None] = {}  # teacher peer id -> session peer ids
         self._sent: dict[str, list[dict[str, Any]]] = {}  # teacher peer id -> last slots
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -50,59 +49,52 @@ class RelayGlue:
             logger.warning("relay %s failed: %s", what, exc, extra={"args": repr(args)[:200]})
             return None
 
-    def local_session(self, peer_id: str, purpose: str = UPLINK) -> Session | None:
-        """This node's session holding ``peer_id``'s ``purpose`` connection, if any."""
-        return self.node.sessions_by_relay_id.get(relay_peer_id(peer_id, purpose))
-
     def local_peer(self, lesson_id: str, peer_id: str) -> Session | None:
+        """This node's session ``peer_id`` in the lesson, if its socket is here."""
         for peer in self.node.hub.local_peers(lesson_id):
             if peer.peer_id == peer_id:
                 return peer  # type: ignore[return-value]
         return None
 
-    # stage ------------------------------------------------------------------------------
-    def apply_stage(self, lesson_id: str, peer_id: str | None) -> bool:
-        """Put ``peer_id``'s uplink on this node's stage if it is here, else clear the
-        stage here (the node holding it puts it on). True when this node holds it."""
-        here = peer_id is not None and self.local_session(peer_id) is not None
-        rid = relay_peer_id(peer_id, UPLINK) if here and peer_id else None
+    # stage and mute ---------------------------------------------------------------------
+    def apply_stage(self, lesson_id: str, peer_id: str | None) -> None:
+        """Every node tells its relay: the one holding the uplink (now or when it connects)
+        puts it on stage, the others have no such uplink and send nothing."""
+        rid = relay_peer_id(peer_id, UPLINK) if peer_id else None
         self._call("set_stage", self.node.relay.set_stage, lesson_id, rid)
-        return here
 
     def set_muted(self, peer_id: str, muted: bool) -> None:
-        if self.local_session(peer_id) is not None:
-            self._call("set_uplink_muted", self.node.relay.set_uplink_muted,
-                       relay_peer_id(peer_id, UPLINK), muted)
+        """Mute a classroom's uplink here (the relay remembers it for an uplink that
+        connects later, so call it before the offer too)."""
+        self._call("set_uplink_muted", self.node.relay.set_uplink_muted,
+                   relay_peer_id(peer_id, UPLINK), muted)
 
     # grid -------------------------------------------------------------------------------
-    def set_view(self, teacher_peer_id: str, peers: list[str] | None) -> None:
-        self._views[teacher_peer_id] = peers
-
     def forget(self, teacher_peer_id: str) -> None:
-        self._views.pop(teacher_peer_id, None)
         self._sent.pop(teacher_peer_id, None)
 
-    def grid_slots(self, teacher: Session) -> list[dict[str, Any]]:
-        """Apply the teacher's view (default: every uplink in the relay's order) and return
-        ``[{slot, peer_id}]`` with session peer ids, by slot."""
-        if GRID not in teacher.media:
-            return []
-        view = self._views.get(teacher.peer_id)
-        if view is None:
-            stats = self._call("uplink_stats", self.node.relay.uplink_stats,
-                               teacher.lesson_id) or []
-            rids = [s["peer_id"] for s in stats]
-        else:
-            rids = [relay_peer_id(p, UPLINK) for p in view]
-        mapping = self._call("set_grid_view", self.node.relay.set_grid_view,
-                             relay_peer_id(teacher.peer_id, GRID), rids) or {}
+    @staticmethod
+    def _slots(mapping: dict[str, int] | None) -> list[dict[str, Any]]:
         slots = [{"slot": slot, "peer_id": session_peer_id(rid)[0]}
-                 for rid, slot in mapping.items()]
+                 for rid, slot in (mapping or {}).items()]
         slots.sort(key=lambda s: s["slot"])
         return slots
 
+    async def set_view(self, teacher: Session, peers: list[str]) -> None:
+        """The teacher's page shows these classrooms (session peer ids, page order): the
+        relay forwards only them; reply ``grid`` (empty until the grid connects)."""
+        rids = [relay_peer_id(p, UPLINK) for p in peers]
+        mapping = self._call("set_grid_view", self.node.relay.set_grid_view,
+                             relay_peer_id(teacher.peer_id, GRID), rids)
+        slots = self._slots(mapping)
+        self._sent[teacher.peer_id] = slots
+        await teacher.send({"type": "grid", "slots": slots})
+
     async def send_grid(self, teacher: Session, *, force: bool = False) -> None:
-        slots = self.grid_slots(teacher)
+        """Send the teacher's current slots if they changed since the last ``grid``."""
+        mapping = self._call("grid_slots", self.node.relay.grid_slots,
+                             relay_peer_id(teacher.peer_id, GRID))
+        slots = self._slots(mapping)
         if not force and self._sent.get(teacher.peer_id) == slots:
             return
         self._sent[teacher.peer_id] = slots
