@@ -81,6 +81,46 @@
       media_disconnected: "中断",
       media_failed: "失败",
       media_closed: "已断开",
+      // two-way lesson (classroom page)
+      mute_room: "本班静音",
+      unmute_room: "取消静音",
+      camera_off: "关闭摄像头",
+      camera_on: "打开摄像头",
+      muted_by_teacher: "主讲老师已将本班静音",
+      removed: "本课堂已被主讲老师移出本节课",
+      removed_detail: "如需重新加入，请刷新页面或联系主讲老师。",
+      on_stage: "本班正在台上发言，所有课堂都能看到、听到你们",
+      leave_stage: "结束发言",
+      stage_label: "发言课堂：{name}",
+      share_label: "老师的课件",
+      uplink_connecting: "正在把本班画面发送给老师…",
+      uplink_retry: "本班画面中断，正在重新连接…",
+      uplink_ok: "老师能看到本班",
+      uplink_none: "没有摄像头或麦克风，老师看不到本班",
+      // two-way lesson (teacher console)
+      share_screen: "共享屏幕 / 课件",
+      stop_share: "停止共享",
+      share_failed: "无法共享屏幕（{reason}）",
+      sharing: "正在共享屏幕",
+      grid: "课堂画面",
+      grid_page: "第 {page} / {pages} 页",
+      grid_prev: "上一页",
+      grid_next: "下一页",
+      hand_queue: "举手队列",
+      no_hands: "暂无课堂举手",
+      call_on_stage: "请上台",
+      mute_classroom: "静音",
+      unmute_classroom: "取消静音",
+      remove_classroom: "移出",
+      confirm_remove: "确认移出？",
+      on_stage_badge: "台上",
+      muted_badge: "已静音",
+      cam_off_badge: "摄像头关",
+      mic_off_badge: "本地静音",
+      stage_now: "正在发言：{name}",
+      stage_none: "没有课堂在台上",
+      uplink_state_none: "无画面",
+      grid_connecting: "正在连接课堂画面…",
       // errors
       err_rate_limited: "操作太频繁，请稍后再试",
       err_forbidden: "没有权限执行这个操作",
@@ -91,6 +131,9 @@
       err_bad_sdp: "媒体协商失败，正在重试…",
       err_store_unavailable: "服务器暂时不可用，正在重试…",
       err_internal: "服务器出错，正在重试…",
+      err_not_found: "找不到这个课堂",
+      err_too_many_tracks: "本班画面发送失败（轨道过多）",
+      err_uplink_over_cap: "本班画面超出带宽上限，已暂停发送画面",
       err_other: "出错了（{code}）"
     },
     en: {
@@ -161,6 +204,44 @@
       media_disconnected: "interrupted",
       media_failed: "failed",
       media_closed: "closed",
+      mute_room: "Mute room",
+      unmute_room: "Unmute room",
+      camera_off: "Camera off",
+      camera_on: "Camera on",
+      muted_by_teacher: "The teacher has muted this classroom",
+      removed: "The teacher removed this classroom from the lesson",
+      removed_detail: "To join again, reload the page or ask the teacher.",
+      on_stage: "You are on stage: every classroom sees and hears you",
+      leave_stage: "Leave stage",
+      stage_label: "On stage: {name}",
+      share_label: "Teacher's slides",
+      uplink_connecting: "Sending this classroom's picture to the teacher…",
+      uplink_retry: "This classroom's picture was interrupted, reconnecting…",
+      uplink_ok: "The teacher can see this classroom",
+      uplink_none: "No camera or microphone: the teacher cannot see this classroom",
+      share_screen: "Share screen / slides",
+      stop_share: "Stop sharing",
+      share_failed: "Cannot share the screen ({reason})",
+      sharing: "Sharing the screen",
+      grid: "Classrooms",
+      grid_page: "page {page} / {pages}",
+      grid_prev: "Previous",
+      grid_next: "Next",
+      hand_queue: "Raised hands",
+      no_hands: "No raised hands",
+      call_on_stage: "Call on stage",
+      mute_classroom: "Mute",
+      unmute_classroom: "Unmute",
+      remove_classroom: "Remove",
+      confirm_remove: "Remove?",
+      on_stage_badge: "on stage",
+      muted_badge: "muted",
+      cam_off_badge: "camera off",
+      mic_off_badge: "mic off",
+      stage_now: "On stage: {name}",
+      stage_none: "No classroom on stage",
+      uplink_state_none: "no picture",
+      grid_connecting: "Connecting the classroom pictures…",
       err_rate_limited: "Too many actions, please wait a moment",
       err_forbidden: "You are not allowed to do that",
       err_lesson_ended: "This lesson has ended",
@@ -170,6 +251,9 @@
       err_bad_sdp: "Media negotiation failed, retrying…",
       err_store_unavailable: "The server is temporarily unavailable, retrying…",
       err_internal: "Server error, retrying…",
+      err_not_found: "No such classroom",
+      err_too_many_tracks: "This classroom's picture was refused (too many tracks)",
+      err_uplink_over_cap: "This classroom sends over its bandwidth cap: picture paused",
       err_other: "Something went wrong ({code})"
     }
   };
@@ -581,7 +665,7 @@
    * One peer connection negotiated over the signaling socket.
    * options: purpose ("publish"|"subscribe"), signal, iceServers, stats (StatsTotals),
    *          setup(pc) adds tracks/transceivers, onTrack(event), onConnected(), onFail(reason),
-   *          onStateChange(state).
+   *          onStateChange(state), onOfferSent(session) (the offer left on the socket).
    * It calls onFail at most once: on "failed", on "disconnected" for more than 3 s, when no
    * answer arrives within 10 s, or when ICE does not connect within 20 s of the answer.
    */
@@ -659,6 +743,9 @@
           return;
         }
         self.offerSent = true;
+        if (opts.onOfferSent) {
+          opts.onOfferSent(self);
+        }
         self._timer("answer", 10000, "answer_timeout");
       })
       .catch(function () {
@@ -752,6 +839,94 @@
     }
   };
 
+  /* ------------------------------------------------------------------ two-way helpers */
+
+  /**
+   * Offers in flight on one socket, oldest first. The server handles a socket's messages in
+   * order, so an `error` with ref "offer" (and no purpose of its own) answers the oldest
+   * offer still waiting; an `answer` names its purpose.
+   */
+  function OfferLedger() {
+    this.pending = [];
+  }
+  OfferLedger.prototype.sent = function (purpose) {
+    this.pending.push(purpose);
+  };
+  OfferLedger.prototype.answered = function (purpose) {
+    var i = this.pending.indexOf(purpose);
+    if (i >= 0) {
+      this.pending.splice(i, 1);
+    }
+  };
+  /** The purpose an offer error is about (msg.purpose when the server says it). */
+  OfferLedger.prototype.refused = function (msg) {
+    if (msg && typeof msg.purpose === "string") {
+      this.answered(msg.purpose);
+      return msg.purpose;
+    }
+    return this.pending.length ? this.pending.shift() : null;
+  };
+  OfferLedger.prototype.clear = function () {
+    this.pending = [];
+  };
+
+  /** One receiver's or sender's counters from its own getStats(): frames and bytes. */
+  function rtpCounts(senderOrReceiver) {
+    var zero = { framesDecoded: 0, bytesReceived: 0, framesEncoded: 0, bytesSent: 0 };
+    if (!senderOrReceiver || !senderOrReceiver.getStats) {
+      return Promise.resolve(zero);
+    }
+    return senderOrReceiver.getStats().then(
+      function (report) {
+        report.forEach(function (s) {
+          if (s.type === "inbound-rtp") {
+            zero.framesDecoded += s.framesDecoded || 0;
+            zero.bytesReceived += s.bytesReceived || 0;
+          } else if (s.type === "outbound-rtp") {
+            zero.framesEncoded += s.framesEncoded || 0;
+            zero.bytesSent += s.bytesSent || 0;
+          }
+        });
+        return zero;
+      },
+      function () {
+        return zero;
+      }
+    );
+  }
+
+  /** Ask for one codec (plus RTX) on a transceiver, where the browser allows it. */
+  function preferCodec(transceiver, kind, name) {
+    try {
+      if (!transceiver.setCodecPreferences || !window.RTCRtpSender ||
+          !RTCRtpSender.getCapabilities) {
+        return;
+      }
+      var caps = RTCRtpSender.getCapabilities(kind);
+      if (!caps || !caps.codecs) {
+        return;
+      }
+      var want = (kind + "/" + name).toLowerCase();
+      var chosen = caps.codecs.filter(function (c) {
+        return c.mimeType.toLowerCase() === want;
+      });
+      var rtx = caps.codecs.filter(function (c) {
+        return c.mimeType.toLowerCase() === kind + "/rtx";
+      });
+      if (chosen.length) {
+        transceiver.setCodecPreferences(chosen.concat(rtx));
+      }
+    } catch (e) {
+      /* the browser's default order (VP8 and Opus first in every browser we target) */
+    }
+  }
+
+  /** Messages of the two-way lesson an older server does not know (unknown_type: quiet). */
+  var TWO_WAY_TYPES = {
+    "uplink-state": true, "grid-view": true, "call-on-stage": true, "leave-stage": true,
+    "mute-classroom": true, "remove-classroom": true, "share": true
+  };
+
   window.Classroom = {
     lang: lang,
     params: params,
@@ -767,6 +942,10 @@
     retryMedia: retryMedia,
     Signal: Signal,
     StatsTotals: StatsTotals,
-    MediaSession: MediaSession
+    MediaSession: MediaSession,
+    OfferLedger: OfferLedger,
+    rtpCounts: rtpCounts,
+    preferCodec: preferCodec,
+    TWO_WAY_TYPES: TWO_WAY_TYPES
   };
 })();

@@ -4,6 +4,14 @@
  * purpose "publish"), start / end the lesson, and the roster of remote classrooms with
  * their media connection state and raised hands. Reconnects the socket and the publish
  * connection by itself like the classroom view does.
+ *
+ * Two-way lesson (docs/two-way.md): a "grid" connection receives GRID_SLOTS video slots and
+ * one audio line (the classroom on stage). The page shows the classrooms a page at a time as
+ * tiles (name, uplink state, tier, hand, stage), tells the server which classrooms are
+ * visible (grid-view) and puts each slot of the reply (grid {slots}) on its tile. The hand
+ * queue lists raised hands oldest first; call-on-stage / leave-stage / mute-classroom /
+ * remove-classroom act per tile. share-screen re-publishes with a second video m-line (the
+ * screen, contentHint "detail") and says share {on}.
  */
 (function () {
   "use strict";
@@ -21,6 +29,13 @@
   var startButton = $('[data-action="start-lesson"]');
   var endButton = $('[data-action="end-lesson"]');
   var rosterBody = $("#roster-body");
+  var shareButton = $('[data-action="share-screen"]');
+  var gridEl = $("#grid");
+  var stageAudio = $("#stage-audio");
+  var handQueueEl = $("[data-hand-queue]");
+
+  var GRID_SLOTS = 9; // video slots of the grid connection = tiles per page
+  var SHARE_ENCODING = { maxBitrate: 1200000, maxFramerate: 15 };
 
   var RESOLUTIONS = {
     "360": { width: 640, height: 360 },
@@ -50,9 +65,37 @@
     publisher: null,
     peers: [],
     notice: "",
-    noticeTimer: null
+    noticeTimer: null,
+    // two-way lesson
+    page: 0,
+    hands: [], // classroom peer ids with a raised hand, oldest first
+    stage: null, // {peer_id, name, school} or null
+    uplinks: {}, // peer_id -> {state, audio, video, muted}
+    confirmRemove: {}, // peer_id -> time of the first press of remove-classroom
+    share: { stream: null, pending: false, sender: null }
   };
+  // The grid connection, on the fields C.stopMedia / C.retryMedia use.
+  var grid = {
+    media: null,
+    mediaRetry: null,
+    mediaAttempt: 0,
+    mediaTrouble: false,
+    connected: false,
+    answered: false,
+    disabled: null,
+    slots: [], // video transceivers, index = slot
+    audio: null, // the stage audio transceiver
+    streams: [], // slot -> MediaStream of that slot's track
+    assign: {}, // slot -> peer_id (from the last grid reply)
+    base: {}, // slot -> that receiver's framesDecoded when the peer got the slot (null: pending)
+    cur: {}, // slot -> last framesDecoded read
+    frames: {}, // peer_id -> frames decoded in earlier slot assignments
+    audioBytes: 0,
+    lastView: ""
+  };
+  var tiles = {}; // peer_id -> tile element
   var stats = new C.StatsTotals();
+  var ledger = new C.OfferLedger();
   var signal = null;
 
   /* ------------------------------------------------------------ rendering */
@@ -106,8 +149,16 @@
     if (st.publisher) {
       media.push(t("publisher_on"));
     }
+    if (st.share.stream) {
+      media.push(t("sharing"));
+    }
     mediaStatusEl.textContent = media.join(" · ");
+    shareButton.disabled = !st.welcomed || !st.stream || st.share.pending || state === "ended";
+    shareButton.setAttribute("aria-pressed", st.share.stream ? "true" : "false");
+    $("#share-text").textContent = t(st.share.stream ? "stop_share" : "share_screen");
     renderRoster();
+    renderHands();
+    renderGrid();
   }
 
   function renderRoster() {
@@ -239,21 +290,42 @@
       st.mediaRetry = null;
     }
     var stream = st.stream;
+    var share = st.share.stream;
     var session = new C.MediaSession({
       purpose: "publish",
       signal: signal,
       iceServers: st.iceServers,
       stats: stats,
       setup: function (pc) {
-        stream.getTracks().forEach(function (track) {
+        // m-line order (docs/two-way.md): camera video, then the share, then one audio
+        stream.getVideoTracks().forEach(function (track) {
+          C.preferCodec(pc.addTransceiver(track, { direction: "sendonly", streams: [stream] }),
+            "video", "VP8");
+        });
+        st.share.sender = null;
+        if (share) {
+          share.getVideoTracks().forEach(function (track) {
+            var tr = pc.addTransceiver(track, { direction: "sendonly", streams: [share] });
+            C.preferCodec(tr, "video", "VP8");
+            st.share.sender = tr.sender;
+          });
+        }
+        stream.getAudioTracks().forEach(function (track) {
           pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
         });
+      },
+      onOfferSent: function () {
+        ledger.sent("publish");
       },
       onConnected: function () {
         if (session === st.media) {
           st.mediaConnected = true;
           st.mediaTrouble = false;
           st.mediaAttempt = 0;
+          if (share && share === st.share.stream) {
+            tuneShareSender();
+            signal.send({ type: "share", on: true });
+          }
           render();
         }
       },
@@ -287,6 +359,563 @@
     render();
   }
 
+  /* ------------------------------------------------------------ screen share */
+
+  function tuneShareSender() {
+    var sender = st.share.sender;
+    if (!sender || !sender.getParameters || !sender.setParameters) {
+      return;
+    }
+    try {
+      var params = sender.getParameters();
+      if (params.encodings && params.encodings.length) {
+        params.encodings[0].maxBitrate = SHARE_ENCODING.maxBitrate;
+        params.encodings[0].maxFramerate = SHARE_ENCODING.maxFramerate;
+      }
+      params.degradationPreference = "maintain-resolution"; // slides stay sharp
+      sender.setParameters(params).catch(function () {});
+    } catch (e) {
+      /* the browser's defaults */
+    }
+  }
+
+  function republish() {
+    stopPublish();
+    st.mediaAttempt = 0;
+    startPublish();
+    render();
+  }
+
+  function startShare() {
+    if (st.share.stream || st.share.pending) {
+      return;
+    }
+    var md = navigator.mediaDevices;
+    if (!md || !md.getDisplayMedia) {
+      notice(t("share_failed", { reason: "getDisplayMedia" }));
+      return;
+    }
+    st.share.pending = true;
+    render();
+    md.getDisplayMedia({ video: { frameRate: { ideal: 15, max: 15 } }, audio: false }).then(
+      function (stream) {
+        st.share.pending = false;
+        var track = stream.getVideoTracks()[0];
+        if (!track) {
+          notice(t("share_failed", { reason: "no video" }));
+          return;
+        }
+        if ("contentHint" in track) {
+          track.contentHint = "detail";
+        }
+        track.addEventListener("ended", function () {
+          if (st.share.stream === stream) {
+            stopShare(); // the browser's own "stop sharing" bar
+          }
+        });
+        st.share.stream = stream;
+        republish();
+      },
+      function (err) {
+        st.share.pending = false;
+        notice(t("share_failed", { reason: (err && (err.name || err.message)) || "error" }));
+      }
+    );
+  }
+
+  function stopShare() {
+    var stream = st.share.stream;
+    if (!stream) {
+      return;
+    }
+    st.share.stream = null;
+    st.share.sender = null;
+    stream.getTracks().forEach(function (track) {
+      track.stop();
+    });
+    signal && signal.send({ type: "share", on: false });
+    republish();
+  }
+
+  /* ------------------------------------------------------------ the grid connection */
+
+  function startGrid() {
+    if (grid.media || grid.disabled || st.fatal || !st.welcomed || st.lessonState === "ended") {
+      return;
+    }
+    if (grid.mediaRetry) {
+      clearTimeout(grid.mediaRetry);
+      grid.mediaRetry = null;
+    }
+    var slots = [];
+    var audioTx = null;
+    var streams = [];
+    var session = new C.MediaSession({
+      purpose: "grid",
+      signal: signal,
+      iceServers: st.iceServers,
+      setup: function (pc) {
+        for (var i = 0; i < GRID_SLOTS; i++) {
+          slots.push(pc.addTransceiver("video", { direction: "recvonly" }));
+        }
+        audioTx = pc.addTransceiver("audio", { direction: "recvonly" });
+        grid.audio = audioTx;
+      },
+      onOfferSent: function () {
+        ledger.sent("grid");
+      },
+      onTrack: function (event) {
+        if (session !== grid.media) {
+          return;
+        }
+        if (event.transceiver === audioTx || event.track.kind === "audio") {
+          stageAudio.srcObject = new MediaStream([event.track]);
+          stageAudio.play().catch(function () {});
+          return;
+        }
+        var slot = slots.indexOf(event.transceiver);
+        if (slot >= 0) {
+          streams[slot] = new MediaStream([event.track]);
+          renderGrid();
+        }
+      },
+      onConnected: function () {
+        if (session === grid.media) {
+          grid.connected = true;
+          grid.mediaTrouble = false;
+          grid.mediaAttempt = 0;
+          render();
+        }
+      },
+      onStateChange: function () {
+        render();
+      },
+      onFail: function (reason) {
+        if (session === grid.media) {
+          gridFailed(reason);
+        }
+      }
+    });
+    grid.media = session;
+    grid.slots = slots;
+    grid.streams = streams;
+    grid.connected = false;
+    grid.answered = false;
+    grid.assign = {};
+    grid.base = {};
+    grid.cur = {};
+    grid.lastView = "";
+    grid.audio = null;
+    session.start();
+    render();
+  }
+
+  function stopGrid() {
+    foldGridFrames();
+    C.stopMedia(grid);
+    grid.connected = false;
+    grid.answered = false;
+    grid.slots = [];
+    grid.streams = [];
+    grid.assign = {};
+    grid.audio = null;
+    stageAudio.srcObject = null;
+  }
+
+  function gridFailed(reason) {
+    stopGrid();
+    if (st.fatal || !st.welcomed || st.lessonState === "ended" || grid.disabled) {
+      render();
+      return;
+    }
+    C.retryMedia(grid, startGrid, "teacher: grid", reason);
+    render();
+  }
+
+  var GRID_FINAL = { bad_message: true, forbidden: true, bad_sdp: true };
+
+  function gridRefused(code) {
+    if (GRID_FINAL[code]) {
+      grid.disabled = code; // an older server: no grid in this session
+      stopGrid();
+      if (window.console) {
+        console.info("teacher: grid refused (" + code + "), not offered again");
+      }
+      return;
+    }
+    if (code === "lesson_ended") {
+      stopGrid();
+      return;
+    }
+    gridFailed(code);
+  }
+
+  /** Frames of each slot's current peer go to that peer's total when the slot changes. */
+  function foldGridFrames() {
+    for (var slot in grid.assign) {
+      var peer = grid.assign[slot];
+      grid.frames[peer] = tileFrames(peer);
+    }
+  }
+
+  function tileFrames(peer) {
+    var total = grid.frames[peer] || 0;
+    for (var slot in grid.assign) {
+      if (grid.assign[slot] === peer && grid.base[slot] !== null &&
+          grid.base[slot] !== undefined && grid.cur[slot] !== undefined) {
+        total = (grid.frames[peer] || 0) + Math.max(0, grid.cur[slot] - grid.base[slot]);
+      }
+    }
+    return total;
+  }
+
+  function applySlots(slots) {
+    if (!Array.isArray(slots)) {
+      return;
+    }
+    var next = {};
+    slots.forEach(function (s) {
+      if (s && typeof s.slot === "number" && typeof s.peer_id === "string" &&
+          s.slot >= 0 && s.slot < GRID_SLOTS) {
+        next[s.slot] = s.peer_id;
+      }
+    });
+    for (var slot = 0; slot < GRID_SLOTS; slot++) {
+      if (grid.assign[slot] !== next[slot]) {
+        var old = grid.assign[slot];
+        if (old) {
+          grid.frames[old] = tileFrames(old);
+        }
+        grid.base[slot] = null; // read at the next poll: frames before that are not counted
+      }
+    }
+    grid.assign = next;
+    pollGrid();
+  }
+
+  function pollGrid() {
+    var slots = grid.slots;
+    var reads = slots.map(function (tr) {
+      return C.rtpCounts(tr.receiver);
+    });
+    reads.push(C.rtpCounts(grid.audio && grid.audio.receiver));
+    return Promise.all(reads).then(function (r) {
+      if (slots !== grid.slots) {
+        return;
+      }
+      for (var i = 0; i < slots.length; i++) {
+        grid.cur[i] = r[i].framesDecoded;
+        if (grid.base[i] === null) {
+          grid.base[i] = r[i].framesDecoded;
+        }
+      }
+      grid.audioBytes = Math.max(grid.audioBytes, r[slots.length].bytesReceived);
+    });
+  }
+
+  function classrooms() {
+    return st.peers.filter(function (p) {
+      return p && p.role === "classroom";
+    });
+  }
+
+  function pageCount(n) {
+    return Math.max(1, Math.ceil(n / GRID_SLOTS));
+  }
+
+  function visibleRooms() {
+    var rooms = classrooms();
+    st.page = Math.min(st.page, pageCount(rooms.length) - 1);
+    return rooms.slice(st.page * GRID_SLOTS, (st.page + 1) * GRID_SLOTS);
+  }
+
+  /** Tell the server which classrooms are visible (once the grid connection is answered). */
+  function sendGridView() {
+    if (!grid.answered || !signal) {
+      return;
+    }
+    var ids = visibleRooms().map(function (p) {
+      return p.peer_id;
+    });
+    var key = JSON.stringify(ids);
+    if (key === grid.lastView) {
+      return;
+    }
+    if (signal.send({ type: "grid-view", peers: ids })) {
+      grid.lastView = key;
+    }
+  }
+
+  function slotOf(peer) {
+    for (var slot in grid.assign) {
+      if (grid.assign[slot] === peer) {
+        return Number(slot);
+      }
+    }
+    return -1;
+  }
+
+  function roomName(peer) {
+    for (var i = 0; i < st.peers.length; i++) {
+      if (st.peers[i].peer_id === peer) {
+        return st.peers[i].name || peer;
+      }
+    }
+    return peer;
+  }
+
+  function button(action, key, peer) {
+    var b = document.createElement("button");
+    b.type = "button";
+    b.setAttribute("data-action", action);
+    b.setAttribute("data-peer-id", peer);
+    b.textContent = t(key);
+    return b;
+  }
+
+  function makeTile(peer) {
+    var tile = document.createElement("div");
+    tile.className = "tile";
+    tile.setAttribute("data-tile", peer);
+    var v = document.createElement("video");
+    v.muted = true; // a tile never plays sound: the stage's sound comes on the grid audio
+    v.autoplay = true;
+    v.playsInline = true;
+    v.setAttribute("playsinline", "");
+    var empty = document.createElement("div");
+    empty.className = "tile-empty";
+    var top = document.createElement("div");
+    top.className = "tile-top";
+    var name = document.createElement("span");
+    name.className = "tile-name";
+    var hand = document.createElement("span");
+    hand.className = "tile-hand";
+    hand.textContent = "✋ " + t("hand_mark");
+    var badges = document.createElement("span");
+    badges.className = "tile-badges";
+    top.appendChild(name);
+    top.appendChild(hand);
+    top.appendChild(badges);
+    var info = document.createElement("div");
+    info.className = "tile-info";
+    var actions = document.createElement("div");
+    actions.className = "tile-actions";
+    actions.appendChild(button("call-on-stage", "call_on_stage", peer));
+    actions.appendChild(button("leave-stage", "leave_stage", peer));
+    actions.appendChild(button("mute-classroom", "mute_classroom", peer));
+    actions.appendChild(button("remove-classroom", "remove_classroom", peer));
+    tile.appendChild(v);
+    tile.appendChild(empty);
+    tile.appendChild(top);
+    tile.appendChild(info);
+    tile.appendChild(actions);
+    return tile;
+  }
+
+  function badge(cls, text) {
+    var b = document.createElement("span");
+    b.className = "tile-badge " + cls;
+    b.textContent = text;
+    return b;
+  }
+
+  function renderGrid() {
+    var rooms = classrooms();
+    var visible = visibleRooms();
+    var pages = pageCount(rooms.length);
+    $("#grid-page").textContent = t("grid_page", { page: st.page + 1, pages: pages });
+    $('[data-action="grid-prev"]').disabled = st.page <= 0;
+    $('[data-action="grid-next"]').disabled = st.page >= pages - 1;
+    var stageEl = $("#stage-now");
+    stageEl.textContent = st.stage
+      ? t("stage_now", { name: st.stage.name || roomName(st.stage.peer_id) })
+      : t("stage_none");
+    stageEl.setAttribute("data-stage", st.stage ? "on" : "none");
+    var gs = "";
+    if (grid.media && !grid.connected) {
+      gs = t("grid_connecting");
+    }
+    $("#grid-status").textContent = gs;
+
+    var keep = {};
+    visible.forEach(function (p, index) {
+      var peer = p.peer_id;
+      keep[peer] = true;
+      var tile = tiles[peer];
+      if (!tile) {
+        tile = tiles[peer] = makeTile(peer);
+      }
+      if (gridEl.children[index] !== tile) {
+        gridEl.insertBefore(tile, gridEl.children[index] || null);
+      }
+      updateTile(tile, p);
+    });
+    Object.keys(tiles).forEach(function (peer) {
+      if (!keep[peer]) {
+        var tile = tiles[peer];
+        tile.querySelector("video").srcObject = null;
+        if (tile.parentNode) {
+          tile.parentNode.removeChild(tile);
+        }
+        delete tiles[peer];
+      }
+    });
+    sendGridView();
+  }
+
+  function updateTile(tile, p) {
+    var peer = p.peer_id;
+    var up = st.uplinks[peer] || {};
+    var onStage = !!(st.stage && st.stage.peer_id === peer);
+    var muted = !!up.muted;
+    var state = up.state || "none";
+    var link = st.links[peer] || {};
+    var tier = link.tier || p.tier || "";
+    tile.setAttribute("data-hand", p.hand ? "true" : "false");
+    tile.setAttribute("data-state", state);
+    tile.setAttribute("data-tier", tier);
+    tile.setAttribute("data-stage", onStage ? "true" : "false");
+    tile.setAttribute("data-muted", muted ? "true" : "false");
+    tile.querySelector(".tile-name").textContent =
+      [p.name || peer, p.school].filter(Boolean).join(" · ");
+    tile.querySelector(".tile-hand").hidden = !p.hand;
+    var badges = tile.querySelector(".tile-badges");
+    badges.textContent = "";
+    if (onStage) {
+      badges.appendChild(badge("stage", t("on_stage_badge")));
+    }
+    if (muted) {
+      badges.appendChild(badge("muted", t("muted_badge")));
+    }
+    if (up.audio === false) {
+      badges.appendChild(badge("", t("mic_off_badge")));
+    }
+    if (up.video === false) {
+      badges.appendChild(badge("", t("cam_off_badge")));
+    }
+    var stateKey = state === "connecting" ? "media_connecting_state" : "media_" + state;
+    var info = [t(Object.prototype.hasOwnProperty.call(C.strings.zh, stateKey) ? stateKey
+      : "media_none")];
+    if (tier) {
+      info.push(t("tier_" + tier));
+    }
+    tile.querySelector(".tile-info").textContent = info.join(" · ");
+
+    var slot = slotOf(peer);
+    var v = tile.querySelector("video");
+    var stream = slot >= 0 ? grid.streams[slot] || null : null;
+    if (v.srcObject !== stream) {
+      v.srcObject = stream;
+    }
+    if (stream && v.paused) {
+      v.play().catch(function () {});
+    }
+    var empty = tile.querySelector(".tile-empty");
+    empty.hidden = !!stream;
+    empty.textContent = t("uplink_state_none");
+
+    var canAct = st.welcomed && st.lessonState !== "ended";
+    var call = tile.querySelector('[data-action="call-on-stage"]');
+    var leave = tile.querySelector('[data-action="leave-stage"]');
+    var mute = tile.querySelector('[data-action="mute-classroom"]');
+    var remove = tile.querySelector('[data-action="remove-classroom"]');
+    call.hidden = onStage;
+    leave.hidden = !onStage;
+    call.disabled = leave.disabled = mute.disabled = remove.disabled = !canAct;
+    mute.setAttribute("aria-pressed", muted ? "true" : "false");
+    mute.textContent = t(muted ? "unmute_classroom" : "mute_classroom");
+    var confirming = st.confirmRemove[peer] && Date.now() - st.confirmRemove[peer] < 5000;
+    remove.setAttribute("data-confirm", confirming ? "true" : "false");
+    remove.textContent = t(confirming ? "confirm_remove" : "remove_classroom");
+  }
+
+  /* ------------------------------------------------------------ hand queue and stage */
+
+  function setHand(peer, raised) {
+    var i = st.hands.indexOf(peer);
+    if (raised && i < 0) {
+      st.hands.push(peer);
+    } else if (!raised && i >= 0) {
+      st.hands.splice(i, 1);
+    }
+  }
+
+  /** The roster is the truth on who is here: hands of peers that left go, missed ones come. */
+  function syncHands() {
+    var present = {};
+    classrooms().forEach(function (p) {
+      present[p.peer_id] = true;
+      if (p.hand) {
+        setHand(p.peer_id, true);
+      } else {
+        setHand(p.peer_id, false);
+      }
+    });
+    st.hands = st.hands.filter(function (peer) {
+      return present[peer];
+    });
+  }
+
+  function renderHands() {
+    handQueueEl.textContent = "";
+    st.hands.forEach(function (peer) {
+      var li = document.createElement("li");
+      li.setAttribute("data-peer-id", peer);
+      var name = document.createElement("span");
+      name.className = "hq-name";
+      name.textContent = roomName(peer);
+      li.appendChild(name);
+      var onStage = !!(st.stage && st.stage.peer_id === peer);
+      if (!onStage) {
+        var b = button("call-on-stage", "call_on_stage", peer);
+        b.disabled = !st.welcomed || st.lessonState === "ended";
+        li.appendChild(b);
+      }
+      handQueueEl.appendChild(li);
+    });
+    $("#hands-empty").hidden = st.hands.length > 0;
+  }
+
+  function onAction(action, peer, el) {
+    if (!signal) {
+      return;
+    }
+    switch (action) {
+      case "call-on-stage":
+        signal.send({ type: "call-on-stage", peer_id: peer });
+        break;
+      case "leave-stage":
+        signal.send({ type: "leave-stage" });
+        break;
+      case "mute-classroom":
+        signal.send({
+          type: "mute-classroom",
+          peer_id: peer,
+          on: el.getAttribute("aria-pressed") !== "true"
+        });
+        break;
+      case "remove-classroom":
+        // two presses within 5 s: a classroom is not thrown out by a slip of the mouse
+        if (st.confirmRemove[peer] && Date.now() - st.confirmRemove[peer] < 5000) {
+          delete st.confirmRemove[peer];
+          signal.send({ type: "remove-classroom", peer_id: peer });
+        } else {
+          st.confirmRemove[peer] = Date.now();
+          setTimeout(render, 5100);
+        }
+        break;
+      case "grid-prev":
+        st.page = Math.max(0, st.page - 1);
+        break;
+      case "grid-next":
+        st.page += 1;
+        break;
+      default:
+        return;
+    }
+    render();
+  }
+
   /* ------------------------------------------------------------ messages */
 
   function setLesson(state, info) {
@@ -299,17 +928,22 @@
     }
     if (st.lessonState === "ended") {
       stopPublish();
+      stopGrid();
       st.mediaTrouble = false;
       st.publisher = false;
+      st.stage = null;
     } else if (previous !== st.lessonState) {
       st.mediaAttempt = 0;
       startPublish();
+      grid.mediaAttempt = 0;
+      startGrid();
     }
   }
 
   function setRoster(peers) {
     if (Array.isArray(peers)) {
       st.peers = peers.slice();
+      syncHands();
     }
   }
 
@@ -324,10 +958,28 @@
       setFatal("wrong_page", "wrong_page_detail");
       return;
     }
+    ledger.clear();
+    grid.disabled = null;
+    grid.mediaAttempt = 0;
+    st.stage = msg.stage && msg.stage.peer_id ? msg.stage : null;
+    st.hands = [];
+    if (Array.isArray(msg.hands)) {
+      msg.hands.forEach(function (h) {
+        var peer = typeof h === "string" ? h : h && h.peer_id;
+        if (typeof peer === "string") {
+          setHand(peer, true);
+        }
+      });
+    }
+    st.uplinks = {};
     var roster = msg.roster;
     setRoster(roster && !Array.isArray(roster) ? roster.peers : roster);
     setLesson(msg.lesson_state || (msg.lesson_info && msg.lesson_info.state), msg.lesson_info);
     startPublish();
+    startGrid();
+    if (st.share.stream && st.mediaConnected) {
+      signal.send({ type: "share", on: true });
+    }
     render();
   }
 
@@ -345,6 +997,20 @@
             p.hand = !!msg.raised;
           }
         });
+        setHand(msg.peer_id, !!msg.raised);
+        break;
+      case "stage":
+        st.stage = msg.peer_id ? { peer_id: msg.peer_id, name: msg.name, school: msg.school } : null;
+        break;
+      case "grid":
+        applySlots(msg.slots);
+        break;
+      case "uplink":
+        if (typeof msg.peer_id === "string") {
+          st.uplinks[msg.peer_id] = {
+            state: msg.state, audio: msg.audio, video: msg.video, muted: msg.muted
+          };
+        }
         break;
       case "media":
         st.publisher = !!msg.publisher;
@@ -356,8 +1022,13 @@
         }
         break;
       case "answer":
+        ledger.answered(msg.purpose);
         if (msg.purpose === "publish" && st.media) {
           st.media.handleAnswer(msg.sdp);
+        } else if (msg.purpose === "grid" && grid.media) {
+          grid.media.handleAnswer(msg.sdp);
+          grid.answered = true;
+          grid.lastView = "";
         }
         break;
       case "error":
@@ -371,9 +1042,40 @@
 
   function onError(msg) {
     var code = msg.code || "internal";
-    var mediaRelated =
-      msg.ref === "offer" || msg.ref === "ice" || code === "bad_sdp" || code === "media_failed";
-    if (mediaRelated && st.media) {
+    if (code === "unknown_type" && C.TWO_WAY_TYPES[msg.ref]) {
+      if (window.console) {
+        console.info("teacher: the server does not know " + msg.ref);
+      }
+      return;
+    }
+    var purpose = null;
+    if (msg.ref === "offer") {
+      purpose = ledger.refused(msg) || "publish";
+    } else if (msg.ref === "ice") {
+      purpose = msg.purpose || null;
+      if (!purpose) {
+        return; // a late candidate of a refused connection
+      }
+    } else if (code === "bad_sdp" || code === "media_failed") {
+      purpose = msg.purpose || "publish";
+    }
+    if (purpose === "grid") {
+      gridRefused(code);
+      render();
+      return;
+    }
+    if (purpose === "publish" && code === "bad_sdp" && st.share.stream) {
+      // the server refused the share's m-line: drop the share, publish the camera alone
+      var stream = st.share.stream;
+      st.share.stream = null;
+      stream.getTracks().forEach(function (track) {
+        track.stop();
+      });
+      republish();
+      notice(t("share_failed", { reason: code }));
+      return;
+    }
+    if (purpose && st.media) {
       if (code === "lesson_ended" || code === "lesson_not_live") {
         stopPublish(); // startPublish() runs again when the lesson message (re)opens it
       } else {
@@ -387,10 +1089,21 @@
 
   window.classroomStats = function () {
     var pc = st.media && st.media.pc;
-    var ready = pc ? stats.poll(pc) : Promise.resolve(null);
+    var ready = Promise.all([pc ? stats.poll(pc) : null, pollGrid()]);
     return ready.then(function () {
       var totals = stats.totals();
+      var tileStats = {};
+      Object.keys(tiles).forEach(function (peer) {
+        tileStats[peer] = { framesDecoded: tileFrames(peer), slot: slotOf(peer) };
+      });
       return {
+        tiles: tileStats,
+        stageAudioBytes: grid.audioBytes,
+        gridState: grid.media && grid.media.pc ? grid.media.pc.connectionState
+          : grid.disabled ? "refused" : "new",
+        sharing: !!st.share.stream,
+        hands: st.hands.slice(),
+        stage: st.stage ? st.stage.peer_id : null,
         connectionState: pc ? pc.connectionState : "new",
         framesDecoded: totals.framesDecoded,
         audioBytesReceived: totals.audioBytesReceived,
@@ -409,6 +1122,24 @@
   });
   endButton.addEventListener("click", function () {
     signal && signal.send({ type: "end-lesson" });
+  });
+  shareButton.addEventListener("click", function () {
+    if (st.share.stream) {
+      stopShare();
+    } else {
+      startShare();
+    }
+  });
+  document.addEventListener("click", function (event) {
+    var el = event.target && event.target.closest ? event.target.closest("[data-action]") : null;
+    if (!el || el.disabled) {
+      return;
+    }
+    var action = el.getAttribute("data-action");
+    if (action === "start-lesson" || action === "end-lesson" || action === "share-screen") {
+      return; // their own listeners
+    }
+    onAction(action, el.getAttribute("data-peer-id"), el);
   });
 
   if (!st.token) {
@@ -429,6 +1160,7 @@
       st.welcomed = false;
       st.lost = true;
       stopPublish();
+      stopGrid();
       st.mediaTrouble = false;
       st.publisher = null;
       render();
@@ -442,6 +1174,9 @@
   setInterval(function () {
     if (st.media && st.media.pc) {
       stats.poll(st.media.pc);
+    }
+    if (grid.media) {
+      pollGrid();
     }
   }, 2000);
   render();
