@@ -69,6 +69,19 @@ class RelayConfig:
     connect_timeout: float = 30.0
     """A peer that is not connected this long after its answer is closed."""
     max_sdp_bytes: int = 65536
+    # ---- two-way lesson (issue 7) ----
+    uplink_max_bitrate: int = 400_000
+    """A classroom's uplink cap, video + audio (bit/s): written into the answer (b=AS/TIAS)
+    and enforced on the measured rate."""
+    uplink_audio_bitrate: int = 40_000
+    """The part of ``uplink_max_bitrate`` the answer gives the audio m-line."""
+    uplink_over_factor: float = 1.5
+    """An uplink measured above this many times its cap ..."""
+    uplink_over_seconds: float = 5.0
+    """... for this long is reported (``uplink_over_cap``) and its video stops being
+    forwarded until it is back under the cap."""
+    grid_slots_max: int = 16
+    """Most video m-lines a teacher's grid offer may carry."""
 
     def rtc_configuration(self) -> RTCConfiguration:
         servers = []
@@ -86,12 +99,18 @@ class RelayConfig:
 class RelayError(Exception):
     """An offer or candidate the relay refuses, or media it could not set up.
 
-    ``reason`` is ``"bad_sdp"`` (offer unparsable, not an offer, wrong media, bad
-    candidate) or ``"media_failed"`` (the peer connection could not be set up).
+    ``reason`` is ``"bad_sdp"`` (offer unparsable, not an offer, wrong media or codec, bad
+    candidate), ``"too_many_tracks"`` (an uplink offering more than 1 video + 1 audio),
+    ``"not_found"`` (no such uplink or grid), ``"bad_request"`` (an argument of the wrong
+    type) or ``"media_failed"`` (the peer connection
+    could not be set up).
     """
 
     BAD_SDP = "bad_sdp"
     MEDIA_FAILED = "media_failed"
+    TOO_MANY_TRACKS = "too_many_tracks"
+    NOT_FOUND = "not_found"
+    BAD_REQUEST = "bad_request"
 
     def __init__(self, reason: str, message: str = "") -> None:
         super().__init__(f"{reason}: {message}" if message else reason)

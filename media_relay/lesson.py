@@ -6,14 +6,18 @@ import time
 from typing import TYPE_CHECKING
 
 from .config import RelayConfig
+from .feed import VideoFeed
 from .packets import AUDIO_CLOCK, AUDIO_TIME_BASE, PacketMeta, Timeline, make_packet
-from .rendition import Rendition, VideoSource
+from .rendition import Rendition
+from .stage import Stage
 from .tracks import fan_out
 
 if TYPE_CHECKING:
+    from .grid import Grid
     from .publisher import Publisher
     from .subscriber import Subscriber
     from .tracks import Sink
+    from .uplink import Uplink
 
 
 class AudioFanout:
@@ -53,6 +57,11 @@ class RelayLesson:
     and get a keyframe from the new source. ``rendition`` is the top tier (always encoded
     while media flows; the recorder attaches to it); lower tiers are created on first use
     and fed only while a subscriber is on them.
+
+    Two-way lesson: ``uplinks`` (classrooms' cameras, in join order), ``grids`` (the
+    teacher's grid connections), ``stage`` (the classroom on stage) and ``share`` (the
+    teacher's second video, a feed of its own; ``share_active`` while the teacher's
+    publish carries it).
     """
 
     def __init__(self, lesson_id: str, config: RelayConfig) -> None:
@@ -60,12 +69,16 @@ class RelayLesson:
         self.config = config
         self.ladder = config.ladder
         self.publisher: Publisher | None = None
-        self.source = VideoSource()
-        self.rendition = Rendition(config, self.ladder.spec(self.ladder.top), self.source,
-                                   top=True)
-        self.renditions: dict[str, Rendition] = {self.ladder.top: self.rendition}
-        self.source.targets = (self.rendition,)
+        self.camera = VideoFeed(config, always_top=True)
+        self.source = self.camera.source
+        self.renditions: dict[str, Rendition] = self.camera.renditions
+        self.rendition = self.renditions[self.ladder.top]
         self.audio = AudioFanout()
+        self.uplinks: dict[str, Uplink] = {}
+        self.grids: dict[str, Grid] = {}
+        self.stage = Stage(self)
+        self._share: VideoFeed | None = None
+        self.share_active = False
         self.subscribers: dict[str, Subscriber] = {}
         self.caps: dict[str, int] = {}
         """School -> bit/s shared by that school's subscribers in this lesson."""
@@ -79,35 +92,51 @@ class RelayLesson:
     # ---- the ladder (event loop) -------------------------------------------------------
     def rendition_for(self, tier: str) -> Rendition | None:
         """The tier's rendition (created on first use); None for the audio-only tier."""
-        spec = self.ladder.spec(tier)
-        if not spec.has_video:
-            return None
-        rendition = self.renditions.get(tier)
-        if rendition is None:
-            rendition = self.renditions[tier] = Rendition(self.config, spec, self.source,
-                                                          top=False)
-        return rendition
+        return self.camera.rendition_for(tier)
 
     def attach_video(self, sink: Sink, tier: str, reason: str = "join") -> None:
-        rendition = self.rendition_for(tier)
-        if rendition is not None:
-            rendition.attach(sink, reason)
-        self._update_targets()
+        self.camera.attach(sink, tier, reason)
 
     def detach_video(self, sink: Sink, tier: str) -> None:
-        rendition = self.renditions.get(tier)
-        if rendition is not None:
-            rendition.detach(sink)
-        self._update_targets()
-
-    def _update_targets(self) -> None:
-        """Feed decoded frames only to the renditions in use (best first)."""
-        self.source.targets = tuple(r for name in self.ladder.names
-                                    if (r := self.renditions.get(name)) is not None
-                                    and r.in_use)
+        self.camera.detach(sink, tier)
 
     def tiers_in_use(self) -> list[str]:
-        return [r.tier for r in self.source.targets]
+        return self.camera.tiers_in_use()
+
+    @property
+    def share(self) -> VideoFeed:
+        """The teacher's share (screen/slides), created on first use."""
+        if self._share is None:
+            self._share = VideoFeed(self.config, always_top=False)
+        return self._share
+
+    def set_share_active(self, active: bool) -> None:
+        """The teacher's publish carries a share (or no longer does): re-split every
+        subscriber's tier between share and camera."""
+        if active == self.share_active:
+            return
+        self.share_active = active
+        for subscriber in list(self.subscribers.values()):
+            subscriber.route("share")
+
+    # ---- uplinks (event loop) ------------------------------------------------------------
+    def add_uplink(self, uplink: Uplink) -> None:
+        self.uplinks[uplink.peer_id] = uplink
+        if self.stage.peer_id == uplink.peer_id:
+            self.stage.bind(uplink)
+        for grid in list(self.grids.values()):
+            grid.assign()
+
+    def remove_uplink(self, uplink: Uplink) -> None:
+        if self.uplinks.get(uplink.peer_id) is not uplink:
+            return
+        del self.uplinks[uplink.peer_id]
+        for slot in list(uplink.slots):
+            slot.assign(None)
+        if self.stage.uplink is uplink:
+            self.stage.bind(None)
+        for grid in list(self.grids.values()):
+            grid.assign()
 
     def cap_share(self, school: str | None) -> int | None:
         """The school's cap split evenly among its subscribers in this lesson."""
@@ -127,9 +156,14 @@ class RelayLesson:
         self.subscribers.clear()
         for subscriber in subscribers:
             await subscriber.close()
-        await self.source.close()
-        for rendition in self.renditions.values():
-            await rendition.close()
+        for peer in [*self.uplinks.values(), *self.grids.values()]:
+            await peer.close()
+        self.uplinks.clear()
+        self.grids.clear()
+        await self.camera.close()
+        await self.stage.close()
+        if self._share is not None:
+            await self._share.close()
         self.audio.close()
 
     def stats(self) -> dict:
@@ -142,4 +176,9 @@ class RelayLesson:
             "caps": dict(self.caps),
             "audio_packets": self.audio.packets,
             "subscribers": {pid: s.stats() for pid, s in self.subscribers.items()},
+            "uplinks": [u.stats() for u in self.uplinks.values()],
+            "grids": {pid: g.stats() for pid, g in self.grids.items()},
+            "stage": self.stage.stats(),
+            "share": {"active": self.share_active,
+                      "renditions": self._share.stats() if self._share else []},
         }

@@ -53,3 +53,23 @@ SUBSCRIBER_LOSS = Histogram(
     "Fraction of packets lost towards a subscriber, observed per RTCP receiver report",
     buckets=(0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0),
 )
+
+# ---- two-way lesson (issue 7) --------------------------------------------------------
+UPLINKS = Gauge("classroom_uplinks", "Classroom uplinks (camera + microphone) connected")
+UPLINK_VIOLATIONS = Counter(
+    "classroom_uplink_violations_total",
+    "Uplinks reported for breaking their limits (over the bitrate cap)",
+    ["code"],
+)
+STAGE_SWITCHES = Counter(
+    "classroom_stage_switches_total", "Times a lesson's stage changed (a classroom called or left)"
+)
+STAGE_SWITCH_SECONDS = Histogram(
+    "classroom_stage_switch_seconds",
+    "From set_stage to the new stage classroom's first video frame written to a subscriber",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0),
+)
+LATENCY_STAGE_AUDIO = FORWARD_LATENCY.labels(kind="stage_audio")
+LATENCY_STAGE_VIDEO = FORWARD_LATENCY.labels(kind="stage_video")
+LATENCY_SHARE = FORWARD_LATENCY.labels(kind="share")
+LATENCY_GRID = FORWARD_LATENCY.labels(kind="grid")

@@ -27,6 +27,8 @@ class Publisher:
     - video: each frame goes to the lesson's rendition (its media thread decodes and
       encodes); a decode error there sends a PLI to the teacher through the receiver.
     - audio: the Opus frames are forwarded as received to every subscriber.
+    - a second video m-line is the teacher's share (screen/slides): its frames go to the
+      lesson's share feed (a VideoSource and renditions of its own).
     ``on_active(publisher, bool)`` reports media starting and stopping (``media_timeout``).
     """
 
@@ -39,6 +41,9 @@ class Publisher:
         self._on_active = on_active
         self._taps: list[TapQueue] = []
         self._video_receiver: RTCRtpReceiver | None = None
+        self._share_receiver: RTCRtpReceiver | None = None
+        self.has_share = False
+        self.share_frames_in = 0
         self._tasks: list[asyncio.Task] = []
         self._closed = False
         self.replaced = False
@@ -57,9 +62,13 @@ class Publisher:
             receiver = transceiver.receiver
             if receiver.track is None:
                 continue
-            if transceiver.kind == "video":
+            if transceiver.kind == "video" and self._video_receiver is None:
                 self._video_receiver = receiver
                 self._taps.append(install_tap(receiver, self._on_video, decode=False))
+            elif transceiver.kind == "video":
+                self._share_receiver = receiver
+                self.has_share = True
+                self._taps.append(install_tap(receiver, self._on_share, decode=False))
             elif transceiver.kind == "audio":
                 self._taps.append(install_tap(receiver, self._on_audio, decode=False))
         self._tasks.append(asyncio.get_running_loop().create_task(
@@ -80,6 +89,14 @@ class Publisher:
         self.lesson.source.offer_encoded(codec.name, frame.data, now, self.source,
                                             frame.timestamp, self.request_keyframe)
 
+    def _on_share(self, codec: Any, frame: JitterFrame) -> None:
+        now = time.monotonic()
+        self.share_frames_in += 1
+        self._media(now, len(frame.data))
+        if self.lesson.share_active:
+            self.lesson.share.source.offer_encoded(codec.name, frame.data, now, self.source,
+                                                   frame.timestamp, self.request_share_keyframe)
+
     def _on_audio(self, codec: Any, frame: JitterFrame) -> None:
         now = time.monotonic()
         self.audio_packets_in += 1
@@ -89,6 +106,13 @@ class Publisher:
     def request_keyframe(self) -> None:
         """Make the receiver send a PLI to the teacher with its next RTCP feedback."""
         receiver = self._video_receiver
+        if receiver is not None and not self._closed:
+            self.keyframe_requests += 1
+            receiver._RTCRtpReceiver__decoder_error.set()  # type: ignore[attr-defined]
+
+    def request_share_keyframe(self) -> None:
+        """A PLI to the teacher on the share's m-line."""
+        receiver = self._share_receiver
         if receiver is not None and not self._closed:
             self.keyframe_requests += 1
             receiver._RTCRtpReceiver__decoder_error.set()  # type: ignore[attr-defined]
@@ -119,7 +143,7 @@ class Publisher:
             except asyncio.CancelledError:
                 pass
         self._tasks.clear()
-        self._video_receiver = None
+        self._video_receiver = self._share_receiver = None
         if self.active:
             self.active = False
             self._on_active(self, False)
@@ -130,6 +154,7 @@ class Publisher:
             "state": self.pc.connectionState,
             "active": self.active,
             "video_frames_in": self.video_frames_in,
+            "share_frames_in": self.share_frames_in,
             "audio_packets_in": self.audio_packets_in,
             "keyframe_requests": self.keyframe_requests,
             "bytes_in": self.bytes_in,

@@ -12,10 +12,21 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from .config import RelayConfig, RelayError
+from .grid import Grid
 from .lesson import RelayLesson
 from .publisher import Publisher
-from .sdp import check_publish_offer, check_subscribe_offer, parse_candidate, preferred_codecs
+from .sdp import (
+    cap_bandwidth,
+    check_grid_offer,
+    check_publish_offer,
+    check_subscribe_offer,
+    check_uplink_offer,
+    parse_candidate,
+    preferred_codecs,
+    subscribe_lines,
+)
 from .subscriber import Subscriber
+from .uplink import Uplink
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +34,12 @@ PeerStateCallback = Callable[[str, str, str], None]
 PublisherCallback = Callable[[str, bool], None]
 TierCallback = Callable[[str, str, str, str, str], None]
 """``on_tier(lesson_id, peer_id, tier, reason, direction)``."""
+UplinkCallback = Callable[[str, str, bool], None]
+"""``on_uplink(lesson_id, peer_id, active)``."""
+ViolationCallback = Callable[[str, str, str], None]
+"""``on_uplink_violation(lesson_id, peer_id, code)``."""
+
+Peer = Publisher | Subscriber | Uplink | Grid
 
 _REPORTED_STATES = {"connecting", "connected", "disconnected", "failed", "closed"}
 
@@ -30,6 +47,14 @@ _REPORTED_STATES = {"connecting", "connected", "disconnected", "failed", "closed
 def _check_id(name: str, value: Any) -> None:
     if not isinstance(value, str) or not value or len(value) > 256:
         raise ValueError(f"{name} must be a non-empty string")
+
+
+def _check_arg(name: str, value: Any) -> None:
+    """Like :func:`_check_id`, as a RelayError (the two-way API's bad input)."""
+    try:
+        _check_id(name, value)
+    except ValueError as exc:
+        raise RelayError(RelayError.BAD_REQUEST, str(exc)) from None
 
 
 class Relay:
@@ -43,12 +68,20 @@ class Relay:
     ``on_tier(lesson_id, peer_id, tier, reason, direction)`` reports a subscriber moved to
     another tier of the ladder (``direction`` ``up|down``; ``reason`` from the rate
     controller: ``loss``, ``remb``, ``cap``, ``manual``, ``probe_ok``, ``audio_floor`` ...).
+
+    Two-way lesson (docs/two-way.md): classrooms' uplinks (:meth:`publish_uplink`), the
+    teacher's grid (:meth:`subscribe_grid`, :meth:`set_grid_view`), the stage
+    (:meth:`set_stage`) and the teacher's share (a second video m-line in :meth:`publish`).
+    ``on_uplink(lesson_id, peer_id, active)`` reports an uplink's media starting and
+    stopping; ``on_uplink_violation(lesson_id, peer_id, code)`` an uplink over its cap.
     """
 
     def __init__(self, config: RelayConfig | None = None, *,
                  on_peer_state: PeerStateCallback | None = None,
                  on_publisher: PublisherCallback | None = None,
-                 on_tier: TierCallback | None = None) -> None:
+                 on_tier: TierCallback | None = None,
+                 on_uplink: UplinkCallback | None = None,
+                 on_uplink_violation: ViolationCallback | None = None) -> None:
         self.config = config or RelayConfig()
         interval = self.config.gil_switch_interval
         if interval and sys.getswitchinterval() > interval:
@@ -56,12 +89,20 @@ class Relay:
         self._on_peer_state = on_peer_state
         self._on_publisher = on_publisher
         self._on_tier = on_tier
+        self._on_uplink = on_uplink
+        self._on_uplink_violation = on_uplink_violation
+        self._muted: set[str] = set()
+        """Uplink peer ids the teacher muted (kept for an uplink that reconnects)."""
+        self._stages: dict[str, str | None] = {}
+        """lesson id -> uplink peer id on stage (kept for a lesson created later)."""
+        self._grid_views: dict[str, list[str]] = {}
+        """grid peer id -> the teacher's view (kept for a grid that connects later)."""
         self._low_bandwidth: dict[str, bool] = {}
         self._caps: dict[str, dict[str, int]] = {}
         """lesson id -> school -> bit/s (kept for a lesson created later)."""
         self._ticker: asyncio.Task | None = None
         self._lessons: dict[str, RelayLesson] = {}
-        self._peers: dict[str, Publisher | Subscriber] = {}
+        self._peers: dict[str, Peer] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._background: set[asyncio.Task] = set()
         self._closed = False
@@ -84,6 +125,7 @@ class Relay:
         publisher.install()
         answer = await self._answer(publisher)
         old, lesson.publisher = lesson.publisher, publisher
+        lesson.set_share_active(publisher.has_share)
         if old is not None:
             await self._drop_peer(old.peer_id, only=old)
         return answer
@@ -102,22 +144,157 @@ class Relay:
                                 low_bandwidth=self._low_bandwidth.get(peer_id, False),
                                 on_tier=self._tier_changed)
         self._register(peer_id, subscriber)
-        for kind in kinds:
-            if kind == "video":
+        for kind, purpose in zip(kinds, subscribe_lines(kinds), strict=True):
+            if purpose == "camera":
                 track = subscriber.make_video_track()
-                codecs = preferred_codecs("video", ("VP8",), sender=True)
-            else:
+            elif purpose == "audio":
                 track = subscriber.make_audio_track()
-                codecs = preferred_codecs("audio", ("opus",), sender=True)
+            else:
+                track = subscriber.make_line_track(kind)
+            codecs = preferred_codecs(kind, ("VP8",) if kind == "video" else ("opus",),
+                                      sender=True)
             transceiver = pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(codecs)
-            subscriber.add_track(transceiver.sender, track)
+            if purpose in ("camera", "audio"):
+                subscriber.add_track(transceiver.sender, track)
+            else:
+                subscriber.add_line(purpose, transceiver.sender, track)
         await self._negotiate(subscriber, offer_sdp)
         answer = await self._answer(subscriber)
         lesson.subscribers[peer_id] = subscriber
         self._apply_caps(lesson, subscriber.school)
         self._start_ticker()
         return answer
+
+    # ---- two-way lesson ------------------------------------------------------------------
+    async def publish_uplink(self, lesson_id: str, peer_id: str, offer_sdp: str, *,
+                             school: str | None = None) -> str:
+        """Answer a classroom's sendonly offer (camera and/or microphone): at most 1 VP8
+        video + 1 Opus audio (``too_many_tracks`` / ``bad_sdp``). Never decoded unless on
+        stage. The answer caps it (b=AS/TIAS, ``uplink_max_bitrate``); measured over
+        ``uplink_over_factor`` x that for ``uplink_over_seconds``, it is reported
+        (``on_uplink_violation``) and its video is not forwarded until back under the cap."""
+        kinds = check_uplink_offer(offer_sdp, self.config.max_sdp_bytes)
+        self._check_open(lesson_id, peer_id)
+        await self._drop_peer(peer_id, replaced=True)
+        lesson = self._lesson(lesson_id)
+        pc = RTCPeerConnection(self.config.rtc_configuration())
+        uplink = Uplink(lesson, peer_id, pc, lesson.next_source(), school=school or None,
+                        muted=peer_id in self._muted, on_active=self._uplink_active,
+                        on_violation=self._uplink_violation)
+        self._register(peer_id, uplink)
+        for kind in kinds:
+            transceiver = pc.addTransceiver(kind, direction="recvonly")
+            transceiver.setCodecPreferences(preferred_codecs(
+                kind, ("VP8",) if kind == "video" else ("opus",), sender=False))
+        await self._negotiate(uplink, offer_sdp)
+        uplink.install()
+        answer = await self._answer(uplink)
+        lesson.add_uplink(uplink)
+        return cap_bandwidth(answer, self._uplink_limits(kinds))
+
+    def _uplink_limits(self, kinds: list[str]) -> dict[str, int]:
+        total = self.config.uplink_max_bitrate
+        if "audio" not in kinds:
+            return {"video": total}
+        audio = min(self.config.uplink_audio_bitrate, total)
+        if "video" not in kinds:
+            return {"audio": audio}
+        return {"video": max(1000, total - audio), "audio": audio}
+
+    async def subscribe_grid(self, lesson_id: str, peer_id: str, offer_sdp: str) -> str:
+        """Answer the teacher's grid offer: K recvonly video m-lines (slots, 1 <= K <=
+        ``grid_slots_max``) + at most 1 audio (the classroom on stage)."""
+        kinds = check_grid_offer(offer_sdp, self.config.max_sdp_bytes,
+                                 self.config.grid_slots_max)
+        self._check_open(lesson_id, peer_id)
+        await self._drop_peer(peer_id, replaced=True)
+        lesson = self._lesson(lesson_id)
+        pc = RTCPeerConnection(self.config.rtc_configuration())
+        grid = Grid(lesson, peer_id, pc)
+        grid.view = self._grid_views.get(peer_id)
+        self._register(peer_id, grid)
+        for kind in kinds:
+            track = grid.make_track(kind)
+            transceiver = pc.addTransceiver(track, direction="sendonly")
+            transceiver.setCodecPreferences(preferred_codecs(
+                kind, ("VP8",) if kind == "video" else ("opus",), sender=True))
+            grid.add_line(transceiver.sender, track)
+        await self._negotiate(grid, offer_sdp)
+        answer = await self._answer(grid)
+        lesson.grids[peer_id] = grid
+        return answer
+
+    def set_grid_view(self, grid_peer_id: str, visible: list[str]) -> dict[str, int]:
+        """The uplinks the teacher sees, in page order (unknown ids ignored): ``{uplink
+        peer id: slot}``. Sticky; a newly assigned slot asks its uplink for a keyframe.
+        Remembered for a grid that connects later (then ``{}``)."""
+        _check_arg("grid_peer_id", grid_peer_id)
+        if not isinstance(visible, list) or not all(isinstance(p, str) for p in visible):
+            raise RelayError(RelayError.BAD_REQUEST, "visible must be a list of peer ids")
+        self._grid_views[grid_peer_id] = list(visible)
+        grid = self._peers.get(grid_peer_id)
+        if not isinstance(grid, Grid):
+            return {}
+        return grid.set_view(visible)
+
+    def grid_slots(self, grid_peer_id: str) -> dict[str, int]:
+        """The grid's current ``{uplink peer id: slot}`` (uplinks come and go)."""
+        grid = self._peers.get(grid_peer_id)
+        return grid.mapping() if isinstance(grid, Grid) else {}
+
+    def set_stage(self, lesson_id: str, uplink_peer_id: str | None) -> None:
+        """Put a classroom's uplink on stage (None clears it): decoded once, encoded once
+        per tier for every subscriber's stage video line, its Opus to every stage audio
+        line but its own classroom's and to the grid. An uplink not connected yet goes on
+        stage when it connects."""
+        _check_arg("lesson_id", lesson_id)
+        if uplink_peer_id is not None:
+            _check_arg("uplink_peer_id", uplink_peer_id)
+        self._stages[lesson_id] = uplink_peer_id
+        lesson = self._lessons.get(lesson_id)
+        if lesson is not None:
+            lesson.stage.set(uplink_peer_id)
+
+    def set_uplink_muted(self, uplink_peer_id: str, muted: bool) -> None:
+        """The teacher mutes a classroom: its audio is forwarded nowhere (remembered for
+        an uplink that reconnects)."""
+        _check_arg("uplink_peer_id", uplink_peer_id)
+        if muted:
+            self._muted.add(uplink_peer_id)
+        else:
+            self._muted.discard(uplink_peer_id)
+        peer = self._peers.get(uplink_peer_id)
+        if isinstance(peer, Uplink):
+            peer.muted = bool(muted)
+
+    def uplink_stats(self, lesson_id: str) -> list[dict]:
+        """Per uplink, in join order: peer_id, state, bitrate_in, frames_in, muted, slot
+        (in the teacher's grid, or None), and more."""
+        lesson = self._lessons.get(lesson_id)
+        return [u.stats() for u in lesson.uplinks.values()] if lesson is not None else []
+
+    def stage_stats(self, lesson_id: str) -> dict:
+        """The stage: peer_id, switches, ``switch_ms`` (set_stage -> the new classroom's
+        first frame written to a subscriber, per switch), forward-latency percentiles."""
+        lesson = self._lessons.get(lesson_id)
+        return lesson.stage.stats() if lesson is not None else {}
+
+    def _uplink_active(self, uplink: Uplink, active: bool) -> None:
+        if self._on_uplink is None or uplink.replaced:
+            return
+        try:
+            self._on_uplink(uplink.lesson.lesson_id, uplink.peer_id, active)
+        except Exception:
+            logger.exception("on_uplink callback failed")
+
+    def _uplink_violation(self, uplink: Uplink, code: str) -> None:
+        if self._on_uplink_violation is None:
+            return
+        try:
+            self._on_uplink_violation(uplink.lesson.lesson_id, uplink.peer_id, code)
+        except Exception:
+            logger.exception("on_uplink_violation callback failed")
 
     def set_cap(self, lesson_id: str, school: str, bits_per_second: int | None) -> None:
         """A school's bandwidth cap in a lesson (None or <= 0 lifts it), shared evenly by
@@ -243,6 +420,7 @@ class Relay:
 
     async def close_lesson(self, lesson_id: str) -> None:
         self._caps.pop(lesson_id, None)
+        self._stages.pop(lesson_id, None)
         lesson = self._lessons.pop(lesson_id, None)
         if lesson is None:
             return
@@ -273,6 +451,8 @@ class Relay:
             "lessons": lessons,
             "publishers": sum(1 for p in self._peers.values() if isinstance(p, Publisher)),
             "subscribers": sum(1 for p in self._peers.values() if isinstance(p, Subscriber)),
+            "uplinks": sum(1 for p in self._peers.values() if isinstance(p, Uplink)),
+            "grids": sum(1 for p in self._peers.values() if isinstance(p, Grid)),
             "frames_encoded": sum(r["frames_encoded"] for s in lessons.values()
                                   for r in s["renditions"]),
             "keyframes": sum(r["keyframes"] for s in lessons.values() for r in s["renditions"]),
@@ -301,9 +481,10 @@ class Relay:
         if lesson is None:
             lesson = self._lessons[lesson_id] = RelayLesson(lesson_id, self.config)
             lesson.caps = self._caps.setdefault(lesson_id, {})
+            lesson.stage.set(self._stages.get(lesson_id))
         return lesson
 
-    async def _negotiate(self, peer: Publisher | Subscriber, offer_sdp: str) -> None:
+    async def _negotiate(self, peer: Peer, offer_sdp: str) -> None:
         try:
             await peer.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         except Exception as exc:  # noqa: BLE001 - whatever aiortc dislikes is a bad offer
@@ -311,7 +492,7 @@ class Relay:
             raise RelayError(RelayError.BAD_SDP, f"offer rejected: {exc}") from None
         self._check_alive(peer)
 
-    async def _answer(self, peer: Publisher | Subscriber) -> str:
+    async def _answer(self, peer: Peer) -> str:
         try:
             await peer.pc.setLocalDescription(await peer.pc.createAnswer())
         except Exception as exc:  # noqa: BLE001
@@ -320,7 +501,7 @@ class Relay:
         self._check_alive(peer)
         return peer.pc.localDescription.sdp
 
-    def _check_alive(self, peer: Publisher | Subscriber) -> None:
+    def _check_alive(self, peer: Peer) -> None:
         """The peer may have been removed or replaced while we awaited aiortc."""
         if self._peers.get(peer.peer_id) is not peer or peer.lesson.closed:
             if self._peers.get(peer.peer_id) is peer:
@@ -329,7 +510,7 @@ class Relay:
             raise RelayError(RelayError.MEDIA_FAILED, "peer was removed during negotiation")
 
     # ---- peers -------------------------------------------------------------------------
-    def _register(self, peer_id: str, peer: Publisher | Subscriber) -> None:
+    def _register(self, peer_id: str, peer: Peer) -> None:
         self._peers[peer_id] = peer
         pc = peer.pc
 
@@ -340,13 +521,13 @@ class Relay:
         self._timers[peer_id] = asyncio.get_running_loop().call_later(
             self.config.connect_timeout, self._connect_timeout, peer)
 
-    def _unregister(self, peer_id: str) -> Publisher | Subscriber | None:
+    def _unregister(self, peer_id: str) -> Peer | None:
         timer = self._timers.pop(peer_id, None)
         if timer is not None:
             timer.cancel()
         return self._peers.pop(peer_id, None)
 
-    def _peer_state(self, peer: Publisher | Subscriber, state: str) -> None:
+    def _peer_state(self, peer: Peer, state: str) -> None:
         current = self._peers.get(peer.peer_id) is peer
         if state == "connected" and current:
             timer = self._timers.pop(peer.peer_id, None)
@@ -354,19 +535,21 @@ class Relay:
                 timer.cancel()
             if isinstance(peer, Subscriber) and peer.lesson.subscribers.get(peer.peer_id) is peer:
                 peer.attach()
+            elif isinstance(peer, Grid) and peer.lesson.grids.get(peer.peer_id) is peer:
+                peer.attach()
         if state in _REPORTED_STATES and not peer.replaced:
             self._report_state(peer.lesson.lesson_id, peer.peer_id, state)
         if state in ("failed", "closed") and current:
             self._spawn(self._drop_peer(peer.peer_id, only=peer))
 
-    def _connect_timeout(self, peer: Publisher | Subscriber) -> None:
+    def _connect_timeout(self, peer: Peer) -> None:
         self._timers.pop(peer.peer_id, None)
         if self._peers.get(peer.peer_id) is peer and peer.pc.connectionState != "connected":
             logger.info("peer %s did not connect in time", peer.peer_id)
             self._report_state(peer.lesson.lesson_id, peer.peer_id, "failed")
             self._spawn(self._drop_peer(peer.peer_id, only=peer))
 
-    async def _drop_peer(self, peer_id: str, *, only: Publisher | Subscriber | None = None,
+    async def _drop_peer(self, peer_id: str, *, only: Peer | None = None,
                          replaced: bool = False) -> None:
         """Close a peer and everything it holds; remove its lesson if nobody is left."""
         peer = self._peers.get(peer_id)
@@ -381,6 +564,11 @@ class Relay:
         if isinstance(peer, Publisher):
             if lesson.publisher is peer:
                 lesson.publisher = None
+        elif isinstance(peer, Uplink):
+            lesson.remove_uplink(peer)
+        elif isinstance(peer, Grid):
+            if lesson.grids.get(peer_id) is peer:
+                del lesson.grids[peer_id]
         elif lesson.subscribers.get(peer_id) is peer:
             del lesson.subscribers[peer_id]
             self._apply_caps(lesson, peer.school)

@@ -28,25 +28,113 @@ def offer_media(sdp: Any, max_bytes: int) -> list[str]:
 
 
 def check_publish_offer(sdp: Any, max_bytes: int) -> list[str]:
-    """A teacher sends exactly one video and at most one audio section."""
+    """A teacher sends one video (the camera), optionally a second (the share), and at most
+    one audio section."""
     kinds = offer_media(sdp, max_bytes)
-    if kinds.count("video") != 1 or kinds.count("audio") > 1 or set(kinds) - {"audio", "video"}:
-        raise RelayError(RelayError.BAD_SDP, f"publish offer needs one video (+audio), has {kinds}")
+    if (kinds.count("video") not in (1, 2) or kinds.count("audio") > 1
+            or set(kinds) - {"audio", "video"}):
+        raise RelayError(RelayError.BAD_SDP,
+                         f"publish offer needs a camera video (+share, +audio), has {kinds}")
     return kinds
+
+
+SUBSCRIBE_VIDEO_LINES = ("camera", "share", "stage_video")
+"""A subscriber's video m-lines, in offer order (docs/two-way.md)."""
+SUBSCRIBE_AUDIO_LINES = ("audio", "stage_audio")
 
 
 def check_subscribe_offer(sdp: Any, max_bytes: int) -> list[str]:
-    """A classroom receives at most one video and one audio section, at least one of them."""
+    """A classroom receives up to 3 video (camera, share, stage) and 2 audio (teacher,
+    stage) sections, at least one section."""
     kinds = offer_media(sdp, max_bytes)
     if (
         not kinds
-        or kinds.count("video") > 1
-        or kinds.count("audio") > 1
+        or kinds.count("video") > len(SUBSCRIBE_VIDEO_LINES)
+        or kinds.count("audio") > len(SUBSCRIBE_AUDIO_LINES)
         or set(kinds) - {"audio", "video"}
     ):
         raise RelayError(RelayError.BAD_SDP,
-                         f"subscribe offer needs video and/or audio, has {kinds}")
+                         f"subscribe offer needs 1-3 video and/or 1-2 audio, has {kinds}")
     return kinds
+
+
+def subscribe_lines(kinds: list[str]) -> list[str]:
+    """Name each m-line of a subscribe offer by its purpose (per kind, in order)."""
+    counts = {"video": 0, "audio": 0}
+    names = []
+    for kind in kinds:
+        table = SUBSCRIBE_VIDEO_LINES if kind == "video" else SUBSCRIBE_AUDIO_LINES
+        names.append(table[counts[kind]])
+        counts[kind] += 1
+    return names
+
+
+_UPLINK_CODECS = {"video": "vp8", "audio": "opus"}
+
+
+def check_uplink_offer(sdp: Any, max_bytes: int) -> list[str]:
+    """A classroom's uplink: at most 1 video (VP8) + 1 audio (Opus), at least one.
+
+    More sections: ``too_many_tracks``; another kind or no VP8/Opus offered: ``bad_sdp``.
+    """
+    kinds = offer_media(sdp, max_bytes)
+    if set(kinds) - {"audio", "video"} or not kinds:
+        raise RelayError(RelayError.BAD_SDP, f"uplink offer needs video and/or audio, has {kinds}")
+    if kinds.count("video") > 1 or kinds.count("audio") > 1:
+        raise RelayError(RelayError.TOO_MANY_TRACKS,
+                         f"an uplink carries at most 1 video + 1 audio, offer has {kinds}")
+    for kind, codecs in zip(kinds, _section_codecs(sdp), strict=True):
+        if _UPLINK_CODECS[kind] not in codecs:
+            raise RelayError(RelayError.BAD_SDP,
+                             f"uplink {kind} must offer {_UPLINK_CODECS[kind]}, has {codecs}")
+    return kinds
+
+
+def check_grid_offer(sdp: Any, max_bytes: int, max_slots: int) -> list[str]:
+    """The teacher's grid: 1..max_slots video sections + at most 1 audio section."""
+    kinds = offer_media(sdp, max_bytes)
+    videos = kinds.count("video")
+    if set(kinds) - {"audio", "video"} or not 1 <= videos <= max_slots \
+            or kinds.count("audio") > 1:
+        raise RelayError(RelayError.BAD_SDP,
+                         f"grid offer needs 1-{max_slots} video + at most 1 audio, has {kinds}")
+    return kinds
+
+
+def _section_codecs(sdp: str) -> list[set[str]]:
+    """The codec names (lower case) of each m-section's rtpmap lines."""
+    sections: list[set[str]] = []
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            sections.append(set())
+        elif line.startswith("a=rtpmap:") and sections:
+            parts = line.split(" ", 1)
+            if len(parts) == 2:
+                sections[-1].add(parts[1].split("/", 1)[0].strip().lower())
+    return sections
+
+
+def cap_bandwidth(sdp: str, limits: dict[str, int]) -> str:
+    """``sdp`` with ``b=AS`` (kbit/s) and ``b=TIAS`` (bit/s) in each m-section whose kind
+    is in ``limits`` (bit/s), right after its ``c=`` line (or the ``m=`` line)."""
+    out: list[str] = []
+    kind: str | None = None
+    pending = False
+    for line in sdp.splitlines():
+        if pending and not line.startswith(("i=", "c=")):
+            bits = limits[kind]  # type: ignore[index]
+            out += [f"b=AS:{max(1, bits // 1000)}", f"b=TIAS:{bits}"]
+            pending = False
+        if line.startswith("b=") and kind in limits:
+            continue  # ours replace any
+        out.append(line)
+        if line.startswith("m="):
+            kind = line[2:].split(" ", 1)[0]
+            pending = kind in limits
+    if pending:
+        bits = limits[kind]  # type: ignore[index]
+        out += [f"b=AS:{max(1, bits // 1000)}", f"b=TIAS:{bits}"]
+    return "\r\n".join(out) + "\r\n"
 
 
 def preferred_codecs(kind: str, names: tuple[str, ...], *,

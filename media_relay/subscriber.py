@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Any
 from aiortc import RTCPeerConnection, RTCRtpSender
 
 from . import metrics
+from .outline import OutLine, SampledLatency
+from .priority import video_plan
 from .rate_control import DOWN, UP, Decision, RateController, ReceiverReport
 from .rtpout import RtpStream
+from .stage import StageVideoLine, session_of
 from .tracks import PacketTrack, PassthroughEncoder, Sink
 
 if TYPE_CHECKING:
@@ -38,6 +41,11 @@ class Subscriber:
     streams, the bytes sent, and ticked by the relay) picks the tier: video comes from that
     tier's rendition (none on the audio-only tier); a switch restarts the video stream at
     the new tier's next keyframe, on the same RTP stream.
+
+    Extra m-lines (docs/two-way.md, in offer order per kind): ``share`` (the teacher's
+    share), ``stage_video`` and ``stage_audio`` (the classroom on stage), each an
+    :class:`OutLine`. While the teacher shares, the share gets the tier and the camera one
+    tier lower (:func:`priority.video_plan`); the stage video follows the tier too.
     """
 
     def __init__(self, lesson: RelayLesson, peer_id: str, pc: RTCPeerConnection, *,
@@ -65,6 +73,12 @@ class Subscriber:
         self._closed = False
         self.replaced = False
         self._attached = False
+        self.lines: dict[str, OutLine] = {}
+        """Extra m-lines by purpose: share, stage_video, stage_audio."""
+        self.camera_tier: str | None = None
+        """Tier the camera line is attached to (None: paused or not attached)."""
+        self.share_tier: str | None = None
+        self._stage_line: StageVideoLine | None = None
 
     def add_track(self, sender: RTCRtpSender, track: PacketTrack) -> None:
         """Wire ``track``'s sender; call after addTransceiver, before negotiation."""
@@ -98,7 +112,8 @@ class Subscriber:
             self._need_keyframe("join")
 
     def _need_keyframe(self, reason: str) -> None:
-        rendition = self.rendition
+        rendition = self.lesson.renditions.get(self.camera_tier) if self.camera_tier \
+            else self.rendition
         if rendition is not None:
             rendition.request_keyframe(reason)
 
@@ -124,7 +139,8 @@ class Subscriber:
 
     def bytes_sent(self) -> int:
         """RTP bytes written to this subscriber (payloads + 12-byte headers)."""
-        return sum(s.octets + 12 * s.packets for s in self.streams.values())
+        return sum(s.octets + 12 * s.packets for s in self.streams.values()) + sum(
+            line.bytes_sent for line in self.lines.values())
 
     def tick(self, now: float) -> None:
         if self._closed or not self._attached:
@@ -147,6 +163,19 @@ class Subscriber:
             self.controller.limit_tier()
         if tier != self.tier:
             self.set_tier(tier, decision.reason or "rate")
+        self._pad_for_probe(decision)
+
+    def _pad_for_probe(self, decision: Decision) -> None:
+        """Probing without media: pad the video stream up to the probed tier's rate, so the
+        link is tested before the climb is committed (the padding stops with the probe)."""
+        stream = self.streams.get("video")
+        if stream is None:
+            return
+        padding = None
+        if decision.probe_bitrate and decision.probe_tier and decision.tier == self.tier:
+            padding = decision.probe_bitrate - self.lesson.ladder.required(self.tier)
+        if padding != stream.padding_bitrate:
+            stream.set_padding(padding)
 
     def set_tier(self, tier: str, reason: str) -> None:
         """Move this subscriber's video to ``tier`` (a keyframe from it first)."""
@@ -159,11 +188,8 @@ class Subscriber:
         self.tier_reason = reason
         self.switches += 1
         metrics.TIER_SWITCHES.labels(direction=direction).inc()
-        video, _ = self._sinks()
-        if self._attached and video is not None:
-            self.lesson.detach_video(video, old)
-            video.restart()
-            self.lesson.attach_video(video, tier, "switch")
+        if self._attached:
+            self.route("switch")
         if self._on_tier is not None:
             try:
                 self._on_tier(self, tier, reason, direction)
@@ -187,8 +213,8 @@ class Subscriber:
             return
         self._attached = True
         video, audio = self._sinks()
-        if video is not None:
-            self.lesson.attach_video(video, self.tier)
+        self.route("join")
+        self._attach_stage_audio()
         if audio is not None:
             self.lesson.audio.attach(audio)
         for stream in self.streams.values():
@@ -198,10 +224,9 @@ class Subscriber:
     async def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
         video, audio = self._sinks()
-        if video is not None:
-            self.lesson.detach_video(video, self.tier)
+        self._detach_lines()
+        self._closed = True
         if audio is not None:
             self.lesson.audio.detach(audio)
         for stream in self.streams.values():
@@ -230,6 +255,95 @@ class Subscriber:
                         "wait_ms_avg": round(1000 * track.wait_seconds / track.sent, 3)
                         if track.sent else None,
                         "wait_ms_max": round(1000 * track.wait_max, 3)}
+        for purpose, line in self.lines.items():
+            stats[purpose] = line.stats()
+        stats["camera_tier"] = self.camera_tier
+        stats["share_tier"] = self.share_tier
         remb = [e.remb_bitrate for e in self._encoders if e.remb_bitrate is not None]
         stats["remb_bitrate"] = remb[0] if remb else None
         return stats
+
+    # ---- two-way lesson: share and stage lines (event loop) -------------------------------
+    def make_line_track(self, kind: str) -> PacketTrack:
+        config = self.lesson.config
+        if kind == "video":
+            return PacketTrack("video", config.video_queue_frames)
+        return PacketTrack("audio", config.audio_queue_packets)
+
+    def add_line(self, purpose: str, sender: RTCRtpSender, track: PacketTrack) -> None:
+        """Wire an extra m-line (``share``, ``stage_video``, ``stage_audio``); call after
+        addTransceiver, before negotiation."""
+        config = self.lesson.config
+        stage = self.lesson.stage
+        if purpose == "share":
+            def share_keyframe() -> None:
+                self.keyframe_requests += 1
+                if self.share_tier is not None:
+                    self.lesson.share.request_keyframe(self.share_tier, "pli")
+
+            line = OutLine(config, sender, track, on_keyframe_request=share_keyframe,
+                           on_ready=share_keyframe, latency=metrics.LATENCY_SHARE)
+        elif purpose == "stage_video":
+            def stage_keyframe() -> None:
+                self.keyframe_requests += 1
+                if self._stage_line is not None:
+                    stage.request_keyframe(self._stage_line, "pli")
+
+            line = OutLine(config, sender, track, on_keyframe_request=stage_keyframe,
+                           on_ready=stage_keyframe,
+                           latency=SampledLatency(metrics.LATENCY_STAGE_VIDEO,
+                                                  stage.video_latency))
+            self._stage_line = StageVideoLine(stage, line)
+        else:
+            line = OutLine(config, sender, track,
+                           latency=SampledLatency(metrics.LATENCY_STAGE_AUDIO,
+                                                  stage.audio_latency))
+        self.lines[purpose] = line
+
+    def route(self, reason: str = "switch") -> None:
+        """Attach the camera, share and stage video lines to the renditions this
+        subscriber's tier and the share priority call for (moving what changed)."""
+        if self._closed or not self._attached:
+            return
+        share_line = self.lines.get("share")
+        camera, share = video_plan(self.lesson.ladder, self.tier,
+                                   self.lesson.share_active and share_line is not None)
+        video, _ = self._sinks()
+        if video is not None and camera != self.camera_tier:
+            if self.camera_tier is not None:
+                self.lesson.detach_video(video, self.camera_tier)
+                video.restart()
+            self.camera_tier = camera
+            if camera is not None:
+                self.lesson.attach_video(video, camera, reason)
+        if share_line is not None and share != self.share_tier:
+            if self.share_tier is not None:
+                self.lesson.share.detach(share_line.sink, self.share_tier)
+                share_line.restart()
+            self.share_tier = share
+            if share is not None:
+                self.lesson.share.attach(share_line.sink, share, reason)
+        if self._stage_line is not None:
+            self.lesson.stage.attach_line(self._stage_line, self.tier)
+
+    def _attach_stage_audio(self) -> None:
+        line = self.lines.get("stage_audio")
+        if line is not None:
+            self.lesson.stage.audio.attach(line.sink, session_of(self.peer_id))
+
+    def _detach_lines(self) -> None:
+        video, _ = self._sinks()
+        if video is not None and self.camera_tier is not None:
+            self.lesson.detach_video(video, self.camera_tier)
+        self.camera_tier = None
+        share_line = self.lines.get("share")
+        if share_line is not None and self.share_tier is not None:
+            self.lesson.share.detach(share_line.sink, self.share_tier)
+        self.share_tier = None
+        if self._stage_line is not None:
+            self.lesson.stage.detach_line(self._stage_line)
+        audio_line = self.lines.get("stage_audio")
+        if audio_line is not None:
+            self.lesson.stage.audio.detach(audio_line.sink)
+        for line in self.lines.values():
+            line.close()

@@ -11,6 +11,8 @@ class Events:
     def __init__(self) -> None:
         self.peer_states: list[tuple[str, str, str]] = []
         self.publisher: list[tuple[str, bool]] = []
+        self.uplinks: list[tuple[str, str, bool]] = []
+        self.violations: list[tuple[str, str, str]] = []
 
     def states_of(self, peer_id: str) -> list[str]:
         return [s for _, p, s in self.peer_states if p == peer_id]
@@ -31,6 +33,9 @@ async def make_relay(events):
             on_peer_state=lambda lesson, peer, state: events.peer_states.append(
                 (lesson, peer, state)),
             on_publisher=lambda lesson, active: events.publisher.append((lesson, active)),
+            on_uplink=lambda lesson, peer, active: events.uplinks.append((lesson, peer, active)),
+            on_uplink_violation=lambda lesson, peer, code: events.violations.append(
+                (lesson, peer, code)),
         )
         relays.append(relay)
         return relay

@@ -42,6 +42,7 @@ async def test_close_lesson_leaves_nothing_behind(make_relay, events) -> None:
 
     await relay.close_lesson("L1")
     assert relay.stats() == {"lessons": {}, "publishers": 0, "subscribers": 0,
+                             "uplinks": 0, "grids": 0,
                              "frames_encoded": 0, "keyframes": 0, "tiers": {}}
     assert subscribers_gauge() == 0 and publishers_gauge() == 0
     assert ("L1", False) in events.publisher

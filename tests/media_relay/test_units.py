@@ -119,7 +119,9 @@ def test_offer_checks() -> None:
     audio = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
     assert check_publish_offer(video + audio, 65536) == ["video", "audio"]
     assert check_subscribe_offer(video, 65536) == ["video"]
-    for bad in (audio, "v=0\r\n" + audio, video + video.removeprefix("v=0\r\n")):
+    more = video.removeprefix("v=0\r\n")
+    assert check_publish_offer(video + more + audio, 65536) == ["video", "video", "audio"]
+    for bad in (audio, "v=0\r\n" + audio, video + more + more):
         with pytest.raises(RelayError):
             check_publish_offer(bad, 65536)
     with pytest.raises(RelayError):

@@ -1,0 +1,236 @@
+"""A classroom's camera and microphone into the relay: forwarded as received, never decoded
+unless the classroom is on stage.
+
+Like :class:`~.publisher.Publisher`, the encoded frames are taken before aiortc's decoder
+(``decode=False``): 30 uplinks cost no decoder work. Each VP8 frame is packetized once
+(shared by every grid slot showing the uplink) and handed to those slots and, on stage, to
+the stage's VideoSource; each Opus frame goes to the stage audio when on stage and not
+muted. The measured rate is checked against the cap every ``_CHECK`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiortc import RTCPeerConnection, RTCRtpReceiver
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.jitterbuffer import JitterFrame
+
+from . import metrics
+from .ingress import TapQueue, install_tap
+
+if TYPE_CHECKING:
+    from .grid import GridSlot
+    from .lesson import RelayLesson
+    from .stage import Stage
+
+logger = logging.getLogger(__name__)
+
+OVER_CAP = "uplink_over_cap"
+_CHECK = 0.5
+"""Seconds between rate checks."""
+_WINDOW = 1.0
+"""Seconds the measured rate is averaged over."""
+
+
+def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a VP8 keyframe header (RFC 6386 9.1), else None."""
+    if len(data) < 10 or data[0] & 1 or data[3:6] != b"\x9d\x01\x2a":
+        return None
+    width = int.from_bytes(data[6:8], "little") & 0x3FFF
+    height = int.from_bytes(data[8:10], "little") & 0x3FFF
+    return (width, height) if width and height else None
+
+
+class Uplink:
+    """Owns a classroom's sendonly RTCPeerConnection (answerer) and taps its receivers.
+
+    ``on_active(uplink, bool)`` reports media starting and stopping (``media_timeout``);
+    ``on_violation(uplink, code)`` reports an uplink over its cap (once per episode).
+    """
+
+    def __init__(self, lesson: RelayLesson, peer_id: str, pc: RTCPeerConnection, source: int,
+                 *, school: str | None, muted: bool,
+                 on_active: Callable[[Uplink, bool], None],
+                 on_violation: Callable[[Uplink, str], None]) -> None:
+        self.lesson = lesson
+        self.peer_id = peer_id
+        self.pc = pc
+        self.source = source
+        self.school = school
+        self.muted = muted
+        self._on_active = on_active
+        self._on_violation = on_violation
+        self.slots: list[GridSlot] = []
+        """Grid slots showing this uplink (its VP8 frames go there, packetized once)."""
+        self.stage: Stage | None = None
+        """The lesson's stage while this uplink is on it."""
+        self.size: tuple[int, int] | None = None
+        """From the last VP8 keyframe."""
+        self.blocked = False
+        """Over the cap for too long: video not forwarded until back under it."""
+        self._over_since: float | None = None
+        self._taps: list[TapQueue] = []
+        self._video_receiver: RTCRtpReceiver | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._rates: deque[tuple[float, int]] = deque()
+        self._picture_id = 0
+        self._closed = False
+        self.replaced = False
+        self.active = False
+        self.last_media = 0.0
+        self.frames_in = 0
+        self.keyframes_in = 0
+        self.audio_packets_in = 0
+        self.bytes_in = 0
+        self.bitrate_in = 0
+        self.keyframe_requests = 0
+        self.violations = 0
+        self.has_video = False
+        self.has_audio = False
+        metrics.UPLINKS.inc()
+
+    def install(self) -> None:
+        """Tap the receivers; call after setRemoteDescription, before the answer is applied."""
+        for transceiver in self.pc.getTransceivers():
+            receiver = transceiver.receiver
+            if receiver.track is None:
+                continue
+            if transceiver.kind == "video":
+                self._video_receiver = receiver
+                self.has_video = True
+                self._taps.append(install_tap(receiver, self._on_video, decode=False))
+            elif transceiver.kind == "audio":
+                self.has_audio = True
+                self._taps.append(install_tap(receiver, self._on_audio, decode=False))
+        self._tasks.append(asyncio.get_running_loop().create_task(
+            self._watch(), name=f"uplink-watch-{self.peer_id}"))
+
+    # ---- taps (event loop, inside aiortc's receive path) --------------------------------
+    def _media(self, now: float, size: int) -> None:
+        self.last_media = now
+        self.bytes_in += size
+        if not self.active:
+            self.active = True
+            self._on_active(self, True)
+
+    def _on_video(self, codec: Any, frame: JitterFrame) -> None:
+        now = time.monotonic()
+        data = frame.data
+        self.frames_in += 1
+        self._media(now, len(data))
+        keyframe = bool(data) and not data[0] & 1
+        if keyframe:
+            self.keyframes_in += 1
+            self.size = vp8_keyframe_size(data) or self.size
+        if self.blocked or not data:
+            return
+        stage = self.stage
+        if stage is not None:
+            stage.offer_video(self, codec.name, data, frame.timestamp, keyframe, now)
+        if self.slots:
+            payloads = Vp8Encoder._packetize(data, self._picture_id)
+            self._picture_id = (self._picture_id + 1) % (1 << 15)
+            for slot in self.slots:
+                slot.forward(self, data, frame.timestamp, keyframe, payloads, now)
+
+    def _on_audio(self, codec: Any, frame: JitterFrame) -> None:
+        now = time.monotonic()
+        self.audio_packets_in += 1
+        self._media(now, len(frame.data))
+        stage = self.stage
+        if stage is not None and not self.muted:
+            stage.offer_audio(self, frame.data, frame.timestamp, now)
+
+    def request_keyframe(self) -> None:
+        """Make the receiver send a PLI to the classroom with its next RTCP feedback."""
+        receiver = self._video_receiver
+        if receiver is not None and not self._closed:
+            self.keyframe_requests += 1
+            receiver._RTCRtpReceiver__decoder_error.set()  # type: ignore[attr-defined]
+
+    # ---- rate enforcement -------------------------------------------------------------
+    def check_rate(self, now: float) -> None:
+        """Measure the rate over the last second; report and block an uplink over
+        ``uplink_over_factor`` x its cap for ``uplink_over_seconds``; unblock under the cap."""
+        config = self.lesson.config
+        rates = self._rates
+        rates.append((now, self.bytes_in))
+        while len(rates) > 2 and now - rates[1][0] >= _WINDOW:
+            rates.popleft()
+        first_at, first_bytes = rates[0]
+        if now - first_at > 0:
+            self.bitrate_in = int(8 * (self.bytes_in - first_bytes) / (now - first_at))
+        cap = config.uplink_max_bitrate
+        if self.bitrate_in > config.uplink_over_factor * cap:
+            if self._over_since is None:
+                self._over_since = now
+            elif not self.blocked and now - self._over_since >= config.uplink_over_seconds:
+                self.blocked = True
+                self.violations += 1
+                metrics.UPLINK_VIOLATIONS.labels(code=OVER_CAP).inc()
+                logger.info("uplink %s over its cap: %d bit/s", self.peer_id, self.bitrate_in)
+                self._on_violation(self, OVER_CAP)
+        elif self.bitrate_in <= cap:
+            self._over_since = None
+            if self.blocked:
+                self.blocked = False
+                self.request_keyframe()  # frames were dropped: its viewers need a keyframe
+
+    async def _watch(self) -> None:
+        timeout = self.lesson.config.media_timeout
+        while True:
+            await asyncio.sleep(_CHECK)
+            now = time.monotonic()
+            self.check_rate(now)
+            if self.active and now - self.last_media > timeout:
+                self.active = False
+                self._on_active(self, False)
+
+    # ---- lifetime ----------------------------------------------------------------------
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        metrics.UPLINKS.dec()
+        for tap in self._taps:
+            tap.detach()
+        for task in self._tasks:
+            task.cancel()
+        await self.pc.close()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._tasks.clear()
+        self._video_receiver = None
+        if self.active:
+            self.active = False
+            self._on_active(self, False)
+
+    def stats(self) -> dict:
+        slot = next((s.index for s in self.slots), None)
+        return {
+            "peer_id": self.peer_id,
+            "state": self.pc.connectionState,
+            "active": self.active,
+            "school": self.school,
+            "bitrate_in": self.bitrate_in,
+            "frames_in": self.frames_in,
+            "keyframes_in": self.keyframes_in,
+            "audio_packets_in": self.audio_packets_in,
+            "bytes_in": self.bytes_in,
+            "muted": self.muted,
+            "blocked": self.blocked,
+            "violations": self.violations,
+            "keyframe_requests": self.keyframe_requests,
+            "size": list(self.size) if self.size else None,
+            "on_stage": self.stage is not None,
+            "slot": slot,
+        }
