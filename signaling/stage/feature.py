@@ -11,6 +11,7 @@ which only this feature's listener on each node sees.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,8 @@ class StageFeature:
         self.node: Node | None = None
         self.store: StageStore | None = None
         self.relay: RelayGlue | None = None
+        self._tiles: dict[str, dict[str, Any]] = {}  # this node's classrooms' uplink tiles
+        self._tile_locks: dict[str, asyncio.Lock] = {}
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self, node: Node) -> None:
@@ -265,15 +268,23 @@ class StageFeature:
 
     # uplink tiles (written only by the node holding the classroom's socket) --------------
     async def _update_uplink(self, session: Session, **changes: Any) -> None:
-        lesson = session.lesson_id
-        record = (await self._store.get_uplink(lesson, session.peer_id)
-                  or new_uplink_record(session.peer_id))
-        before = dict(record)
-        record.update(changes)
-        if record == before and "state" not in changes:
+        """Change a classroom's tile. The node holding its socket is the only writer: the
+        tile lives here, and a lock per classroom keeps the store and the events in the
+        order of the changes (relay callbacks and messages race)."""
+        peer_id = session.peer_id
+        if session.claims is None:
             return
-        await self._store.put_uplink(lesson, record)
-        await self._publish(lesson, uplink_event(record))
+        lock = self._tile_locks.setdefault(peer_id, asyncio.Lock())
+        async with lock:
+            if session.claims is None:
+                return  # closing: session_closed has the last word
+            record = self._tiles.setdefault(peer_id, new_uplink_record(peer_id))
+            before = dict(record)
+            record.update(changes)
+            if record == before and "state" not in changes:
+                return
+            await self._store.put_uplink(session.lesson_id, record)
+            await self._publish(session.lesson_id, uplink_event(record))
 
     async def media_started(self, session: Session, purpose: str) -> None:
         """Hook from Session._on_offer after the answer went out."""
@@ -308,6 +319,13 @@ class StageFeature:
 
     async def session_closed(self, session: Session, claims: Claims) -> None:
         """Hook from Session.close: clear the stage it held, hide its hand, drop its tile."""
+        try:
+            await self._session_closed(session, claims)
+        except StoreUnavailable:
+            logger.warning("stage: store unavailable at close; a stale stage is cleared "
+                           "at the next welcome", extra={"peer": session.peer_id})
+
+    async def _session_closed(self, session: Session, claims: Claims) -> None:
         lesson = session.lesson_id
         if claims.role == Role.TEACHER:
             self._relay.forget(session.peer_id)
@@ -320,7 +338,9 @@ class StageFeature:
             # Kept in the store: the same classroom reconnecting gets its place back.
             await self._publish(lesson, {"type": "hand", "peer_id": session.peer_id,
                                          "raised": False})
-        record = await self._store.get_uplink(lesson, session.peer_id)
+        async with self._tile_locks.setdefault(session.peer_id, asyncio.Lock()):
+            record = self._tiles.pop(session.peer_id, None)
+            self._tile_locks.pop(session.peer_id, None)
         if record is not None:
             await self._store.drop_uplink(lesson, session.peer_id)
             record["state"] = "closed"
@@ -335,7 +355,8 @@ class StageFeature:
         elif kind == "hand":
             peer = self._relay.local_peer(lesson_id, str(event.get("peer_id")))
             raised = bool(event.get("raised"))
-            if peer is not None and peer.presence.hand != raised:
+            # (a closing session's presence is being removed: never write it again)
+            if peer is not None and peer.claims is not None and peer.presence.hand != raised:
                 peer.presence.hand = raised
                 node.spawn(self._quiet(node.hub.update_presence(peer)))
         elif kind == "uplink":
