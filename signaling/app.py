@@ -52,6 +52,8 @@ class Node:
             on_peer_state=self._on_peer_state,
             on_publisher=self._on_publisher,
             on_tier=self._on_tier,
+            on_uplink=self._on_uplink,
+            on_uplink_violation=self._on_uplink_violation,
         )
         self.sessions_by_relay_id: dict[str, Session] = {}
         self.sessions: set[Session] = set()
