@@ -1097,7 +1097,12 @@
       up.mediaTrouble = false;
       render();
     },
-    onFatal: function () {
+    onFatal: function (code) {
+      if (code === "removed") {
+        st.removed = true;
+        setFatal("removed", "removed_detail");
+        return;
+      }
       setFatal("invalid_link", "invalid_link_detail");
     }
   });

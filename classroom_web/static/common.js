@@ -81,6 +81,8 @@
       media_disconnected: "中断",
       media_failed: "失败",
       media_closed: "已断开",
+      media_active: "画面正常",
+      media_inactive: "暂无画面",
       // two-way lesson (classroom page)
       mute_room: "本班静音",
       unmute_room: "取消静音",
@@ -204,6 +206,8 @@
       media_disconnected: "interrupted",
       media_failed: "failed",
       media_closed: "closed",
+      media_active: "live",
+      media_inactive: "no picture",
       mute_room: "Mute room",
       unmute_room: "Unmute room",
       camera_off: "Camera off",
@@ -315,6 +319,8 @@
 
   /** Codes after which retrying cannot help: the link itself is bad. */
   var FATAL_CODES = { invalid_token: true, token_expired: true, wrong_lesson: true };
+  /** WebSocket close code after `removed {}` (docs/two-way.md). */
+  var REMOVED_CLOSE_CODE = 4001;
 
   function errorText(code) {
     var key = "err_" + code;
@@ -445,7 +451,14 @@
       }
       self.onMessage(msg);
     };
-    ws.onclose = function () {
+    ws.onclose = function (event) {
+      if (ws === self.ws && event && event.code === REMOVED_CLOSE_CODE) {
+        // the teacher removed this classroom: never reconnect by itself
+        self.fatalCode = "removed";
+        self.stop();
+        self.onFatal("removed", {});
+        return;
+      }
       self._dropped(ws);
     };
     ws.onerror = function () {

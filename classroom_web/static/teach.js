@@ -831,6 +831,12 @@
 
   /* ------------------------------------------------------------ hand queue and stage */
 
+  function setUplink(u) {
+    if (u && typeof u.peer_id === "string") {
+      st.uplinks[u.peer_id] = { state: u.state, audio: u.audio, video: u.video, muted: u.muted };
+    }
+  }
+
   function setHand(peer, raised) {
     var i = st.hands.indexOf(peer);
     if (raised && i < 0) {
@@ -972,6 +978,17 @@
       });
     }
     st.uplinks = {};
+    var ups = msg.uplinks;
+    if (ups && !Array.isArray(ups) && typeof ups === "object") {
+      ups = Object.keys(ups).map(function (k) {
+        var u = ups[k] || {};
+        return { peer_id: u.peer_id || k, state: u.state, audio: u.audio, video: u.video,
+          muted: u.muted };
+      });
+    }
+    if (Array.isArray(ups)) {
+      ups.forEach(setUplink);
+    }
     var roster = msg.roster;
     setRoster(roster && !Array.isArray(roster) ? roster.peers : roster);
     setLesson(msg.lesson_state || (msg.lesson_info && msg.lesson_info.state), msg.lesson_info);
@@ -1006,11 +1023,7 @@
         applySlots(msg.slots);
         break;
       case "uplink":
-        if (typeof msg.peer_id === "string") {
-          st.uplinks[msg.peer_id] = {
-            state: msg.state, audio: msg.audio, video: msg.video, muted: msg.muted
-          };
-        }
+        setUplink(msg);
         break;
       case "media":
         st.publisher = !!msg.publisher;
