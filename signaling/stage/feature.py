@@ -118,6 +118,7 @@ class StageFeature:
                 await self._resume_hand(session, claims)
                 if await self._store.is_muted(lesson, claims.sub):
                     self._relay.set_muted(session.peer_id, True)  # before any uplink offer
+                    await session.send({"type": "muted", "on": True})  # held until welcome
             roster = {p.peer_id: p for p in await self._node.hub.store.roster(lesson)}
             out: dict[str, Any] = {
                 "stage": await self._current_stage(lesson, roster),

@@ -153,7 +153,9 @@ async def test_share_and_welcome_after_reconnect(server):
 
 async def test_mute_and_uplink_state_tiles(server):
     teacher = await connect(server, "teacher")
-    a = await connect(server, "classroom")
+    token_a = server.token("classroom", name="一班")
+    a = ClassroomClient(server.base_url, token_a)
+    await a.connect()
     await a.send({"type": "uplink-state", "audio": False, "video": True})
     tile = await teacher.next_message("uplink", since=0)
     assert tile == {"type": "uplink", "peer_id": a.peer_id, "state": "none", "audio": False,
@@ -165,9 +167,19 @@ async def test_mute_and_uplink_state_tiles(server):
     again = await connect(server, "teacher")
     assert [(u["peer_id"], u["muted"]) for u in again.welcome["uplinks"]] == [
         (a.peer_id, True)]
+    # the classroom reloads: still muted (told right after its welcome)
+    await a.close()
+    a = ClassroomClient(server.base_url, token_a)
+    await a.connect()
+    assert (await a.next_message("muted", since=0)) == {"type": "muted", "on": True}
+    assert a.messages[0]["type"] == "welcome"
     await teacher.send({"type": "mute-classroom", "peer_id": a.peer_id, "on": False})
     assert (await a.next_message("muted", since=0, where=lambda m: not m["on"]))["on"] is False
-    await close_all(teacher, a, again)
+    b = ClassroomClient(server.base_url, token_a)
+    await b.connect()
+    await b.request({"type": "ping"}, "pong")  # anything held for b was sent before this
+    assert not any(m["type"] == "muted" for m in b.messages)
+    await close_all(teacher, a, b, again)
 
 
 async def test_remove_classroom_closes_its_socket(server):
