@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aiortc import RTCConfiguration, RTCIceServer
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from .ladder_spec import DEFAULT_LADDER, Ladder
 from .rate_control import ControllerConfig
 
 
 def default_controller() -> ControllerConfig:
-    """Probing with media (the next tier itself), not padding; hence the long backoff."""
-    return ControllerConfig(probe_with_media=True, hold_max=60.0)
+    """Probing with padding (RTX copies of the newest packets up to the next tier's rate,
+    media_relay.rtpout): a failed probe is invisible to the classroom, so the backoff stays
+    short (hold_max 10 s) and a link that recovers is back on high within ~20 s."""
+    return ControllerConfig(probe_with_media=False)
 
 
 @dataclass
@@ -93,7 +95,10 @@ class RelayConfig:
                     credential=server.get("credential"),
                 )
             )
-        return RTCConfiguration(iceServers=servers)
+        # max-bundle: with aiortc's default (balanced) a second m-line of a kind that is
+        # not the offer's first kind keeps a transport of its own that BUNDLE never replaces
+        # (it never connects): e.g. a subscriber's stage audio after the teacher's audio
+        return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
 
 
 class RelayError(Exception):

@@ -6,14 +6,19 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from classroom_client.media import FrameCounter, SyntheticAudioTrack, SyntheticVideoTrack
 from media_relay import Relay
 from media_relay.ingress import install_tap
 
 
-def new_pc() -> RTCPeerConnection:
+def new_pc(*, max_bundle: bool = False) -> RTCPeerConnection:
+    """``max_bundle`` for peers with two m-lines of a kind that is not the first kind:
+    aiortc's default (balanced) leaves the second on a transport that never connects."""
+    if max_bundle:
+        return RTCPeerConnection(RTCConfiguration(iceServers=[],
+                                                  bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
@@ -139,7 +144,7 @@ class GridPeer:
 
 async def open_grid(relay: Relay, lesson: str, peer_id: str = "teacher/grid", *,
                     slots: int = 2, audio: bool = True) -> GridPeer:
-    pc = new_pc()
+    pc = new_pc(max_bundle=True)
     transceivers = [pc.addTransceiver("video", direction="recvonly") for _ in range(slots)]
     audio_tr = pc.addTransceiver("audio", direction="recvonly") if audio else None
     await pc.setLocalDescription(await pc.createOffer())
@@ -170,7 +175,7 @@ async def subscribe_lines(relay: Relay, lesson: str, peer_id: str,
                                                        "audio", "stage_audio"),
                           **kwargs) -> Viewer:
     """Subscribe with the m-lines named (video ones first, in contract order)."""
-    pc = new_pc()
+    pc = new_pc(max_bundle=True)
     transceivers = {}
     for purpose in purposes:
         kind = "audio" if purpose in ("audio", "stage_audio") else "video"
