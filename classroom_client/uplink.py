@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+)
 
 from .client import ClassroomClient
 from .media import FrameCounter
@@ -42,6 +48,15 @@ class MediaLines:
         return self.audio[STAGE_AUDIO]
 
 
+def _max_bundle_pc(client: ClassroomClient) -> RTCPeerConnection:
+    """Every m-line on one transport. aiortc's default (balanced) policy leaves a second
+    m-line of a kind that is not the first kind (the stage audio) on a transport that never
+    connects, and its packets land on the first audio line."""
+    servers = [RTCIceServer(**s) for s in client.welcome.get("ice_servers", [])]
+    return RTCPeerConnection(RTCConfiguration(iceServers=servers,
+                                              bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+
+
 async def publish_uplink(client: ClassroomClient, video: MediaStreamTrack | None,
                          audio: MediaStreamTrack | None, *,
                          extra_video: MediaStreamTrack | None = None) -> RTCPeerConnection:
@@ -65,7 +80,7 @@ async def _receive(client: ClassroomClient, purpose: str, videos: int, audios: i
     old = client.pcs.pop(purpose, None)
     if old is not None:
         await old.close()
-    pc = client._new_pc()
+    pc = _max_bundle_pc(client)
     client.pcs[purpose] = pc
     transceivers = [pc.addTransceiver("video", direction="recvonly") for _ in range(videos)]
     transceivers += [pc.addTransceiver("audio", direction="recvonly") for _ in range(audios)]
