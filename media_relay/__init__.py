@@ -15,6 +15,23 @@ Object model (each with ``close()`` and ``stats()``)::
                                            and RtpStreams (the batched send path), its
                                            RateController (rate_control.py) and tier
 
+Two-way lesson (issue 7, docs/two-way.md)::
+
+    RelayLesson -> Uplink         a classroom's camera + mic (uplink.py), tapped before
+                                  aiortc's decoder, never decoded unless on stage; VP8
+                                  packetized once per frame for the grid slots showing it
+                -> Grid           the teacher's grid (grid.py): K GridSlots, each forwarding
+                                  one visible uplink's VP8 undecoded on its own timeline,
+                                  from a keyframe requested on assignment; + stage audio
+                -> Stage          the classroom on stage (stage.py): a VideoFeed (decode
+                                  once, encode once per tier no larger than the uplink) for
+                                  every subscriber's stage video line; its Opus as received
+                                  (StageAudio) to stage audio lines but its own and the grid
+                -> share          the teacher's second video m-line: a VideoFeed of its own;
+                                  priority.py splits a subscriber's tier (share first)
+    feed.py: VideoFeed = VideoSource + Renditions (camera, share, stage alike);
+    outline.py: OutLine = one extra sendonly m-line (PassthroughEncoder + RtpStream).
+
 Send path (``RelayConfig.batched_send``, default True): when a rendition or the audio
 fan-out has a packet, one loop pass writes it to every subscriber (``rtpout.RtpStream``:
 header rewrite + SRTP + sendto per subscriber, no task or queue per subscriber); aiortc's
@@ -23,10 +40,14 @@ False, each subscriber's sender task reads a ``PacketTrack`` (``recv()`` -> shar
 ``av.Packet``), as a recorder or any other reader still can.
 
 aiortc/aioice internals this package relies on (check them when upgrading; tests cover each):
-- ingress.py, publisher.py: ``RTCRtpReceiver.__decoder_queue`` / ``__jitter_buffer`` /
+- ingress.py, publisher.py, uplink.py: ``RTCRtpReceiver.__decoder_queue`` / ``__jitter_buffer`` /
   ``__decoder_error`` / ``__decoder_thread`` / ``__kind``; ``JitterBuffer._remove_frame``,
   ``._packets``, ``._origin``, ``._capacity``; ``RtpPacket._data``.
-- rendition.py: ``Vp8Encoder._packetize``.
+- rendition.py, uplink.py: ``Vp8Encoder._packetize``.
+- outline.py: ``RtpStream._latency`` / ``PacketTrack._latency`` (our metric label).
+- config.py: peers use ``bundlePolicy=MAX_BUNDLE``: with aiortc's default (balanced) a
+  second m-line of a kind that is not the offer's first kind keeps a transport of its own
+  that BUNDLE never replaces (it never connects).
 - subscriber.py: ``RTCRtpSender.__encoder`` (set to the PassthroughEncoder, which records
   REMB through its ``target_bitrate``); ``RTCRtpSender._send_keyframe`` (replaced: PLI/FIR
   -> rendition keyframe request).

@@ -4,11 +4,16 @@ clearing the stage; the switch time is measured."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
-from media_relay import Relay
+import pytest
+from prometheus_client import REGISTRY
+
+from media_relay import Relay, RelayError
 
 from .peers import open_grid, publish_uplink, subscribe_lines, wait_until
+from .test_relay_lifetimes import other_tasks, own_threads
 
 
 def stage(relay: Relay, lesson: str) -> dict:
@@ -90,3 +95,44 @@ async def test_stage_remembered_until_the_uplink_connects(make_relay) -> None:
     # an old page: one video + one audio still works beside it
     await room.close()
     await viewer.close()
+
+
+async def test_closing_a_two_way_lesson_leaves_nothing_behind(make_relay) -> None:
+    baseline_tasks = set(asyncio.all_tasks())
+    baseline_threads = own_threads()
+    gauge_before = REGISTRY.get_sample_value("classroom_uplinks") or 0.0
+    relay: Relay = make_relay(rate_control=False)
+    room = await publish_uplink(relay, "S3", "a/uplink")
+    viewer = await subscribe_lines(relay, "S3", "v/subscribe")
+    grid = await open_grid(relay, "S3", slots=1)
+    relay.set_stage("S3", "a/uplink")
+    await wait_until(lambda: viewer["stage_video"].frames >= 3 and grid.slots[0].frames >= 3,
+                     10, "stage and grid flowing")
+    assert REGISTRY.get_sample_value("classroom_uplinks") == gauge_before + 1
+    await relay.close_lesson("S3")
+    stats = relay.stats()
+    assert stats["lessons"] == {} and stats["uplinks"] == 0 and stats["grids"] == 0
+    assert REGISTRY.get_sample_value("classroom_uplinks") == gauge_before
+    assert relay.uplink_stats("S3") == [] and relay.stage_stats("S3") == {}
+    for peer in (viewer, grid, room):
+        await peer.close()
+    await relay.close()
+    await wait_until(lambda: not other_tasks(baseline_tasks), 10, "no task left")
+    await wait_until(lambda: own_threads() <= baseline_threads, 5, "no thread left")
+
+
+async def test_bad_arguments_get_a_reason(relay: Relay) -> None:
+    for call in (lambda: relay.set_stage("S4", 42),  # type: ignore[arg-type]
+                 lambda: relay.set_stage("", "a/uplink"),
+                 lambda: relay.set_uplink_muted(None, True),  # type: ignore[arg-type]
+                 lambda: relay.set_grid_view("g", [1, 2])):  # type: ignore[list-item]
+        with pytest.raises(RelayError) as info:
+            call()
+        assert info.value.reason == "bad_request"
+    with pytest.raises(RelayError) as info:
+        await relay.subscribe_grid("S4", "g", "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n")
+    assert info.value.reason == "bad_sdp"
+    offer = "v=0\r\n" + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n" * 4
+    with pytest.raises(RelayError) as info:
+        await relay.subscribe("S4", "v", offer)
+    assert info.value.reason == "bad_sdp"
