@@ -16,6 +16,7 @@ On disk, beside the segments::
     chunks/c-00001/           one complete chunk (built in c-00001.tmp/, then renamed)
         chunk.json            its segments [[seq, bytes], ...], rungs, thumbs, loudness
         360p.mkv 180p.mkv ... thumbs/t00001.jpg ... poster.jpg
+        audio.pcm             its audio decoded (mono s16): AAC is encoded at the end
 
 Crash safety: a chunk exists only once renamed, after its files are fsync'd; a killed
 job leaves a ``.tmp`` folder that the next job removes. A chunk is reused only while its
@@ -39,11 +40,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .recorder import SEGMENT_DIR, SegmentInfo, fsync_dir, read_index
 from .transcode import (
     PackagerConfig,
     Rung,
     VideoOut,
+    decode_pcm,
     decoded,
     jpeg,
     ladder,
@@ -53,6 +57,8 @@ from .transcode import (
 CHUNK_DIR = "chunks"
 PLAN_FILE = "plan.json"
 CHUNK_FILE = "chunk.json"
+AUDIO_FILE = "audio.pcm"
+"""The chunk's audio: mono s16 48 kHz PCM from sample ``audio.first`` of the recording."""
 PLAN_VERSION = 1
 
 
@@ -156,7 +162,9 @@ def transcode_chunk(directory: Path, root: Path, index: int, segs: list[SegmentI
 
     def measure() -> None:
         try:
-            audio.update(loudness_blocks(paths))
+            first, pcm = decode_pcm(paths, offset)
+            audio.update(loudness_blocks(pcm), first=first, samples=int(pcm.size))
+            pcm.tofile(work / AUDIO_FILE)
         except Exception as exc:  # noqa: BLE001 - reported below
             audio["error"] = str(exc)
 
@@ -207,6 +215,7 @@ def transcode_chunk(directory: Path, root: Path, index: int, segs: list[SegmentI
         "thumbs": thumbs, "poster": poster,
         "loudness": {"blocks": [round(b, 1) for b in audio.get("blocks", [])],
                      "peak": audio.get("peak", 0)},
+        "audio": {"first": audio.get("first", 0), "samples": audio.get("samples", 0)},
         "audio_error": audio.get("error"),
     }
     for path in work.rglob("*"):
@@ -264,6 +273,14 @@ def update(directory: Path, cfg: PackagerConfig, *, final: bool,
         kept.append(transcode_chunk(directory, root, i + 1, groups[i], plan, cfg, poster_at))
         made += 1
     return kept, made
+
+
+def audio_pieces(chunks: list[Chunk]) -> Iterator[tuple[int, np.ndarray]]:
+    """Each chunk's PCM with its first sample, in order (for :func:`encode_aac`)."""
+    for chunk in chunks:
+        audio = chunk.info.get("audio") or {}
+        if audio.get("samples"):
+            yield audio["first"], np.fromfile(chunk.directory / AUDIO_FILE, np.int16)
 
 
 def covered_seconds(chunks: list[Chunk]) -> float:

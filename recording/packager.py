@@ -48,7 +48,7 @@ from .transcode import (
     PackagerConfig,
     PackagingError,
     Rung,
-    encode_audio,
+    encode_aac,
     gain_from_blocks,
 )
 
@@ -74,9 +74,11 @@ def _remux(inputs: list[list[Path]], output: str, fmt: str, options: dict[str, s
     out = av.open(output, "w", format=fmt, options=options)
     try:
         iters = []
+        scales = []  # seconds per tick of each input (a float: Fractions are slow here)
         for files in inputs:
             with av.open(str(files[0])) as first:
                 outs = out.add_stream_from_template(first.streams[0])
+                scales.append(float(first.streams[0].time_base))
             iters.append((_packets(files), outs))
         heads: list[Any] = [next(it, None) for it, _outs in iters]
         last_dts: list[float] = [-1e18] * len(iters)
@@ -85,7 +87,7 @@ def _remux(inputs: list[list[Path]], output: str, fmt: str, options: dict[str, s
             for i, packet in enumerate(heads):
                 if packet is None:
                     continue
-                key = float(packet.dts * packet.time_base)
+                key = packet.dts * scales[i]
                 if best is None or key < best[0]:
                     best = (key, i)
             if best is None:
@@ -163,7 +165,6 @@ def _package(directory: Path, cfg: PackagerConfig,
     reused = len(chunking.load_chunks(directory / chunking.CHUNK_DIR))
     chunks, made = chunking.update(directory, cfg, final=True, segments=segments)
     tail_seconds = time.monotonic() - started
-    paths = [directory / SEGMENT_DIR / s.file for s in segments]
     offset_ms = segments[0].start_ms
     duration_ms = segments[-1].end_ms - offset_ms
     out = directory / (REPLAY_DIR + ".tmp")
@@ -179,8 +180,8 @@ def _package(directory: Path, cfg: PackagerConfig,
     audio_result: dict[str, Any] = {}
     audio_path = work / "audio.mkv"
     audio_thread = threading.Thread(
-        target=encode_audio, args=(paths, audio_path, gain["gain_db"], offset_ms, cfg,
-                                   audio_result), daemon=True)
+        target=encode_aac, args=(chunking.audio_pieces(chunks), audio_path, gain["gain_db"],
+                                 cfg, audio_result), daemon=True)
     audio_thread.start()
 
     plan = json.loads((directory / chunking.CHUNK_DIR / chunking.PLAN_FILE).read_text())
