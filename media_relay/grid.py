@@ -56,6 +56,10 @@ class GridSlot:
             uplink.slots.append(self)
             uplink.request_keyframe()
 
+    def resync(self) -> None:
+        """Frames of the same uplink were skipped: forward nothing until its next keyframe."""
+        self._waiting = True
+
     def request_keyframe(self) -> None:
         """The teacher's browser lost a picture (PLI/FIR) or the line became writable."""
         if self.uplink is not None:

@@ -149,6 +149,10 @@ class Stage:
             uplink.request_keyframe()
             self._resize(uplink.size or _DEFAULT_SIZE)
 
+    def resync(self) -> None:
+        """Frames of the stage uplink were skipped: decode again from its next keyframe."""
+        self._waiting_key = True
+
     def first_frame_sent(self) -> None:
         if self.switch_at is None:
             return

@@ -180,7 +180,12 @@ class Uplink:
             self._over_since = None
             if self.blocked:
                 self.blocked = False
-                self.request_keyframe()  # frames were dropped: its viewers need a keyframe
+                # frames were dropped: its viewers start again at the next keyframe
+                for slot in self.slots:
+                    slot.resync()
+                if self.stage is not None:
+                    self.stage.resync()
+                self.request_keyframe()
 
     async def _watch(self) -> None:
         timeout = self.lesson.config.media_timeout

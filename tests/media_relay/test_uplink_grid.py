@@ -127,5 +127,10 @@ async def test_uplink_over_its_cap_is_reported_and_no_longer_forwarded(make_rela
     slot = relay.stats()["lessons"]["G3"]["grids"]["teacher/grid"]["slots"][0]
     assert slot["frames"] == sent  # but its video goes nowhere
     assert events.violations.count(("G3", "fat/uplink", "uplink_over_cap")) == 1
+    # back under the cap (here: the cap raised): forwarded again, from a keyframe
+    relay.config.uplink_max_bitrate = 10_000_000
+    await wait_until(lambda: not uplink(relay, "G3", "fat/uplink")["blocked"], 5, "unblocked")
+    decoded = grid.slots[0].frames
+    await wait_until(lambda: grid.slots[0].frames > decoded + 10, 5, "the tile decodes again")
     await room.close()
     await grid.close()
