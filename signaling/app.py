@@ -113,6 +113,8 @@ class Node:
             self.spawn(session.media_state_changed(state))
         elif purpose == "uplink" and self.stage is not None and state in ("failed", "closed"):
             self.spawn(self.stage.uplink_changed(session, state))
+        elif purpose == "grid" and self.stage is not None and state == "connected":
+            self.spawn(self.stage.grid_connected(session))  # slots are assigned on connect
 
     def _on_uplink(self, lesson_id: str, relay_id: str, active: bool) -> None:
         """A classroom's uplink media started or stopped flowing: its tile's state."""

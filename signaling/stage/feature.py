@@ -309,6 +309,10 @@ class StageFeature:
         except StoreUnavailable:
             logger.warning("uplink state not stored", extra={"peer": session.peer_id})
 
+    async def grid_connected(self, session: Session) -> None:
+        """Relay callback: the teacher's grid connected and got its slots."""
+        await self._relay.send_grid(session)
+
     async def uplink_violation(self, session: Session, code: str) -> None:
         """Relay callback: the classroom sends over its cap (its video is held back)."""
         # counted by the relay (classroom_uplink_violations_total); errors sent by code

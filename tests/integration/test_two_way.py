@@ -52,6 +52,9 @@ async def test_grid_stage_and_removal_with_real_peers(server):
             await teacher.next_message("uplink", since=0, timeout=20, where=lambda m, n=name: (
                 m["peer_id"] == peer[n] and m["state"] == "active"))
 
+        # default view (no grid-view yet): the first two uplinks, pushed once connected
+        first = await teacher.next_message("grid", since=0, where=lambda m: len(m["slots"]) == 2)
+        assert {s["peer_id"] for s in first["slots"]} == {peer["A"], peer["B"]}
         # the teacher sees A and C: exactly their pictures arrive, in the slots the reply names
         reply = await teacher.request({"type": "grid-view", "peers": [peer["A"], peer["C"]]},
                                       "grid")
@@ -89,6 +92,13 @@ async def test_grid_stage_and_removal_with_real_peers(server):
         # the stage classroom does not hear itself
         assert lines["B"].stage_audio.frames == 0
 
+        # the teacher mutes B: the relay stops its audio (reaches the relay of B's node)
+        await teacher.send({"type": "mute-classroom", "peer_id": peer["B"], "on": True})
+        await rooms["B"].next_message("muted", since=0)
+        await eventually(lambda: any(
+            s["peer_id"] == peer["B"] + "/uplink" and s["muted"]
+            for s in server.node.relay.uplink_stats("two-way")), timeout=10)
+
         # removal: B's socket closes, its tile closes, the stage empties, its media is gone
         mark = len(teacher.messages)
         await teacher.send({"type": "remove-classroom", "peer_id": peer["B"]})
@@ -98,6 +108,8 @@ async def test_grid_stage_and_removal_with_real_peers(server):
             m["peer_id"] == peer["B"] and m["state"] == "closed"))
         ev = await teacher.next_message("stage", since=mark)
         assert ev["peer_id"] is None
+        await eventually(lambda: server.node.relay.stage_stats("two-way").get("peer_id")
+                         is None, timeout=10)
         await eventually(lambda: peer["B"] + "/uplink" not in {
             s["peer_id"] for s in server.node.relay.uplink_stats("two-way")}, timeout=10)
         # the grid is pushed again without B
