@@ -4,8 +4,12 @@ The recording feature appends the lesson events it hears to ``events.jsonl`` in 
 recording's folder (``{"t": ms, "type": ..., ...}``, ``t`` on the recording's timeline);
 :func:`chapters_from_events` turns them into chapters ``{start, title, kind, ref}``:
 the lesson start, each practice question pushed (``quiz-question``), each test opened
-(``quiz-test``), each classroom called on stage (``stage``), and the recording resuming
-after a pause. A chapter of the same kind within ``min_gap`` seconds of the last is dropped.
+(``quiz-test``), each classroom called on stage (the ``stage {peer_id, name, school, at}``
+lesson event of the two-way lesson, docs/two-way.md: "上台 On stage: <name>"; ``peer_id``
+null clears the stage and starts no chapter; the same classroom announced again while it
+is still on stage is not a new chapter), and the recording resuming after a pause. The
+same chapter again (same kind and reference) within ``min_gap`` seconds is dropped (a
+re-sent event); two different classrooms called in quick succession are two chapters.
 """
 
 from __future__ import annotations
@@ -29,9 +33,13 @@ def vtt_time(ms: float) -> str:
 
 
 def append_event(directory: Path, event: dict[str, Any]) -> None:
+    """Append one event line with a single write; never glued onto a torn last line."""
     line = (json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-    fd = os.open(Path(directory) / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(Path(directory) / EVENTS_FILE, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line  # the last write was cut short (a kill)
         os.write(fd, line)
     finally:
         os.close(fd)
@@ -71,9 +79,9 @@ def chapter_for(event: dict[str, Any]) -> tuple[str, str, str] | None:
         return ("practice" if kind == "quiz-question" else "test",
                 f"{label}: {title}" if title else label, _text(rnd.get("round_id"), 64))
     if kind == "stage":
-        name = _text(event.get("name")) or _text(event.get("peer_name"))
-        if event.get("on_stage") is False or event.get("peer_id") in (None, ""):
+        if event.get("on_stage") is False or not _text(event.get("peer_id")):
             return None
+        name = _text(event.get("name")) or _text(event.get("school"))
         return "stage", f"上台 On stage: {name}" if name else "上台 On stage", _text(
             event.get("peer_id"), 64)
     if kind == "recording-resumed":
@@ -84,9 +92,16 @@ def chapter_for(event: dict[str, Any]) -> tuple[str, str, str] | None:
 def chapters_from_events(events: list[dict[str, Any]], duration_ms: int,
                          offset_ms: int = 0, min_gap: float = 5.0,
                          first_title: str = "开始上课 Lesson start") -> list[dict[str, Any]]:
+    """Chapters ``{start, title, kind, ref}`` (seconds from the recording's start)."""
     chapters: list[dict[str, Any]] = [
         {"start": 0.0, "title": first_title, "kind": "start", "ref": ""}]
+    on_stage = ""  # the classroom on stage now (its peer id)
     for event in events:
+        if event.get("type") == "stage":
+            peer = _text(event.get("peer_id"), 64)
+            was, on_stage = on_stage, ("" if event.get("on_stage") is False else peer)
+            if peer and peer == was:
+                continue  # announced again while still on stage: not a new chapter
         found = chapter_for(event)
         if found is None:
             continue
@@ -94,7 +109,8 @@ def chapters_from_events(events: list[dict[str, Any]], duration_ms: int,
         if start >= duration_ms / 1000:
             continue
         kind, title, ref = found
-        if start - chapters[-1]["start"] < min_gap and chapters[-1]["kind"] == kind:
+        last = chapters[-1]
+        if start - last["start"] < min_gap and last["kind"] == kind and last["ref"] == ref:
             continue  # the same thing again right away (a re-sent event)
         chapters.append({"start": start, "title": title, "kind": kind, "ref": ref})
     return chapters

@@ -189,7 +189,7 @@ class RecordingFeature:
             active = self.active.get(lesson_id)
             if active is not None:
                 event = {k: v for k, v in message.items() if k in (
-                    "type", "round", "peer_id", "name", "on_stage")}
+                    "type", "round", "peer_id", "name", "school", "on_stage")}
                 event["t"] = active.now_ms()
                 self._spawn(asyncio.to_thread(append_event, active.directory, event))
 
