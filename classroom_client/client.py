@@ -26,6 +26,9 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from . import playout
+from .media import opus_encoder
+
 
 class ProtocolError(Exception):
     """The server answered with an ``error`` message."""
@@ -37,8 +40,13 @@ class ProtocolError(Exception):
 
 
 class ClassroomClient:
-    def __init__(self, base_url: str, token: str, *, lesson: str | None = None) -> None:
+    def __init__(self, base_url: str, token: str, *, lesson: str | None = None,
+                 playout_buffers: bool = True) -> None:
         self.base_url = base_url.rstrip("/")
+        self.playout_buffers = playout_buffers
+        """Give up on lost packets after a deadline as a browser does (classroom_client.playout);
+        False keeps aiortc's buffers, which stall behind any packet that is never recovered."""
+        self.buffers: dict[str, playout.PlayoutBuffer] = {}
         self.token = token
         self.lesson = lesson
         self.welcome: dict[str, Any] = {}
@@ -201,14 +209,18 @@ class ClassroomClient:
         )
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
 
-    async def publish(self, video: MediaStreamTrack | None, audio: MediaStreamTrack | None
-                      ) -> RTCPeerConnection:
-        """Teacher: send camera and microphone tracks to the relay."""
+    async def publish(self, video: MediaStreamTrack | None, audio: MediaStreamTrack | None,
+                      *, audio_bitrate: int | None = 32_000) -> RTCPeerConnection:
+        """Teacher: send camera and microphone tracks to the relay. Audio is Opus at
+        ``audio_bitrate`` with in-band FEC, as a browser sends it and as the relay forwards
+        it to every tier (None: aiortc's own encoder, 96 kbit/s, no FEC)."""
         await self._drop_pc("publish")
         pc = self._new_pc()
         for track in (video, audio):
             if track is not None:
-                pc.addTransceiver(track, direction="sendonly")
+                transceiver = pc.addTransceiver(track, direction="sendonly")
+                if track.kind == "audio" and audio_bitrate is not None:
+                    transceiver.sender._RTCRtpSender__encoder = opus_encoder(audio_bitrate)
         self.pcs["publish"] = pc
         await self._negotiate(pc, "publish")
         return pc
@@ -217,8 +229,10 @@ class ClassroomClient:
         """Classroom: receive the lesson's video and audio, counting what arrives."""
         await self._drop_pc("subscribe")
         pc = self._new_pc()
-        pc.addTransceiver("video", direction="recvonly")
-        pc.addTransceiver("audio", direction="recvonly")
+        for kind in ("video", "audio"):
+            transceiver = pc.addTransceiver(kind, direction="recvonly")
+            if self.playout_buffers:
+                self.buffers[kind] = playout.install(transceiver.receiver, kind)
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:

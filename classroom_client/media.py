@@ -13,6 +13,10 @@ Receiving, without decoding (load tests: many subscribers on one core):
     install_counting_decoder()          # once, before any connection starts
     receive_counts(pc_track).frames     # video: frames; audio: packets; also .bytes,
                                         # .keyframes (VP8), .first_at, .last_at
+Sending audio as a thin link needs it (aiortc's own Opus encoder is fixed at 96 kbit/s, no FEC):
+    opus_encoder(32_000)                # mono Opus with in-band FEC; ClassroomClient.publish
+                                        # installs one on its audio sender
+
 The counting decoder replaces ``aiortc.rtcrtpreceiver.decoder_worker`` for every receiver
 started afterwards in the process (NACK, PLI and RTCP reports keep working); the track
 then yields nothing, so nobody needs to read it. ``uninstall_counting_decoder()`` undoes it.
@@ -28,6 +32,7 @@ from typing import Any
 import av
 import numpy as np
 from aiortc import MediaStreamTrack
+from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError
 
 VIDEO_CLOCK = 90_000
@@ -269,3 +274,28 @@ def receive_counts(track: MediaStreamTrack) -> ReceiveCounts:
     queue = getattr(track, "_queue", None)
     counts = getattr(queue, _COUNTS_ATTR, None)
     return counts if counts is not None else ReceiveCounts()
+
+
+def opus_encoder(bitrate: int = 32_000, *, fec: bool = True, expected_loss: int = 10
+                 ) -> OpusEncoder:
+    """aiortc's Opus encoder at ``bitrate`` (mono), with in-band FEC: a lost 20 ms packet can
+    be rebuilt by the receiver from the next one. ``expected_loss`` (%) is what libopus
+    spends the FEC budget for. Install it as ``sender._RTCRtpSender__encoder`` before the
+    sender starts."""
+    if not 6_000 <= bitrate <= 510_000:
+        raise ValueError(f"Opus bitrate {bitrate} is outside 6-510 kbit/s")
+    encoder = OpusEncoder()
+    codec = av.CodecContext.create("libopus", "w")
+    codec.bit_rate = bitrate
+    codec.format = "s16"
+    codec.layout = "mono"
+    codec.sample_rate = AUDIO_RATE
+    codec.time_base = AUDIO_TIME_BASE
+    options = {"application": "voip"}
+    if fec:
+        options.update(fec="1", packet_loss=str(max(1, min(expected_loss, 100))))
+    codec.options = options
+    encoder.codec = codec
+    encoder.resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_RATE,
+                                          frame_size=960)
+    return encoder

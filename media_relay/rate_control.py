@@ -7,7 +7,8 @@ Inputs (one :class:`RateController` per subscriber):
 
 * :meth:`RateController.on_receiver_report` -- an RTCP receiver report block for one of the
   subscriber's streams (fraction lost, cumulative lost, jitter) and the RTT computed from it.
-* :meth:`RateController.on_remb` -- a REMB estimate, when the browser sends one.
+* :meth:`RateController.on_remb` -- a REMB estimate, when the browser sends one (ignored for
+  ``remb_join_grace`` after join: a receiver's first estimates are low while it ramps up).
 * :meth:`RateController.on_bytes_sent` -- cumulative bytes written to the subscriber (all
   streams); gives the send rate the loss-based estimate (:class:`BandwidthEstimator`) and
   REMB are compared with.
@@ -222,6 +223,10 @@ class ControllerConfig:
     climb_reports: int = 2
     """... nor with fewer reports than this during the hold."""
     remb_max_age: float = 5.0
+    remb_join_grace: float = 5.0
+    """REMB in the first seconds after join is ignored: a receiver's estimate starts low
+    (Chromium and aiortc start from what they have received so far, a few hundred kbit/s)
+    and ramps up, so early values would push a classroom that can take high down."""
     manual_tier: str = "low"
     """Best tier while the classroom's low-bandwidth button is on."""
 
@@ -264,7 +269,9 @@ class RateController:
         self._remb_low_since: float | None = None
         self._remb_low_count = 0
         self._last_report: float | None = None
+        self.remb_ignored = 0
         # timers
+        self._joined_at = now
         self._switched_at = now
         self._auto_switched_at: float | None = None
         self._climbed_at: float | None = None
@@ -340,6 +347,9 @@ class RateController:
 
     def on_remb(self, now: float, bitrate: float) -> Decision:
         c = self.config
+        if now - self._joined_at < c.remb_join_grace:
+            self.remb_ignored += 1  # the receiver's estimate is still ramping up
+            return self._evaluate(now)
         previous = self._fresh_remb(now)
         self.remb = float(bitrate)
         self._remb_at = now
@@ -406,6 +416,7 @@ class RateController:
             "cap": self.cap, "low_bandwidth": self.low_bandwidth,
             "hold": max(self.hold, self.climb_hold),
             "switches": len(self.switches), "probes_passed": self.probes_passed,
+            "remb_ignored": self.remb_ignored,
             "probes_failed": self.probes_failed,
         }
 

@@ -62,6 +62,17 @@ _RTX_MAX = 3
 """Times one packet is sent again at most (NACK)."""
 _RTX_MIN_GAP = 0.05
 """Seconds between two retransmissions of one packet, at least (or 1.5 x RTT)."""
+_RTX_SHARE = 0.5
+"""Retransmissions may use at most this share of the media bytes sent (a token bucket):
+on a congested link NACKs ask for more than the link lost, and unbounded RTX keeps the
+bottleneck queue full (seen at 400 kbit/s: as many packets retransmitted as sent)."""
+_RTX_BUCKET = 64_000
+"""Bytes of retransmission credit at most (a burst: one lost keyframe of the top tier)."""
+_PAD_BURST = 0.2
+"""Seconds of padding credit kept at most (padding goes out with each video frame)."""
+_PAD_RECENT = 8
+"""Padding repeats (RTX-wrapped) the most recent packets, never older ones: a receiver that
+sees a packet far behind its origin resets its buffer (aiortc: 100 packets)."""
 
 # RTCRtpSender's private attributes written or read here (name-mangled; see __init__.py)
 _PACKET_COUNT = "_RTCRtpSender__packet_count"
@@ -172,8 +183,21 @@ class RtpStream:
         self.retransmits = 0
         self.rtx_suppressed = 0
         self._rtx_state: dict[int, tuple[tuple[int, float], int]] = {}
+        self._rtx_credit = float(_RTX_BUCKET) / 4
+        self.rtx_over_budget = 0
+        self.padding_bitrate: int | None = None
+        """Probing: bit/s of padding to add (RTX copies of recent packets); None: none."""
+        self._pad_credit = 0.0
+        self._pad_at = 0.0
+        self._pad_index = 0
+        self.padding_packets = 0
+        self.padding_octets = 0
         self.nacked = 0
         self.keyframe_requests = 0
+        self.keyframes_sent = 0
+        self.restarts = 0
+        self.since_restart = {"packets": 0, "keyframes": 0, "dropped": 0}
+        """What was written since the last tier switch (reset by :meth:`restart`)."""
         self.reports = 0
         self.fraction_lost: int | None = None
         self.packets_lost: int | None = None
@@ -259,6 +283,7 @@ class RtpStream:
         if self._need_keyframe:
             if not meta.keyframe or not self._ready:
                 self.dropped += 1
+                self.since_restart["dropped"] += 1
                 self._dropped_metric.inc()
                 return
             self._need_keyframe = False
@@ -292,6 +317,8 @@ class RtpStream:
             sequence = (sequence + 1) & 0xFFFF
         self._sequence = sequence
         count = last + 1
+        credit = self._rtx_credit + _RTX_SHARE * octets
+        self._rtx_credit = credit if credit < _RTX_BUCKET else float(_RTX_BUCKET)
         # what RTCRtpSender._run_rtp keeps for its sender reports (and RR statistics)
         sender = self.sender
         sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
@@ -305,8 +332,15 @@ class RtpStream:
         self.sent += 1
         self.packets += count
         self.octets += octets
+        since = self.since_restart
+        since["packets"] += count
+        if meta.keyframe and self._video:
+            self.keyframes_sent += 1
+            since["keyframes"] += 1
         now = time.monotonic()
         self._latency.observe(now - meta.ingress)
+        if self.padding_bitrate:
+            self._pad(now, write)
         wait = now - meta.fanout
         self.wait_seconds += wait
         if wait > self.wait_max:
@@ -358,24 +392,69 @@ class RtpStream:
                 return
         else:
             count = 0
+        if self._rtx_credit < len(data):
+            self.rtx_over_budget += 1
+            return
         self._rtx_state[slot] = ((sequence_number, now), count + 1)
         write = self._writer() if self._live else None
         if write is None:
             return
-        if self._rtx_payload_type is not None:
-            packet = wrap_rtx(RtpPacket.parse(data, self._extensions_map),
-                              payload_type=self._rtx_payload_type,
-                              sequence_number=self._rtx_sequence, ssrc=self.sender._rtx_ssrc)
-            self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
-            data = packet.serialize(self._extensions_map)
-        write(data)
+        self._rtx_credit -= len(data)
+        write(self._rtx_wrap(data))
         self.retransmits += 1
+
+    def _rtx_wrap(self, data: bytes) -> bytes:
+        """``data`` as an RTX packet (its own ssrc and sequence), or as is without RTX."""
+        if self._rtx_payload_type is None:
+            return data
+        packet = wrap_rtx(RtpPacket.parse(data, self._extensions_map),
+                          payload_type=self._rtx_payload_type,
+                          sequence_number=self._rtx_sequence, ssrc=self.sender._rtx_ssrc)
+        self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
+        return packet.serialize(self._extensions_map)
+
+    def set_padding(self, bitrate: int | None) -> None:
+        """Probe the link: add ``bitrate`` bit/s of padding (None or 0: stop). The padding is
+        RTX copies of the newest packets, which a receiver drops as duplicates, so a probe
+        that fails costs nothing visible; without RTX negotiated there is no padding."""
+        bitrate = bitrate if bitrate and bitrate > 0 and self._video else None
+        if bitrate and not self.padding_bitrate:
+            self._pad_at = time.monotonic()
+            self._pad_credit = 0.0
+        self.padding_bitrate = bitrate
+
+    def _pad(self, now: float, write: Callable[[bytes], int]) -> None:
+        rate = self.padding_bitrate or 0
+        if self._rtx_payload_type is None:
+            return
+        credit = self._pad_credit + rate / 8 * (now - self._pad_at)
+        self._pad_at = now
+        limit = rate / 8 * _PAD_BURST
+        credit = min(credit, limit)
+        history = self._history
+        newest = (self._sequence - 1) & 0xFFFF
+        while credit > 0:
+            seq = (newest - self._pad_index % _PAD_RECENT) & 0xFFFF
+            self._pad_index += 1
+            data = history[seq % RTP_HISTORY_SIZE]
+            if data is None or int.from_bytes(data[2:4], "big") != seq:
+                if self._pad_index % _PAD_RECENT == 0:
+                    break  # nothing recent to repeat
+                continue
+            wire = self._rtx_wrap(data)
+            write(wire)
+            credit -= len(wire)
+            self.padding_packets += 1
+            self.padding_octets += len(wire)
+        self._pad_credit = credit
 
     def restart(self) -> None:
         """Moved to another rendition: send nothing until its next keyframe (the stream's
         ssrc, sequence numbers and timestamp origin stay: the receiver sees a new size)."""
         if self._video:
             self._need_keyframe = True
+            self.restarts += 1
+            self.since_restart = {"packets": 0, "keyframes": 0, "dropped": 0}
 
     def _keyframe_request(self) -> None:
         self.keyframe_requests += 1
@@ -402,7 +481,11 @@ class RtpStream:
             "path": "batched", "sent": self.sent, "queued": 0, "dropped": self.dropped,
             "overflows": 0, "packets": self.packets, "octets": self.octets,
             "retransmits": self.retransmits, "nacked": self.nacked,
-            "rtx_suppressed": self.rtx_suppressed,
+            "keyframes_sent": self.keyframes_sent, "keyframe_requests": self.keyframe_requests,
+            "restarts": self.restarts, "since_restart": dict(self.since_restart),
+            "rtx_suppressed": self.rtx_suppressed, "rtx_over_budget": self.rtx_over_budget,
+            "padding_bitrate": self.padding_bitrate, "padding_packets": self.padding_packets,
+            "padding_octets": self.padding_octets,
             "wait_ms_avg": round(1000 * self.wait_seconds / self.sent, 3) if self.sent else None,
             "wait_ms_max": round(1000 * self.wait_max, 3),
             "rtt_ms": round(1000 * rtt, 2) if rtt is not None else None,

@@ -326,6 +326,30 @@ def test_remb_drives_the_tier_down_but_a_rising_remb_does_not() -> None:
     assert not [s for s in ctl2.switches if s[3] == "remb"]
 
 
+def test_low_remb_right_after_join_is_ignored() -> None:
+    """A receiver's first REMBs are low while its estimate ramps up (Chromium starts near
+    300 kbit/s): within remb_join_grace they must not move a clean link off high."""
+    ctl = RateController(now=0.0)
+    total = 0
+    remb = 250e3
+    for i in range(1, 41):  # 10 s, no loss; REMB 250 kbit/s for 3 s, then up to 2.4 Mbit/s
+        t = i * 0.25
+        total += int(REQ[HIGH] * 0.25 / 8)
+        ctl.on_bytes_sent(t, total)
+        if i % 2 == 0:
+            ctl.on_receiver_report(t, ReceiverReport(0.0, rtt=0.04))
+        remb = min(remb * 1.5, 2.4e6) if t >= 3.0 else remb
+        ctl.on_remb(t, remb)
+    assert ctl.tier == HIGH and ctl.switches == []
+    assert ctl.remb_ignored == 19 and ctl.stats(10.0)["remb_ignored"] == 19
+    for i in range(1, 9):  # after the grace a falling REMB counts again
+        t = 10 + i * 0.5
+        total += int(REQ[HIGH] * 0.5 / 8)
+        ctl.on_bytes_sent(t, total)
+        ctl.on_remb(t, 400e3)
+    assert ctl.switches and ctl.switches[0][3] == "remb"
+
+
 def test_a_single_rtt_spike_is_ignored_but_growing_rtt_steps_down() -> None:
     ctl = RateController()
     for i in range(1, 21):

@@ -125,3 +125,64 @@ async def test_tasks_path_still_delivers(make_relay) -> None:
     for room in rooms:
         await room.close()
     await teacher.close()
+
+
+async def test_retransmissions_are_bounded_by_a_share_of_the_media(relay: Relay,
+                                                                   monkeypatch) -> None:
+    """On a congested link NACKs ask for more than it can carry: RTX spends at most
+    _RTX_SHARE of the media bytes (token bucket), the rest is refused and counted."""
+    teacher = await publish(relay, "R4")
+    room = await subscribe(relay, "R4", "c1")
+    await wait_until(lambda: room.video.frames >= 10, 10, "video flowing")
+    stream = _stream(relay, "c1", "video")
+    receiver = next(r for r in room.pc.getReceivers() if r.track.kind == "video")
+    ssrc = receiver.getSynchronizationSources()[0].source
+    from media_relay import rtpout
+
+    monkeypatch.setattr(rtpout, "_RTX_SHARE", 0.0)  # no credit comes in meanwhile
+    stream._rtx_credit = 0.0  # as after a burst of retransmissions
+    await receiver._send_rtcp_nack(ssrc, [(stream._sequence - 2) & 0xFFFF])
+    await wait_until(lambda: stream.nacked == 1, 2, "NACK handled")
+    assert stream.retransmits == 0 and stream.rtx_over_budget == 1
+    monkeypatch.undo()
+    octets = stream.octets
+    await wait_until(lambda: stream.octets > octets + 4000, 5, "more media sent")
+    await receiver._send_rtcp_nack(ssrc, [(stream._sequence - 2) & 0xFFFF])
+    await wait_until(lambda: stream.retransmits == 1, 2, "retransmitted once credit is back")
+    assert stream.stats()["rtx_over_budget"] == 1
+    await room.close()
+    await teacher.close()
+
+
+async def test_probe_pads_with_rtx_copies_and_stops_with_the_probe(make_relay) -> None:
+    """A probing decision pads the video stream up to the probed tier's rate with RTX
+    copies of the newest packets: the classroom keeps decoding, the padding stops after."""
+    from media_relay.rate_control import PROBING, Decision
+
+    relay = make_relay(rate_control=False)  # the decisions come from this test
+    teacher = await publish(relay, "R5")
+    room = await subscribe(relay, "R5", "c1")
+    await wait_until(lambda: room.video.frames >= 10, 10, "video flowing")
+    sub = relay._peers["c1"]
+    stream = _stream(relay, "c1", "video")
+    ladder = sub.lesson.ladder
+    low = ladder.lowest_video
+    sub.tier = low  # a classroom on low probing mid (no switch: padding only)
+    mid = ladder.above(low)
+    sub._pad_for_probe(Decision(tier=low, state=PROBING, probe_tier=mid,
+                                probe_bitrate=ladder.required(mid)))
+    expected = ladder.required(mid) - ladder.required(low)
+    assert stream.padding_bitrate == expected
+    start, octets = time.monotonic(), stream.padding_octets
+    frames = room.video.frames
+    await asyncio.sleep(2.0)
+    rate = 8 * (stream.padding_octets - octets) / (time.monotonic() - start)
+    assert 0.6 * expected <= rate <= 1.3 * expected, (rate, expected)
+    assert room.video.frames > frames + 20  # duplicates do not disturb the receiver
+    sub._pad_for_probe(Decision(tier=low))
+    assert stream.padding_bitrate is None
+    padded = stream.padding_packets
+    await asyncio.sleep(0.5)
+    assert stream.padding_packets == padded
+    await room.close()
+    await teacher.close()
