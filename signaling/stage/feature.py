@@ -204,6 +204,8 @@ class StageFeature:
 
     async def _on_call_on_stage(self, session: Session, message: Message) -> None:
         lesson = session.lesson_id
+        if (await self._node.hub.get_lesson(lesson)).state == "ended":
+            raise ClassroomError(ErrorCode.LESSON_ENDED, "the lesson has ended")
         target = await self._classroom(lesson, message.get("peer_id"))
         current = await self._store.get_stage(lesson)
         if current is not None and current["peer_id"] == target.peer_id:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from classroom_client import ClassroomClient
-from tests.helpers import start_server
+from tests.helpers import eventually, start_server
 
 # A recvonly audio offer is enough for the relay to refuse or for the role check to
 # refuse before the relay; the role checks never look at the SDP.
@@ -284,3 +284,22 @@ async def test_two_nodes_share_queue_stage_mute_and_remove(redis_url):
     finally:
         await one.close()
         await two.close()
+
+
+async def test_ended_lesson_has_no_stage(server):
+    teacher = await connect(server, "teacher")
+    a = await connect(server, "classroom")
+    await teacher.start_lesson()
+    await teacher.send({"type": "call-on-stage", "peer_id": a.peer_id})
+    await a.next_message("stage", since=0)
+    await teacher.send({"type": "share", "on": True})
+    await a.next_message("share", since=0)
+    await teacher.end_lesson()
+    await refused(teacher, {"type": "call-on-stage", "peer_id": a.peer_id}, "lesson_ended")
+    # the ended lesson's stage, hands and share are forgotten (every node's listener)
+    async def forgotten():
+        late = await connect(server, "classroom")
+        await late.close()
+        return late.welcome["stage"] is None and late.welcome["share"] is False
+    await eventually(forgotten, timeout=10)
+    await close_all(teacher, a)
