@@ -118,6 +118,7 @@ class StageFeature:
                 await self._resume_hand(session, claims)
                 if await self._store.is_muted(lesson, claims.sub):
                     self._relay.set_muted(session.peer_id, True)  # before any uplink offer
+                    await self._update_uplink(session, muted=True)  # the teacher's tile
                     await session.send({"type": "muted", "on": True})  # held until welcome
             roster = {p.peer_id: p for p in await self._node.hub.store.roster(lesson)}
             out: dict[str, Any] = {
@@ -299,10 +300,10 @@ class StageFeature:
             return
         if purpose != UPLINK:
             return
-        # Mute and stage reached the relay before the offer (welcome / lesson events);
-        # the relay applies them to an uplink when it connects.
-        muted = await self._store.is_muted(session.lesson_id, claims.sub)
-        await self._update_uplink(session, state="connecting", muted=muted)
+        # Mute and stage reached the relay before the offer (welcome / lesson events); the
+        # relay applies them to an uplink when it connects. No await before the tile's lock:
+        # the relay's on_uplink for this connection can only come after this.
+        await self._update_uplink(session, state="connecting")
 
     async def uplink_changed(self, session: Session, state: str) -> None:
         """Relay callback (on_uplink / on_peer_state of the uplink), via the Node."""

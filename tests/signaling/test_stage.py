@@ -173,6 +173,8 @@ async def test_mute_and_uplink_state_tiles(server):
     await a.connect()
     assert (await a.next_message("muted", since=0)) == {"type": "muted", "on": True}
     assert a.messages[0]["type"] == "welcome"
+    await teacher.next_message("uplink", since=0, where=lambda m: (
+        m["peer_id"] == a.peer_id and m["muted"]))
     await teacher.send({"type": "mute-classroom", "peer_id": a.peer_id, "on": False})
     assert (await a.next_message("muted", since=0, where=lambda m: not m["on"]))["on"] is False
     b = ClassroomClient(server.base_url, token_a)
