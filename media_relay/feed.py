@@ -20,6 +20,8 @@ class VideoFeed:
     def __init__(self, config: RelayConfig, *, always_top: bool) -> None:
         self.config = config
         self.ladder = config.ladder
+        self.counts_subscribers = always_top
+        """Only the camera's sinks count in ``classroom_subscribers``."""
         self.source = VideoSource()
         self.renditions: dict[str, Rendition] = {}
         if always_top:
@@ -36,6 +38,7 @@ class VideoFeed:
         if rendition is None:
             rendition = self.renditions[tier] = Rendition(self.config, spec, self.source,
                                                           top=False)
+            rendition.counts_subscribers = self.counts_subscribers
         return rendition
 
     def attach(self, sink: Sink, tier: str, reason: str = "join") -> None:

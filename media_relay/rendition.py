@@ -172,6 +172,9 @@ class Rendition:
     once) or a :class:`~.tracks.PacketTrack` (queued for an aiortc sender or a reader).
     """
 
+    counts_subscribers = True
+    """False for the share and stage feeds: ``classroom_subscribers`` counts camera lines."""
+
     def __init__(self, config: RelayConfig, spec: TierSpec | str = "high",
                  source: VideoSource | None = None, *, top: bool = True) -> None:
         if isinstance(spec, str):
@@ -218,13 +221,15 @@ class Rendition:
     # ---- sinks (event loop) -----------------------------------------------------------
     def attach(self, track: Sink, reason: str = "join") -> None:
         self._sinks.append(track)
-        metrics.SUBSCRIBERS.labels(tier=self.tier).inc()
+        if self.counts_subscribers:
+            metrics.SUBSCRIBERS.labels(tier=self.tier).inc()
         self.request_keyframe(reason)
 
     def detach(self, track: Sink) -> None:
         if track in self._sinks:
             self._sinks.remove(track)
-            metrics.SUBSCRIBERS.labels(tier=self.tier).dec()
+            if self.counts_subscribers:
+                metrics.SUBSCRIBERS.labels(tier=self.tier).dec()
 
     @property
     def subscriber_count(self) -> int:
