@@ -3,6 +3,7 @@ hand queue, stage, welcome after a reconnect, mute/remove, share, every refusal.
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from classroom_client import ClassroomClient
@@ -117,6 +118,10 @@ async def test_call_on_stage_and_leave_reach_everyone(server):
     # leave-stage with nobody on stage: only the sender hears the (empty) stage
     reply = await teacher.request({"type": "leave-stage"}, "stage")
     assert reply["peer_id"] is None
+    async with aiohttp.ClientSession() as http:
+        text = await (await http.get(server.base_url + "/metrics")).text()
+    assert 'classroom_stage_calls_total{uplink="no"}' in text
+    assert "classroom_hands_raised_total" in text
     await close_all(teacher, a, b, student, late)
 
 
