@@ -416,6 +416,10 @@
           rx.cam = pc.addTransceiver("video", recv);
           rx.audio = pc.addTransceiver("audio", recv);
         }
+        for (var role in rx) {
+          var kind = rx[role].receiver.track.kind;
+          C.preferCodec(rx[role], kind, kind === "video" ? "VP8" : "opus", true);
+        }
       },
       onOfferSent: function () {
         ledger.sent("subscribe");

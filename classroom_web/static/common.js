@@ -698,7 +698,10 @@
     var opts = this.options;
     var pc;
     try {
-      pc = new RTCPeerConnection({ iceServers: opts.iceServers || [], bundlePolicy: "max-bundle" });
+      // "balanced": aiortc (the relay) answering a Chrome max-bundle offer never completes
+      // DTLS once the relay uses max-bundle itself (needed for several m-lines of a kind);
+      // the relay's answer bundles everything onto one transport either way.
+      pc = new RTCPeerConnection({ iceServers: opts.iceServers || [], bundlePolicy: "balanced" });
     } catch (e) {
       this._fail("pc_error");
       return Promise.resolve();
@@ -908,14 +911,18 @@
     );
   }
 
-  /** Ask for one codec (plus RTX) on a transceiver, where the browser allows it. */
-  function preferCodec(transceiver, kind, name) {
+  /**
+   * Ask for one codec (plus RTX) on a transceiver, where the browser allows it. For a
+   * receiving transceiver (receive = true) this also keeps the offer small: a Chrome video
+   * m-line lists ~20 codecs (~4 KB), and a grid offer has 9 of them (offers are <= 48 KiB).
+   */
+  function preferCodec(transceiver, kind, name, receive) {
     try {
-      if (!transceiver.setCodecPreferences || !window.RTCRtpSender ||
-          !RTCRtpSender.getCapabilities) {
+      var api = receive ? window.RTCRtpReceiver : window.RTCRtpSender;
+      if (!transceiver.setCodecPreferences || !api || !api.getCapabilities) {
         return;
       }
-      var caps = RTCRtpSender.getCapabilities(kind);
+      var caps = api.getCapabilities(kind);
       if (!caps || !caps.codecs) {
         return;
       }

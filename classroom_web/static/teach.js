@@ -456,9 +456,12 @@
       iceServers: st.iceServers,
       setup: function (pc) {
         for (var i = 0; i < GRID_SLOTS; i++) {
-          slots.push(pc.addTransceiver("video", { direction: "recvonly" }));
+          var tr = pc.addTransceiver("video", { direction: "recvonly" });
+          C.preferCodec(tr, "video", "VP8", true); // the relay forwards VP8 only
+          slots.push(tr);
         }
         audioTx = pc.addTransceiver("audio", { direction: "recvonly" });
+        C.preferCodec(audioTx, "audio", "opus", true);
         grid.audio = audioTx;
       },
       onOfferSent: function () {
@@ -866,7 +869,7 @@
     handQueueEl.textContent = "";
     st.hands.forEach(function (peer) {
       var li = document.createElement("li");
-      li.setAttribute("data-peer-id", peer);
+      li.setAttribute("data-hand-item", peer);
       var name = document.createElement("span");
       name.className = "hq-name";
       name.textContent = roomName(peer);

@@ -90,3 +90,49 @@ def press(page: Any, action: str, timeout: float = 20.0) -> None:
         f"button {action} never became pressable",
     )
     button.click()
+
+
+# ---- two-way lesson (issue 7) ----------------------------------------------------------
+
+def tile_of(teacher: Any, name: str, timeout: float = 20.0) -> str:
+    """The peer id of the teacher's grid tile showing the classroom ``name``."""
+    tile = teacher.locator("[data-tile]", has_text=name)
+    wait_until(lambda: tile.count() == 1, timeout, f"no tile for {name!r} on the teacher's grid")
+    return str(tile.get_attribute("data-tile"))
+
+
+def wait_stat_above(page: Any, key: str, floor: float, timeout: float = 20.0) -> dict[str, Any]:
+    """Wait until ``classroomStats()[key]`` is above ``floor``; return the stats."""
+
+    def above() -> dict[str, Any] | None:
+        now = stats(page)
+        return now if now.get(key, 0) > floor else None
+
+    return wait_until(above, timeout, f"{key} never rose above {floor}", 0.3)
+
+
+# In-page watcher: the wall-clock time (Date.now(), one clock for every page of the machine)
+# at which a classroomStats() counter first rises above a floor; polled every 50 ms.
+WATCH_RISE = """
+([key, floor]) => {
+  window.__rise = window.__rise || {};
+  window.__rise[key] = null;
+  const loop = () => window.classroomStats().then((s) => {
+    if (s[key] > floor) { window.__rise[key] = Date.now(); return; }
+    setTimeout(loop, 50);
+  }, () => setTimeout(loop, 50));
+  loop();
+}
+"""
+
+
+def watch_rise(page: Any, key: str, floor: float) -> None:
+    page.evaluate(WATCH_RISE, [key, floor])
+
+
+def risen_at(page: Any, key: str, timeout: float) -> float:
+    """Date.now() (ms) at which the watched counter rose; fails at the deadline."""
+    page.wait_for_function(
+        "(key) => window.__rise && window.__rise[key]", arg=key, timeout=timeout * 1000
+    )
+    return float(page.evaluate("(key) => window.__rise[key]", key))
