@@ -172,3 +172,36 @@ async def test_uplink_over_its_cap_gets_uplink_over_cap(server):
         video.stop()
         audio.stop()
         await room.close()
+
+
+async def test_stage_called_from_another_node(redis_url):
+    """Teacher on node one, classrooms (and their media) on node two, one Redis: the
+    call-on-stage event makes node two's relay put the classroom on stage."""
+    one = await start_server(redis_url=redis_url, presence_ttl=5.0, roster_poll=0.5)
+    two = await start_server(redis_url=redis_url, presence_ttl=5.0, roster_poll=0.5)
+    video, audio = SyntheticVideoTrack(320, 240, fps=15), SyntheticAudioTrack()
+    clients: list[ClassroomClient] = []
+    viewer = None
+    try:
+        teacher = await connect(one, "teacher")
+        speaker = await connect(two, "classroom", name="讲")
+        listener = await connect(two, "classroom", name="听")
+        clients += [teacher, speaker, listener]
+        await publish_uplink(speaker, video, audio)
+        viewer = await subscribe_with_stage(listener)
+        await teacher.next_message("uplink", since=0, timeout=20, where=lambda m: (
+            m["peer_id"] == speaker.peer_id and m["state"] == "active"))
+        await teacher.send({"type": "call-on-stage", "peer_id": speaker.peer_id})
+        await eventually(lambda: viewer.stage_video.frames >= 5
+                         and viewer.stage_audio.frames >= 25, timeout=20)
+        assert viewer.stage_video.size is not None
+        assert one.node.relay.uplink_stats("two-way") == []  # no media on the teacher's node
+    finally:
+        if viewer is not None:
+            await viewer.stop()
+        video.stop()
+        audio.stop()
+        for c in clients:
+            await c.close()
+        await one.close()
+        await two.close()
