@@ -263,6 +263,10 @@
     if (rec && typeof rec.state === "string") {
       st.recording = rec.state;
     }
+    if (rec && Array.isArray(rec.consent_schools) && st.school &&
+        rec.consent_schools.indexOf(st.school) >= 0) {
+      st.consentNeeded = false; // acknowledged for this school (maybe by another room)
+    }
   }
 
   function notice(text) {
@@ -815,6 +819,7 @@
       return;
     }
     syncHand(msg.roster);
+    st.school = msg.school || "";
     setRecording(msg.recording);
     st.consentNeeded = !!msg.recording_consent_required;
     setLesson(msg.lesson_state || (msg.lesson_info && msg.lesson_info.state), msg.lesson_info);
