@@ -13,6 +13,10 @@ Receiving, without decoding (load tests: many subscribers on one core):
     install_counting_decoder()          # once, before any connection starts
     receive_counts(pc_track).frames     # video: frames; audio: packets; also .bytes,
                                         # .keyframes (VP8), .first_at, .last_at
+A teacher whose video is encoded like a browser's (realtime, one thread) instead of by
+aiortc's encoder (cpu-used -6, noise filter: tens of ms a 720p frame), for load tests:
+    EncodedVideoTrack(1280, 720, 30, bitrate=2_000_000)   # yields av.Packet (VP8)
+
 Sending audio as a thin link needs it (aiortc's own Opus encoder is fixed at 96 kbit/s, no FEC):
     opus_encoder(32_000)                # mono Opus with in-band FEC; ClassroomClient.publish
                                         # installs one on its audio sender
@@ -34,6 +38,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError
+from av.video.frame import PictureType
 
 VIDEO_CLOCK = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
@@ -116,6 +121,62 @@ def read_frame_counter(frame: av.VideoFrame) -> int:
         if luma[_BLOCK // 2, bit * _BLOCK + _BLOCK // 2] > 128:
             value |= 1 << bit
     return value
+
+
+class EncodedVideoTrack(MediaStreamTrack):
+    """:class:`SyntheticVideoTrack` encoded here (PyAV libvpx, realtime, ``cpu_used``, one
+    thread) into VP8 ``av.Packet``s that aiortc's sender only packetizes. A keyframe every
+    ``keyframe_interval`` s (the sender cannot pass a PLI on to a packet track). Encoding
+    runs in the default executor, off the event loop."""
+
+    kind = "video"
+
+    def __init__(self, width: int = 1280, height: int = 720, fps: float = 30, *,
+                 bitrate: int = 2_000_000, cpu_used: int = 8,
+                 keyframe_interval: float = 2.0) -> None:
+        super().__init__()
+        self._source = SyntheticVideoTrack(width, height, fps)
+        codec = av.CodecContext.create("libvpx", "w")
+        codec.width, codec.height = width, height
+        codec.pix_fmt = "yuv420p"
+        codec.time_base = VIDEO_TIME_BASE
+        codec.framerate = round(fps)
+        codec.bit_rate = bitrate
+        codec.gop_size = 3000
+        codec.qmin, codec.qmax = 2, 56
+        codec.options = {"deadline": "realtime", "cpu-used": str(cpu_used),
+                         "lag-in-frames": "0", "bufsize": str(bitrate),
+                         "minrate": str(bitrate), "maxrate": str(bitrate),
+                         "undershoot-pct": "100", "overshoot-pct": "15",
+                         "static-thresh": "1", "partitions": "0", "error-resilient": "1"}
+        codec.thread_count = 1
+        self._codec = codec
+        self._keyframe_every = max(1, round(keyframe_interval * fps))
+        self.frames_sent = 0
+
+    def _encode(self, frame: av.VideoFrame, keyframe: bool) -> av.Packet | None:
+        frame.pict_type = PictureType.I if keyframe else PictureType.NONE
+        data = b"".join(bytes(p) for p in self._codec.encode(frame))
+        if not data:
+            return None
+        packet = av.Packet(data)
+        packet.pts = frame.pts
+        packet.time_base = VIDEO_TIME_BASE
+        return packet
+
+    async def recv(self) -> av.Packet:
+        while True:
+            frame = await self._source.recv()
+            keyframe = self.frames_sent % self._keyframe_every == 0
+            packet = await asyncio.get_running_loop().run_in_executor(
+                None, self._encode, frame, keyframe)
+            self.frames_sent += 1
+            if packet is not None:
+                return packet
+
+    def stop(self) -> None:
+        self._source.stop()
+        super().stop()
 
 
 class SyntheticAudioTrack(MediaStreamTrack):

@@ -2,15 +2,18 @@
 
     python -m loadtests.abr --subscribers 30 --json out.json
 
-A 1280x720 30 fps synthetic teacher (with audio) and N subscribers (in worker processes,
-counting frames without decoding, as in loadtests.fanout) against a relay process of its
+A 1280x720 30 fps synthetic teacher (with audio; its video encoded realtime like a
+browser's, ``--teacher aiortc`` for aiortc's slower encoder) and N subscribers (in worker
+processes that count frames without decoding: ``install_counting_decoder``, as in
+loadtests.fanout) against a relay process of its
 own (``loadtests.relay_proc --mode pinned``: no rate control, each subscriber pinned to
 a tier). Two runs, each at N = 10 and N = ``--subscribers``: the ladder (subscribers spread
 round-robin over high / mid / low) and a single tier (everyone on high). Written:
 ``ladder_cpu`` and ``single_tier_cpu`` (relay CPU-seconds per second at the largest N),
 ``per_subscriber_cpu`` and ``single_tier_per_subscriber_cpu`` (slopes between the two N),
 ``tiers_in_use`` (the ladder run's), ``delivered_fps_ratio`` (worst subscriber of either
-run: video frames received / frames its tier encoded over the window), and the points.
+run: video frames received / frames its tier encoded over the window), the points, and
+the machine's load averages (``loadavg``: the 2 cores are shared, quote them).
 """
 
 from __future__ import annotations
@@ -18,20 +21,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 
 import aiohttp
 
-from classroom_client.media import SyntheticAudioTrack, SyntheticVideoTrack
+from classroom_client.media import EncodedVideoTrack, SyntheticAudioTrack, SyntheticVideoTrack
 
 from .fanout import RelayProcess, Worker, negotiate, new_pc, wait_until
 
 TIERS = ("high", "mid", "low")
 
 
+def loadavg() -> list[float]:
+    """The machine's 1/5/15-minute load averages (the cores are shared: quote them)."""
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def teacher_video(kind: str):
+    if kind == "aiortc":  # aiortc's own encoder: cpu-used -6 and a noise filter, costly
+        return SyntheticVideoTrack(1280, 720, 30)
+    return EncodedVideoTrack(1280, 720, 30, bitrate=2_000_000)
+
+
 async def run(label: str, tiers: tuple[str, ...], sweep: tuple[int, ...], warmup: float,
-              window: float, client_procs: int, log) -> list[dict]:
+              window: float, client_procs: int, log, teacher: str = "encoded") -> list[dict]:
     relay = RelayProcess("pinned")
     await relay.start()
     workers = [Worker() for _ in range(client_procs)]
@@ -62,7 +78,7 @@ async def run(label: str, tiers: tuple[str, ...], sweep: tuple[int, ...], warmup
 
     try:
         async with aiohttp.ClientSession() as session:
-            video, audio = SyntheticVideoTrack(1280, 720, 30), SyntheticAudioTrack()
+            video, audio = teacher_video(teacher), SyntheticAudioTrack()
             publisher.addTransceiver(video, direction="sendonly")
             publisher.addTransceiver(audio, direction="sendonly")
             await negotiate(session, relay.url, "/publish", "teacher", publisher)
@@ -93,8 +109,10 @@ async def run(label: str, tiers: tuple[str, ...], sweep: tuple[int, ...], warmup
                 await asyncio.sleep(warmup)
                 got0, enc0 = await counts(), encoded(await stats(session))
                 cpu0, t0 = relay.cpu_seconds(), time.monotonic()
+                load0 = loadavg()
                 await asyncio.sleep(window)
                 cpu1, t1 = relay.cpu_seconds(), time.monotonic()
+                load1 = loadavg()
                 got1, s1 = await counts(), await stats(session)
                 enc1 = encoded(s1)
                 ratios = {}
@@ -111,11 +129,12 @@ async def run(label: str, tiers: tuple[str, ...], sweep: tuple[int, ...], warmup
                     "encoded_fps": {t: round((enc1.get(t, 0) - enc0.get(t, 0)) / (t1 - t0), 1)
                                     for t in enc1},
                     "delivered_min": round(min(ratios.values()), 3) if ratios else None,
+                    "loadavg": [load0, load1],
                 }
                 points.append(point)
                 log(f"  {label:6s} N={target:3d} cpu={point['cpu']:.3f} CPU-s/s "
                     f"tiers={point['tiers_in_use']} encoded fps={point['encoded_fps']} "
-                    f"delivered min={point['delivered_min']}")
+                    f"delivered min={point['delivered_min']} loadavg={load1}")
     finally:
         await publisher.close()
         for worker in workers:
@@ -136,8 +155,11 @@ async def main_async(args: argparse.Namespace) -> dict:
         print(msg, file=sys.stderr, flush=True)
 
     sweep = tuple(sorted({10, args.subscribers}))
-    ladder = await run("ladder", TIERS, sweep, args.warmup, args.window, args.clients, log)
-    single = await run("single", ("high",), sweep, args.warmup, args.window, args.clients, log)
+    load_start = loadavg()
+    ladder = await run("ladder", TIERS, sweep, args.warmup, args.window, args.clients, log,
+                       args.teacher)
+    single = await run("single", ("high",), sweep, args.warmup, args.window, args.clients, log,
+                       args.teacher)
     delivered = [p["delivered_min"] for p in ladder + single if p["delivered_min"] is not None]
     return {
         "ladder_cpu": ladder[-1]["cpu"],
@@ -147,7 +169,12 @@ async def main_async(args: argparse.Namespace) -> dict:
         "tiers_in_use": ladder[-1]["tiers_in_use"],
         "delivered_fps_ratio": min(delivered) if delivered else None,
         "points": ladder + single,
-        "source": "1280x720 30 fps synthetic VP8 (aiortc) + Opus",
+        "source": "1280x720 30 fps synthetic VP8 + Opus ("
+                  + ("aiortc's encoder" if args.teacher == "aiortc"
+                     else "PyAV libvpx realtime, 2 Mbit/s, as a browser sends it") + ")",
+        "subscribers_decode": False,
+        "loadavg": {"start": load_start, "end": loadavg()},
+        "cores": os.cpu_count(),
     }
 
 
@@ -157,6 +184,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=2, help="subscriber processes")
+    parser.add_argument("--teacher", choices=("encoded", "aiortc"), default="encoded",
+                        help="how the 720p source is encoded (default: like a browser)")
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
     result = asyncio.run(main_async(args))

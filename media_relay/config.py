@@ -51,7 +51,7 @@ class RelayConfig:
     max_intra_rate: int = 300
     """libvpx cap on a keyframe's size, in % of an average frame (smaller bursts)."""
     encoder_threads: int = 0
-    """libvpx threads; 0 picks 1 below 640x480 and 2 above."""
+    """libvpx threads per rendition; 0 is 1 (VP8's threads spin-wait on busy cores)."""
     video_queue_frames: int = 20
     """Per-subscriber video queue bound (frames); overflow flushes to the next keyframe."""
     audio_queue_packets: int = 25
