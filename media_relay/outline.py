@@ -84,7 +84,10 @@ class OutLine:
 
     @property
     def sent(self) -> int:
-        return self.stream.sent if self.stream is not None else self.track.sent
+        """Frames (video) or packets (audio) written, or queued for aiortc's sender."""
+        if self.stream is not None:
+            return self.stream.sent
+        return self.track.sent + self.track.queued
 
     def close(self) -> None:
         if self.stream is not None:

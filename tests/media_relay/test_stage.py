@@ -85,13 +85,15 @@ async def test_stage_switching_reaches_every_subscriber(make_relay) -> None:
         await peer.close()
 
 
-async def test_stage_remembered_until_the_uplink_connects(make_relay) -> None:
-    relay: Relay = make_relay(rate_control=False)
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "sender-tasks"])
+async def test_stage_remembered_until_the_uplink_connects(make_relay, batched: bool) -> None:
+    relay: Relay = make_relay(rate_control=False, batched_send=batched)
     viewer = await subscribe_lines(relay, "S2", "v/subscribe")
     relay.set_stage("S2", "late/uplink")  # called on stage while its TV reconnects
     room = await publish_uplink(relay, "S2", "late/uplink", width=320, height=180)
     await wait_until(lambda: viewer["stage_video"].frames >= 5
                      and viewer["stage_audio"].frames >= 10, 10, "stage once it connected")
+    assert len(relay.stage_stats("S2")["switch_ms"]) == 1
     # an old page: one video + one audio still works beside it
     await room.close()
     await viewer.close()
