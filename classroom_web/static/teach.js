@@ -69,6 +69,7 @@
     // two-way lesson
     page: 0,
     hands: [], // classroom peer ids with a raised hand, oldest first
+    handAt: {}, // peer_id -> server time of its raise, when known
     stage: null, // {peer_id, name, school} or null
     uplinks: {}, // peer_id -> {state, audio, video, muted}
     confirmRemove: {}, // peer_id -> time of the first press of remove-classroom
@@ -840,10 +841,22 @@
     }
   }
 
-  function setHand(peer, raised) {
+  /**
+   * Raise or lower one hand. `at` (server time of the raise, when the server says it) keeps
+   * the queue oldest first, also for a classroom that reconnected and kept its place.
+   */
+  function setHand(peer, raised, at) {
+    if (typeof at === "number") {
+      st.handAt[peer] = at;
+    }
     var i = st.hands.indexOf(peer);
     if (raised && i < 0) {
       st.hands.push(peer);
+      st.hands.sort(function (a, b) {
+        var ta = st.handAt[a];
+        var tb = st.handAt[b];
+        return typeof ta === "number" && typeof tb === "number" ? ta - tb : 0;
+      });
     } else if (!raised && i >= 0) {
       st.hands.splice(i, 1);
     }
@@ -976,7 +989,7 @@
       msg.hands.forEach(function (h) {
         var peer = typeof h === "string" ? h : h && h.peer_id;
         if (typeof peer === "string") {
-          setHand(peer, true);
+          setHand(peer, true, h && h.at);
         }
       });
     }
@@ -1017,7 +1030,7 @@
             p.hand = !!msg.raised;
           }
         });
-        setHand(msg.peer_id, !!msg.raised);
+        setHand(msg.peer_id, !!msg.raised, msg.at);
         break;
       case "stage":
         st.stage = msg.peer_id ? { peer_id: msg.peer_id, name: msg.name, school: msg.school } : null;
