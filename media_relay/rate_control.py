@@ -215,6 +215,10 @@ class ControllerConfig:
     yet (a link just below the next tier)."""
     probe_remb_drop: float = 0.9
     """... or REMB falls under this share of its value when the probe started."""
+    probe_fail_settle: float = 1.0
+    """After a failed probe, reports this fresh are ignored: an RTCP interval (0.5-1.5 s)
+    that covered the probe's padding describes the probe, not the tier without it (a
+    padded probe on a link just too narrow would otherwise step the tier down)."""
     probe_with_media: bool = False
     """True: probe by sending the next tier itself (Decision.tier is the probe tier while
     probing; a failed probe switches back). False: keep the tier, pad to probe_bitrate."""
@@ -300,6 +304,7 @@ class RateController:
         self._probe_base_rtt: float | None = None
         self._probe_rtts: list[float] = []
         self._probe_base_remb: float | None = None
+        self._probe_settle = 0.0
 
     # ---- public inputs -----------------------------------------------------------------
     def on_receiver_report(self, now: float, report: ReceiverReport) -> Decision:
@@ -320,7 +325,8 @@ class RateController:
         if report.jitter is not None:
             self.jitter = report.jitter
         settle = self.config.settle
-        if (now - self._switched_at < settle or now - self._probe_ended_at < settle
+        if (now - self._switched_at < settle
+                or now - self._probe_ended_at < max(settle, self._probe_settle)
                 or (self.state == PROBING and now - self._probe_started < settle)):
             return self._evaluate(now)  # describes the rate before the change
         self._last_report = now
@@ -341,7 +347,8 @@ class RateController:
             clipped = min(loss, 2 * self.config.loss_high)
             self.slow_loss = clipped if self.slow_loss is None else (
                 b * clipped + (1 - b) * self.slow_loss)
-        self.estimator.on_report(now, loss)
+        if self.state != PROBING:  # loss the probe's padding caused is not the tier's
+            self.estimator.on_report(now, loss)
         self._observe(now, loss)
         return self._evaluate(now)
 
@@ -625,6 +632,7 @@ class RateController:
     def _probe_pass(self, now: float) -> Decision:
         target = self._probe_tier
         assert target is not None
+        self._probe_settle = 0.0
         self.probes_passed += 1
         self.estimator.raise_to(self.ladder.required(target))
         self._end_probe(now)
@@ -644,6 +652,7 @@ class RateController:
             self.hold = min(self.hold * 2.0, self.config.hold_max)
         probing = self.send_tier
         self._end_probe(now)
+        self._probe_settle = self.config.probe_fail_settle
         self._unstable_at = now
         self._forget_loss()  # the probe's loss says nothing about the tier without it
         reason = f"{R_PROBE_FAILED}:{why}"

@@ -598,3 +598,16 @@ def test_property_settles_on_the_best_tier_the_link_carries(capacity, loss, seed
     if capacity >= REQ[LOW] * 1.05:
         assert AUDIO not in {name for _, name in run.tiers}
     assert math.isfinite(ctl.hold)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_failed_padded_probes_on_a_link_just_too_narrow_leave_the_tier_alone(seed) -> None:
+    """Low on 400 kbit/s + 3 % loss: each probe of mid pads to ~550 kbit/s and loses
+    packets; reports that cover the probe (aiortc's 0.5-1.5 s intervals) must not step the
+    tier down, to audio-only least of all."""
+    ctl = RateController(ControllerConfig(initial_tier=LOW))
+    run = run_trace(ctl, steps((0, Link(capacity=400e3, loss=0.03))), 90,
+                    report_every=None, seed=seed)
+    assert ctl.probes_failed >= 2 and ctl.probes_passed == 0
+    assert run.tiers_between(0, 90) == {LOW}, ctl.switches
+    assert ctl.link_estimate(90.0) >= REQ[LOW], ctl.stats(90.0)
