@@ -70,6 +70,8 @@ _RTX_BUCKET = 64_000
 """Bytes of retransmission credit at most (a burst: one lost keyframe of the top tier)."""
 _PAD_BURST = 0.2
 """Seconds of padding credit kept at most (padding goes out with each video frame)."""
+_PAD_TIMER = 0.02
+"""Seconds between padding bursts while no video is written (audio-only probing)."""
 _PAD_RECENT = 8
 """Padding repeats (RTX-wrapped) the most recent packets, never older ones: a receiver that
 sees a packet far behind its origin resets its buffer (aiortc: 100 packets)."""
@@ -190,6 +192,7 @@ class RtpStream:
         self._pad_credit = 0.0
         self._pad_at = 0.0
         self._pad_index = 0
+        self._pad_timer: asyncio.TimerHandle | None = None
         self.padding_packets = 0
         self.padding_octets = 0
         self.nacked = 0
@@ -416,12 +419,29 @@ class RtpStream:
     def set_padding(self, bitrate: int | None) -> None:
         """Probe the link: add ``bitrate`` bit/s of padding (None or 0: stop). The padding is
         RTX copies of the newest packets, which a receiver drops as duplicates, so a probe
-        that fails costs nothing visible; without RTX negotiated there is no padding."""
+        that fails costs nothing visible; without RTX negotiated there is no padding. It goes
+        out with each video frame, or on a 20 ms timer while none flows (audio-only)."""
         bitrate = bitrate if bitrate and bitrate > 0 and self._video else None
         if bitrate and not self.padding_bitrate:
             self._pad_at = time.monotonic()
             self._pad_credit = 0.0
+            if self._pad_timer is None:
+                self._pad_timer = asyncio.get_running_loop().call_later(
+                    _PAD_TIMER, self._pad_on_timer)
         self.padding_bitrate = bitrate
+
+    def _pad_on_timer(self) -> None:
+        """Padding while no video flows (audio-only probing the low tier): every
+        ``_PAD_TIMER`` s unless a frame was written meanwhile (push pads then)."""
+        self._pad_timer = None
+        if not self.padding_bitrate or not self._live:
+            return
+        now = time.monotonic()
+        if now - self._pad_at >= _PAD_TIMER * 0.9:
+            write = self._writer()
+            if write is not None:
+                self._pad(now, write)
+        self._pad_timer = asyncio.get_running_loop().call_later(_PAD_TIMER, self._pad_on_timer)
 
     def _pad(self, now: float, write: Callable[[bytes], int]) -> None:
         rate = self.padding_bitrate or 0
@@ -469,6 +489,10 @@ class RtpStream:
     # ---- lifetime ------------------------------------------------------------------------
     def close(self) -> None:
         self._live = False
+        self.padding_bitrate = None
+        if self._pad_timer is not None:
+            self._pad_timer.cancel()
+            self._pad_timer = None
         self._ready = False
         self._history = [None] * RTP_HISTORY_SIZE
         self._pair = self._write = None

@@ -184,5 +184,16 @@ async def test_probe_pads_with_rtx_copies_and_stops_with_the_probe(make_relay) -
     padded = stream.padding_packets
     await asyncio.sleep(0.5)
     assert stream.padding_packets == padded
+    # audio-only probing low: no video flows, the padding goes out on its timer
+    sub.set_tier("audio", "test")
+    sent = stream.sent
+    sub._pad_for_probe(Decision(tier="audio", state=PROBING, probe_tier=low,
+                                probe_bitrate=ladder.required(low)))
+    await asyncio.sleep(1.0)
+    assert stream.sent == sent and stream.padding_packets > padded + 10
+    sub._pad_for_probe(Decision(tier="audio"))
+    sub.set_tier(ladder.top, "test")
+    frames = room.video.frames
+    await wait_until(lambda: room.video.frames > frames + 15, 5, "video again after padding")
     await room.close()
     await teacher.close()
