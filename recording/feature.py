@@ -88,6 +88,7 @@ class ActiveRecording:
         self.recorder = recorder
         self.directory = directory
         self.stopping = False
+        self.worker: asyncio.Task[None] | None = None
         self.covered_ms = 0.0
         """How much of the recording the background worker has transcoded."""
 
@@ -122,7 +123,8 @@ class RecordingFeature:
         self._schools: dict[str, set[str]] = {}  # lesson -> schools seen in it
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._package_lock = asyncio.Lock()
+        self._package_lock = asyncio.Lock()  # one final packaging at a time on the node
+        self._chunk_lock = asyncio.Lock()  # one chunk job at a time on the node
         self._retention_task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -166,10 +168,11 @@ class RecordingFeature:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # ---- lesson events -------------------------------------------------------------------
     def _on_event(self, lesson_id: str, message: dict[str, Any]) -> None:
@@ -236,7 +239,7 @@ class RecordingFeature:
             self.active[lesson_id] = active
             self._attach(active)
             if self.config.package and self.config.incremental:
-                self._spawn(self._chunk_worker(active))
+                active.worker = self._spawn(self._chunk_worker(active))
             logger.info("recording started", extra={"lesson": lesson_id, "recording": rid})
         await self._announce(lesson_id)
 
@@ -254,7 +257,11 @@ class RecordingFeature:
             active = self.active.pop(lesson_id, None)
             if active is None:
                 return
-            active.stopping = True  # the chunk worker ends after the job it is running
+            active.stopping = True
+            if active.worker is not None:
+                # a chunk job still running is stopped (a nice-19 job may be starved on a
+                # busy node; the final packaging, less niced, redoes at most that chunk)
+                active.worker.cancel()
             try:
                 self.node.relay.detach_sink(lesson_id, active.recorder.video)
                 self.node.relay.detach_sink(lesson_id, active.recorder.audio)
@@ -320,7 +327,7 @@ class RecordingFeature:
             recorded = segments[-1].end_ms - segments[0].start_ms
             if recorded - active.covered_ms < chunk_ms:
                 continue
-            async with self._package_lock:
+            async with self._chunk_lock:
                 if active.stopping:
                     return  # the final packaging takes it from here
                 started = time.monotonic()

@@ -63,6 +63,10 @@ async def test_full_lesson_is_recorded_and_packaged():
             "type": "stage", "peer_id": "p-room", "name": "一年级1班", "school": "山村小学",
             "at": time.time()})
         await asyncio.sleep(4)
+        # the background worker has packaged a chunk of the lesson (it is niced: on a
+        # busy machine it may take a while)
+        chunk = feature.catalog.dir_of(rid) / "chunks" / "c-00001" / "chunk.json"
+        await eventually(chunk.exists, timeout=60, interval=0.2)
         await teacher.end_lesson()
         lesson_seconds = time.monotonic() - t0
         await teacher.close()
