@@ -57,9 +57,12 @@ async def test_stage_switching_reaches_every_subscriber(make_relay) -> None:
     print(f"stage switch -> first decoded frame at a classroom: {1000 * first:.0f} ms, "
           f"{1000 * second:.0f} ms; relay-side switch_ms {stats['switch_ms']}; "
           f"stage video forward {stats['video_forward']}; audio {stats['audio_forward']}")
-    assert first < 2.0 and second < 2.0  # target 1 s; 2 s leaves room for a loaded machine
+    # target 1 s (~150-250 ms seen on this machine at load 15); the bound leaves room for a
+    # machine shared with other jobs, and still fails when no keyframe is asked for (aiortc
+    # then sends none: the switch never happens)
+    assert first < 3.0 and second < 3.0
     assert stats["peer_id"] == "b/uplink" and stats["switches"] == 2
-    assert len(stats["switch_ms"]) == 2 and all(ms < 2000 for ms in stats["switch_ms"])
+    assert len(stats["switch_ms"]) == 2 and all(ms < 3000 for ms in stats["switch_ms"])
     assert stats["video_forward"]["count"] > 0 and stats["audio_forward"]["count"] > 0
     tiers = [r["tier"] for r in stats["renditions"] if r["subscribers"]]
     assert tiers == ["mid"]  # encoded once for both classrooms, never above the uplink

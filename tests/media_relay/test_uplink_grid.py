@@ -49,10 +49,10 @@ async def test_grid_forwards_only_visible_uplinks_and_switches_quickly(relay: Re
     assert mapping == {"c/uplink": 1, "a/uplink": 0}
     assert uplink(relay, "G1", "c/uplink")["keyframe_requests"] > requests
     await wait_until(lambda: grid.slots[1].size == SIZES["c/uplink"]
-                     and grid.slots[1].frames > before, 3, "c's tile decodes in slot 1")
+                     and grid.slots[1].frames > before, 5, "c's tile decodes in slot 1")
     delay = time.monotonic() - switched
     print(f"grid view switch -> new tile decoded: {1000 * delay:.0f} ms")
-    assert delay < 2.0
+    assert delay < 3.0  # ~100-200 ms at load 7-15; room for a machine shared with others
     assert uplink(relay, "G1", "b/uplink")["slot"] is None
     a_tile = grid.slots[0].frames
     await wait_until(lambda: grid.slots[0].frames > a_tile + 10, 5, "a still flows in slot 0")
