@@ -22,8 +22,8 @@ real time**: the recorder writes N minutes of real VP8 + Opus packets (a 10 s lo
 once, replayed with advancing timestamps) faster than real time; the chunk job runs once
 when all but the last ``chunk_seconds`` are recorded, so between one and two chunks are
 left for the end (the worst case of a worker that keeps up: the chunk closed last plus
-the tail), the rest is recorded, and the final
-packaging is timed, niced as the server runs it: ``ready_after_end_seconds``. The chunk
+the tail), the rest is recorded, and the final packaging is timed, niced as the server
+runs it (``--final-nice``, 10): ``ready_after_end_seconds`` (and its CPU seconds). The chunk
 job's CPU over the lesson's length says whether the worker keeps up during a lesson.
 ``--ten-minutes`` packages a synthesized 10-minute recording from scratch (no chunks).
 """
@@ -237,7 +237,13 @@ async def _drain(recorder) -> None:
         await asyncio.sleep(0.05)
 
 
-async def long_lesson(directory: Path, minutes: float, chunk_seconds: float = 60.0) -> dict:
+def _progress(what: str, data: dict) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {what}: {json.dumps(data, default=str)} "
+          f"load {_loadavg()}", file=sys.stderr, flush=True)
+
+
+async def long_lesson(directory: Path, minutes: float, chunk_seconds: float = 60.0,
+                      final_nice: int = 10) -> dict:
     """Time to ready after the end of a long lesson packaged while it was recorded."""
     from recording.recorder import Recorder, RecorderConfig
 
@@ -252,14 +258,18 @@ async def long_lesson(directory: Path, minutes: float, chunk_seconds: float = 60
         source.feed(recorder, source.loop)
         await _drain(recorder)
     synth = time.monotonic() - t0
-    during = time_packaging(directory, "--chunks-only", "--chunk-seconds", str(chunk_seconds),
-                            nice=19)
+    _progress("synthesized", {"seconds": source.done, "in": round(synth, 1)})
+    # what the worker does over the lesson, time compressed: its CPU is the figure (its
+    # wall time here says nothing about a real lesson, where it has the lesson's length)
+    during = time_packaging(directory, "--chunks-only", "--chunk-seconds", str(chunk_seconds))
+    _progress("chunks during the lesson", {k: during[k] for k in ("seconds", "cpu_seconds")})
     while source.done < lesson:
         source.feed(recorder, source.loop)
         await _drain(recorder)
     await recorder.stop()
     recorded = recorder.duration_ms / 1000
-    final = time_packaging(directory, "--chunk-seconds", str(chunk_seconds), nice=10)
+    final = time_packaging(directory, "--chunk-seconds", str(chunk_seconds), nice=final_nice)
+    _progress("final", {k: final[k] for k in ("seconds", "cpu_seconds")})
     covered = during["summary"]["covered"]
     return {
         "lesson_seconds": round(recorded, 1),
@@ -267,6 +277,7 @@ async def long_lesson(directory: Path, minutes: float, chunk_seconds: float = 60
         "final_cpu_seconds": round(final["cpu_seconds"], 1),
         "final_chunks": final["summary"]["chunks"],
         "final_loadavg": final["loadavg"],
+        "final_nice": final_nice,
         "during_lesson_chunk_seconds": round(during["seconds"], 1),
         "during_lesson_chunk_cpu_seconds": round(during["cpu_seconds"], 1),
         "during_lesson_covered_seconds": covered,
@@ -284,19 +295,24 @@ async def main_async(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-rec-") as tmp:
         tmp_path = Path(tmp)
         plain = await run_lesson(tmp_path / "plain", args.seconds, record=False)
+        _progress("unrecorded", plain)
         recorded = await run_lesson(tmp_path / "rec", args.seconds, record=True)
+        _progress("recorded", recorded)
         overhead = recorded["cpu_fraction"] - plain["cpu_fraction"]
         background = None
         if not args.no_background:
             background = await run_lesson(
                 tmp_path / "bg", max(args.seconds, 2 * args.chunk_seconds + 10), record=True,
                 chunk_seconds=args.chunk_seconds)
+            _progress("recorded, packaging while recording", background)
         rec_dir = tmp_path / "rec" / "recordings" / str(recorded["recording_id"])
         packaged = time_packaging(rec_dir)
+        _progress("packaged", {k: packaged[k] for k in ("seconds", "cpu_seconds")})
         result = {
             "recording_cpu_overhead": round(overhead, 4),
             "packaging_seconds": round(packaged["seconds"], 2),
             "lesson_seconds": round(packaged["summary"]["duration"], 2),
+            "packaging_cpu_seconds": round(packaged["cpu_seconds"], 2),
             "measured_seconds": args.seconds,
             "cpu_unrecorded": round(plain["cpu_fraction"], 4),
             "cpu_recorded": round(recorded["cpu_fraction"], 4),
@@ -319,7 +335,8 @@ async def main_async(args: argparse.Namespace) -> dict:
             result["recording_cpu_overhead_server_process_with_background_packaging"] = round(
                 background["cpu_fraction"] - plain["cpu_fraction"], 4)
         if args.lesson_minutes:
-            long = await long_lesson(tmp_path / "long", args.lesson_minutes, args.chunk_seconds)
+            long = await long_lesson(tmp_path / "long", args.lesson_minutes, args.chunk_seconds,
+                                     args.final_nice)
             result["ready_after_end_seconds"] = long["ready_after_end_seconds"]
             result["long_lesson"] = long
         if args.ten_minutes:
@@ -344,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure time to ready of a lesson this long (e.g. 45), "
                              "synthesized faster than real time")
     parser.add_argument("--chunk-seconds", type=float, default=60.0)
+    parser.add_argument("--final-nice", type=int, default=10,
+                        help="niceness of the timed final packaging (the server uses 10)")
     parser.add_argument("--no-background", action="store_true",
                         help="skip the run with packaging while recording")
     parser.add_argument("--ten-minutes", action="store_true",
