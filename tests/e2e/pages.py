@@ -17,6 +17,7 @@ RECONNECTING = "网络中断，正在重新连接…"
 ENDED = "本节课已结束"
 INVALID = "链接无效或已过期"
 INCOMPLETE = "链接不完整"
+REMOVED = "本课堂已被主讲老师移出本节课"
 
 
 def missing_browser_reason() -> str | None:
@@ -104,11 +105,17 @@ def tile_of(teacher: Any, name: str, timeout: float = 20.0) -> str:
 def wait_stat_above(page: Any, key: str, floor: float, timeout: float = 20.0) -> dict[str, Any]:
     """Wait until ``classroomStats()[key]`` is above ``floor``; return the stats."""
 
+    seen: list[dict[str, Any]] = []
+
     def above() -> dict[str, Any] | None:
         now = stats(page)
+        seen[:] = [now]
         return now if now.get(key, 0) > floor else None
 
-    return wait_until(above, timeout, f"{key} never rose above {floor}", 0.3)
+    try:
+        return wait_until(above, timeout, f"{key} never rose above {floor}", 0.3)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; stats: {seen[0] if seen else None}") from None
 
 
 # In-page watcher: the wall-clock time (Date.now(), one clock for every page of the machine)
@@ -132,7 +139,10 @@ def watch_rise(page: Any, key: str, floor: float) -> None:
 
 def risen_at(page: Any, key: str, timeout: float) -> float:
     """Date.now() (ms) at which the watched counter rose; fails at the deadline."""
-    page.wait_for_function(
-        "(key) => window.__rise && window.__rise[key]", arg=key, timeout=timeout * 1000
-    )
+    try:
+        page.wait_for_function(
+            "(key) => window.__rise && window.__rise[key]", arg=key, timeout=timeout * 1000
+        )
+    except Exception as exc:  # playwright's TimeoutError: say what the page had instead
+        raise AssertionError(f"{key} did not rise within {timeout}s: {stats(page)}") from exc
     return float(page.evaluate("(key) => window.__rise[key]", key))
