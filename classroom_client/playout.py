@@ -16,7 +16,8 @@ A browser does what :class:`PlayoutBuffer` does instead:
 - video: a hole older than ``video_wait`` (time for NACK/RTX to bring it back) drops the
   frames that depend on it: playback resumes at the next keyframe held, or the buffer asks
   for one (PLI, repeated every ``pli_interval`` while it waits) and discards delta frames
-  until it comes.
+  until it comes. A keyframe already held after the hole ends the wait at once (after a
+  tier switch the old tier's lost packets do not matter).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class PlayoutBuffer(JitterBuffer):
         self._clock = clock
         self._hole: int | None = None
         self._newest: int | None = None
+        self._keyframes: set[int] = set()
         self._hole_since = 0.0
         self._waiting_keyframe = False
         self._last_pli = 0.0
@@ -100,6 +102,8 @@ class PlayoutBuffer(JitterBuffer):
         newest = self._newest
         if newest is None or self._origin is None or uint16_gt(packet.sequence_number, newest):
             self._newest = packet.sequence_number
+        if self._is_video and self._keyframe_start is not None and self._keyframe_start(packet):
+            self._keyframes.add(packet.sequence_number)
         pli, frame = super().add(packet)
         if not self._is_video and frame is not None and self._origin is not None:
             self._trim_audio()
@@ -112,14 +116,15 @@ class PlayoutBuffer(JitterBuffer):
             return pli, frame
         if hole != self._hole:
             self._hole, self._hole_since = hole, now
-        if now - self._hole_since < self.wait or (self.wait > 0 and now == self._hole_since):
-            return pli, frame
+        start = self._keyframe_after(hole) if self._is_video else None
+        if start is None and (now - self._hole_since < self.wait
+                              or (self.wait > 0 and now == self._hole_since)):
+            return pli, frame  # NACK/RTX may still bring it (a keyframe after it: no need)
         self._hole = None
         self.holes_skipped += 1
         if not self._is_video:
             self._close_gap(hole)
             return pli, self._remove_frame(packet.sequence_number)
-        start = self._keyframe_after(hole)
         if start is not None:
             self._skip_to(start)
             return pli, self._remove_frame(packet.sequence_number)
@@ -151,12 +156,15 @@ class PlayoutBuffer(JitterBuffer):
         return None
 
     def _keyframe_after(self, hole: int) -> int | None:
-        for count in range(1, self._capacity):
-            seq = uint16_add(hole, count)
+        """The nearest keyframe start held after ``hole`` (tracked as packets arrive)."""
+        best = None
+        for seq in list(self._keyframes):
             packet = self._packets[seq % self._capacity]
-            if packet is not None and uint16_gt(seq, hole) and self._is_keyframe_start(packet):
-                return seq
-        return None
+            if packet is None or packet.sequence_number != seq:
+                self._keyframes.discard(seq)  # released or dropped
+            elif uint16_gt(seq, hole) and (best is None or uint16_gt(best, seq)):
+                best = seq
+        return best
 
     def _trim_audio(self) -> None:
         """Audio: one frame out per packet in means a backlog never drains by itself (each

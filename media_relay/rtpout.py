@@ -14,7 +14,8 @@ The sender object stays aiortc's, and keeps doing everything else:
 - RTCP from the browser is routed to it by ssrc (``sender._ssrc`` is used as ours):
   receiver reports give RTT and loss (aiortc computes RTT, :class:`RtpStream` also keeps
   the last report for ``stats()``), NACK calls ``sender._retransmit`` (replaced: served
-  from this stream's history, RTX-wrapped when RTX was negotiated), PLI/FIR call
+  from this stream's history, RTX-wrapped when RTX was negotiated, nothing older than the
+  newest keyframe, within a byte budget of half the media sent), PLI/FIR call
   ``sender._send_keyframe`` (replaced: a keyframe request to the rendition), REMB sets
   ``target_bitrate`` on the sender's encoder (the :class:`PassthroughEncoder`, recorded).
 - its RTP task waits on the subscriber's :class:`PacketTrack`, which the batched path
@@ -186,6 +187,10 @@ class RtpStream:
         self.rtx_suppressed = 0
         self._rtx_state: dict[int, tuple[tuple[int, float], int]] = {}
         self._rtx_credit = float(_RTX_BUCKET) / 4
+        self._keyframe_sequence: int | None = None
+        """First packet of the newest keyframe written: nothing before it is resent (the
+        decoder starts again there; after a tier switch the old tier's packets are moot)."""
+        self.rtx_stale = 0
         self.rtx_over_budget = 0
         self.padding_bitrate: int | None = None
         """Probing: bit/s of padding to add (RTX copies of recent packets); None: none."""
@@ -311,6 +316,8 @@ class RtpStream:
         last = len(payloads) - 1
         octets = 0
         wire = 0
+        if meta.keyframe and self._video:
+            self._keyframe_sequence = sequence
         for index, payload in enumerate(payloads):
             data = pack(first, (payload_type | 0x80) if index == last else payload_type,
                         sequence, timestamp, ssrc) + extension + payload
@@ -385,6 +392,10 @@ class RtpStream:
         # a receiver re-NACKs every missing packet with each packet it gets (aiortc does):
         # serve one packet again at most _RTX_MAX times, once per RTT, or on a lossy thin
         # link the retransmissions crowd out the media and the loss feeds itself
+        key = self._keyframe_sequence
+        if key is not None and 0 < ((key - sequence_number) & 0xFFFF) < 0x8000:
+            self.rtx_stale += 1
+            return
         now = time.monotonic()
         slot = sequence_number % RTP_HISTORY_SIZE
         last, count = self._rtx_state.get(slot, (None, 0))
@@ -508,6 +519,7 @@ class RtpStream:
             "keyframes_sent": self.keyframes_sent, "keyframe_requests": self.keyframe_requests,
             "restarts": self.restarts, "since_restart": dict(self.since_restart),
             "rtx_suppressed": self.rtx_suppressed, "rtx_over_budget": self.rtx_over_budget,
+            "rtx_stale": self.rtx_stale,
             "padding_bitrate": self.padding_bitrate, "padding_packets": self.padding_packets,
             "padding_octets": self.padding_octets,
             "wait_ms_avg": round(1000 * self.wait_seconds / self.sent, 3) if self.sent else None,

@@ -176,3 +176,23 @@ def test_audio_backlog_is_trimmed() -> None:
         buffer.add(packet)
     held = sum(1 for p in buffer._packets if p is not None)
     assert held <= buffer.max_depth and buffer.frames_trimmed > 0
+
+
+def test_a_keyframe_held_after_the_hole_ends_the_wait_at_once() -> None:
+    """After a tier switch the old tier's lost packets do not matter: the new tier's
+    keyframe is decoded as soon as it is there, not after the NACK wait."""
+    clock = Clock()
+    buffer = video_buffer(clock)  # wait 0.5 s
+    stream = packets(vp8_frames(8, {0, 3}))
+    frame_of = {p.sequence_number: p.timestamp // 3000 for p in stream}
+    lost = next(p for p in stream if frame_of[p.sequence_number] == 2)
+    released_at = {}
+    for packet in stream:
+        if packet is lost:
+            continue
+        clock.now += 0.01
+        _, frame = buffer.add(packet)
+        if frame is not None:
+            released_at[frame.timestamp // 3000] = clock.now
+    assert 3 in released_at and released_at[3] - 100.0 < 0.2  # not 0.5 s
+    assert buffer.holes_skipped == 1

@@ -98,7 +98,7 @@ async def test_nack_is_answered_from_history_with_rtx(relay: Relay) -> None:
         await original(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = spy
-    recent = (stream._sequence - 3) & 0xFFFF
+    recent = (stream._sequence - 1) & 0xFFFF  # never before the newest keyframe
     ssrc = receiver.getSynchronizationSources()[0].source
     await receiver._send_rtcp_nack(ssrc, [recent])
     await receiver._send_rtcp_nack(ssrc, [(stream._sequence - 200) & 0xFFFF])
@@ -141,15 +141,22 @@ async def test_retransmissions_are_bounded_by_a_share_of_the_media(relay: Relay,
 
     monkeypatch.setattr(rtpout, "_RTX_SHARE", 0.0)  # no credit comes in meanwhile
     stream._rtx_credit = 0.0  # as after a burst of retransmissions
-    await receiver._send_rtcp_nack(ssrc, [(stream._sequence - 2) & 0xFFFF])
+    await receiver._send_rtcp_nack(ssrc, [(stream._sequence - 1) & 0xFFFF])
     await wait_until(lambda: stream.nacked == 1, 2, "NACK handled")
     assert stream.retransmits == 0 and stream.rtx_over_budget == 1
     monkeypatch.undo()
     octets = stream.octets
     await wait_until(lambda: stream.octets > octets + 4000, 5, "more media sent")
-    await receiver._send_rtcp_nack(ssrc, [(stream._sequence - 2) & 0xFFFF])
+    await receiver._send_rtcp_nack(ssrc, [(stream._sequence - 1) & 0xFFFF])
     await wait_until(lambda: stream.retransmits == 1, 2, "retransmitted once credit is back")
     assert stream.stats()["rtx_over_budget"] == 1
+    # nothing from before the newest keyframe is resent: the decoder starts again there
+    key = stream._keyframe_sequence
+    stream._keyframe_request()
+    await wait_until(lambda: stream._keyframe_sequence != key, 5, "a new keyframe written")
+    await receiver._send_rtcp_nack(ssrc, [(stream._keyframe_sequence - 1) & 0xFFFF])
+    await wait_until(lambda: stream.rtx_stale == 1, 2, "stale NACK refused")
+    assert stream.retransmits == 1
     await room.close()
     await teacher.close()
 
