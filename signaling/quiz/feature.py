@@ -172,6 +172,7 @@ class QuizFeature:
         self._last_tally: dict[str, Any] = {}
         self._next_tally: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
 
     # lifecycle --------------------------------------------------------------------------
     async def start(self, node: Node) -> None:
@@ -189,9 +190,15 @@ class QuizFeature:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
+        self._closing = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # redis-py can swallow a cancellation inside a call; the loop also checks
+            # ``_closing``, and close never waits for ever on a task that ignored it
+            _, stuck = await asyncio.wait(self._tasks, timeout=3)
+            for task in stuck:
+                logger.warning("quiz task ignored cancellation", extra={"task": task.get_name()})
         self._tasks = []
         if self.store is not None:
             await self.store.close()
@@ -501,7 +508,7 @@ class QuizFeature:
                            await self._online(lesson), version)
 
     async def _tally_loop(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.tally_interval)
             for lesson, sessions in list(self._teachers.items()):
                 live = {s for s in sessions if s.claims is not None and not s.ws.closed}
