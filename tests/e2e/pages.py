@@ -126,8 +126,8 @@ WATCH_RISE = """
   window.__rise[key] = null;
   const loop = () => window.classroomStats().then((s) => {
     if (s[key] > floor) { window.__rise[key] = Date.now(); return; }
-    setTimeout(loop, 50);
-  }, () => setTimeout(loop, 50));
+    setTimeout(loop, 100);
+  }, () => setTimeout(loop, 100));
   loop();
 }
 """
