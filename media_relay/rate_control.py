@@ -273,6 +273,8 @@ class RateController:
         self._remb_low_since: float | None = None
         self._remb_low_count = 0
         self._last_report: float | None = None
+        self._report_at: dict[str, float] = {}
+        """When the previous report about each kind of stream came (its interval's start)."""
         self.remb_ignored = 0
         # timers
         self._joined_at = now
@@ -309,6 +311,15 @@ class RateController:
     # ---- public inputs -----------------------------------------------------------------
     def on_receiver_report(self, now: float, report: ReceiverReport) -> Decision:
         loss = min(max(report.fraction_lost, 0.0), 1.0)
+        previous = self._report_at.get(report.kind)
+        self._report_at[report.kind] = now
+        # on the lowest video tier, a report whose interval began before the switch there
+        # describes the old tier (and the bottleneck queue it left, draining): seen at
+        # 400 kbit/s, 52 % loss reported 1.4 s after high -> low took the classroom on to
+        # audio-only. Pausing the video needs evidence about low itself. (Between video
+        # tiers such a report still counts: stepping down fast is cheap.)
+        straddles = (previous is not None and previous < self._switched_at
+                     and self.tier == self.ladder.lowest_video)
         if report.rtt is not None and report.rtt >= 0:
             self.rtt = report.rtt
             self._rtts.append((now, report.rtt))
@@ -325,7 +336,7 @@ class RateController:
         if report.jitter is not None:
             self.jitter = report.jitter
         settle = self.config.settle
-        if (now - self._switched_at < settle
+        if (straddles or now - self._switched_at < settle
                 or now - self._probe_ended_at < max(settle, self._probe_settle)
                 or (self.state == PROBING and now - self._probe_started < settle)):
             return self._evaluate(now)  # describes the rate before the change
@@ -540,7 +551,12 @@ class RateController:
             # ... and what arrives must be short of it too: random loss near 10 % on a wide
             # link can push the loss-based estimate down, but the delivered rate stays up
             delivered = None if sent is None else sent * (1.0 - (self.slow_loss or 0.0))
-            if link is None or link >= floor or (delivered is not None and delivered >= floor):
+            # ... and the link must fall short of what is sent now: a REMB near the send rate
+            # when the low tier sends less than its nominal rate (a still picture, a busy
+            # encoder) says the link carries all of it, not that it cannot carry low
+            carries_sent = link is not None and sent is not None and link >= 0.9 * sent
+            if (link is None or link >= floor or carries_sent
+                    or (delivered is not None and delivered >= floor)):
                 target = ladder.lowest_video
         return ladder.lower_of(target, self.limit_tier())
 

@@ -421,8 +421,10 @@ class RtpStream:
         """``data`` as an RTX packet (its own ssrc and sequence), or as is without RTX."""
         if self._rtx_payload_type is None:
             return data
-        packet = wrap_rtx(RtpPacket.parse(data, self._extensions_map),
-                          payload_type=self._rtx_payload_type,
+        original = RtpPacket.parse(data, self._extensions_map)
+        if original.extensions.abs_send_time is not None:  # sent now, not when first sent:
+            original.extensions.abs_send_time = (ntp_now() >> 14) & 0xFFFFFF  # REMB reads it
+        packet = wrap_rtx(original, payload_type=self._rtx_payload_type,
                           sequence_number=self._rtx_sequence, ssrc=self.sender._rtx_ssrc)
         self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
         return packet.serialize(self._extensions_map)

@@ -611,3 +611,28 @@ def test_failed_padded_probes_on_a_link_just_too_narrow_leave_the_tier_alone(see
     assert ctl.probes_failed >= 2 and ctl.probes_passed == 0
     assert run.tiers_between(0, 90) == {LOW}, ctl.switches
     assert ctl.link_estimate(90.0) >= REQ[LOW], ctl.stats(90.0)
+
+
+def test_on_low_a_report_that_began_before_the_switch_is_not_evidence() -> None:
+    """Seen on the 400 kbit/s link: high -> low, then a report whose interval began on high
+    (the tbf queue still draining its packets) said 52 % loss, and the classroom went on to
+    audio-only. On the lowest video tier such a report is about the old tier: ignored."""
+    ctl = RateController(ControllerConfig(hold=100.0, hold_max=100.0), now=0.0)
+    for i in range(1, 20):
+        ctl.on_bytes_sent(i * 0.5, int(i * 0.5 * REQ[HIGH] / 8))
+        if i % 2 == 0:
+            ctl.on_receiver_report(i * 0.5, ReceiverReport(0.0, rtt=0.03, expected=150))
+    ctl.set_low_bandwidth(9.6, True)  # a switch to low (any reason) after the report at 9.0
+    assert ctl.tier == LOW
+    ctl.on_receiver_report(10.7, ReceiverReport(0.52, rtt=0.2, expected=60))
+    assert ctl.loss is None and ctl.last_loss == 0.0  # not taken
+    ctl.on_receiver_report(11.7, ReceiverReport(0.03, rtt=0.05, expected=25))
+    ctl.on_receiver_report(12.7, ReceiverReport(0.03, rtt=0.05, expected=25))
+    assert ctl.last_loss == pytest.approx(0.03) and ctl.tier == LOW
+    # between video tiers such a report still counts (stepping down fast is cheap)
+    ctl2 = RateController(ControllerConfig(hold=100.0, hold_max=100.0), now=0.0)
+    ctl2.on_receiver_report(9.0, ReceiverReport(0.0, rtt=0.03, expected=150))
+    ctl2.set_cap(9.6, int(REQ[MID]))
+    assert ctl2.tier == MID
+    ctl2.on_receiver_report(10.7, ReceiverReport(0.52, rtt=0.2, expected=60))
+    assert ctl2.last_loss == pytest.approx(0.52)
