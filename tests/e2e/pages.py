@@ -119,7 +119,7 @@ def wait_stat_above(page: Any, key: str, floor: float, timeout: float = 20.0) ->
 
 
 # In-page watcher: the wall-clock time (Date.now(), one clock for every page of the machine)
-# at which a classroomStats() counter first rises above a floor; polled every 50 ms.
+# at which a classroomStats() counter first rises above a floor; polled every 100 ms.
 WATCH_RISE = """
 ([key, floor]) => {
   window.__rise = window.__rise || {};
