@@ -74,7 +74,9 @@ async def run(label: str, tiers: tuple[str, ...], sweep: tuple[int, ...], warmup
 
     def encoded(s: dict) -> dict[str, int]:
         lesson = s.get("lessons", {}).get("bench") or {}
-        return {r["tier"]: r["frames_encoded"] for r in lesson.get("renditions", [])}
+        out = {r["tier"]: r["frames_encoded"] for r in lesson.get("renditions", [])}
+        out["source"] = max((r["frames_in"] for r in lesson.get("renditions", [])), default=0)
+        return out
 
     try:
         async with aiohttp.ClientSession() as session:
@@ -127,13 +129,15 @@ async def run(label: str, tiers: tuple[str, ...], sweep: tuple[int, ...], warmup
                     "rss_mb": round(relay.rss_mb(), 1),
                     "tiers_in_use": lesson.get("tiers_in_use"),
                     "encoded_fps": {t: round((enc1.get(t, 0) - enc0.get(t, 0)) / (t1 - t0), 1)
-                                    for t in enc1},
+                                    for t in enc1 if t != "source"},
+                    "source_fps": round((enc1["source"] - enc0.get("source", 0)) / (t1 - t0), 1),
                     "delivered_min": round(min(ratios.values()), 3) if ratios else None,
                     "loadavg": [load0, load1],
                 }
                 points.append(point)
                 log(f"  {label:6s} N={target:3d} cpu={point['cpu']:.3f} CPU-s/s "
-                    f"tiers={point['tiers_in_use']} encoded fps={point['encoded_fps']} "
+                    f"tiers={point['tiers_in_use']} source fps={point['source_fps']} "
+                    f"encoded fps={point['encoded_fps']} "
                     f"delivered min={point['delivered_min']} loadavg={load1}")
     finally:
         await publisher.close()

@@ -260,6 +260,8 @@ class RateController:
         """(time, from, to, reason) of every committed switch."""
         self.probes_failed = 0
         self.probes_passed = 0
+        self.last_probe: tuple[float, str] | None = None
+        """(time, outcome) of the last probe: ``probe_ok:<tier>`` or ``probe_failed:<why>``."""
         # link observations
         self.loss: float | None = None
         """Smoothed loss of the stream that carries the tier (video; audio while audio-only)."""
@@ -434,7 +436,7 @@ class RateController:
             "cap": self.cap, "low_bandwidth": self.low_bandwidth,
             "hold": max(self.hold, self.climb_hold),
             "switches": len(self.switches), "probes_passed": self.probes_passed,
-            "remb_ignored": self.remb_ignored,
+            "remb_ignored": self.remb_ignored, "last_probe": self.last_probe,
             "probes_failed": self.probes_failed,
         }
 
@@ -648,6 +650,7 @@ class RateController:
     def _probe_pass(self, now: float) -> Decision:
         target = self._probe_tier
         assert target is not None
+        self.last_probe = (round(now, 3), f"{R_PROBE_OK}:{target}")
         self._probe_settle = 0.0
         self.probes_passed += 1
         self.estimator.raise_to(self.ladder.required(target))
@@ -672,6 +675,7 @@ class RateController:
         self._unstable_at = now
         self._forget_loss()  # the probe's loss says nothing about the tier without it
         reason = f"{R_PROBE_FAILED}:{why}"
+        self.last_probe = (round(now, 3), reason)
         if self.config.probe_with_media and probing != self.tier:
             self._reset_after_switch(now, auto=True)
             return self._decision(changed=True, previous=probing, reason=reason,
