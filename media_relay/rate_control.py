@@ -177,6 +177,8 @@ class ControllerConfig:
     rtt_growth: float = 2.0
     rtt_growth_min: float = 0.10
     """RTT counts as grown when above rtt_growth x base AND base + rtt_growth_min (s)."""
+    rtt_reports: int = 3
+    """RTT growth without loss steps down after this many reports in a row (loss: 2)."""
     rtt_falling: float = 0.005
     """An RTT this much (s) below the previous one is a queue draining, not growth."""
     rtt_base_window: float = 30.0
@@ -493,7 +495,10 @@ class RateController:
                 and self._remb_low_count >= 2 and now - self._remb_low_since >= c.down_after):
             return R_REMB, remb, False
         estimate = self.estimator.estimate
-        sustained = (self._congested_since is not None and self._congested_reports >= 2
+        # RTT growth alone needs one report more than loss: the relay's own event-loop stalls
+        # (a busy machine) inflate RTT for every classroom at once, for a report or two
+        needed = 2 if self._congested else c.rtt_reports
+        sustained = (self._congested_since is not None and self._congested_reports >= needed
                      and now - self._congested_since >= c.down_after)
         if not sustained:
             if (self._moderate_since is not None
