@@ -97,6 +97,7 @@
     roleBase: { stageFrames: 0, stageAudio: 0, shareFrames: 0 },
     roleLive: { stageFrames: 0, stageAudio: 0, shareFrames: 0 },
     stage: null, // {peer_id, name, school} of the classroom on stage, or null
+    stageChangedAt: null, // Date.now() when this page last learned of a stage change
     share: false, // the teacher shares a screen
     mutedByTeacher: false,
     removed: false,
@@ -113,6 +114,8 @@
     disabled: null, // an error code after which this session does not offer again
     videoSender: null,
     audioSender: null,
+    big: false, // the size last applied: full (stage / hand up) or thumbnail
+    shrinkTimer: null,
     framesEncoded: 0
   };
   var stats = new C.StatsTotals();
@@ -586,8 +589,16 @@
     });
   }
 
+  /**
+   * Full size on stage, and already while the hand is up: the teacher most likely calls a
+   * raised hand, and the stage then starts without a change of the uplink's size.
+   */
+  function uplinkBig() {
+    return onStage() || (st.hand && st.lessonState === "live");
+  }
+
   function uplinkEncoding() {
-    var e = onStage() ? UPLINK_STAGE : UPLINK_THUMB;
+    var e = uplinkBig() ? UPLINK_STAGE : UPLINK_THUMB;
     return {
       maxBitrate: e.maxBitrate,
       scaleResolutionDownBy: e.scaleResolutionDownBy,
@@ -601,6 +612,7 @@
     if (!sender || !sender.getParameters || !sender.setParameters || !up.media) {
       return;
     }
+    up.big = uplinkBig();
     try {
       var params = sender.getParameters();
       if (!params.encodings || !params.encodings.length) {
@@ -907,8 +919,10 @@
         }
         break;
       case "stage":
+        if ((st.stage ? st.stage.peer_id : null) !== (msg.peer_id || null)) {
+          st.stageChangedAt = Date.now();
+        }
         st.stage = msg.peer_id ? { peer_id: msg.peer_id, name: msg.name, school: msg.school } : null;
-        applyUplinkEncoding();
         break;
       case "share":
         st.share = !!msg.on;
@@ -941,7 +955,30 @@
       default:
         break;
     }
+    resizeUplink();
     render();
+  }
+
+  /**
+   * Stage or hand changed: grow the uplink at once, shrink it only if it still should after
+   * 1.5 s (a call on stage lowers the hand just before or after the stage event).
+   */
+  function resizeUplink() {
+    if (!up.connected || up.big === uplinkBig()) {
+      return;
+    }
+    if (uplinkBig()) {
+      applyUplinkEncoding();
+      return;
+    }
+    if (!up.shrinkTimer) {
+      up.shrinkTimer = setTimeout(function () {
+        up.shrinkTimer = null;
+        if (up.connected && up.big && !uplinkBig()) {
+          applyUplinkEncoding();
+        }
+      }, 1500);
+    }
   }
 
   function onError(msg) {
@@ -1032,6 +1069,7 @@
         uplinkAudio: st.local.audio,
         uplinkVideo: st.local.video,
         onStage: onStage(),
+        stageChangedAt: st.stageChangedAt,
         mutedByTeacher: st.mutedByTeacher,
         subscribeLayout: st.layout
       };
