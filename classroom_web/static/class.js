@@ -114,7 +114,7 @@
     disabled: null, // an error code after which this session does not offer again
     videoSender: null,
     audioSender: null,
-    big: false, // the size last applied: full (stage / hand up) or thumbnail
+    big: false, // the size last applied: full (on stage) or thumbnail
     shrinkTimer: null,
     framesEncoded: 0
   };
@@ -590,11 +590,12 @@
   }
 
   /**
-   * Full size on stage, and already while the hand is up: the teacher most likely calls a
-   * raised hand, and the stage then starts without a change of the uplink's size.
+   * Full size on stage only. (Sending full size already while the hand is up did not make
+   * the stage start sooner in the browser test: 0.3-1.4 s vs 0.2-0.75 s from the stage event
+   * to the first decoded frame, on a loaded machine.)
    */
   function uplinkBig() {
-    return onStage() || (st.hand && st.lessonState === "live");
+    return onStage();
   }
 
   function uplinkEncoding() {
@@ -960,8 +961,8 @@
   }
 
   /**
-   * Stage or hand changed: grow the uplink at once, shrink it only if it still should after
-   * 1.5 s (a call on stage lowers the hand just before or after the stage event).
+   * Stage changed: grow the uplink at once, shrink it only if it still should after 1.5 s
+   * (a classroom called again right after leaving keeps its size).
    */
   function resizeUplink() {
     if (!up.connected || up.big === uplinkBig()) {
