@@ -34,7 +34,7 @@ import math
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,9 +148,22 @@ def load_chunks(root: Path) -> list[Chunk]:
     return chunks
 
 
+def chunk_audio(paths: list[Path], offset_ms: int) -> dict[str, Any]:
+    """A chunk's audio: ``first`` sample, ``pcm``, loudness ``blocks`` and ``peak``."""
+    try:
+        first, pcm = decode_pcm(paths, offset_ms)
+        return {**loudness_blocks(pcm), "first": first, "pcm": pcm}
+    except Exception as exc:  # noqa: BLE001 - kept in the chunk's record
+        return {"error": str(exc)}
+
+
 def transcode_chunk(directory: Path, root: Path, index: int, segs: list[SegmentInfo],
-                    plan: dict[str, Any], cfg: PackagerConfig, poster_at_ms: float) -> Chunk:
-    """Encode one chunk to every rung, with its thumbnails and loudness; atomic on disk."""
+                    plan: dict[str, Any], cfg: PackagerConfig, poster_at_ms: float,
+                    audio: dict[str, Any] | None = None) -> Chunk:
+    """Encode one chunk to every rung, with its thumbnails and loudness; atomic on disk.
+
+    ``audio``: the chunk's :func:`chunk_audio` when already made (else made here, in a
+    thread beside the video)."""
     final = root / chunk_name(index)
     work = root / (chunk_name(index) + ".tmp")
     shutil.rmtree(work, ignore_errors=True)
@@ -158,18 +171,16 @@ def transcode_chunk(directory: Path, root: Path, index: int, segs: list[SegmentI
     paths = [directory / SEGMENT_DIR / s.file for s in segs]
     offset = plan["offset_ms"]
 
-    audio: dict[str, Any] = {}
+    audio_thread = None
+    if audio is None:
+        audio = {}
 
-    def measure() -> None:
-        try:
-            first, pcm = decode_pcm(paths, offset)
-            audio.update(loudness_blocks(pcm), first=first, samples=int(pcm.size))
-            pcm.tofile(work / AUDIO_FILE)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            audio["error"] = str(exc)
+        def measure() -> None:
+            assert audio is not None
+            audio.update(chunk_audio(paths, offset))
 
-    audio_thread = threading.Thread(target=measure, daemon=True)
-    audio_thread.start()
+        audio_thread = threading.Thread(target=measure, daemon=True)
+        audio_thread.start()
 
     outs: list[VideoOut] = []
     thumbs: list[list[Any]] = []
@@ -205,7 +216,11 @@ def transcode_chunk(directory: Path, root: Path, index: int, segs: list[SegmentI
                 poster = True
         for o in outs:
             o.close()
-    audio_thread.join()
+    if audio_thread is not None:
+        audio_thread.join()
+    pcm = audio.get("pcm")
+    if pcm is not None:
+        pcm.tofile(work / AUDIO_FILE)
     info = {
         "segments": _signature(segs),
         "start_ms": segs[0].start_ms - offset, "end_ms": segs[-1].end_ms - offset,
@@ -215,7 +230,8 @@ def transcode_chunk(directory: Path, root: Path, index: int, segs: list[SegmentI
         "thumbs": thumbs, "poster": poster,
         "loudness": {"blocks": [round(b, 1) for b in audio.get("blocks", [])],
                      "peak": audio.get("peak", 0)},
-        "audio": {"first": audio.get("first", 0), "samples": audio.get("samples", 0)},
+        "audio": {"first": audio.get("first", 0),
+                  "samples": int(pcm.size) if pcm is not None else 0},
         "audio_error": audio.get("error"),
     }
     for path in work.rglob("*"):
@@ -231,11 +247,18 @@ def transcode_chunk(directory: Path, root: Path, index: int, segs: list[SegmentI
     return Chunk(index, final, info)
 
 
+AudioReady = Callable[[list[Chunk], list[dict[str, Any]]], None]
+
+
 def update(directory: Path, cfg: PackagerConfig, *, final: bool,
-           segments: list[SegmentInfo] | None = None) -> tuple[list[Chunk], int]:
+           segments: list[SegmentInfo] | None = None,
+           on_audio: AudioReady | None = None) -> tuple[list[Chunk], int]:
     """Bring a recording's chunks up to date with its index; returns (chunks, newly made).
 
     ``final``: the recording is finished, the short tail becomes the last chunk.
+    ``on_audio(kept, pending)``: called with the chunks already made and the
+    :func:`chunk_audio` of those still to make, before their video is encoded (the final
+    packaging starts the AAC encode then, beside the tail's video).
     The caller holds :func:`locked`.
     """
     directory = Path(directory)
@@ -268,9 +291,15 @@ def update(directory: Path, cfg: PackagerConfig, *, final: bool,
         break
     total_ms = segments[-1].end_ms - segments[0].start_ms
     poster_at = min(10_000, 0.1 * total_ms)
+    pending: list[dict[str, Any] | None] = [None] * (len(groups) - len(kept))
+    if on_audio is not None:
+        pending = [chunk_audio([directory / SEGMENT_DIR / s.file for s in groups[i]],
+                               plan["offset_ms"]) for i in range(len(kept), len(groups))]
+        on_audio(list(kept), [a for a in pending if a is not None])
     made = 0
-    for i in range(len(kept), len(groups)):
-        kept.append(transcode_chunk(directory, root, i + 1, groups[i], plan, cfg, poster_at))
+    for j, i in enumerate(range(len(kept), len(groups))):
+        kept.append(transcode_chunk(directory, root, i + 1, groups[i], plan, cfg, poster_at,
+                                    pending[j]))
         made += 1
     return kept, made
 

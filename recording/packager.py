@@ -29,6 +29,7 @@ JSON).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -163,8 +164,6 @@ def _package(directory: Path, cfg: PackagerConfig,
     if not segments:
         raise PackagingError("no recorded segment")
     reused = len(chunking.load_chunks(directory / chunking.CHUNK_DIR))
-    chunks, made = chunking.update(directory, cfg, final=True, segments=segments)
-    tail_seconds = time.monotonic() - started
     offset_ms = segments[0].start_ms
     duration_ms = segments[-1].end_ms - offset_ms
     out = directory / (REPLAY_DIR + ".tmp")
@@ -173,16 +172,29 @@ def _package(directory: Path, cfg: PackagerConfig,
     (out / "thumbs").mkdir()
     work = out / "work"
     work.mkdir()
-
-    blocks = [b for c in chunks for b in c.info["loudness"]["blocks"]]
-    peak = max((c.info["loudness"]["peak"] for c in chunks), default=0)
-    gain = gain_from_blocks(blocks, peak, cfg)
-    audio_result: dict[str, Any] = {}
     audio_path = work / "audio.mkv"
-    audio_thread = threading.Thread(
-        target=encode_aac, args=(chunking.audio_pieces(chunks), audio_path, gain["gain_db"],
-                                 cfg, audio_result), daemon=True)
-    audio_thread.start()
+    audio_result: dict[str, Any] = {}
+    audio_job: dict[str, Any] = {}
+
+    def start_audio(kept: list[chunking.Chunk], pending: list[dict[str, Any]]) -> None:
+        """The whole lesson's loudness is known: encode the AAC beside the tail's video."""
+        blocks = [b for c in kept for b in c.info["loudness"]["blocks"]]
+        blocks += [b for a in pending for b in a.get("blocks", [])]
+        peak = max([c.info["loudness"]["peak"] for c in kept]
+                   + [a.get("peak", 0) for a in pending] + [0])
+        gain = gain_from_blocks(blocks, peak, cfg)
+        pieces = itertools.chain(chunking.audio_pieces(kept), (
+            (a["first"], a["pcm"]) for a in pending if a.get("pcm") is not None))
+        thread = threading.Thread(target=encode_aac, args=(
+            pieces, audio_path, gain["gain_db"], cfg, audio_result), daemon=True)
+        thread.start()
+        audio_job.update(gain=gain, thread=thread)
+
+    chunks, made = chunking.update(directory, cfg, final=True, segments=segments,
+                                   on_audio=start_audio)
+    tail_seconds = time.monotonic() - started
+    gain = audio_job["gain"]
+    audio_thread = audio_job["thread"]
 
     plan = json.loads((directory / chunking.CHUNK_DIR / chunking.PLAN_FILE).read_text())
     rungs = []  # (plan rung, chunk files holding it)

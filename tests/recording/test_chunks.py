@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import av
+import numpy as np
 
 from recording import chunks as chunking
 from recording.packager import REPLAY_DIR, PackagerConfig, package, package_chunks
@@ -62,6 +63,15 @@ async def test_chunks_made_while_recording_are_reused_and_join_seamlessly(tmp_pa
     with av.open(str(replay / "lesson.mp4")) as c:
         assert float(c.duration / 1e6) > summary["duration"] - 1.0
     assert summary["thumbnails"] == len(list((replay / "thumbs").glob("t*.jpg"))) >= 1
+    # one gain for the whole lesson (chunks made during the lesson and the tail alike):
+    # the tone comes out at the loudness target, and lasts the whole lesson
+    assert summary["audio"]["gain_db"] < -1.0, summary["audio"]
+    with av.open(str(replay / "hls" / "audio" / "index.m3u8")) as c:
+        pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+    assert pcm.size / 48000 > summary["duration"] - 0.5
+    body = pcm[48000:-48000].astype(np.float64)  # away from the codec's ramps
+    rms_db = 20 * np.log10(np.sqrt(np.mean(body ** 2)))  # float samples, full scale 1.0
+    assert abs(rms_db - CFG.target_dbfs) < 1.5, rms_db
     assert (replay / "poster.jpg").read_bytes()[:2] == b"\xff\xd8"
 
 
