@@ -331,9 +331,12 @@ class RecordingFeature:
                 if active.stopping:
                     return  # the final packaging takes it from here
                 started = time.monotonic()
-                code, summary = await self._run_packager(
-                    active.directory, ["--chunks-only", *self._packager_args()],
-                    self.config.chunk_nice)
+                try:
+                    code, summary = await self._run_packager(
+                        active.directory, ["--chunks-only", *self._packager_args()],
+                        self.config.chunk_nice)
+                except OSError as exc:  # no process could be started (out of memory, ...)
+                    code, summary = 1, {"error": str(exc)}
             if code != 0 or "error" in summary:
                 metrics.ERRORS.labels(reason="packaging").inc()
                 logger.warning("chunk packaging failed", extra={
