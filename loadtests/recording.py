@@ -134,6 +134,7 @@ async def run_lesson(library: Path, seconds: float, record: bool,
         await asyncio.sleep(seconds)
         cpu1, t1 = _cpu_seconds(proc.pid), time.monotonic()
         tree1 = _tree_cpu(proc.pid)
+        tiers = await _tiers_in_use(base, lesson)
         recording_id = None
         if record:
             for m in teacher.messages:
@@ -143,7 +144,8 @@ async def run_lesson(library: Path, seconds: float, record: bool,
         await asyncio.sleep(1.0)  # the last segment is closed
         return {"cpu_fraction": (cpu1 - cpu0) / (t1 - t0), "window": t1 - t0,
                 "tree_cpu_fraction": (tree1 - tree0) / (t1 - t0),
-                "recording_id": recording_id, "loadavg": _loadavg()}
+                "recording_id": recording_id, "loadavg": _loadavg(),
+                "tiers_in_use": tiers}
     finally:
         for c in (room, teacher):
             await c.close()
@@ -152,6 +154,19 @@ async def run_lesson(library: Path, seconds: float, record: bool,
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+async def _tiers_in_use(base: str, lesson: str) -> list[str] | None:
+    """The tiers the relay encodes for the lesson (recording keeps the top one encoded)."""
+    token = mint_token(SECRET, role="admin", lesson="*")
+    try:
+        async with aiohttp.ClientSession() as http, http.get(
+                base + "/api/relay", headers={"Authorization": f"Bearer {token}"}) as r:
+            body = await r.json()
+    except (aiohttp.ClientError, ValueError):
+        return None
+    stats = (body.get("lessons") or {}).get(lesson) if isinstance(body, dict) else None
+    return stats.get("tiers_in_use") if isinstance(stats, dict) else None
 
 
 def _loadavg() -> str:
@@ -316,6 +331,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             "measured_seconds": args.seconds,
             "cpu_unrecorded": round(plain["cpu_fraction"], 4),
             "cpu_recorded": round(recorded["cpu_fraction"], 4),
+            "tiers_in_use": [plain.get("tiers_in_use"), recorded.get("tiers_in_use")],
             "loadavg": [plain["loadavg"], recorded["loadavg"]],
             "target_overhead": TARGET_OVERHEAD,
             "renditions": [{k: r.get(k) for k in ("name", "height", "average_bps")}
