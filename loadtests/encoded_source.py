@@ -66,6 +66,7 @@ class SharedEncodedSource:
         self._video.pix_fmt = "yuv420p"
         self._video.time_base = VIDEO_TIME_BASE
         self._video.bit_rate = bitrate
+        self._video.thread_count = 1  # libvpx's worker threads spin-wait on busy cores
         self._video.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
                                "error-resilient": "1"}
         self._audio = av.CodecContext.create("libopus", "w")

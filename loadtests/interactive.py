@@ -33,10 +33,17 @@ from typing import Any
 import aiohttp
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from classroom_client import playout
 from classroom_client.client import ClassroomClient
 from classroom_client.media import install_counting_decoder, receive_counts
 from loadtests.encoded_source import SharedEncodedSource
-from loadtests.fanout import delta_buckets, parse_histogram, process_cpu, quantile
+from loadtests.fanout import (
+    delta_buckets,
+    enlarge_receive_buffers,
+    parse_histogram,
+    process_cpu,
+    quantile,
+)
 from signaling.auth import mint_token
 
 SECRET = "interactive-benchmark-secret-0123456789"
@@ -113,6 +120,16 @@ def new_pc() -> RTCPeerConnection:
                                               bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
 
 
+def receiving_pc(kinds: tuple[str, ...]) -> RTCPeerConnection:
+    """A recvonly peer whose receivers give up on a lost packet as a browser does
+    (classroom_client.playout): aiortc's own buffer would stall behind one hole."""
+    pc = new_pc()
+    for kind in kinds:
+        transceiver = pc.addTransceiver(kind, direction="recvonly")
+        playout.install(transceiver.receiver, kind)
+    return pc
+
+
 async def negotiate(client: ClassroomClient, pc: RTCPeerConnection, purpose: str) -> None:
     await pc.setLocalDescription(await pc.createOffer())
     reply = await client.request(
@@ -143,10 +160,9 @@ class Classroom:
             transceiver = uplink.addTransceiver(source.track(kind), direction="sendonly")
             source.attach_sender(transceiver.sender)
         await negotiate(self.client, uplink, "uplink")
-        sub = new_pc()
-        for kind in ("video", "video", "video", "audio", "audio"):
-            sub.addTransceiver(kind, direction="recvonly")
+        sub = receiving_pc(("video", "video", "video", "audio", "audio"))
         await negotiate(self.client, sub, "subscribe")
+        enlarge_receive_buffers(sub)
 
     def _tracks(self, kind: str) -> list[Any]:
         pc = self.client.pcs.get("subscribe")
@@ -160,6 +176,14 @@ class Classroom:
         video = receive_counts(videos[2]).frames if len(videos) > 2 else 0
         audio = receive_counts(audios[1]).frames if len(audios) > 1 else 0
         return video, audio
+
+    @property
+    def tier(self) -> str:
+        """The last ``tier`` event for this classroom (``high`` before any)."""
+        for message in reversed(self.client.messages):
+            if message.get("type") == "tier" and message.get("peer_id") == self.peer_id:
+                return message["tier"]
+        return "high"
 
     def teacher_frames(self) -> int:
         videos = self._tracks("video")
@@ -192,8 +216,14 @@ async def switch_stage(teacher: ClassroomClient, target: Classroom, others: list
                 del pending[index]
                 done_at = time.monotonic()
         if time.monotonic() > deadline:
-            raise RuntimeError(f"stage media reached {len(others) - len(pending)} of "
-                               f"{len(others)} classrooms within {timeout} s")
+            got = [(i, c.stage_counts()) for i, c in pending.items()]
+            video = sum(v > before[i][0] for i, (v, _) in got)
+            audio = sum(a > before[i][1] for i, (_, a) in got)
+            tiers = sorted({c.tier for c in pending.values()})
+            raise RuntimeError(
+                f"stage media reached {len(others) - len(pending)} of {len(others)} "
+                f"classrooms within {timeout} s; of the others {video} got video, "
+                f"{audio} got audio; their tiers {tiers}")
         await asyncio.sleep(0.005)
     return 1000 * (done_at - started)
 
@@ -209,7 +239,7 @@ async def leave_stage(teacher: ClassroomClient, others: list[Classroom]) -> None
         if now == last:
             return
         last = now
-    raise RuntimeError("stage media still flowing after leave-stage")
+    raise RuntimeError(f"stage media still flowing after leave-stage: {last}")
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -234,11 +264,9 @@ async def run(args: argparse.Namespace) -> dict:
                                                  direction="sendonly")
             teacher_source.attach_sender(transceiver.sender)
         await negotiate(teacher, publish, "publish")
-        grid = new_pc()
-        for _ in range(args.grid_slots):
-            grid.addTransceiver("video", direction="recvonly")
-        grid.addTransceiver("audio", direction="recvonly")
+        grid = receiving_pc(("video",) * args.grid_slots + ("audio",))
         await negotiate(teacher, grid, "grid")
+        enlarge_receive_buffers(grid)
 
         for start in range(0, args.classrooms, 5):
             batch = [Classroom(server.url, i)
