@@ -511,7 +511,11 @@ class RateController:
             if estimate is not None and estimate < c.estimate_down_ratio * required:
                 reason = R_ESTIMATE
             return reason, estimate, False
-        return R_RTT, estimate, False
+        # RTT growth without loss: a queue builds (or the machine is busy): one step at a time,
+        # and never below the lowest video tier (audio-only needs loss or a low estimate)
+        if self.tier == self.ladder.lowest_video:
+            return None
+        return R_RTT, estimate, True
 
     # ---- the decision ------------------------------------------------------------------
     def _evaluate(self, now: float) -> Decision:
@@ -529,9 +533,12 @@ class RateController:
             if self.state == PROBING:
                 return self._probe_fail(now, reason)
             target = self._down_target(now, estimate)
-            if one_step:
-                target = self.ladder.below(self.tier) or self.tier
-                self._climb_loss_limit = c.loss_up / 2
+            if one_step:  # moderate loss, or RTT growth alone: one step, never to audio-only
+                below = self.ladder.below(self.tier)
+                has_video = below is not None and self.ladder.spec(below).has_video
+                target = below if has_video else self.tier
+                if reason == R_LOSS:
+                    self._climb_loss_limit = c.loss_up / 2
             if target != self.tier:
                 return self._switch(now, target, reason, auto=True)
         if (self.state == STEADY and self._may_switch(now)
