@@ -24,7 +24,9 @@ from classroom_client.media import SyntheticAudioTrack, SyntheticVideoTrack
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 AUDIO_TIME_BASE = fractions.Fraction(1, 48000)
-KEYFRAME_MIN_INTERVAL = 0.3
+KEYFRAME_MIN_INTERVAL = 1.0
+"""One encoder feeds every uplink: a PLI from any of them forces a keyframe on all, so
+keyframes are spaced more than a browser would (else the uplinks go over their cap)."""
 
 
 class EncodedTrack(MediaStreamTrack):
