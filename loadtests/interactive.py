@@ -144,11 +144,12 @@ async def negotiate(client: ClassroomClient, pc: RTCPeerConnection, purpose: str
 class Classroom:
     """One remote classroom: uplink (shared encoder) and subscription (counted, not decoded)."""
 
-    def __init__(self, base: str, index: int) -> None:
+    def __init__(self, base: str, index: int, *, low_bandwidth: bool = False) -> None:
         token = mint_token(SECRET, role="classroom", lesson=LESSON, school=f"school-{index}",
                            name=f"Class {index}", ttl=3600)
         self.client = ClassroomClient(base, token)
         self.index = index
+        self.low_bandwidth = low_bandwidth
         self.received: dict[str, list[Any]] = {"video": [], "audio": []}
 
     @property
@@ -165,6 +166,8 @@ class Classroom:
         sub = receiving_pc(("video", "video", "video", "audio", "audio"))
         await negotiate(self.client, sub, "subscribe")
         enlarge_receive_buffers(sub)
+        if self.low_bandwidth:  # the classroom's own button: at most the low tier
+            await self.client.send({"type": "low-bandwidth", "on": True})
 
     def _tracks(self, kind: str) -> list[Any]:
         pc = self.client.pcs.get("subscribe")
@@ -273,7 +276,7 @@ async def run(args: argparse.Namespace) -> dict:
         enlarge_receive_buffers(grid)
 
         for start in range(0, args.classrooms, 5):
-            batch = [Classroom(server.url, i)
+            batch = [Classroom(server.url, i, low_bandwidth=args.low_bandwidth)
                      for i in range(start, min(args.classrooms, start + 5))]
             await asyncio.gather(*(c.join(source) for c in batch))
             classrooms.extend(batch)
@@ -296,6 +299,11 @@ async def run(args: argparse.Namespace) -> dict:
         others = classrooms[1:]
         await switch_stage(teacher, stage, others, timeout=10)
         timed = [s["ms"] for s in switches if s["ms"] is not None]
+        states: dict[str, int] = {}
+        for c in classrooms:
+            for purpose, pc in c.client.pcs.items():
+                key = f"{purpose}:{pc.connectionState}"
+                states[key] = states.get(key, 0) + 1
 
         await asyncio.sleep(args.warmup)
         before_text = await server.metrics()
@@ -337,6 +345,8 @@ async def run(args: argparse.Namespace) -> dict:
             "driver_cpu_cores": round(driver_cpu, 3),
             "loadavg": open("/proc/loadavg").read().split()[:3],
             "teacher_size": f"{args.teacher_width}x{args.teacher_height}",
+            "low_bandwidth": args.low_bandwidth,
+            "connection_states": states,
             "targets": TARGETS,
         }
     finally:
@@ -361,6 +371,7 @@ def print_report(result: dict) -> None:
         print(f"    {s}")
     print(f"  stage video fps at classrooms: min {result['stage_video_fps_min']}, "
           f"median {result['stage_video_fps_median']}")
+    print(f"  classroom connections after the switches: {result['connection_states']}")
     print(f"  load generator cpu {result['driver_cpu_cores']} cores; "
           f"loadavg {' '.join(result['loadavg'])}")
 
@@ -376,6 +387,9 @@ def main() -> None:
     parser.add_argument("--teacher-width", type=int, default=1280)
     parser.add_argument("--teacher-height", type=int, default=720)
     parser.add_argument("--teacher-bitrate", type=int, default=1_500_000)
+    parser.add_argument("--low-bandwidth", action="store_true",
+                        help="every classroom presses low-bandwidth (low tier: about an "
+                             "eighth of the packets for this process to receive)")
     parser.add_argument("--serve-arg", action="append",
                         help="extra argument for `classroom serve` (repeatable)")
     parser.add_argument("--json", help="write the result here")
