@@ -25,12 +25,11 @@ Redis keys (``{lesson}`` is a Redis Cluster hash tag, so a lesson's keys share a
 from __future__ import annotations
 
 import abc
-import asyncio
 import copy
 import json
 from typing import Any
 
-from signaling.store import StoreUnavailable
+from signaling.store.redis import FeatureRedis
 
 PREFIX = "classroom:quiz:"
 
@@ -221,36 +220,14 @@ return {'stored', ''}
 """
 
 
-class RedisQuizStore(QuizStore):
+class RedisQuizStore(FeatureRedis, QuizStore):
     def __init__(self, url: str) -> None:
-        import redis.asyncio as aioredis
-
-        self.url = url
-        # redis-py's default pool refuses the 101st concurrent command; a burst of answers
-        # needs more (Redis accepts 10,000 clients).
-        self._redis = aioredis.from_url(
-            url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5,
-            health_check_interval=10, max_connections=1000)
+        super().__init__(url)  # a pool big enough for a burst of answers
         self._put = self._redis.register_script(_PUT_ANSWER)
 
     @staticmethod
     def _k(lesson: str, *parts: str) -> str:
         return PREFIX + "{" + lesson + "}:" + ":".join(parts)
-
-    async def _call(self, coro: Any) -> Any:
-        from redis.exceptions import RedisError
-
-        try:
-            return await coro
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc.__class__.__name__}") from exc
-
-    async def close(self) -> None:
-        try:
-            async with asyncio.timeout(3):
-                await self._redis.aclose()
-        except Exception:  # noqa: BLE001 - closing a dead link
-            pass
 
     async def get_set(self, lesson: str) -> dict[str, Any] | None:
         raw = await self._call(self._redis.get(self._k(lesson, "set")))

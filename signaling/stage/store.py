@@ -19,12 +19,11 @@ Redis keys (``{L}`` is a Redis Cluster hash tag, so a lesson's keys share a slot
 from __future__ import annotations
 
 import abc
-import asyncio
 import copy
 import json
 from typing import Any
 
-from signaling.store import StoreUnavailable
+from signaling.store.redis import FeatureRedis
 
 PREFIX = "classroom:stage:"
 
@@ -180,35 +179,16 @@ class MemoryStageStore(StageStore):
         self._share.discard(lesson)
 
 
-class RedisStageStore(StageStore):
+class RedisStageStore(FeatureRedis, StageStore):
     """Several nodes share one lesson's queue and stage."""
 
     def __init__(self, url: str) -> None:
-        import redis.asyncio as aioredis
-
-        self._redis = aioredis.from_url(
-            url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5,
-            health_check_interval=10, max_connections=1000)
+        super().__init__(url)
         self._clear_if = self._redis.register_script(_CLEAR_IF)
 
     @staticmethod
     def _k(lesson: str, part: str) -> str:
         return PREFIX + "{" + lesson + "}:" + part
-
-    async def _call(self, coro: Any) -> Any:
-        from redis.exceptions import RedisError
-
-        try:
-            return await coro
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc.__class__.__name__}") from exc
-
-    async def close(self) -> None:
-        try:
-            async with asyncio.timeout(3):
-                await self._redis.aclose()
-        except Exception:  # noqa: BLE001 - closing a dead link
-            pass
 
     async def raise_hand(self, lesson: str, sub: str, peer_id: str, at: float) -> bool:
         key = self._k(lesson, "hands")

@@ -184,3 +184,28 @@ async def _quiet_close(pubsub: Any) -> None:
         await pubsub.aclose()
     except (RedisError, OSError, RuntimeError):
         pass
+
+
+class FeatureRedis:
+    """A feature's own Redis link (quiz answers, stage state): one pool sized for bursts
+    (redis-py's default refuses the 101st concurrent command), errors as StoreUnavailable,
+    and a close that never hangs on a dead link."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._redis = aioredis.from_url(
+            url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5,
+            health_check_interval=10, max_connections=1000)
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc.__class__.__name__}") from exc
+
+    async def close(self) -> None:
+        try:
+            async with asyncio.timeout(3):
+                await self._redis.aclose()
+        except Exception:  # noqa: BLE001 - closing a dead link
+            pass
