@@ -201,6 +201,17 @@ class ControllerConfig:
     switches), so ``climb_hold`` (a floor under the hold) doubles, from 4 x hold up to
     climb_hold_max; a climb that lasts climb_grace halves it again."""
     climb_hold_max: float = 120.0
+    step_hold: float = 1.0
+    """After a passed probe (the link carried the new tier's rate, padding included) the
+    next probe may start this soon, after step_reports clean reports on the new tier: a
+    link that came back climbs tier after tier instead of waiting a full hold each time."""
+    step_reports: int = 1
+    reset_packets: int = 150
+    """The probe backoff resets when the path's random loss has gone: the latest reports
+    since the last failed probe, over this many packets, lost under a fifth of the slow
+    loss at that failure (which was >= 1 %; at 3 % that is none of 150, a 1 % chance on a
+    path that still loses 3 %). A lossy path that turned clean has changed (a lifted limit,
+    a fixed Wi-Fi): failures on the old path say nothing about the new one."""
     probe_duration: float = 2.0
     probe_reports: int = 2
     """A probe passes after probe_duration and this many clean reports."""
@@ -216,7 +227,9 @@ class ControllerConfig:
     over reports that each rose: the bottleneck queue is filling, even if nothing is lost
     yet (a link just below the next tier)."""
     probe_remb_drop: float = 0.9
-    """... or REMB falls under this share of its value when the probe started."""
+    """... or REMB falls under this share of its value when the probe started, while the
+    reports agree (the probe's loss above its pre-probe level, or its RTT rising): REMB is
+    an optional, lagging input; receiver reports are the ground truth."""
     probe_fail_settle: float = 1.0
     """After a failed probe, reports this fresh are ignored: an RTCP interval (0.5-1.5 s)
     that covered the probe's padding describes the probe, not the tier without it (a
@@ -229,6 +242,11 @@ class ControllerConfig:
     climb_reports: int = 2
     """... nor with fewer reports than this during the hold."""
     remb_max_age: float = 5.0
+    remb_fall: float = 0.97
+    """A REMB under this share of the previous one has fallen (a receiver's overuse
+    decrease). A REMB below what is sent counts against the tier, and blocks probes, only
+    while it has not risen since such a fall: after a climb a receiver's estimate lags,
+    rising ~8 %/s (aiortc, Chromium's AIMD), and that is no congestion."""
     remb_join_grace: float = 5.0
     """REMB in the first seconds after join is ignored: a receiver's estimate starts low
     (Chromium and aiortc start from what they have received so far, a few hundred kbit/s)
@@ -276,6 +294,8 @@ class RateController:
         self._remb_at: float | None = None
         self._remb_low_since: float | None = None
         self._remb_low_count = 0
+        self._remb_fell = False
+        """REMB fell (overuse) and has not risen since."""
         self._last_report: float | None = None
         self._report_at: dict[str, float] = {}
         """When the previous report about each kind of stream came (its interval's start)."""
@@ -285,6 +305,12 @@ class RateController:
         self._switched_at = now
         self._auto_switched_at: float | None = None
         self._climbed_at: float | None = None
+        self._stepped = False
+        """The tier came from a passed probe (the next probe may come after step_hold)."""
+        self._fail_loss: float | None = None
+        """Slow loss when the last probe failed (the path's loss then), for the reset."""
+        self._since_fail: deque[tuple[float, float]] = deque(maxlen=64)
+        """(expected, lost) packets of each report since the last failed probe."""
         self._unstable_at = now
         self._probe_ended_at = now
         self._congested_since: float | None = None
@@ -329,6 +355,11 @@ class RateController:
             self._rtts.append((now, report.rtt))
         while self._rtts and now - self._rtts[0][0] > self.config.rtt_base_window:
             self._rtts.popleft()
+        settle = self.config.settle
+        settling = (straddles or now - self._switched_at < settle
+                    or now - self._probe_ended_at < max(settle, self._probe_settle))
+        if not settling and self.state != PROBING:  # audio too: random loss is the path's
+            self._watch_path(loss, report.expected)
         # the stream that carries the tier decides; audio loss above loss_high always counts
         # (audio is protected first); audio reports while video flows are otherwise ignored
         audio_only = not self.ladder.spec(self.tier).has_video
@@ -339,10 +370,7 @@ class RateController:
             self.packets_lost = report.packets_lost
         if report.jitter is not None:
             self.jitter = report.jitter
-        settle = self.config.settle
-        if (straddles or now - self._switched_at < settle
-                or now - self._probe_ended_at < max(settle, self._probe_settle)
-                or (self.state == PROBING and now - self._probe_started < settle)):
+        if settling or (self.state == PROBING and now - self._probe_started < settle):
             return self._evaluate(now)  # describes the rate before the change
         self._last_report = now
         if relevant and report.expected is not None:
@@ -375,12 +403,15 @@ class RateController:
         previous = self._fresh_remb(now)
         self.remb = float(bitrate)
         self._remb_at = now
+        if previous is None or bitrate < c.remb_fall * previous:
+            self._remb_fell = True
+        elif bitrate > previous:
+            self._remb_fell = False
         if now - self._switched_at >= c.settle and self.ladder.spec(self.tier).has_video:
             required = self.ladder.required(self.tier)
             sent = self.estimator.sent_bitrate
             against = required if sent is None else min(required, sent)
-            not_rising = previous is None or bitrate <= previous
-            if not_rising and bitrate < c.remb_down_ratio * against:
+            if bitrate < c.remb_down_ratio * against and self._remb_fell:
                 if self._remb_low_since is None:
                     self._remb_low_since = now
                     self._remb_low_count = 0
@@ -587,13 +618,17 @@ class RateController:
         if self._rtt_grown():
             return False
         stable_since = max(self._switched_at, self._unstable_at, self._probe_ended_at)
-        if now - stable_since < max(self.hold, self.climb_hold):
+        hold, reports = max(self.hold, self.climb_hold), c.climb_reports
+        if self._stepped and stable_since == self._switched_at:
+            hold, reports = max(c.step_hold, self.climb_hold), c.step_reports
+        if now - stable_since < hold:
             return False
-        if sum(1 for t in self._report_times if t > stable_since) < c.climb_reports:
+        if sum(1 for t in self._report_times if t > stable_since) < reports:
             return False
         remb = self._fresh_remb(now)
         sent = self.estimator.sent_bitrate
-        if remb is not None and sent is not None and remb < c.remb_down_ratio * sent:
+        if (remb is not None and sent is not None and self._remb_fell
+                and remb < c.remb_down_ratio * sent):
             return False  # the receiver says it gets less than is sent
         return True
 
@@ -640,7 +675,8 @@ class RateController:
             return self._probe_fail(now, self._probe_failed_now)
         remb = self._fresh_remb(now)
         if (self._probe_base_remb is not None and remb is not None
-                and remb < c.probe_remb_drop * self._probe_base_remb):
+                and remb < c.probe_remb_drop * self._probe_base_remb
+                and self._probe_reports_agree()):
             return self._probe_fail(now, R_REMB)
         if self.ladder.higher(self._probe_tier or self.tier, self.limit_tier()):
             return self._probe_fail(now, R_CAP, backoff=False)
@@ -659,6 +695,33 @@ class RateController:
             return self._probe_fail(now, R_LOSS if losses else "probe_timeout")
         return None
 
+    def _probe_reports_agree(self) -> bool:
+        """The receiver reports back a fallen REMB: the probe's loss rose above its
+        pre-probe level, or its RTT rose. No reports yet, or ~0 loss and a flat RTT: no."""
+        c = self.config
+        losses, rtts, base = self._probe_losses, self._probe_rtts, self._probe_base_rtt
+        if losses and sum(losses) / len(losses) > self._probe_base_loss + c.probe_loss_margin / 4:
+            return True
+        return base is not None and bool(rtts) and rtts[-1] > base + c.probe_rtt_rise / 2
+
+    def _watch_path(self, loss: float, expected: int | None) -> None:
+        """Reset the probe backoff when the random loss seen at the last failed probe has
+        gone (see ``reset_packets``)."""
+        c = self.config
+        if self._fail_loss is None or self.hold <= c.hold:
+            return
+        count = float(expected if expected is not None else c.min_packets)
+        self._since_fail.append((count, loss * count))
+        expected_total = lost = 0.0
+        for count, lost_here in reversed(self._since_fail):  # the newest reports
+            expected_total += count
+            lost += lost_here
+            if expected_total >= c.reset_packets:
+                if lost / expected_total < self._fail_loss / 5:
+                    self.hold = c.hold
+                    self._fail_loss = None
+                return
+
     def _probe_pass(self, now: float) -> Decision:
         target = self._probe_tier
         assert target is not None
@@ -669,6 +732,8 @@ class RateController:
         self._end_probe(now)
         self.hold = self.config.hold
         self._climbed_at = now
+        self._stepped = True
+        self._fail_loss = None
         if self.config.probe_with_media:  # already sending it: commit without a new switch
             previous = self.tier
             self.tier = target
@@ -681,6 +746,10 @@ class RateController:
         if backoff:
             self.probes_failed += 1
             self.hold = min(self.hold * 2.0, self.config.hold_max)
+            loss = self.slow_loss or 0.0
+            self._fail_loss = loss if loss >= 0.01 else None
+            self._since_fail.clear()
+        self._stepped = False
         probing = self.send_tier
         self._end_probe(now)
         self._probe_settle = self.config.probe_fail_settle
@@ -715,6 +784,8 @@ class RateController:
     def _switch(self, now: float, target: str, reason: str, *, auto: bool) -> Decision:
         previous = self.send_tier
         direction = UP if self.ladder.higher(target, self.tier) else DOWN
+        if direction == DOWN:
+            self._stepped = False
         if auto and direction == DOWN and self._climbed_at is not None:
             c = self.config  # the climb did not last
             self.climb_hold = min(max(2 * self.climb_hold, 4 * c.hold), c.climb_hold_max)

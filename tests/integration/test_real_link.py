@@ -170,7 +170,9 @@ async def scenario(lab: NetLab, relay, thin: Remote, rid: str, wide_rid: str) ->
                           _r(rc.get("loss")), _r(rc.get("estimate"), -3),
                           _r(rc.get("sent_bitrate"), -3), _r(rc.get("rtt")),
                           video.get("fraction_lost"), video.get("retransmits"),
-                          video.get("padding_octets")))
+                          video.get("padding_octets"), _r(rc.get("remb"), -3),
+                          rc.get("hold"), rc.get("probe_tier"),
+                          (rc.get("last_probe") or (None, None))[1]))
         return relay.tier_of(rid)
 
     def subscriber() -> dict:
@@ -181,8 +183,12 @@ async def scenario(lab: NetLab, relay, thin: Remote, rid: str, wide_rid: str) ->
         return json.dumps({"tier": sub.get("tier"), "video": sub.get("video"),
                            "audio": sub.get("audio"), "rc": sub.get("rate_control"),
                            "classroom": thin.last,
-                           "trace (t, tier, state, loss, estimate, sent, rtt, fraction_lost, "
-                           "retransmits, padding)": trace})
+                           "trace": trace_text()})
+
+    def trace_text(t0: float = 0.0) -> str:
+        head = ("t tier state loss estimate sent rtt fraction_lost retransmits padding remb "
+                "hold probe_tier last_probe")
+        return "\n".join([head] + [" ".join(map(str, row)) for row in trace if row[0] >= t0])
 
     # 400 kbit/s with 3 % loss: low within 10 s, decoding at >= 12 fps, audio unbroken
     lab.shape(400)
@@ -213,12 +219,14 @@ async def scenario(lab: NetLab, relay, thin: Remote, rid: str, wide_rid: str) ->
     # lifted: high within 20 s (probes pad before each step up)
     lab.loss(0)
     lab.unshape()
+    t_lift = time.monotonic() - start
     took_high = await wait_for(lambda: tier() == "high", 20, "high within 20 s of the lift",
                                state)
     up = subscriber()["rate_control"]
     print(f"lifted: high in {took_high:.1f} s (probes passed {up['probes_passed']}, "
           f"failed {up['probes_failed']}, padding sent "
-          f"{subscriber()['video']['padding_octets']} B)")
+          f"{subscriber()['video']['padding_octets']} B); the controller from the lift:\n"
+          f"{trace_text(t_lift - 1)}")
 
     # 100 kbit/s: audio only, audio continuous
     lab.shape(100)
