@@ -723,11 +723,13 @@ def test_properties_over_random_traces(trace, media_probes: bool) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.floats(150e3, 3e6), st.floats(0.0, 0.04), st.integers(0, 10_000))
-def test_property_settles_on_the_best_tier_the_link_carries(capacity, loss, seed) -> None:
+@given(st.floats(150e3, 3e6), st.floats(0.0, 0.04), st.integers(0, 10_000), st.booleans())
+def test_property_settles_on_the_best_tier_the_link_carries(capacity, loss, seed,
+                                                            with_remb) -> None:
     ctl = RateController()
-    run = run_trace(ctl, lambda t: Link(capacity=capacity, loss=loss), 90, seed=seed,
-                    report_every=None)
+    link = lambda t: Link(capacity=capacity, loss=loss)  # noqa: E731
+    run = run_trace(ctl, link, 90, seed=seed, report_every=None,
+                    remb=AimdRemb(ctl, link) if with_remb else None)
     fits = LADDER.best_fitting(capacity)
     final = run.tier_at(89.9)
     # never above what fits at the end, at most one rung below it (a probe may be pending);
