@@ -31,11 +31,18 @@ State machine (per subscriber)::
         ^   ^      limit, fresh reports, below the cap--> PROBING(tier, next) +
         |   |                                                 |
         |   +--- fail: a report > loss_high, RTT rising, -----+  tier unchanged;
-        |        REMB fell, mean loss not under the limit     |  hold x2 (<= hold_max)
+        |        REMB fell and reports agree, mean loss       |  hold x2 (<= hold_max),
+        |        not under the limit                          |  reset when the path's
+        |                                                     |  random loss has gone
         +--- pass: mean loss under the limit after -----------+  tier = next (keyframe);
-             probe_duration (second look at probe_timeout)       a step down within
-                                                                 climb_grace doubles
-                                                                 climb_hold (<= 120 s)
+             probe_duration (second look at probe_timeout)       next probe after
+                                                                 step_hold; a step down
+                                                                 within climb_grace
+                                                                 doubles climb_hold
+
+    REMB is optional and lags (a receiver's AIMD estimate climbs ~8 %/s after a lifted
+    limit): it counts against a tier only after it fell and until it rises again; receiver
+    reports (loss, RTT) are the ground truth.
 
     cap / low-bandwidth button: immediate step down to the limit; no probe above it.
     audio-only: only when the link estimate (REMB, loss-based, cap) AND the rate that
