@@ -6,6 +6,12 @@ stream and one Opus tone once (PyAV, in an executor) and hands the same ``av.Pac
 every :class:`EncodedTrack`; aiortc's sender then only packetizes (``encoder.pack``) and
 encrypts, like a browser that sends what its hardware encoder made. A PLI from the server
 on any sender asks the shared encoder for a keyframe (rate-limited), as a browser would.
+
+:class:`LoopedEncodedSource` goes one step further for sources whose live encode would
+itself load the machine (a 1280x720 teacher costs ~0.3-0.4 of a core in libvpx): it
+encodes a few seconds once, before the measurement, and replays those packets with fresh
+timestamps. A keyframe request is answered with the current frame's intra-coded twin,
+encoded in the same pass, so PLIs still get a keyframe within one frame.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import time
 from collections import deque
 
 import av
+import numpy as np
 from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 
@@ -32,12 +39,15 @@ keyframes are spaced more than a browser would (else the uplinks go over their c
 class EncodedTrack(MediaStreamTrack):
     """A sender's view of the shared source: a short queue of shared packets."""
 
-    def __init__(self, kind: str, on_closed: callable) -> None:
+    def __init__(self, kind: str, source: SharedEncodedSource) -> None:
         super().__init__()
         self.kind = kind
+        self.source = source
+        """The source feeding this track now (see SharedEncodedSource.move)."""
         self._packets: deque[av.Packet] = deque(maxlen=64)
         self._ready = asyncio.Event()
-        self._on_closed = on_closed
+        self.want_keyframe = False
+        """Set when the track moved to another source: its next frame must be a keyframe."""
 
     def push(self, packet: av.Packet) -> None:
         self._packets.append(packet)
@@ -54,7 +64,7 @@ class EncodedTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._ready.set()
-        self._on_closed(self)
+        self.source._forget(self)
 
 
 class SharedEncodedSource:
@@ -85,17 +95,32 @@ class SharedEncodedSource:
         self.frames = 0
 
     def track(self, kind: str) -> EncodedTrack:
-        track = EncodedTrack(kind, self._forget)
+        track = EncodedTrack(kind, self)
         self._tracks[kind].append(track)
         return track
 
     def attach_sender(self, sender: RTCRtpSender) -> None:
-        """Route the sender's PLI/FIR to the shared encoder (aiortc's would be ignored)."""
-        sender._send_keyframe = self.request_keyframe  # type: ignore[method-assign]
+        """Route the sender's PLI/FIR to the encoder feeding its track now (aiortc's own
+        would be ignored)."""
+        track = sender.track
+        sender._send_keyframe = (  # type: ignore[method-assign]
+            lambda: track.source.request_keyframe())
 
     def request_keyframe(self) -> None:
         self.keyframe_requests += 1
         self._force_keyframe = True
+
+    def move(self, track: EncodedTrack, to: SharedEncodedSource) -> None:
+        """Feed ``track`` from ``to`` from now on, starting with a keyframe (a page that
+        switches its camera's size, e.g. thumbnail -> full size when called on stage)."""
+        self._forget(track)
+        track.source = to
+        to._tracks[track.kind].append(track)
+        track.want_keyframe = True
+        to._keyframe_for_moved()
+
+    def _keyframe_for_moved(self) -> None:
+        self.request_keyframe()  # a live encoder: the next frame, for every track
 
     def _forget(self, track: EncodedTrack) -> None:
         with contextlib.suppress(ValueError):
@@ -143,3 +168,90 @@ class SharedEncodedSource:
                 packet.time_base = AUDIO_TIME_BASE
                 for track in list(self._tracks["audio"]):
                     track.push(packet)
+
+
+class ReplayedPacket:
+    """What aiortc's ``encoder.pack`` reads from a pre-encoded packet: bytes, pts, time base.
+    Cheaper than an ``av.Packet`` per frame, and shared by every sender like one."""
+
+    __slots__ = ("data", "pts", "time_base")
+
+    def __init__(self, data: bytes, pts: int) -> None:
+        self.data, self.pts, self.time_base = data, pts, VIDEO_TIME_BASE
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
+class LoopedEncodedSource(SharedEncodedSource):
+    """:class:`SharedEncodedSource` whose video is encoded once, ``loop_seconds`` of it,
+    by :meth:`prepare`, then replayed in a loop (audio stays live: Opus is cheap)."""
+
+    def __init__(self, width: int = 1280, height: int = 720, fps: float = 30,
+                 bitrate: int = 1_500_000, loop_seconds: float = 4.0) -> None:
+        super().__init__(width, height, fps, bitrate, gop_seconds=loop_seconds)
+        self._loop_frames = max(1, int(round(loop_seconds * fps)))
+        self._delta: list[bytes] = []
+        self._intra: list[bytes] = []
+
+    def _keyframe_for_moved(self) -> None:
+        pass  # the moved track gets its own intra twin (want_keyframe)
+
+    async def prepare(self) -> None:
+        """Encode the loop (seconds of CPU for 720p: do it before measuring anything)."""
+        if not self._delta:
+            loop = asyncio.get_running_loop()
+            self._delta, self._intra = await loop.run_in_executor(None, self._encode_loop)
+
+    def _encode_loop(self) -> tuple[list[bytes], list[bytes]]:
+        intra = av.CodecContext.create("libvpx", "w")
+        intra.width, intra.height, intra.pix_fmt = self.width, self.height, "yuv420p"
+        intra.time_base = VIDEO_TIME_BASE
+        intra.bit_rate = self._video.bit_rate
+        intra.thread_count = 1
+        intra.options = {**self._video.options, "kf-max-dist": "1"}
+        pictures = SyntheticVideoTrack(self.width, self.height, self.fps)._patterns
+        step = int(90000 / self.fps)
+        delta: list[bytes] = []
+        keys: list[bytes] = []
+        for n in range(self._loop_frames):
+            picture: np.ndarray = pictures[n % len(pictures)]
+            for codec, out, key in ((self._video, delta, n == 0), (intra, keys, True)):
+                frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
+                frame.pts, frame.time_base = n * step, VIDEO_TIME_BASE
+                if key:
+                    frame.pict_type = av.video.frame.PictureType.I
+                packets = list(codec.encode(frame))
+                if len(packets) != 1:
+                    raise RuntimeError("libvpx buffered a frame: lag-in-frames must be 0")
+                out.append(bytes(packets[0]))
+        return delta, keys
+
+    async def _run_video(self) -> None:
+        await self.prepare()
+        step = int(90000 / self.fps)
+        start = time.monotonic()
+        n = 0
+        while True:
+            wait = start + n / self.fps - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            index = n % self._loop_frames
+            data = self._delta[index]
+            now = time.monotonic()
+            if (index and self._force_keyframe
+                    and now - self._last_keyframe >= KEYFRAME_MIN_INTERVAL):
+                data = self._intra[index]
+                self._force_keyframe = False
+            if index == 0 or data is self._intra[index]:
+                self._last_keyframe = now
+            packet = ReplayedPacket(data, n * step)
+            self.frames += 1
+            for track in list(self._tracks["video"]):
+                if track.want_keyframe:  # moved here: its own keyframe, now
+                    track.want_keyframe = False
+                    if data is not self._intra[index] and index:
+                        track.push(ReplayedPacket(self._intra[index], n * step))
+                        continue
+                track.push(packet)
+            n += 1

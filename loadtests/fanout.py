@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ from classroom_client.media import (
     install_counting_decoder,
     receive_counts,
 )
+from media_relay.sockets import enlarge_receive_buffers
 
 PRODUCT_SWEEP = (0, 10, 20, 50)
 BASELINE_SWEEP = (0, 5, 10)
@@ -91,7 +91,8 @@ class RelayProcess:
 
 
 def parse_histogram(text: str, name: str) -> dict[str, dict[float, float]]:
-    """``{kind: {upper_bound: cumulative count}}`` from Prometheus text."""
+    """``{kind: {upper_bound: cumulative count}}`` from Prometheus text (kind "" for a
+    histogram without a ``kind`` label)."""
     out: dict[str, dict[float, float]] = {}
     prefix = name + "_bucket{"
     for line in text.splitlines():
@@ -99,7 +100,7 @@ def parse_histogram(text: str, name: str) -> dict[str, dict[float, float]]:
             continue
         labels, value = line[len(prefix):].rsplit("} ", 1)
         parts = dict(p.split("=", 1) for p in labels.split(","))
-        kind = parts["kind"].strip('"')
+        kind = parts.get("kind", "").strip('"')
         le = parts["le"].strip('"')
         out.setdefault(kind, {})[float("inf") if le == "+Inf" else float(le)] = float(value)
     return out
@@ -183,7 +184,7 @@ async def worker_main() -> None:
                     batch.append(negotiate(session, command["url"], "/subscribe", peer_id, pc))
                 await asyncio.gather(*batch)
                 for sub in subscribers[-len(batch):]:
-                    enlarge_receive_buffers(sub.pc)
+                    enlarge_receive_buffers(sub.pc, 1 << 20)
                 reply: dict = {"ok": len(subscribers)}
             else:
                 reply = {"counts": [s.counts() for s in subscribers], "cpu": process_cpu("self")}
@@ -191,21 +192,6 @@ async def worker_main() -> None:
             sys.stdout.flush()
     for sub in subscribers:
         await sub.pc.close()
-
-
-def enlarge_receive_buffers(pc: RTCPeerConnection, size: int = 1 << 20) -> None:
-    """Give a subscriber's UDP sockets a larger receive buffer.
-
-    A load-test client process that is briefly descheduled (two cores shared by the relay,
-    the clients and whatever else runs) must not lose packets in the kernel: that would
-    be counted against the relay.
-    """
-    for transceiver in pc.getTransceivers():
-        ice = transceiver.receiver.transport.transport
-        for protocol in getattr(ice._connection, "_protocols", []):
-            sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 def process_cpu(pid: int | str) -> float:

@@ -5,9 +5,17 @@
 The product runs as it ships (``classroom serve``, memory store) in a process of its own;
 this process plays the teacher (camera + audio published, the grid connection with
 ``--grid-slots`` visible tiles) and N classrooms, each with an uplink (camera + mic) and a
-subscription (teacher camera, share, stage video; teacher and stage audio). Uplinks send
-the packets of one shared encoder (:mod:`loadtests.encoded_source`) so the load generator
-does not pay N encoders; receivers count encoded frames without decoding.
+subscription (teacher camera, share, stage video; teacher and stage audio).
+
+The generator must cost much less than the server on the same 2 cores, so:
+* sources are encoded once, before anything is measured, and replayed
+  (:class:`loadtests.encoded_source.LoopedEncodedSource`, a keyframe on request): the
+  teacher's camera and the two sizes the classroom page sends (class.js: a 320x180 15 fps
+  thumbnail off stage, 640x360 20 fps on stage; a classroom switches on the ``stage``
+  event, as the page does);
+* receivers count frames from RTP headers without decoding, and after a stream's first
+  packet straight from the socket callback (:mod:`loadtests.light_receiver`), still
+  sending the receiver reports the server's rate controller reads.
 
 Measured, on the server process only: ``cpu_cores`` (CPU-seconds per second over the
 steady window, one classroom on stage), ``rss_mb`` (at the end of the window),
@@ -28,23 +36,23 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Any
 
 import aiohttp
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from classroom_client import playout
 from classroom_client.client import ClassroomClient
-from classroom_client.media import install_counting_decoder, receive_counts
-from loadtests.encoded_source import SharedEncodedSource
+from loadtests import light_receiver
+from loadtests.encoded_source import EncodedTrack, LoopedEncodedSource
 from loadtests.fanout import (
     delta_buckets,
-    enlarge_receive_buffers,
     parse_histogram,
     process_cpu,
     quantile,
+    udp_counters,
 )
+from media_relay.sockets import enlarge_receive_buffers, install_batched_reads
 from signaling.auth import mint_token
+from signaling.loop_lag import watch_loop_lag
 
 SECRET = "interactive-benchmark-secret-0123456789"
 LESSON = "bench-two-way"
@@ -52,6 +60,7 @@ TARGETS = {"stage_switch_ms": 1000.0, "p95_stage_forward_ms": 20.0}
 REACH = 0.9
 """A stage switch is timed until this share of the other classrooms has its media."""
 FORWARD_METRIC = "classroom_relay_forward_latency_seconds"
+LAG_METRIC = "classroom_event_loop_lag_seconds"
 
 
 def free_port() -> int:
@@ -122,14 +131,10 @@ def new_pc() -> RTCPeerConnection:
                                               bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
 
 
-def receiving_pc(kinds: tuple[str, ...]) -> RTCPeerConnection:
-    """A recvonly peer whose receivers give up on a lost packet as a browser does
-    (classroom_client.playout): aiortc's own buffer would stall behind one hole."""
-    pc = new_pc()
-    for kind in kinds:
-        transceiver = pc.addTransceiver(kind, direction="recvonly")
-        playout.install(transceiver.receiver, kind)
-    return pc
+def receiving_peer(kinds: tuple[str, ...]) -> light_receiver.LightPeer:
+    """A recvonly peer whose receivers count what arrives (loadtests.light_receiver) and
+    still send the receiver reports the server's rate controller reads."""
+    return light_receiver.LightPeer(new_pc(), kinds)
 
 
 async def negotiate(client: ClassroomClient, pc: RTCPeerConnection, purpose: str) -> None:
@@ -141,6 +146,24 @@ async def negotiate(client: ClassroomClient, pc: RTCPeerConnection, purpose: str
     client.pcs[purpose] = pc
 
 
+class UplinkSizes:
+    """The classroom page's two camera encodings (class.js UPLINK_THUMB / UPLINK_STAGE),
+    each encoded once for every classroom: a thumbnail off stage, full size on stage."""
+
+    def __init__(self) -> None:
+        self.thumb = LoopedEncodedSource(320, 180, 15, bitrate=150_000)
+        self.stage = LoopedEncodedSource(640, 360, 20, bitrate=300_000)
+
+    async def start(self) -> None:
+        await asyncio.gather(self.thumb.prepare(), self.stage.prepare())
+        self.thumb.start()
+        self.stage.start()
+
+    async def close(self) -> None:
+        await self.thumb.close()
+        await self.stage.close()
+
+
 class Classroom:
     """One remote classroom: uplink (shared encoder) and subscription (counted, not decoded)."""
 
@@ -150,37 +173,51 @@ class Classroom:
         self.client = ClassroomClient(base, token)
         self.index = index
         self.low_bandwidth = low_bandwidth
-        self.received: dict[str, list[Any]] = {"video": [], "audio": []}
+        self.uplink_video: EncodedTrack | None = None
+        self._stage_watch: asyncio.Future | None = None
+        self.counts: list[light_receiver.Counts] = []
+        """camera, share, stage video; teacher audio, stage audio (the m-line order)"""
 
     @property
     def peer_id(self) -> str:
         return self.client.peer_id
 
-    async def join(self, source: SharedEncodedSource) -> None:
+    async def join(self, sizes: UplinkSizes) -> None:
         await self.client.connect(timeout=30)
         uplink = new_pc()
         for kind in ("video", "audio"):
-            transceiver = uplink.addTransceiver(source.track(kind), direction="sendonly")
-            source.attach_sender(transceiver.sender)
+            track = sizes.thumb.track(kind)
+            if kind == "video":
+                self.uplink_video = track
+            transceiver = uplink.addTransceiver(track, direction="sendonly")
+            sizes.thumb.attach_sender(transceiver.sender)
+        self._stage_watch = asyncio.ensure_future(self._follow_stage(sizes))
         await negotiate(self.client, uplink, "uplink")
-        sub = receiving_pc(("video", "video", "video", "audio", "audio"))
-        await negotiate(self.client, sub, "subscribe")
-        enlarge_receive_buffers(sub)
+        sub = receiving_peer(("video", "video", "video", "audio", "audio"))
+        self.counts = sub.counts
+        await negotiate(self.client, sub.pc, "subscribe")
+        await wait_connected(sub)
         if self.low_bandwidth:  # the classroom's own button: at most the low tier
             await self.client.send({"type": "low-bandwidth", "on": True})
 
-    def _tracks(self, kind: str) -> list[Any]:
-        pc = self.client.pcs.get("subscribe")
-        if pc is None:
-            return []
-        return [t.receiver.track for t in pc.getTransceivers() if t.kind == kind]
+    async def _follow_stage(self, sizes: UplinkSizes) -> None:
+        """What class.js does: full-size camera while this classroom is on stage, a
+        thumbnail otherwise (the page calls setParameters on the ``stage`` event)."""
+        seen = 0
+        while True:
+            message = await self.client.next_message("stage", timeout=3600, since=seen)
+            seen = self.client.messages.index(message) + 1
+            on_stage = message.get("peer_id") == self.peer_id
+            track = self.uplink_video
+            wanted = sizes.stage if on_stage else sizes.thumb
+            if track is not None and track.source is not wanted:
+                track.source.move(track, wanted)
 
     def stage_counts(self) -> tuple[int, int]:
-        """Encoded stage video frames and stage audio packets received so far."""
-        videos, audios = self._tracks("video"), self._tracks("audio")
-        video = receive_counts(videos[2]).frames if len(videos) > 2 else 0
-        audio = receive_counts(audios[1]).frames if len(audios) > 1 else 0
-        return video, audio
+        """Stage video frames and stage audio packets received so far."""
+        if not self.counts:
+            return 0, 0
+        return self.counts[2].frames, self.counts[4].frames
 
     @property
     def tier(self) -> str:
@@ -191,8 +228,17 @@ class Classroom:
         return "high"
 
     def teacher_frames(self) -> int:
-        videos = self._tracks("video")
-        return receive_counts(videos[0]).frames if videos else 0
+        return self.counts[0].frames if self.counts else 0
+
+
+async def wait_connected(peer: light_receiver.LightPeer) -> None:
+    """Until ICE has connected, then hook the peer's sockets (light_receiver fast path)
+    and give them larger receive buffers."""
+    await wait_for(lambda: peer.pc.connectionState == "connected", 30, "a connection",
+                   interval=0.05)
+    if not peer.attach_fast_path():
+        raise RuntimeError("no socket to hook: aioice internals changed")
+    enlarge_receive_buffers(peer.pc, 1 << 20)
 
 
 async def wait_for(condition, timeout: float, what: str, interval: float = 0.01) -> float:
@@ -249,14 +295,46 @@ async def leave_stage(teacher: ClassroomClient, others: list[Classroom]) -> None
     print(f"  note: stage video still arriving 4 s after leave-stage: {last}", file=sys.stderr)
 
 
+def lag_summary(buckets: dict[float, float]) -> dict:
+    """p99 and the bound of the worst bucket of an event-loop lag histogram (ms)."""
+    p99 = quantile(buckets, 0.99)
+    seen = [bound for bound, count in sorted(buckets.items())
+            if count > max((c for b, c in buckets.items() if b < bound), default=0)]
+    return {"p99_ms": round(1000 * p99, 1) if p99 is not None else None,
+            "worst_bucket_ms": 1000 * seen[-1] if seen else None,
+            "over_500ms": buckets.get(float("inf"), 0) - buckets.get(0.5, 0)}
+
+
+def tier_counts(classrooms: list[Classroom]) -> dict[str, int]:
+    """How many classrooms are on each tier (their last ``tier`` event)."""
+    tiers: dict[str, int] = {}
+    for c in classrooms:
+        tiers[c.tier] = tiers.get(c.tier, 0) + 1
+    return tiers
+
+
+def connection_states(teacher: ClassroomClient, classrooms: list[Classroom]) -> dict[str, int]:
+    """How many of the generator's peer connections are in each state, by purpose."""
+    states: dict[str, int] = {}
+    for client in [teacher] + [c.client for c in classrooms]:
+        for purpose, pc in client.pcs.items():
+            key = f"{purpose}:{pc.connectionState}"
+            states[key] = states.get(key, 0) + 1
+    return states
+
+
 async def run(args: argparse.Namespace) -> dict:
-    install_counting_decoder()
+    install_batched_reads()  # the generator's sockets drain like the server's
     server = Server()
     await server.start(args.serve_arg or [])
-    source = SharedEncodedSource(640, 360, 30, bitrate=args.uplink_bitrate)
-    teacher_source = SharedEncodedSource(args.teacher_width, args.teacher_height, 30,
+    own_lags: list[float] = []
+    own_watch = asyncio.get_running_loop().create_task(
+        watch_loop_lag(observe=own_lags.append))
+    udp_start = udp_counters()
+    sizes = UplinkSizes()
+    teacher_source = LoopedEncodedSource(args.teacher_width, args.teacher_height, 30,
                                          bitrate=args.teacher_bitrate)
-    source.start()
+    await asyncio.gather(sizes.start(), teacher_source.prepare())
     teacher_source.start()
     classrooms: list[Classroom] = []
     teacher = ClassroomClient(server.url, mint_token(SECRET, role="teacher", lesson=LESSON,
@@ -271,22 +349,21 @@ async def run(args: argparse.Namespace) -> dict:
                                                  direction="sendonly")
             teacher_source.attach_sender(transceiver.sender)
         await negotiate(teacher, publish, "publish")
-        grid = receiving_pc(("video",) * args.grid_slots + ("audio",))
-        await negotiate(teacher, grid, "grid")
-        enlarge_receive_buffers(grid)
+        grid = receiving_peer(("video",) * args.grid_slots + ("audio",))
+        grid_counts = grid.counts
+        await negotiate(teacher, grid.pc, "grid")
+        await wait_connected(grid)
 
         for start in range(0, args.classrooms, 5):
             batch = [Classroom(server.url, i, low_bandwidth=args.low_bandwidth)
                      for i in range(start, min(args.classrooms, start + 5))]
-            await asyncio.gather(*(c.join(source) for c in batch))
+            await asyncio.gather(*(c.join(sizes) for c in batch))
             classrooms.extend(batch)
         await wait_for(lambda: all(c.teacher_frames() > 0 for c in classrooms), 60,
                        "teacher video at every classroom", interval=0.2)
         visible = [c.peer_id for c in classrooms[:args.grid_slots]]
         await teacher.request({"type": "grid-view", "peers": visible}, "grid", timeout=15)
-        grid_videos = [t.receiver.track for t in grid.getTransceivers() if t.kind == "video"]
-        await wait_for(lambda: all(receive_counts(t).frames > 0
-                                   for t in grid_videos[:len(visible)]),
+        await wait_for(lambda: all(c.frames > 0 for c in grid_counts[:len(visible)]),
                        30, "every visible grid tile", interval=0.2)
 
         switches: list[dict] = []
@@ -299,13 +376,10 @@ async def run(args: argparse.Namespace) -> dict:
         others = classrooms[1:]
         await switch_stage(teacher, stage, others, timeout=10)
         timed = [s["ms"] for s in switches if s["ms"] is not None]
-        states: dict[str, int] = {}
-        for c in classrooms:
-            for purpose, pc in c.client.pcs.items():
-                key = f"{purpose}:{pc.connectionState}"
-                states[key] = states.get(key, 0) + 1
+        states = connection_states(teacher, classrooms)
 
         await asyncio.sleep(args.warmup)
+        udp0 = udp_counters()
         before_text = await server.metrics()
         cpu0, driver0, t0 = process_cpu(server.pid), process_cpu(os.getpid()), time.monotonic()
         stage0 = {c.index: c.stage_counts()[0] for c in others}
@@ -315,6 +389,8 @@ async def run(args: argparse.Namespace) -> dict:
         driver_cpu = (process_cpu(os.getpid()) - driver0) / elapsed
         rss = rss_mb(server.pid)
         after_text = await server.metrics()
+        udp1 = udp_counters()
+        server_lag = parse_histogram(after_text, LAG_METRIC).get("", {})
         stage_fps = [(c.stage_counts()[0] - stage0[c.index]) / elapsed for c in others]
         forward = {}
         after, before = (parse_histogram(after_text, FORWARD_METRIC),
@@ -347,13 +423,25 @@ async def run(args: argparse.Namespace) -> dict:
             "teacher_size": f"{args.teacher_width}x{args.teacher_height}",
             "low_bandwidth": args.low_bandwidth,
             "connection_states": states,
+            "connection_states_at_end": connection_states(teacher, classrooms),
+            "tiers_at_end": tier_counts(classrooms),
+            "tier_switches": sum(sum(m.get("type") == "tier" for m in c.client.messages)
+                                 for c in classrooms),
+            "server_loop_lag_whole_run": lag_summary(server_lag),
+            "driver_loop_lag_max_ms": round(1000 * max(own_lags, default=0.0), 1),
+            "driver_loop_lag_over_500ms": sum(lag >= 0.5 for lag in own_lags),
+            "udp_drops_window": {k: udp1[k] - udp0.get(k, 0) for k in udp1},
+            "udp_drops_whole_run": {k: udp1[k] - udp_start.get(k, 0) for k in udp1},
             "targets": TARGETS,
         }
     finally:
+        own_watch.cancel()
         for c in classrooms:
+            if c._stage_watch is not None:
+                c._stage_watch.cancel()
             await c.client.close()
         await teacher.close()
-        await source.close()
+        await sizes.close()
         await teacher_source.close()
         await server.stop()
 
@@ -371,7 +459,14 @@ def print_report(result: dict) -> None:
         print(f"    {s}")
     print(f"  stage video fps at classrooms: min {result['stage_video_fps_min']}, "
           f"median {result['stage_video_fps_median']}")
-    print(f"  classroom connections after the switches: {result['connection_states']}")
+    print(f"  connections after the switches: {result['connection_states']}; "
+          f"at the end: {result['connection_states_at_end']}")
+    print(f"  tiers at the end: {result['tiers_at_end']} "
+          f"({result['tier_switches']} tier events)")
+    print(f"  event loop lag: server {result['server_loop_lag_whole_run']}, generator max "
+          f"{result['driver_loop_lag_max_ms']} ms ({result['driver_loop_lag_over_500ms']} "
+          f"wake-ups >= 500 ms); UDP drops in the window {result['udp_drops_window']}, "
+          f"whole run {result['udp_drops_whole_run']}")
     print(f"  load generator cpu {result['driver_cpu_cores']} cores; "
           f"loadavg {' '.join(result['loadavg'])}")
 
@@ -383,7 +478,6 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--switches", type=int, default=5)
     parser.add_argument("--grid-slots", type=int, default=9)
-    parser.add_argument("--uplink-bitrate", type=int, default=300_000)
     parser.add_argument("--teacher-width", type=int, default=1280)
     parser.add_argument("--teacher-height", type=int, default=720)
     parser.add_argument("--teacher-bitrate", type=int, default=1_500_000)

@@ -66,6 +66,13 @@ class RelayConfig:
     re-takes the GIL several times a frame (after decode, encode, ...): with the default
     5 ms, a busy event loop (fan-out, RTCP) can hold a finished frame 5 ms each time; on a
     loaded 2-core machine this doubled the p95 forward latency of video at 50 subscribers."""
+    batched_reads: bool = True
+    """Read up to ``sockets.READ_BATCH`` datagrams per socket event (process-wide, see
+    media_relay/sockets.py): asyncio reads one, and a busy loop then loses packets."""
+    socket_receive_buffer: int = 512 * 1024
+    """Receive buffer asked for each peer socket (bytes; the kernel caps it at
+    ``net.core.rmem_max``): about a second of a 2 Mbit/s camera, so a keyframe burst
+    survives a busy loop; larger would only queue stale media (and STUN) behind it."""
     media_timeout: float = 2.0
     """No media from the publisher for this long reports ``on_publisher(lesson, False)``."""
     connect_timeout: float = 30.0

@@ -25,6 +25,7 @@ from .sdp import (
     preferred_codecs,
     subscribe_lines,
 )
+from .sockets import enlarge_receive_buffers, install_batched_reads
 from .subscriber import Subscriber
 from .uplink import Uplink
 
@@ -86,6 +87,8 @@ class Relay:
         interval = self.config.gil_switch_interval
         if interval and sys.getswitchinterval() > interval:
             sys.setswitchinterval(interval)
+        if self.config.batched_reads:
+            install_batched_reads()
         self._on_peer_state = on_peer_state
         self._on_publisher = on_publisher
         self._on_tier = on_tier
@@ -499,6 +502,7 @@ class Relay:
             await self._drop_peer(peer.peer_id, only=peer)
             raise RelayError(RelayError.MEDIA_FAILED, f"answer failed: {exc}") from None
         self._check_alive(peer)
+        enlarge_receive_buffers(peer.pc, self.config.socket_receive_buffer)
         return peer.pc.localDescription.sdp
 
     def _check_alive(self, peer: Peer) -> None:

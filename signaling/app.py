@@ -18,6 +18,7 @@ from .errors import ClassroomError, ErrorCode
 from .features import Feature
 from .handlers import Session, session_peer_id
 from .lessons import LessonHub
+from .loop_lag import watch_loop_lag
 from .protocol import MAX_MESSAGE_BYTES, SCHEMAS, MessageSpec
 from .store import open_store
 
@@ -236,7 +237,10 @@ def build_app(config: Config, features: list[Feature] | None = None) -> web.Appl
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await node.start()
+        watcher = asyncio.get_running_loop().create_task(watch_loop_lag(), name="loop-lag")
         yield
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
         await node.close()
 
     app.cleanup_ctx.append(lifecycle)
