@@ -194,8 +194,11 @@ async def worker_main() -> None:
         await sub.pc.close()
 
 
-def process_cpu(pid: int | str) -> float:
-    with open(f"/proc/{pid}/stat") as f:
+def process_cpu(pid: int | str, thread: int | None = None) -> float:
+    """CPU-seconds (user + system) of a process, or of one of its threads (``thread``:
+    its tid; the main thread's tid is the pid)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 

@@ -382,10 +382,12 @@ async def run(args: argparse.Namespace) -> dict:
         udp0 = udp_counters()
         before_text = await server.metrics()
         cpu0, driver0, t0 = process_cpu(server.pid), process_cpu(os.getpid()), time.monotonic()
+        main0 = process_cpu(server.pid, thread=server.pid)
         stage0 = {c.index: c.stage_counts()[0] for c in others}
         await asyncio.sleep(args.seconds)
         elapsed = time.monotonic() - t0
         cpu = (process_cpu(server.pid) - cpu0) / elapsed
+        main_cpu = (process_cpu(server.pid, thread=server.pid) - main0) / elapsed
         driver_cpu = (process_cpu(os.getpid()) - driver0) / elapsed
         rss = rss_mb(server.pid)
         after_text = await server.metrics()
@@ -410,6 +412,7 @@ async def run(args: argparse.Namespace) -> dict:
             "grid_slots": args.grid_slots,
             "cpu_cores": round(cpu, 3),
             "rss_mb": round(rss, 1),
+            "server_main_thread_cpu": round(main_cpu, 3),
             "p95_stage_forward_ms": round(1000 * stage_p95, 2) if stage_p95 else None,
             "stage_switch_ms": round(statistics.median(timed), 1) if timed else None,
             "stage_switch_ms_max": round(max(timed), 1) if timed else None,
@@ -449,7 +452,8 @@ async def run(args: argparse.Namespace) -> dict:
 def print_report(result: dict) -> None:
     print(f"two-way lesson, {result['classrooms']} classrooms, one on stage, "
           f"{result['grid_slots']} grid tiles visible, window {result['seconds']} s")
-    print(f"  server cpu        {result['cpu_cores']:.3f} cores   rss {result['rss_mb']} MB")
+    print(f"  server cpu        {result['cpu_cores']:.3f} cores (event-loop thread "
+          f"{result['server_main_thread_cpu']:.3f})   rss {result['rss_mb']} MB")
     print(f"  stage forward p95 {result['p95_stage_forward_ms']} ms   "
           f"(by kind: {result['forward_p95_ms_by_kind']})")
     print(f"  stage switch      median {result['stage_switch_ms']} ms, max "

@@ -73,6 +73,10 @@ class RelayConfig:
     """Receive buffer asked for each peer socket (bytes; the kernel caps it at
     ``net.core.rmem_max``): about a second of a 2 Mbit/s camera, so a keyframe burst
     survives a busy loop; larger would only queue stale media (and STUN) behind it."""
+    busy_lag: float = 0.05
+    """A loop wake-up this late (s) marks the node busy (node_load.NodeLoad) ..."""
+    busy_hold: float = 3.0
+    """... for this long: RTT growth is then not taken as a subscriber's congestion."""
     media_timeout: float = 2.0
     """No media from the publisher for this long reports ``on_publisher(lesson, False)``."""
     connect_timeout: float = 30.0

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from .config import RelayConfig
 from .feed import VideoFeed
+from .node_load import NodeLoad
 from .packets import AUDIO_CLOCK, AUDIO_TIME_BASE, PacketMeta, Timeline, make_packet
 from .rendition import Rendition
 from .stage import Stage
@@ -67,6 +68,8 @@ class RelayLesson:
     def __init__(self, lesson_id: str, config: RelayConfig) -> None:
         self.lesson_id = lesson_id
         self.config = config
+        self.node_load = NodeLoad(config.busy_lag, config.busy_hold)
+        """The node's (shared by every lesson when a Relay made this lesson)."""
         self.ladder = config.ladder
         self.publisher: Publisher | None = None
         self.camera = VideoFeed(config, always_top=True)

@@ -297,6 +297,12 @@ class RateController:
         self.jitter: float | None = None
         self.rtt: float | None = None
         self._rtts: deque[tuple[float, float]] = deque()
+        self.node_busy = False
+        """Set by the relay while its own event loop runs late: the RTTs measured then
+        include the node's delay in handling the report, not only the link's queue, so
+        RTT growth is not taken as congestion (loss and REMB still are). Otherwise an
+        overloaded node demotes every classroom at once and the extra tiers' encoders
+        load it further."""
         self.remb: float | None = None
         self._remb_at: float | None = None
         self._remb_low_since: float | None = None
@@ -477,7 +483,7 @@ class RateController:
             "hold": max(self.hold, self.climb_hold),
             "switches": len(self.switches), "probes_passed": self.probes_passed,
             "remb_ignored": self.remb_ignored, "last_probe": self.last_probe,
-            "probes_failed": self.probes_failed,
+            "probes_failed": self.probes_failed, "node_busy": self.node_busy,
         }
 
     # ---- observations ------------------------------------------------------------------
@@ -492,7 +498,7 @@ class RateController:
     def _rtt_grown(self) -> bool:
         """RTT well above its base and not falling (a queue that drains is no congestion)."""
         base = self._rtt_base()
-        if self.rtt is None or base is None:
+        if self.rtt is None or base is None or self.node_busy:
             return False
         c = self.config
         if len(self._rtts) >= 2 and self._rtts[-1][1] < self._rtts[-2][1] - c.rtt_falling:

@@ -14,6 +14,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from .config import RelayConfig, RelayError
 from .grid import Grid
 from .lesson import RelayLesson
+from .node_load import NodeLoad
 from .publisher import Publisher
 from .sdp import (
     cap_bandwidth,
@@ -89,6 +90,7 @@ class Relay:
             sys.setswitchinterval(interval)
         if self.config.batched_reads:
             install_batched_reads()
+        self.node_load = NodeLoad(self.config.busy_lag, self.config.busy_hold)
         self._on_peer_state = on_peer_state
         self._on_publisher = on_publisher
         self._on_tier = on_tier
@@ -245,6 +247,11 @@ class Relay:
         """The grid's current ``{uplink peer id: slot}`` (uplinks come and go)."""
         grid = self._peers.get(grid_peer_id)
         return grid.mapping() if isinstance(grid, Grid) else {}
+
+    def note_loop_lag(self, lag: float) -> None:
+        """How late (s) the node's event loop just woke (signaling/loop_lag.py feeds this):
+        while it runs late, RTT growth is not taken as congestion (node_load.py)."""
+        self.node_load.note_lag(lag)
 
     def set_stage(self, lesson_id: str, uplink_peer_id: str | None) -> None:
         """Put a classroom's uplink on stage (None clears it): decoded once, encoded once
@@ -484,6 +491,7 @@ class Relay:
         if lesson is None:
             lesson = self._lessons[lesson_id] = RelayLesson(lesson_id, self.config)
             lesson.caps = self._caps.setdefault(lesson_id, {})
+            lesson.node_load = self.node_load
             lesson.stage.set(self._stages.get(lesson_id))
         return lesson
 

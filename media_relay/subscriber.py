@@ -131,7 +131,9 @@ class Subscriber:
             report.fraction_lost, report.packets_lost, report.jitter,
             clock_rate=90_000 if video else 48_000, rtt=rtt, kind=stream.kind,
             expected=expected)
-        self._apply(self.controller.on_receiver_report(time.monotonic(), block))
+        now = time.monotonic()
+        self.controller.node_busy = self.lesson.node_load.busy(now)
+        self._apply(self.controller.on_receiver_report(now, block))
 
     def _on_remb(self, bitrate: int) -> None:
         if self.lesson.config.rate_control:

@@ -18,7 +18,7 @@ from .errors import ClassroomError, ErrorCode
 from .features import Feature
 from .handlers import Session, session_peer_id
 from .lessons import LessonHub
-from .loop_lag import watch_loop_lag
+from .loop_lag import LOOP_LAG, watch_loop_lag
 from .protocol import MAX_MESSAGE_BYTES, SCHEMAS, MessageSpec
 from .store import open_store
 
@@ -237,7 +237,14 @@ def build_app(config: Config, features: list[Feature] | None = None) -> web.Appl
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await node.start()
-        watcher = asyncio.get_running_loop().create_task(watch_loop_lag(), name="loop-lag")
+        relay = node.relay
+
+        def observe(lag: float) -> None:
+            LOOP_LAG.observe(lag)
+            relay.note_loop_lag(lag)
+
+        watcher = asyncio.get_running_loop().create_task(watch_loop_lag(observe=observe),
+                                                         name="loop-lag")
         yield
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)

@@ -410,6 +410,36 @@ def test_a_single_rtt_spike_is_ignored_but_growing_rtt_steps_down() -> None:
     assert len([s for s in ctl.switches if s[2] != HIGH]) == 1
 
 
+def test_rtt_growth_while_the_node_is_busy_is_not_congestion_but_loss_still_is() -> None:
+    ctl = RateController()
+    for i in range(1, 11):
+        ctl.on_receiver_report(float(i), ReceiverReport(0.0, rtt=0.04))
+    ctl.node_busy = True  # the relay's own loop runs late: RTT measures the node
+    for i in range(11, 21):
+        ctl.on_receiver_report(float(i), ReceiverReport(0.0, rtt=0.6))
+    assert ctl.tier == HIGH and not ctl.switches
+    for i in range(21, 25):  # loss is the receiver's own evidence: acted on, busy or not
+        ctl.on_receiver_report(float(i), ReceiverReport(0.2, rtt=0.6))
+    assert ctl.tier != HIGH and ctl.switches[0][3] in ("loss", "estimate")
+    quiet = RateController()
+    for i in range(1, 11):
+        quiet.on_receiver_report(float(i), ReceiverReport(0.0, rtt=0.04))
+    for i in range(11, 21):  # the same RTTs on a quiet node: a queue building
+        quiet.on_receiver_report(float(i), ReceiverReport(0.0, rtt=0.6))
+    assert quiet.tier != HIGH and quiet.switches[0][3] == "rtt"
+
+
+def test_node_load_is_busy_for_a_while_after_a_late_wakeup() -> None:
+    from media_relay.node_load import NodeLoad
+
+    load = NodeLoad(threshold=0.05, hold=3.0)
+    load.note_lag(0.01, now=100.0)
+    assert not load.busy(100.0)
+    load.note_lag(0.2, now=100.0)
+    assert load.busy(102.9) and not load.busy(103.1)
+    assert load.late_wakeups == 1
+
+
 def test_audio_protected_first_floor_and_recovery_by_itself() -> None:
     ctl = RateController()
     link = steps((0, Link()), (20, Link(capacity=100e3)), (80, Link()))
