@@ -16,11 +16,11 @@ the teacher's 640x360 video is encoded realtime as a browser would (EncodedVideo
 Skipped, with the reason, only where network namespaces cannot be created (not root, or
 ``ip``/``tc``/``nft``/``ethtool`` missing). It is a real-time test (~35-45 s): on a busy
 2-core machine (load 13-21, earlier sessions) the relay's event loop stalls 200-300 ms,
-heard as audio gaps, and the frame rate on low fell to ~8 fps. On a quiet one (load ~2)
-it passed every run after the climb fixes of the rate controller (a lagging REMB no
-longer fails or blocks probes, 1 s hold after a passed probe, backoff reset when the
-path's loss goes): low in 2.0-4.5 s, 12.2-15.3 fps, no audible gap, high 8.7-9.6 s after
-the lift, audio-only 3.9-4.8 s after the cut to 100 kbit/s.
+heard as audio gaps, and the frame rate on low fell to ~8 fps. On a quiet one (load
+1.5-2.6) it passed all ten runs after the climb fixes of the rate controller (a lagging
+REMB no longer fails or blocks probes, 1 s hold after a passed probe, backoff reset when
+the path's loss goes): low in 2.0-4.5 s, 12.2-15.4 fps, no audible gap, high 5.9-9.6 s
+after the lift, audio-only 3.9-4.8 s after the cut to 100 kbit/s (README, "Real link").
 """
 
 from __future__ import annotations
