@@ -61,6 +61,7 @@ REACH = 0.9
 """A stage switch is timed until this share of the other classrooms has its media."""
 FORWARD_METRIC = "classroom_relay_forward_latency_seconds"
 LAG_METRIC = "classroom_event_loop_lag_seconds"
+GRID_SWITCH_METRIC = "classroom_grid_tile_switch_seconds"
 
 
 def free_port() -> int:
@@ -305,6 +306,38 @@ def lag_summary(buckets: dict[float, float]) -> dict:
             "over_500ms": buckets.get(float("inf"), 0) - buckets.get(0.5, 0)}
 
 
+async def page_grid(teacher: ClassroomClient, server: Server, classrooms: list[Classroom],
+                    grid_counts: list[light_receiver.Counts], slots: int,
+                    metrics_before: str) -> dict | None:
+    """The teacher turns the grid to its next page (after the measured window): how long
+    each slot took, by the relay's clock, from the new view to the new classroom's first
+    frame on it (a keyframe asked of that uplink), and whether every slot flows again."""
+    page = [c.peer_id for c in classrooms[slots:2 * slots]]
+    if not page:
+        return None
+    started = time.monotonic()
+    await teacher.request({"type": "grid-view", "peers": page}, "grid", timeout=15)
+    before = parse_histogram(metrics_before, GRID_SWITCH_METRIC).get("", {})
+    deadline = started + 10
+    observed: dict[float, float] = {}
+    while time.monotonic() < deadline:
+        text = await server.metrics()
+        observed = delta_buckets(parse_histogram(text, GRID_SWITCH_METRIC).get("", {}),
+                                 before)
+        if observed and max(observed.values()) >= len(page):
+            break
+        await asyncio.sleep(0.1)
+    frames = [c.frames for c in grid_counts[:len(page)]]
+    await asyncio.sleep(1.0)
+    flowing = sum(c.frames > f for c, f in zip(grid_counts, frames, strict=False))
+    median, p100 = quantile(observed, 0.5), quantile(observed, 1.0)
+    return {"tiles": len(page),
+            "switched": int(max(observed.values())) if observed else 0,
+            "switch_ms_median": round(1000 * median, 1) if median is not None else None,
+            "switch_ms_max_bucket": round(1000 * p100, 1) if p100 is not None else None,
+            "tiles_flowing_after": flowing}
+
+
 def tier_counts(classrooms: list[Classroom]) -> dict[str, int]:
     """How many classrooms are on each tier (their last ``tier`` event)."""
     tiers: dict[str, int] = {}
@@ -394,6 +427,8 @@ async def run(args: argparse.Namespace) -> dict:
         udp1 = udp_counters()
         server_lag = parse_histogram(after_text, LAG_METRIC).get("", {})
         stage_fps = [(c.stage_counts()[0] - stage0[c.index]) / elapsed for c in others]
+        page = await page_grid(teacher, server, classrooms, grid_counts, args.grid_slots,
+                               after_text)
         forward = {}
         after, before = (parse_histogram(after_text, FORWARD_METRIC),
                          parse_histogram(before_text, FORWARD_METRIC))
@@ -428,6 +463,7 @@ async def run(args: argparse.Namespace) -> dict:
             "connection_states": states,
             "connection_states_at_end": connection_states(teacher, classrooms),
             "tiers_at_end": tier_counts(classrooms),
+            "grid_page": page,
             "tier_switches": sum(sum(m.get("type") == "tier" for m in c.client.messages)
                                  for c in classrooms),
             "server_loop_lag_whole_run": lag_summary(server_lag),
@@ -465,6 +501,11 @@ def print_report(result: dict) -> None:
           f"median {result['stage_video_fps_median']}")
     print(f"  connections after the switches: {result['connection_states']}; "
           f"at the end: {result['connection_states_at_end']}")
+    page = result["grid_page"]
+    if page:
+        print(f"  grid paged to the next {page['tiles']} classrooms: {page['switched']} tiles "
+              f"switched, median {page['switch_ms_median']} ms (max bucket "
+              f"{page['switch_ms_max_bucket']} ms), {page['tiles_flowing_after']} flowing after")
     print(f"  tiers at the end: {result['tiers_at_end']} "
           f"({result['tier_switches']} tier events)")
     print(f"  event loop lag: server {result['server_loop_lag_whole_run']}, generator max "

@@ -40,6 +40,9 @@ class GridSlot:
         self.frames = 0
         self.dropped = 0
         self.assignments = 0
+        self._assigned_at: float | None = None
+        self.switch_ms: float | None = None
+        """Last assignment -> the new uplink's first frame forwarded here (ms)."""
 
     def assign(self, uplink: Uplink | None) -> None:
         """Show ``uplink`` here from its next keyframe (requested now); None empties it."""
@@ -51,6 +54,7 @@ class GridSlot:
         self.uplink = uplink
         self._waiting = True
         self.line.restart()
+        self._assigned_at = time.monotonic() if uplink is not None else None
         if uplink is not None:
             self.assignments += 1
             uplink.slots.append(self)
@@ -75,6 +79,11 @@ class GridSlot:
                 self.dropped += 1
                 return
             self._waiting = False
+            if self._assigned_at is not None:  # the first frame since the assignment
+                seconds = time.monotonic() - self._assigned_at
+                self._assigned_at = None
+                self.switch_ms = round(1000 * seconds, 1)
+                metrics.GRID_TILE_SWITCH_SECONDS.observe(seconds)
         pts = self._timeline.map(uplink.source, timestamp)
         meta = PacketMeta(payloads, pts & 0xFFFFFFFF, keyframe, ingress)
         meta.fanout = time.monotonic()
@@ -88,7 +97,8 @@ class GridSlot:
     def stats(self) -> dict:
         return {"slot": self.index, "peer_id": self.uplink.peer_id if self.uplink else None,
                 "frames": self.frames, "dropped": self.dropped,
-                "assignments": self.assignments, "sent": self.line.sent}
+                "assignments": self.assignments, "switch_ms": self.switch_ms,
+                "sent": self.line.sent}
 
 
 class Grid:

@@ -64,6 +64,12 @@ UPLINK_VIOLATIONS = Counter(
 STAGE_SWITCHES = Counter(
     "classroom_stage_switches_total", "Times a lesson's stage changed (a classroom called or left)"
 )
+GRID_TILE_SWITCH_SECONDS = Histogram(
+    "classroom_grid_tile_switch_seconds",
+    "From a grid slot getting another classroom (grid-view, paging) to that classroom's "
+    "first frame (a keyframe) forwarded on it",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0),
+)
 STAGE_SWITCH_SECONDS = Histogram(
     "classroom_stage_switch_seconds",
     "From set_stage to the new stage classroom's first video frame written to a subscriber",

@@ -59,6 +59,8 @@ async def test_grid_forwards_only_visible_uplinks_and_switches_quickly(relay: Re
     assert grid.slots[0].size == SIZES["a/uplink"]
     slots = relay.stats()["lessons"]["G1"]["grids"]["teacher/grid"]["slots"]
     assert slots[1]["peer_id"] == "c/uplink" and slots[1]["assignments"] == 2
+    # the relay's own view of the switch: assignment -> c's first frame forwarded
+    assert slots[1]["switch_ms"] is not None and 0 < slots[1]["switch_ms"] <= 1000 * delay
 
     # an uplink in the view leaving frees its slot; coming back takes it again
     await rooms[2].close()
