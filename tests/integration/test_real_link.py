@@ -177,10 +177,11 @@ async def scenario(lab: NetLab, relay, thin: Remote, rid: str, wide_rid: str) ->
                            "classroom": thin.last,
                            "trace": trace_text()})
 
-    def trace_text(t0: float = 0.0) -> str:
+    def trace_text(t0: float = 0.0, t1: float = float("inf")) -> str:
         head = ("t tier state loss estimate sent rtt fraction_lost retransmits padding remb "
                 "hold probe_tier last_probe")
-        return "\n".join([head] + [" ".join(map(str, row)) for row in trace if row[0] >= t0])
+        return "\n".join([head] + [" ".join(map(str, row)) for row in trace
+                                    if t0 <= row[0] <= t1])
 
     # 400 kbit/s with 3 % loss: low within 10 s, decoding at >= 12 fps, audio unbroken
     lab.shape(400)
@@ -197,6 +198,8 @@ async def scenario(lab: NetLab, relay, thin: Remote, rid: str, wide_rid: str) ->
     arrival = thin.gaps("audio_gaps", *window)
     missing = thin.gaps("audio_media_gaps", *window)
     fps = thin.fps(*window)
+    per_second = [round(thin.fps(t, t + 1)) for t in
+                  (window[0] + i for i in range(int(window[1] - window[0])))]
     low = subscriber()
     receivers = thin.last["receivers"]
     print(f"\n400 kbit/s + 3 %: low in {took_low:.1f} s; on low {fps:.1f} fps; audio gaps "
@@ -204,7 +207,8 @@ async def scenario(lab: NetLab, relay, thin: Remote, rid: str, wide_rid: str) ->
           f"switch {low['video']['since_restart']}, retransmits {low['video']['retransmits']}"
           f" (over budget {low['video']['rtx_over_budget']}), PLIs "
           f"{low['video']['keyframe_requests']}; classroom buffers {receivers}; "
-          f"controller {low['rate_control']}")
+          f"controller {low['rate_control']}; fps second by second {per_second}; the "
+          f"controller on low:\n{trace_text(window[0] - start - 1, window[1] - start)}")
     assert max(audible, default=0) < 200, state()
     assert fps >= 12, state()
 
