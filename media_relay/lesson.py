@@ -82,6 +82,11 @@ class RelayLesson:
         self.stage = Stage(self)
         self._share: VideoFeed | None = None
         self.share_active = False
+        self.has_share_line = False
+        """The teacher's publish has a second video m-line (the share's)."""
+        self.share_on: bool | None = None
+        """The teacher's last ``share {on}`` (Relay.set_share); None before any: then the
+        m-line alone decides (a page that publishes the share's m-line only while sharing)."""
         self.subscribers: dict[str, Subscriber] = {}
         self.caps: dict[str, int] = {}
         """School -> bit/s shared by that school's subscribers in this lesson."""
@@ -113,14 +118,32 @@ class RelayLesson:
             self._share = VideoFeed(self.config, always_top=False)
         return self._share
 
+    def set_share_line(self, present: bool) -> None:
+        """The teacher (re)published, with or without the share's m-line."""
+        self.has_share_line = present
+        self._update_share()
+
+    def set_share_on(self, on: bool) -> None:
+        """The teacher started or stopped sharing on the m-line its publish keeps (the page
+        swaps the track in place: no re-publish, the camera does not blink)."""
+        self.share_on = on
+        self._update_share()
+
+    def _update_share(self) -> None:
+        self.set_share_active(self.has_share_line and self.share_on is not False)
+
     def set_share_active(self, active: bool) -> None:
-        """The teacher's publish carries a share (or no longer does): re-split every
-        subscriber's tier between share and camera."""
+        """A share is (or no longer is) sent: re-split every subscriber's tier between
+        share and camera."""
         if active == self.share_active:
             return
         self.share_active = active
         for subscriber in list(self.subscribers.values()):
             subscriber.route("share")
+        if active and self.publisher is not None:
+            # frames that came before the share was on were not decoded: start from a
+            # keyframe now (a still screen may not send another for seconds)
+            self.publisher.request_share_keyframe()
 
     # ---- uplinks (event loop) ------------------------------------------------------------
     def add_uplink(self, uplink: Uplink) -> None:

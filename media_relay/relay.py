@@ -99,6 +99,7 @@ class Relay:
         self._muted: set[str] = set()
         """Uplink peer ids the teacher muted (kept for an uplink that reconnects)."""
         self._stages: dict[str, str | None] = {}
+        self._shares: dict[str, bool] = {}
         """lesson id -> uplink peer id on stage (kept for a lesson created later)."""
         self._grid_views: dict[str, list[str]] = {}
         """grid peer id -> the teacher's view (kept for a grid that connects later)."""
@@ -130,7 +131,7 @@ class Relay:
         publisher.install()
         answer = await self._answer(publisher)
         old, lesson.publisher = lesson.publisher, publisher
-        lesson.set_share_active(publisher.has_share)
+        lesson.set_share_line(publisher.has_share)
         if old is not None:
             await self._drop_peer(old.peer_id, only=old)
         return answer
@@ -247,6 +248,15 @@ class Relay:
         """The grid's current ``{uplink peer id: slot}`` (uplinks come and go)."""
         grid = self._peers.get(grid_peer_id)
         return grid.mapping() if isinstance(grid, Grid) else {}
+
+    def set_share(self, lesson_id: str, on: bool) -> None:
+        """The teacher's ``share {on}``: whether the publish's share m-line carries a share
+        now (remembered for a publish that comes later)."""
+        _check_arg("lesson_id", lesson_id)
+        self._shares[lesson_id] = on
+        lesson = self._lessons.get(lesson_id)
+        if lesson is not None:
+            lesson.set_share_on(on)
 
     def note_loop_lag(self, lag: float) -> None:
         """How late (s) the node's event loop just woke (signaling/loop_lag.py feeds this):
@@ -431,6 +441,7 @@ class Relay:
     async def close_lesson(self, lesson_id: str) -> None:
         self._caps.pop(lesson_id, None)
         self._stages.pop(lesson_id, None)
+        self._shares.pop(lesson_id, None)
         lesson = self._lessons.pop(lesson_id, None)
         if lesson is None:
             return
@@ -493,6 +504,7 @@ class Relay:
             lesson.caps = self._caps.setdefault(lesson_id, {})
             lesson.node_load = self.node_load
             lesson.stage.set(self._stages.get(lesson_id))
+            lesson.share_on = self._shares.get(lesson_id)
         return lesson
 
     async def _negotiate(self, peer: Peer, offer_sdp: str) -> None:

@@ -10,8 +10,9 @@
  * tiles (name, uplink state, tier, hand, stage), tells the server which classrooms are
  * visible (grid-view) and puts each slot of the reply (grid {slots}) on its tile. The hand
  * queue lists raised hands oldest first; call-on-stage / leave-stage / mute-classroom /
- * remove-classroom act per tile. share-screen re-publishes with a second video m-line (the
- * screen, contentHint "detail") and says share {on}.
+ * remove-classroom act per tile. The publish always carries a second video m-line for the
+ * share: share-screen puts the screen on it in place (replaceTrack, contentHint "detail")
+ * and says share {on}, so the camera is never re-published (no blink).
  */
 (function () {
   "use strict";
@@ -73,7 +74,8 @@
     stage: null, // {peer_id, name, school} or null
     uplinks: {}, // peer_id -> {state, audio, video, muted}
     confirmRemove: {}, // peer_id -> time of the first press of remove-classroom
-    share: { stream: null, pending: false, sender: null }
+    share: { stream: null, pending: false, sender: null, unsupported: false },
+    publishes: 0
   };
   // The grid connection, on the fields C.stopMedia / C.retryMedia use.
   var grid = {
@@ -154,7 +156,8 @@
       media.push(t("sharing"));
     }
     mediaStatusEl.textContent = media.join(" · ");
-    shareButton.disabled = !st.welcomed || !st.stream || st.share.pending || state === "ended";
+    shareButton.disabled = !st.welcomed || !st.stream || st.share.pending ||
+      st.share.unsupported || state === "ended";
     shareButton.setAttribute("aria-pressed", st.share.stream ? "true" : "false");
     $("#share-text").textContent = t(st.share.stream ? "stop_share" : "share_screen");
     renderRoster();
@@ -303,13 +306,15 @@
           C.preferCodec(pc.addTransceiver(track, { direction: "sendonly", streams: [stream] }),
             "video", "VP8");
         });
+        // the share's m-line, empty until share-screen puts a track on it
         st.share.sender = null;
-        if (share) {
-          share.getVideoTracks().forEach(function (track) {
-            var tr = pc.addTransceiver(track, { direction: "sendonly", streams: [share] });
-            C.preferCodec(tr, "video", "VP8");
-            st.share.sender = tr.sender;
-          });
+        if (!st.share.unsupported) {
+          var shareTrack = share ? share.getVideoTracks()[0] : null;
+          var tr = shareTrack
+            ? pc.addTransceiver(shareTrack, { direction: "sendonly", streams: [share] })
+            : pc.addTransceiver("video", { direction: "sendonly" });
+          C.preferCodec(tr, "video", "VP8");
+          st.share.sender = tr.sender;
         }
         stream.getAudioTracks().forEach(function (track) {
           pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
@@ -323,10 +328,11 @@
           st.mediaConnected = true;
           st.mediaTrouble = false;
           st.mediaAttempt = 0;
-          if (share && share === st.share.stream) {
+          var sharing = !!share && share === st.share.stream;
+          if (sharing) {
             tuneShareSender();
-            signal.send({ type: "share", on: true });
           }
+          signal.send({ type: "share", on: sharing });
           render();
         }
       },
@@ -340,6 +346,7 @@
       }
     });
     st.media = session;
+    st.publishes += 1; // publish connections made (the share does not make one)
     st.mediaConnected = false;
     session.start();
     render();
@@ -415,7 +422,25 @@
           }
         });
         st.share.stream = stream;
-        republish();
+        var sender = st.share.sender;
+        if (sender && sender.replaceTrack && st.mediaConnected) {
+          // say it first: the relay then decodes the share from its very first keyframe
+          signal.send({ type: "share", on: true });
+          sender.replaceTrack(track).then(
+            function () {
+              if (st.share.stream === stream) {
+                tuneShareSender();
+                render();
+              }
+            },
+            function () {
+              republish(); // the browser would not swap: publish again with the screen
+            }
+          );
+          render();
+        } else {
+          republish(); // not connected yet: the publish being made carries the screen
+        }
       },
       function (err) {
         st.share.pending = false;
@@ -430,12 +455,19 @@
       return;
     }
     st.share.stream = null;
-    st.share.sender = null;
     stream.getTracks().forEach(function (track) {
       track.stop();
     });
     signal && signal.send({ type: "share", on: false });
-    republish();
+    var sender = st.share.sender;
+    if (sender && sender.replaceTrack && st.mediaConnected) {
+      sender.replaceTrack(null).catch(function () {
+        republish();
+      });
+      render();
+    } else {
+      republish();
+    }
   }
 
   /* ------------------------------------------------------------ the grid connection */
@@ -1010,8 +1042,8 @@
     setLesson(msg.lesson_state || (msg.lesson_info && msg.lesson_info.state), msg.lesson_info);
     startPublish();
     startGrid();
-    if (st.share.stream && st.mediaConnected) {
-      signal.send({ type: "share", on: true });
+    if (st.mediaConnected) {
+      signal.send({ type: "share", on: !!st.share.stream });
     }
     render();
   }
@@ -1093,15 +1125,18 @@
       render();
       return;
     }
-    if (purpose === "publish" && code === "bad_sdp" && st.share.stream) {
-      // the server refused the share's m-line: drop the share, publish the camera alone
+    if (purpose === "publish" && code === "bad_sdp" && !st.share.unsupported) {
+      // the server refused the share's m-line: publish the camera alone from now on
+      st.share.unsupported = true;
       var stream = st.share.stream;
       st.share.stream = null;
-      stream.getTracks().forEach(function (track) {
-        track.stop();
-      });
+      if (stream) {
+        stream.getTracks().forEach(function (track) {
+          track.stop();
+        });
+        notice(t("share_failed", { reason: code }));
+      }
       republish();
-      notice(t("share_failed", { reason: code }));
       return;
     }
     if (purpose && st.media) {
@@ -1131,6 +1166,7 @@
         gridState: grid.media && grid.media.pc ? grid.media.pc.connectionState
           : grid.disabled ? "refused" : "new",
         sharing: !!st.share.stream,
+        publishes: st.publishes,
         hands: st.hands.slice(),
         stage: st.stage ? st.stage.peer_id : null,
         connectionState: pc ? pc.connectionState : "new",

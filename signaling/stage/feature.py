@@ -360,6 +360,8 @@ class StageFeature:
         node = self._node
         if kind == "stage":
             self._relay.apply_stage(lesson_id, event.get("peer_id"))
+        elif kind == "share":
+            self._relay.apply_share(lesson_id, bool(event.get("on")))
         elif kind == "hand":
             peer = self._relay.local_peer(lesson_id, str(event.get("peer_id")))
             raised = bool(event.get("raised"))

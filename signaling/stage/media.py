@@ -63,6 +63,10 @@ class RelayGlue:
         rid = relay_peer_id(peer_id, UPLINK) if peer_id else None
         self._call("set_stage", self.node.relay.set_stage, lesson_id, rid)
 
+    def apply_share(self, lesson_id: str, on: bool) -> None:
+        """Every node tells its relay; only the one holding the teacher's publish sends."""
+        self._call("set_share", self.node.relay.set_share, lesson_id, on)
+
     def set_muted(self, peer_id: str, muted: bool) -> None:
         """Mute a classroom's uplink here (the relay remembers it for an uplink that
         connects later, so call it before the offer too)."""

@@ -143,6 +143,7 @@ def test_grid_hand_stage_and_share(server, open_page):
 
     # -- screen share reaches every classroom (slides big, teacher small)
     share_before = {name: stats(page)["shareFramesDecoded"] for name, page in rooms.items()}
+    publishes = stats(teacher)["publishes"]
     started = time.monotonic()
     press(teacher, "share-screen")
     wait_until(lambda: stats(teacher)["sharing"], 10, "teacher page is not sharing")
@@ -153,6 +154,8 @@ def test_grid_hand_stage_and_share(server, open_page):
                    f"{name}: share not shown")
         assert page.evaluate("() => document.querySelector('#share-video').videoWidth") > 0
     print(f"share: button -> decoded in all three classrooms {time.monotonic() - started:.2f} s")
+    # the screen went onto the publish's share m-line in place: no new publish connection
+    assert stats(teacher)["publishes"] == publishes
     # slides big, the teacher small (the camera may be paused by the share's priority on a
     # thin link, so only the layout is checked here)
     for page in rooms.values():

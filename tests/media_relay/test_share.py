@@ -76,3 +76,27 @@ async def test_share_goes_first_and_the_camera_gives_way(make_relay) -> None:
     for peer in (viewer, old):
         await peer.close()
     await teacher.close()
+
+
+async def test_share_toggled_in_place_without_republishing(make_relay) -> None:
+    """The page keeps the share's m-line in its publish and swaps the track; the relay
+    follows ``share {on}`` (Relay.set_share), so the camera is never re-published."""
+    relay: Relay = make_relay(rate_control=False)
+    relay.set_share("H2", False)  # the page says "not sharing" before it publishes
+    teacher = await publish_with_share(relay, "H2", "teacher/publish")
+    viewer = await subscribe_lines(relay, "H2", "v/subscribe", ("camera", "share", "audio"))
+    await wait_until(lambda: viewer["camera"].frames >= 10, 15, "camera decoding")
+    stats = subscriber(relay, "H2", "v/subscribe")
+    assert (stats["share_tier"], stats["camera_tier"]) == (None, "high")
+    assert not relay.stats()["lessons"]["H2"]["share"]["active"]
+    relay.set_share("H2", True)  # share starts on the same connection
+    stats = subscriber(relay, "H2", "v/subscribe")
+    assert (stats["share_tier"], stats["camera_tier"]) == ("high", "mid")
+    await wait_until(lambda: viewer["share"].frames >= 5, 15, "share decoding")
+    relay.set_share("H2", False)
+    stats = subscriber(relay, "H2", "v/subscribe")
+    assert (stats["share_tier"], stats["camera_tier"]) == (None, "high")
+    camera = viewer["camera"].frames
+    await wait_until(lambda: viewer["camera"].frames >= camera + 10, 10, "camera goes on")
+    for peer in (viewer, teacher):
+        await peer.close()
