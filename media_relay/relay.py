@@ -258,6 +258,10 @@ class Relay:
         if lesson is not None:
             lesson.set_share_on(on)
 
+    def share_state(self, lesson_id: str) -> bool | None:
+        """The lesson's last ``set_share`` (None: never said)."""
+        return self._shares.get(lesson_id)
+
     def note_loop_lag(self, lag: float) -> None:
         """How late (s) the node's event loop just woke (signaling/loop_lag.py feeds this):
         while it runs late, RTT growth is not taken as congestion (node_load.py)."""

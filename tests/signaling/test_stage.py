@@ -144,6 +144,8 @@ async def test_share_and_welcome_after_reconnect(server):
     a = await connect(server, "classroom", name="一班")
     await teacher.send({"type": "share", "on": True})
     assert (await a.next_message("share", since=0))["on"] is True
+    relay = server.node.relay  # the event reached this node's relay (remembered per lesson)
+    await a.wait_for(lambda: relay.share_state("math-1") is True, 5)
     await teacher.send({"type": "call-on-stage", "peer_id": a.peer_id})
     await a.next_message("stage", since=0)
     await teacher.close()
@@ -153,6 +155,7 @@ async def test_share_and_welcome_after_reconnect(server):
     assert w["stage"]["name"] == "一班" and w["uplinks"] == []
     await teacher.send({"type": "share", "on": False})
     assert (await a.next_message("share", since=0, where=lambda m: not m["on"]))["on"] is False
+    await a.wait_for(lambda: relay.share_state("math-1") is False, 5)
     await close_all(teacher, a)
 
 
