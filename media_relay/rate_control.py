@@ -60,6 +60,7 @@ invisible. Automatic switches are at least ``min_switch_gap`` apart.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .bandwidth_estimate import BandwidthEstimator, RateMeter, bandwidth_estimate
@@ -91,6 +92,7 @@ R_ESTIMATE = "estimate"
 R_REMB = "remb"
 R_RTT = "rtt"
 R_CAP = "cap"
+R_LINES = "lines"
 R_MANUAL = "manual"
 R_PROBE_OK = "probe_ok"
 R_PROBE_START = "probe_start"
@@ -273,6 +275,8 @@ class RateController:
             raise ValueError(f"manual_tier {config.manual_tier!r} is not in the ladder")
         self.cap = cap
         self.low_bandwidth = low_bandwidth
+        self._required: Callable[[str], int] | None = None
+        """The subscriber's budget per tier (set_budget); None: the ladder's."""
         self.estimator = BandwidthEstimator(
             loss_low=0.02, loss_high=config.loss_high,
             max_bitrate=max(2.0 * ladder.required(ladder.top), 1.0))
@@ -421,7 +425,7 @@ class RateController:
         elif bitrate > previous:
             self._remb_fell = False
         if now - self._switched_at >= c.settle and self.ladder.spec(self.tier).has_video:
-            required = self.ladder.required(self.tier)
+            required = self.required(self.tier)
             sent = self.estimator.sent_bitrate
             against = required if sent is None else min(required, sent)
             if bitrate < c.remb_down_ratio * against and self._remb_fell:
@@ -443,6 +447,30 @@ class RateController:
         self.cap = cap
         return self._apply_limit(now, R_CAP)
 
+    def set_budget(self, now: float, required: Callable[[str], int] | None) -> Decision:
+        """What the link must carry per tier, when the subscriber receives more than the
+        camera and the teacher's audio (the share, the classroom on stage and its audio:
+        ``Subscriber.required``); None: the ladder's own (one video line + audio). A tier
+        the new budget no longer fits under the cap is left at once."""
+        self._required = required
+        return self._apply_limit(now, R_LINES)
+
+    def required(self, tier: str) -> int:
+        """Bit/s this subscriber's link must carry on ``tier`` (every line it receives)."""
+        if self._required is None:
+            return self.ladder.required(tier)
+        return self._required(tier)
+
+    def best_fitting(self, bitrate: float | None) -> str:
+        """The best tier whose budget fits in ``bitrate`` (audio-only if none; the best
+        when ``bitrate`` is None)."""
+        if bitrate is None:
+            return self.ladder.top
+        for tier in self.ladder.names:
+            if self.ladder.spec(tier).has_video and self.required(tier) <= bitrate:
+                return tier
+        return self.ladder.audio_only
+
     def set_low_bandwidth(self, now: float, on: bool) -> Decision:
         self.low_bandwidth = on
         return self._apply_limit(now, R_MANUAL)
@@ -462,7 +490,7 @@ class RateController:
         """The best tier the cap and the low-bandwidth button allow."""
         limit = self.ladder.top
         if self.cap is not None:
-            limit = self.ladder.lower_of(limit, self.ladder.best_fitting(self.cap))
+            limit = self.ladder.lower_of(limit, self.best_fitting(self.cap))
         if self.low_bandwidth:
             limit = self.ladder.lower_of(limit, self.config.manual_tier)
         return limit
@@ -484,6 +512,7 @@ class RateController:
             "switches": len(self.switches), "probes_passed": self.probes_passed,
             "remb_ignored": self.remb_ignored, "last_probe": self.last_probe,
             "probes_failed": self.probes_failed, "node_busy": self.node_busy,
+            "budget": self.required(self.tier),
         }
 
     # ---- observations ------------------------------------------------------------------
@@ -533,7 +562,7 @@ class RateController:
     def _pressure(self, now: float) -> tuple[str, float | None, bool] | None:
         """(reason, estimate, one step only) when the link cannot carry what is sent."""
         c = self.config
-        required = self.ladder.required(self.tier)
+        required = self.required(self.tier)
         remb = self._fresh_remb(now)
         if (remb is not None and self._remb_low_since is not None
                 and self._remb_low_count >= 2 and now - self._remb_low_since >= c.down_after):
@@ -600,11 +629,11 @@ class RateController:
         the link estimate (REMB, loss-based, cap) is below the low tier's rate."""
         ladder = self.ladder
         one_down = ladder.below(self.tier) or self.tier
-        fit = ladder.best_fitting(self.link_estimate(now))
+        fit = self.best_fitting(self.link_estimate(now))
         target = ladder.lower_of(one_down, fit)
         if not ladder.spec(target).has_video:
             link = self.link_estimate(now)
-            floor = self.config.audio_floor * ladder.required(ladder.lowest_video)
+            floor = self.config.audio_floor * self.required(ladder.lowest_video)
             sent = self.estimator.sent_bitrate
             # ... and what arrives must be short of it too: random loss near 10 % on a wide
             # link can push the loss-based estimate down, but the delivered rate stays up
@@ -741,7 +770,7 @@ class RateController:
         self.last_probe = (round(now, 3), f"{R_PROBE_OK}:{target}")
         self._probe_settle = 0.0
         self.probes_passed += 1
-        self.estimator.raise_to(self.ladder.required(target))
+        self.estimator.raise_to(self.required(target))
         self._end_probe(now)
         self.hold = self.config.hold
         self._climbed_at = now
@@ -835,7 +864,7 @@ class RateController:
                   reason: str = "", direction: str | None = None) -> Decision:
         probe_bitrate = None
         if self.state == PROBING and self._probe_tier is not None:
-            probe_bitrate = self.ladder.required(self._probe_tier)
+            probe_bitrate = self.required(self._probe_tier)
         return Decision(tier=self.send_tier, changed=changed, previous=previous, reason=reason,
                         direction=direction if changed else None, state=self.state,
                         probe_bitrate=probe_bitrate, probe_tier=self._probe_tier)

@@ -144,6 +144,9 @@ class Stage:
             old.stage = None
         self.uplink = uplink
         self._waiting_key = True
+        if (old is None) != (uplink is None):
+            for subscriber in list(self.lesson.subscribers.values()):
+                subscriber.budget_changed()  # the stage's lines now count (or no longer)
         if uplink is not None:
             uplink.stage = self
             uplink.request_keyframe()

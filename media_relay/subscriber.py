@@ -302,11 +302,40 @@ class Subscriber:
                                                   stage.audio_latency))
         self.lines[purpose] = line
 
+    def budget_changed(self) -> None:
+        """The stage or the share started or stopped: what each tier costs this link
+        changed (a cap may no longer fit the tier)."""
+        if self.lines and self.lesson.config.rate_control and not self._closed:
+            self._apply(self.controller.set_budget(time.monotonic(), self.required))
+
+    def required(self, tier: str) -> int:
+        """Bit/s this classroom's link must carry on ``tier``: the video lines it receives
+        now (camera and share as the share priority splits the tier, the classroom on
+        stage no larger than its uplink) and each audio line, with header overhead. The
+        rate controller's budget (a thin link must carry all of them, not the camera)."""
+        ladder = self.lesson.ladder
+        if not ladder.spec(tier).has_video:
+            return ladder.required(tier)
+        camera, share = video_plan(ladder, tier, self.lesson.share_active
+                                   and "share" in self.lines)
+        video = sum(ladder.spec(t).video_bitrate for t in (camera, share) if t is not None)
+        audio = ladder.audio_bitrate
+        stage = self.lesson.stage
+        if stage.uplink is not None:
+            if self._stage_line is not None:
+                stage_tier = stage.tier_for(tier)
+                video += ladder.spec(stage_tier).video_bitrate if stage_tier else 0
+            if "stage_audio" in self.lines:
+                audio += ladder.audio_bitrate
+        return int((video + audio) * ladder.overhead)
+
     def route(self, reason: str = "switch") -> None:
         """Attach the camera, share and stage video lines to the renditions this
         subscriber's tier and the share priority call for (moving what changed)."""
         if self._closed or not self._attached:
             return
+        if reason in ("join", "share"):
+            self.budget_changed()
         share_line = self.lines.get("share")
         camera, share = video_plan(self.lesson.ladder, self.tier,
                                    self.lesson.share_active and share_line is not None)

@@ -141,3 +141,45 @@ async def test_bad_arguments_get_a_reason(relay: Relay) -> None:
     with pytest.raises(RelayError) as info:
         await relay.subscribe("S4", "v", offer)
     assert info.value.reason == "bad_sdp"
+
+
+async def test_rate_budget_counts_the_stage_and_the_share(make_relay) -> None:
+    """A two-way classroom's link carries the camera, the share, the stage and two audio
+    lines: the rate controller's budget per tier is all of them (Subscriber.required)."""
+    from media_relay.ladder_spec import DEFAULT_LADDER as ladder
+
+    relay: Relay = make_relay()  # rate control on
+    room = await publish_uplink(relay, "S4", "a/uplink", width=640, height=360)
+    viewer = await subscribe_lines(relay, "S4", "v/subscribe")
+
+    def budget() -> int:
+        stats = relay.stats()["lessons"]["S4"]["subscribers"]["v/subscribe"]
+        return stats["rate_control"]["budget"]
+
+    await wait_until(lambda: "v/subscribe" in relay.stats()["lessons"]["S4"]["subscribers"],
+                     10, "subscriber attached")
+    tier = relay.stats()["lessons"]["S4"]["subscribers"]["v/subscribe"]["tier"]
+    assert budget() == ladder.required(tier)  # camera + teacher audio only
+    relay.set_stage("S4", "a/uplink")
+    await wait_until(lambda: budget() > ladder.required(tier), 10, "stage counted")
+    stage_tier = ladder.lower_of(tier, "mid")  # no larger than the 640x360 uplink
+    assert budget() == int((ladder.spec(tier).video_bitrate
+                            + ladder.spec(stage_tier).video_bitrate
+                            + 2 * ladder.audio_bitrate) * ladder.overhead)
+    relay.set_stage("S4", None)
+    await wait_until(lambda: budget() == ladder.required(tier), 10, "stage gone")
+    for peer in (viewer, room):
+        await peer.close()
+
+
+def test_budget_under_a_cap_moves_the_classroom_down() -> None:
+    from media_relay.ladder_spec import DEFAULT_LADDER as ladder
+    from media_relay.rate_control import RateController
+
+    ctl = RateController(cap=ladder.required("high") + 100_000)
+    assert ctl.tier == "high"
+    decision = ctl.set_budget(1.0, lambda tier: 2 * ladder.required(tier))
+    assert decision.changed and ctl.tier == "mid" and decision.reason == "lines"
+    assert ctl.best_fitting(2 * ladder.required("low")) == "low"
+    ctl.set_budget(2.0, None)  # back to the ladder's own budget: no longer limited
+    assert ctl.limit_tier() == "high"
