@@ -104,7 +104,11 @@ class SharedEncodedSource:
         would be ignored)."""
         track = sender.track
         sender._send_keyframe = (  # type: ignore[method-assign]
-            lambda: track.source.request_keyframe())
+            lambda: track.source.keyframe_for(track))
+
+    def keyframe_for(self, track: EncodedTrack) -> None:
+        """One sender's PLI: the shared encoder's next frame is a keyframe, for all."""
+        self.request_keyframe()
 
     def request_keyframe(self) -> None:
         self.keyframe_requests += 1
@@ -197,6 +201,11 @@ class LoopedEncodedSource(SharedEncodedSource):
     def _keyframe_for_moved(self) -> None:
         pass  # the moved track gets its own intra twin (want_keyframe)
 
+    def keyframe_for(self, track: EncodedTrack) -> None:
+        """One sender's PLI: that sender alone gets the next frame's intra twin, at once,
+        as one browser answers its own PLI (the others' streams are untouched)."""
+        track.want_keyframe = True
+
     async def prepare(self) -> None:
         """Encode the loop (seconds of CPU for 720p: do it before measuring anything)."""
         if not self._delta:
@@ -248,7 +257,7 @@ class LoopedEncodedSource(SharedEncodedSource):
             packet = ReplayedPacket(data, n * step)
             self.frames += 1
             for track in list(self._tracks["video"]):
-                if track.want_keyframe:  # moved here: its own keyframe, now
+                if track.want_keyframe:  # moved here or its PLI: its own keyframe, now
                     track.want_keyframe = False
                     if data is not self._intra[index] and index:
                         track.push(ReplayedPacket(self._intra[index], n * step))

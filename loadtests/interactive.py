@@ -206,7 +206,10 @@ class Classroom:
         thumbnail otherwise (the page calls setParameters on the ``stage`` event)."""
         seen = 0
         while True:
-            message = await self.client.next_message("stage", timeout=3600, since=seen)
+            try:
+                message = await self.client.next_message("stage", timeout=3600, since=seen)
+            except (ConnectionError, TimeoutError):
+                return  # the classroom left (the end of the run)
             seen = self.client.messages.index(message) + 1
             on_stage = message.get("peer_id") == self.peer_id
             track = self.uplink_video
