@@ -5,6 +5,8 @@ feeding one :class:`~.rendition.Rendition` per tier in use (one encoder thread e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .config import RelayConfig
 from .rendition import Rendition, VideoSource
 from .tracks import Sink
@@ -52,6 +54,20 @@ class VideoFeed:
         if rendition is not None:
             rendition.detach(sink)
         self._update_targets()
+
+    def move(self, sink: Sink, old: str | None, new: str | None, reason: str,
+             restart: Callable[[], None]) -> str | None:
+        """Move ``sink`` from tier ``old`` to ``new`` (None: not attached) and return
+        ``new``; a sink that leaves a tier is restarted (it waits for the new tier's
+        keyframe), one that joins one gets a keyframe for ``reason``."""
+        if new == old:
+            return old
+        if old is not None:
+            self.detach(sink, old)
+            restart()
+        if new is not None:
+            self.attach(sink, new, reason)
+        return new
 
     def request_keyframe(self, tier: str | None, reason: str) -> None:
         rendition = self.renditions.get(tier) if tier else None

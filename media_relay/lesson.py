@@ -102,11 +102,6 @@ class RelayLesson:
         """The tier's rendition (created on first use); None for the audio-only tier."""
         return self.camera.rendition_for(tier)
 
-    def attach_video(self, sink: Sink, tier: str, reason: str = "join") -> None:
-        self.camera.attach(sink, tier, reason)
-
-    def detach_video(self, sink: Sink, tier: str) -> None:
-        self.camera.detach(sink, tier)
 
     def tiers_in_use(self) -> list[str]:
         return self.camera.tiers_in_use()

@@ -210,15 +210,7 @@ class Stage:
             self._feed.request_keyframe(line.tier, reason)
 
     def _place(self, line: StageVideoLine, tier: str, reason: str) -> None:
-        target = self.tier_for(tier)
-        if target == line.tier:
-            return
-        if line.tier is not None:
-            self.feed.detach(line, line.tier)
-            line.restart()
-        line.tier = target
-        if target is not None:
-            self.feed.attach(line, target, reason)
+        line.tier = self.feed.move(line, line.tier, self.tier_for(tier), reason, line.restart)
 
     def _resize(self, size: tuple[int, int]) -> None:
         if size == self._size:

@@ -325,8 +325,8 @@ class Subscriber:
             if self._stage_line is not None:
                 stage_tier = stage.tier_for(tier)
                 video += ladder.spec(stage_tier).video_bitrate if stage_tier else 0
-            if "stage_audio" in self.lines:
-                audio += ladder.audio_bitrate
+            if "stage_audio" in self.lines and stage.audio.exclude != session_of(self.peer_id):
+                audio += ladder.audio_bitrate  # (the classroom on stage does not hear itself)
         return int((video + audio) * ladder.overhead)
 
     def route(self, reason: str = "switch") -> None:
@@ -340,20 +340,12 @@ class Subscriber:
         camera, share = video_plan(self.lesson.ladder, self.tier,
                                    self.lesson.share_active and share_line is not None)
         video, _ = self._sinks()
-        if video is not None and camera != self.camera_tier:
-            if self.camera_tier is not None:
-                self.lesson.detach_video(video, self.camera_tier)
-                video.restart()
-            self.camera_tier = camera
-            if camera is not None:
-                self.lesson.attach_video(video, camera, reason)
-        if share_line is not None and share != self.share_tier:
-            if self.share_tier is not None:
-                self.lesson.share.detach(share_line.sink, self.share_tier)
-                share_line.restart()
-            self.share_tier = share
-            if share is not None:
-                self.lesson.share.attach(share_line.sink, share, reason)
+        if video is not None:
+            self.camera_tier = self.lesson.camera.move(video, self.camera_tier, camera, reason,
+                                                       video.restart)
+        if share_line is not None:
+            self.share_tier = self.lesson.share.move(share_line.sink, self.share_tier, share,
+                                                     reason, share_line.restart)
         if self._stage_line is not None:
             self.lesson.stage.attach_line(self._stage_line, self.tier)
 
@@ -365,7 +357,7 @@ class Subscriber:
     def _detach_lines(self) -> None:
         video, _ = self._sinks()
         if video is not None and self.camera_tier is not None:
-            self.lesson.detach_video(video, self.camera_tier)
+            self.lesson.camera.detach(video, self.camera_tier)
         self.camera_tier = None
         share_line = self.lines.get("share")
         if share_line is not None and self.share_tier is not None:

@@ -151,9 +151,10 @@ async def test_rate_budget_counts_the_stage_and_the_share(make_relay) -> None:
     relay: Relay = make_relay()  # rate control on
     room = await publish_uplink(relay, "S4", "a/uplink", width=640, height=360)
     viewer = await subscribe_lines(relay, "S4", "v/subscribe")
+    own = await subscribe_lines(relay, "S4", "a/subscribe")  # the classroom that goes on stage
 
-    def budget() -> int:
-        stats = relay.stats()["lessons"]["S4"]["subscribers"]["v/subscribe"]
+    def budget(peer: str = "v/subscribe") -> int:
+        stats = relay.stats()["lessons"]["S4"]["subscribers"][peer]
         return stats["rate_control"]["budget"]
 
     await wait_until(lambda: "v/subscribe" in relay.stats()["lessons"]["S4"]["subscribers"],
@@ -166,9 +167,13 @@ async def test_rate_budget_counts_the_stage_and_the_share(make_relay) -> None:
     assert budget() == int((ladder.spec(tier).video_bitrate
                             + ladder.spec(stage_tier).video_bitrate
                             + 2 * ladder.audio_bitrate) * ladder.overhead)
+    # the classroom on stage sees itself but does not hear itself: one audio line
+    assert budget("a/subscribe") == int((ladder.spec(tier).video_bitrate
+                                         + ladder.spec(stage_tier).video_bitrate
+                                         + ladder.audio_bitrate) * ladder.overhead)
     relay.set_stage("S4", None)
     await wait_until(lambda: budget() == ladder.required(tier), 10, "stage gone")
-    for peer in (viewer, room):
+    for peer in (viewer, own, room):
         await peer.close()
 
 
