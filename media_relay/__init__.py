@@ -29,7 +29,9 @@ Two-way lesson (issue 7, docs/two-way.md)::
                                   (StageAudio) to stage audio lines but its own and the grid
                 -> share          the teacher's second video m-line: a VideoFeed of its own;
                                   priority.py splits a subscriber's tier (share first)
-    feed.py: VideoFeed = VideoSource + Renditions (camera, share, stage alike);
+    feed.py: VideoFeed = VideoSource + Renditions (camera, share, stage alike; move() is
+    the one way a sink changes tier); tapped.py: TappedPeer, what Publisher and Uplink share
+    (taps, media activity, PLI, lifetime);
     outline.py: OutLine = one extra sendonly m-line (PassthroughEncoder + RtpStream).
 
 Send path (``RelayConfig.batched_send``, default True): when a rendition or the audio
@@ -40,10 +42,13 @@ False, each subscriber's sender task reads a ``PacketTrack`` (``recv()`` -> shar
 ``av.Packet``), as a recorder or any other reader still can.
 
 aiortc/aioice internals this package relies on (check them when upgrading; tests cover each):
-- ingress.py, publisher.py, uplink.py: ``RTCRtpReceiver.__decoder_queue`` / ``__jitter_buffer`` /
-  ``__decoder_error`` / ``__decoder_thread`` / ``__kind``; ``JitterBuffer._remove_frame``,
-  ``._packets``, ``._origin``, ``._capacity``; ``RtpPacket._data``.
+- ingress.py, tapped.py (Publisher, Uplink): ``RTCRtpReceiver.__decoder_queue`` /
+  ``__jitter_buffer`` / ``__decoder_error`` / ``__decoder_thread`` / ``__kind``;
+  ``JitterBuffer._remove_frame``, ``._packets``, ``._origin``, ``._capacity``;
+  ``RtpPacket._data``.
 - rendition.py, uplink.py: ``Vp8Encoder._packetize``.
+- sockets.py: asyncio's ``_SelectorDatagramTransport._read_ready`` (replaced by a batched
+  reader, checked against the names it uses); aioice ``Connection._protocols`` (buffers).
 - outline.py: ``RtpStream._latency`` / ``PacketTrack._latency`` (our metric label).
 - config.py: peers use ``bundlePolicy=MAX_BUNDLE``: with aiortc's default (balanced) a
   second m-line of a kind that is not the offer's first kind keeps a transport of its own

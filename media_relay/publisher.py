@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -12,7 +11,7 @@ from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.jitterbuffer import JitterFrame
 
 from . import metrics
-from .ingress import TapQueue, install_tap
+from .tapped import TappedPeer
 
 if TYPE_CHECKING:
     from .lesson import RelayLesson
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class Publisher:
+class Publisher(TappedPeer):
     """Owns the teacher's RTCPeerConnection (answerer) and taps its receivers.
 
     Nothing is decoded by aiortc: the encoded frames are taken before its decoder.
@@ -32,29 +31,17 @@ class Publisher:
     ``on_active(publisher, bool)`` reports media starting and stopping (``media_timeout``).
     """
 
+    watch_name = "publisher"
+
     def __init__(self, lesson: RelayLesson, peer_id: str, pc: RTCPeerConnection,
                  source: int, on_active: Callable[[Publisher, bool], None]) -> None:
-        self.lesson = lesson
-        self.peer_id = peer_id
-        self.pc = pc
-        self.source = source
-        self._on_active = on_active
-        self._taps: list[TapQueue] = []
+        super().__init__(lesson, peer_id, pc, source, on_active, metrics.PUBLISHERS)
         self._video_receiver: RTCRtpReceiver | None = None
         self._share_receiver: RTCRtpReceiver | None = None
         self.has_share = False
         self.share_frames_in = 0
-        self._tasks: list[asyncio.Task] = []
-        self._closed = False
-        self.replaced = False
-        """Replaced by the same peer id: its state changes are not reported."""
-        self.active = False
-        self.last_media = 0.0
         self.video_frames_in = 0
         self.audio_packets_in = 0
-        self.keyframe_requests = 0
-        self.bytes_in = 0
-        metrics.PUBLISHERS.inc()
 
     def install(self) -> None:
         """Tap the receivers; call after setRemoteDescription, before the answer is applied."""
@@ -64,24 +51,16 @@ class Publisher:
                 continue
             if transceiver.kind == "video" and self._video_receiver is None:
                 self._video_receiver = receiver
-                self._taps.append(install_tap(receiver, self._on_video, decode=False))
+                self._tap(receiver, self._on_video)
             elif transceiver.kind == "video":
                 self._share_receiver = receiver
                 self.has_share = True
-                self._taps.append(install_tap(receiver, self._on_share, decode=False))
+                self._tap(receiver, self._on_share)
             elif transceiver.kind == "audio":
-                self._taps.append(install_tap(receiver, self._on_audio, decode=False))
-        self._tasks.append(asyncio.get_running_loop().create_task(
-            self._watch(), name=f"publisher-watch-{self.peer_id}"))
+                self._tap(receiver, self._on_audio)
+        self._start_watch()
 
     # ---- taps (event loop thread, inside aiortc's receive path) ------------------------
-    def _media(self, now: float, size: int) -> None:
-        self.last_media = now
-        self.bytes_in += size
-        if not self.active:
-            self.active = True
-            self._on_active(self, True)
-
     def _on_video(self, codec: Any, frame: JitterFrame) -> None:
         now = time.monotonic()
         self.video_frames_in += 1
@@ -104,49 +83,15 @@ class Publisher:
         self.lesson.audio.forward(self.source, frame.data, frame.timestamp, now)
 
     def request_keyframe(self) -> None:
-        """Make the receiver send a PLI to the teacher with its next RTCP feedback."""
-        receiver = self._video_receiver
-        if receiver is not None and not self._closed:
-            self.keyframe_requests += 1
-            receiver._RTCRtpReceiver__decoder_error.set()  # type: ignore[attr-defined]
+        """A PLI to the teacher on the camera's m-line."""
+        self._pli(self._video_receiver)
 
     def request_share_keyframe(self) -> None:
         """A PLI to the teacher on the share's m-line."""
-        receiver = self._share_receiver
-        if receiver is not None and not self._closed:
-            self.keyframe_requests += 1
-            receiver._RTCRtpReceiver__decoder_error.set()  # type: ignore[attr-defined]
+        self._pli(self._share_receiver)
 
-    # ---- tasks -------------------------------------------------------------------------
-    async def _watch(self) -> None:
-        timeout = self.lesson.config.media_timeout
-        while True:
-            await asyncio.sleep(min(0.5, timeout / 2))
-            if self.active and time.monotonic() - self.last_media > timeout:
-                self.active = False
-                self._on_active(self, False)
-
-    # ---- lifetime ----------------------------------------------------------------------
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        metrics.PUBLISHERS.dec()
-        for tap in self._taps:
-            tap.detach()
-        for task in self._tasks:
-            task.cancel()
-        await self.pc.close()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-        self._tasks.clear()
+    def _release(self) -> None:
         self._video_receiver = self._share_receiver = None
-        if self.active:
-            self.active = False
-            self._on_active(self, False)
 
     def stats(self) -> dict:
         return {

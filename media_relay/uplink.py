@@ -10,7 +10,6 @@ muted. The measured rate is checked against the cap every ``_CHECK`` seconds.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
@@ -22,7 +21,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterFrame
 
 from . import metrics
-from .ingress import TapQueue, install_tap
+from .tapped import TappedPeer
 
 if TYPE_CHECKING:
     from .grid import GridSlot
@@ -47,24 +46,22 @@ def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:
     return (width, height) if width and height else None
 
 
-class Uplink:
+class Uplink(TappedPeer):
     """Owns a classroom's sendonly RTCPeerConnection (answerer) and taps its receivers.
 
     ``on_active(uplink, bool)`` reports media starting and stopping (``media_timeout``);
     ``on_violation(uplink, code)`` reports an uplink over its cap (once per episode).
     """
 
+    watch_name = "uplink"
+
     def __init__(self, lesson: RelayLesson, peer_id: str, pc: RTCPeerConnection, source: int,
                  *, school: str | None, muted: bool,
                  on_active: Callable[[Uplink, bool], None],
                  on_violation: Callable[[Uplink, str], None]) -> None:
-        self.lesson = lesson
-        self.peer_id = peer_id
-        self.pc = pc
-        self.source = source
+        super().__init__(lesson, peer_id, pc, source, on_active, metrics.UPLINKS)
         self.school = school
         self.muted = muted
-        self._on_active = on_active
         self._on_violation = on_violation
         self.slots: list[GridSlot] = []
         """Grid slots showing this uplink (its VP8 frames go there, packetized once)."""
@@ -75,25 +72,16 @@ class Uplink:
         self.blocked = False
         """Over the cap for too long: video not forwarded until back under it."""
         self._over_since: float | None = None
-        self._taps: list[TapQueue] = []
         self._video_receiver: RTCRtpReceiver | None = None
-        self._tasks: list[asyncio.Task] = []
         self._rates: deque[tuple[float, int]] = deque()
         self._picture_id = 0
-        self._closed = False
-        self.replaced = False
-        self.active = False
-        self.last_media = 0.0
         self.frames_in = 0
         self.keyframes_in = 0
         self.audio_packets_in = 0
-        self.bytes_in = 0
         self.bitrate_in = 0
-        self.keyframe_requests = 0
         self.violations = 0
         self.has_video = False
         self.has_audio = False
-        metrics.UPLINKS.inc()
 
     def install(self) -> None:
         """Tap the receivers; call after setRemoteDescription, before the answer is applied."""
@@ -104,21 +92,13 @@ class Uplink:
             if transceiver.kind == "video":
                 self._video_receiver = receiver
                 self.has_video = True
-                self._taps.append(install_tap(receiver, self._on_video, decode=False))
+                self._tap(receiver, self._on_video)
             elif transceiver.kind == "audio":
                 self.has_audio = True
-                self._taps.append(install_tap(receiver, self._on_audio, decode=False))
-        self._tasks.append(asyncio.get_running_loop().create_task(
-            self._watch(), name=f"uplink-watch-{self.peer_id}"))
+                self._tap(receiver, self._on_audio)
+        self._start_watch()
 
     # ---- taps (event loop, inside aiortc's receive path) --------------------------------
-    def _media(self, now: float, size: int) -> None:
-        self.last_media = now
-        self.bytes_in += size
-        if not self.active:
-            self.active = True
-            self._on_active(self, True)
-
     def _on_video(self, codec: Any, frame: JitterFrame) -> None:
         now = time.monotonic()
         data = frame.data
@@ -148,11 +128,8 @@ class Uplink:
             stage.offer_audio(self, frame.data, frame.timestamp, now)
 
     def request_keyframe(self) -> None:
-        """Make the receiver send a PLI to the classroom with its next RTCP feedback."""
-        receiver = self._video_receiver
-        if receiver is not None and not self._closed:
-            self.keyframe_requests += 1
-            receiver._RTCRtpReceiver__decoder_error.set()  # type: ignore[attr-defined]
+        """A PLI to the classroom with the receiver's next RTCP feedback."""
+        self._pli(self._video_receiver)
 
     # ---- rate enforcement -------------------------------------------------------------
     def check_rate(self, now: float) -> None:
@@ -187,37 +164,14 @@ class Uplink:
                     self.stage.resync()
                 self.request_keyframe()
 
-    async def _watch(self) -> None:
-        timeout = self.lesson.config.media_timeout
-        while True:
-            await asyncio.sleep(_CHECK)
-            now = time.monotonic()
-            self.check_rate(now)
-            if self.active and now - self.last_media > timeout:
-                self.active = False
-                self._on_active(self, False)
+    def _watch_interval(self) -> float:
+        return _CHECK
 
-    # ---- lifetime ----------------------------------------------------------------------
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        metrics.UPLINKS.dec()
-        for tap in self._taps:
-            tap.detach()
-        for task in self._tasks:
-            task.cancel()
-        await self.pc.close()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-        self._tasks.clear()
+    def _check(self, now: float) -> None:
+        self.check_rate(now)
+
+    def _release(self) -> None:
         self._video_receiver = None
-        if self.active:
-            self.active = False
-            self._on_active(self, False)
 
     def stats(self) -> dict:
         slot = next((s.index for s in self.slots), None)
