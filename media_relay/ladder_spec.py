@@ -10,7 +10,7 @@ Imports nothing but the standard library, so the rate controller and its tests s
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 HIGH = "high"
@@ -133,7 +133,12 @@ class Ladder:
 
     def required(self, name: str) -> int:
         """Bit/s the link must carry for this tier (video + audio, with overhead)."""
-        return int((self.spec(name).video_bitrate + self.audio_bitrate) * self.overhead)
+        return self.carried(self.spec(name).video_bitrate)
+
+    def carried(self, video_bitrate: int, audio_lines: int = 1) -> int:
+        """Bit/s a link carries for ``video_bitrate`` of video (any number of lines) and
+        ``audio_lines`` Opus streams, with header overhead."""
+        return int((video_bitrate + audio_lines * self.audio_bitrate) * self.overhead)
 
     def above(self, name: str) -> str | None:
         i = self.index(name)
@@ -150,13 +155,16 @@ class Ladder:
     def lower_of(self, a: str, b: str) -> str:
         return a if self.index(a) >= self.index(b) else b
 
-    def best_fitting(self, bitrate: float | None) -> str:
-        """The best tier whose ``required`` fits in ``bitrate`` (audio-only if none does;
-        the best tier when ``bitrate`` is None: no limit)."""
+    def best_fitting(self, bitrate: float | None,
+                     required: Callable[[str], int] | None = None) -> str:
+        """The best tier whose ``required`` (the ladder's own, or a subscriber's budget)
+        fits in ``bitrate`` (audio-only if none does; the best tier when ``bitrate`` is
+        None: no limit)."""
         if bitrate is None:
             return self.top
+        required = required or self.required
         for tier in self.tiers[:-1]:
-            if self.required(tier.name) <= bitrate:
+            if required(tier.name) <= bitrate:
                 return tier.name
         return self.audio_only
 

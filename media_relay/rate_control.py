@@ -462,14 +462,8 @@ class RateController:
         return self._required(tier)
 
     def best_fitting(self, bitrate: float | None) -> str:
-        """The best tier whose budget fits in ``bitrate`` (audio-only if none; the best
-        when ``bitrate`` is None)."""
-        if bitrate is None:
-            return self.ladder.top
-        for tier in self.ladder.names:
-            if self.ladder.spec(tier).has_video and self.required(tier) <= bitrate:
-                return tier
-        return self.ladder.audio_only
+        """The best tier whose budget fits in ``bitrate`` (Ladder.best_fitting)."""
+        return self.ladder.best_fitting(bitrate, self.required)
 
     def set_low_bandwidth(self, now: float, on: bool) -> Decision:
         self.low_bandwidth = on

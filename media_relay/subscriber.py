@@ -319,15 +319,15 @@ class Subscriber:
         camera, share = video_plan(ladder, tier, self.lesson.share_active
                                    and "share" in self.lines)
         video = sum(ladder.spec(t).video_bitrate for t in (camera, share) if t is not None)
-        audio = ladder.audio_bitrate
+        audio_lines = 1
         stage = self.lesson.stage
         if stage.uplink is not None:
             if self._stage_line is not None:
                 stage_tier = stage.tier_for(tier)
                 video += ladder.spec(stage_tier).video_bitrate if stage_tier else 0
             if "stage_audio" in self.lines and stage.audio.exclude != session_of(self.peer_id):
-                audio += ladder.audio_bitrate  # (the classroom on stage does not hear itself)
-        return int((video + audio) * ladder.overhead)
+                audio_lines += 1  # (the classroom on stage does not hear itself)
+        return ladder.carried(video, audio_lines)
 
     def route(self, reason: str = "switch") -> None:
         """Attach the camera, share and stage video lines to the renditions this
