@@ -175,7 +175,8 @@ class Subscriber:
             return
         padding = None
         if decision.probe_bitrate and decision.probe_tier and decision.tier == self.tier:
-            padding = decision.probe_bitrate - self.lesson.ladder.required(self.tier)
+            # the probe tier's budget above the current one (both count every line)
+            padding = decision.probe_bitrate - self.controller.required(self.tier)
         if padding != stream.padding_bitrate:
             stream.set_padding(padding)
 

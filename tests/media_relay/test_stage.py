@@ -167,12 +167,29 @@ async def test_rate_budget_counts_the_stage_and_the_share(make_relay) -> None:
     assert budget() == int((ladder.spec(tier).video_bitrate
                             + ladder.spec(stage_tier).video_bitrate
                             + 2 * ladder.audio_bitrate) * ladder.overhead)
+    # a probe pads up to the probed tier's budget from the current one (every line counted)
+    from media_relay.rate_control import Decision
+
+    sub = relay._lessons["S4"].subscribers["v/subscribe"]
+    relay.set_low_bandwidth("v/subscribe", True)  # on low, so that there is a tier above
+    assert sub.tier == "low"
+    sub._pad_for_probe(Decision(tier="low", probe_tier="mid", probe_bitrate=sub.required("mid")))
+    assert sub.streams["video"].padding_bitrate == sub.required("mid") - sub.required("low")
+    assert sub.required("mid") - sub.required("low") > ladder.required("mid") - ladder.required(
+        "low")  # the stage's own step from low to mid is in the padding too
+    sub._pad_for_probe(Decision(tier="low"))
+    relay.set_low_bandwidth("v/subscribe", False)
     # the classroom on stage sees itself but does not hear itself: one audio line
     assert budget("a/subscribe") == int((ladder.spec(tier).video_bitrate
                                          + ladder.spec(stage_tier).video_bitrate
                                          + ladder.audio_bitrate) * ladder.overhead)
     relay.set_stage("S4", None)
-    await wait_until(lambda: budget() == ladder.required(tier), 10, "stage gone")
+
+    def camera_only() -> bool:  # (the viewer may still be climbing back from low)
+        control = relay.stats()["lessons"]["S4"]["subscribers"]["v/subscribe"]["rate_control"]
+        return control["budget"] == ladder.required(control["tier"])
+
+    await wait_until(camera_only, 10, "stage gone")
     for peer in (viewer, own, room):
         await peer.close()
 
