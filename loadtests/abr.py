@@ -34,11 +34,18 @@ import time
 import aiohttp
 
 from classroom_client.media import EncodedVideoTrack, SyntheticAudioTrack, SyntheticVideoTrack
-from media_relay.sockets import enlarge_receive_buffers
 
 from . import light_receiver
 from .encoded_source import LoopedEncodedSource
-from .fanout import RelayProcess, Worker, negotiate, new_pc, process_cpu, wait_until
+from .fanout import (
+    RelayProcess,
+    Worker,
+    negotiate,
+    new_pc,
+    process_cpu,
+    serve_commands,
+    wait_until,
+)
 from .fanout import worker_main as aiortc_worker_main
 
 TIERS = ("high", "mid", "low")
@@ -98,40 +105,21 @@ class LightWorker(Worker):
 
 
 async def light_worker_main() -> None:
-    """Like loadtests.fanout's worker (the same commands and replies), with
+    """Like loadtests.fanout's worker (the same commands and replies: serve_commands), with
     light_receiver.LightPeer subscribers: counted at the socket once ICE has connected."""
-    loop = asyncio.get_running_loop()
     peers: list[light_receiver.LightPeer] = []
-    async with aiohttp.ClientSession() as session:
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line:
-                break
-            command = json.loads(line)
-            if command["cmd"] == "add":
-                batch = [light_receiver.LightPeer(new_pc(), ("video", "audio"))
-                         for _ in command["ids"]]
-                await asyncio.gather(*(negotiate(session, command["url"], "/subscribe",
-                                                 peer_id, peer.pc)
-                                       for peer_id, peer in zip(command["ids"], batch,
-                                                                strict=True)))
-                deadline = time.monotonic() + 30
-                while any(p.pc.connectionState != "connected" for p in batch):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("a subscriber did not connect within 30 s")
-                    await asyncio.sleep(0.05)
-                for peer in batch:
-                    if not peer.attach_fast_path():
-                        raise RuntimeError("no socket to hook: aioice internals changed")
-                    enlarge_receive_buffers(peer.pc, 1 << 20)
-                peers.extend(batch)
-                reply: dict = {"ok": len(peers)}
-            else:
-                reply = {"counts": [[c[0].frames, c[1].frames] for c in
-                                    (p.counts for p in peers)],
-                         "cpu": process_cpu("self")}
-            sys.stdout.write(json.dumps(reply) + "\n")
-            sys.stdout.flush()
+
+    async def add(session: aiohttp.ClientSession, url: str, ids: list[str]) -> int:
+        batch = [light_receiver.LightPeer(new_pc(), ("video", "audio")) for _ in ids]
+        await asyncio.gather(*(negotiate(session, url, "/subscribe", peer_id, peer.pc)
+                               for peer_id, peer in zip(ids, batch, strict=True)))
+        for peer in batch:
+            await peer.connected()
+        peers.extend(batch)
+        return len(peers)
+
+    await serve_commands(add, lambda: [[p.counts[0].frames, p.counts[1].frames]
+                                       for p in peers])
     for peer in peers:
         await peer.pc.close()
 

@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
 import aiohttp
@@ -159,15 +160,16 @@ class Subscriber:
                 receive_counts(audio).frames if audio else 0)
 
 
-async def worker_main() -> None:
-    """A subscriber process: JSON commands on stdin, one JSON reply line each on stdout.
+AddSubscribers = Callable[[aiohttp.ClientSession, str, list[str]], Awaitable[int]]
+"""(session, relay url, peer ids) -> connect those subscribers; returns how many there are."""
 
-    ``{"cmd": "add", "url": U, "ids": [...]}`` connects subscribers; ``{"cmd": "counts"}``
-    replies ``{"counts": [[video_frames, audio_packets], ...], "cpu": s}``; EOF ends.
-    """
-    install_counting_decoder()
+
+async def serve_commands(add: AddSubscribers, counts: Callable[[], list]) -> None:
+    """A subscriber process's protocol: JSON commands on stdin, one JSON reply line each
+    on stdout. ``{"cmd": "add", "url": U, "ids": [...]}`` connects subscribers (``add``);
+    ``{"cmd": "counts"}`` replies ``{"counts": [[video_frames, audio_packets], ...],
+    "cpu": s}``; EOF ends."""
     loop = asyncio.get_running_loop()
-    subscribers: list[Subscriber] = []
     async with aiohttp.ClientSession() as session:
         while True:
             line = await loop.run_in_executor(None, sys.stdin.readline)
@@ -175,21 +177,32 @@ async def worker_main() -> None:
                 break
             command = json.loads(line)
             if command["cmd"] == "add":
-                batch = []
-                for peer_id in command["ids"]:
-                    pc = new_pc()
-                    pc.addTransceiver("video", direction="recvonly")
-                    pc.addTransceiver("audio", direction="recvonly")
-                    subscribers.append(Subscriber(pc))
-                    batch.append(negotiate(session, command["url"], "/subscribe", peer_id, pc))
-                await asyncio.gather(*batch)
-                for sub in subscribers[-len(batch):]:
-                    enlarge_receive_buffers(sub.pc, 1 << 20)
-                reply: dict = {"ok": len(subscribers)}
+                reply: dict = {"ok": await add(session, command["url"], command["ids"])}
             else:
-                reply = {"counts": [s.counts() for s in subscribers], "cpu": process_cpu("self")}
+                reply = {"counts": counts(), "cpu": process_cpu("self")}
             sys.stdout.write(json.dumps(reply) + "\n")
             sys.stdout.flush()
+
+
+async def worker_main() -> None:
+    """A subscriber process of aiortc receivers with a counting decoder (serve_commands)."""
+    install_counting_decoder()
+    subscribers: list[Subscriber] = []
+
+    async def add(session: aiohttp.ClientSession, url: str, ids: list[str]) -> int:
+        batch = []
+        for peer_id in ids:
+            pc = new_pc()
+            pc.addTransceiver("video", direction="recvonly")
+            pc.addTransceiver("audio", direction="recvonly")
+            subscribers.append(Subscriber(pc))
+            batch.append(negotiate(session, url, "/subscribe", peer_id, pc))
+        await asyncio.gather(*batch)
+        for sub in subscribers[-len(batch):]:
+            enlarge_receive_buffers(sub.pc, 1 << 20)
+        return len(subscribers)
+
+    await serve_commands(add, lambda: [s.counts() for s in subscribers])
     for sub in subscribers:
         await sub.pc.close()
 

@@ -50,7 +50,7 @@ from loadtests.fanout import (
     quantile,
     udp_counters,
 )
-from media_relay.sockets import enlarge_receive_buffers, install_batched_reads
+from media_relay.sockets import install_batched_reads
 from signaling.auth import mint_token
 from signaling.loop_lag import watch_loop_lag
 
@@ -197,7 +197,7 @@ class Classroom:
         sub = receiving_peer(("video", "video", "video", "audio", "audio"))
         self.counts = sub.counts
         await negotiate(self.client, sub.pc, "subscribe")
-        await wait_connected(sub)
+        await sub.connected()
         if self.low_bandwidth:  # the classroom's own button: at most the low tier
             await self.client.send({"type": "low-bandwidth", "on": True})
 
@@ -233,16 +233,6 @@ class Classroom:
 
     def teacher_frames(self) -> int:
         return self.counts[0].frames if self.counts else 0
-
-
-async def wait_connected(peer: light_receiver.LightPeer) -> None:
-    """Until ICE has connected, then hook the peer's sockets (light_receiver fast path)
-    and give them larger receive buffers."""
-    await wait_for(lambda: peer.pc.connectionState == "connected", 30, "a connection",
-                   interval=0.05)
-    if not peer.attach_fast_path():
-        raise RuntimeError("no socket to hook: aioice internals changed")
-    enlarge_receive_buffers(peer.pc, 1 << 20)
 
 
 async def wait_for(condition, timeout: float, what: str, interval: float = 0.01) -> float:
@@ -388,7 +378,7 @@ async def run(args: argparse.Namespace) -> dict:
         grid = receiving_peer(("video",) * args.grid_slots + ("audio",))
         grid_counts = grid.counts
         await negotiate(teacher, grid.pc, "grid")
-        await wait_connected(grid)
+        await grid.connected()
 
         for start in range(0, args.classrooms, 5):
             batch = [Classroom(server.url, i, low_bandwidth=args.low_bandwidth)

@@ -26,6 +26,7 @@ right: the same statistics objects are fed.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import time
 from collections.abc import Callable
@@ -36,6 +37,8 @@ from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.codecs import is_rtx
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RtpPacket
+
+from media_relay.sockets import enlarge_receive_buffers
 
 _STREAMS = "_RTCRtpReceiver__remote_streams"
 _CODECS = "_RTCRtpReceiver__codecs"
@@ -124,6 +127,19 @@ class LightPeer:
     def _bind(self, ssrc: int, stream: StreamStatistics, counts: Counts, video: bool,
               rtx: bool) -> None:
         self._streams[ssrc] = (stream, counts, video, rtx)
+
+    async def connected(self, timeout: float = 30.0, receive_buffer: int = 1 << 20) -> None:
+        """Until ICE has connected (RuntimeError after ``timeout``), then hook the sockets
+        (the fast path) and give them ``receive_buffer``-byte buffers: a load generator
+        briefly descheduled must not lose packets that would be counted against the server."""
+        deadline = time.monotonic() + timeout
+        while self.pc.connectionState != "connected":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"a receiving peer did not connect within {timeout:g} s")
+            await asyncio.sleep(0.05)
+        if not self.attach_fast_path():
+            raise RuntimeError("no socket to hook: aioice internals changed")
+        enlarge_receive_buffers(self.pc, receive_buffer)
 
     def attach_fast_path(self) -> int:
         """After ICE has connected: count known SSRCs in the socket callback. Returns how
