@@ -47,7 +47,8 @@ class EncodedTrack(MediaStreamTrack):
         self._packets: deque[av.Packet] = deque(maxlen=64)
         self._ready = asyncio.Event()
         self.want_keyframe = False
-        """Set when the track moved to another source: its next frame must be a keyframe."""
+        """Its next frame must be a keyframe (LoopedEncodedSource.keyframe_for: a PLI, or
+        the track moved there)."""
 
     def push(self, packet: av.Packet) -> None:
         self._packets.append(packet)
@@ -107,7 +108,8 @@ class SharedEncodedSource:
             lambda: track.source.keyframe_for(track))
 
     def keyframe_for(self, track: EncodedTrack) -> None:
-        """One sender's PLI: the shared encoder's next frame is a keyframe, for all."""
+        """One sender's PLI (or a track moved here): the shared encoder's next frame is a
+        keyframe, for all."""
         self.request_keyframe()
 
     def request_keyframe(self) -> None:
@@ -120,11 +122,7 @@ class SharedEncodedSource:
         self._forget(track)
         track.source = to
         to._tracks[track.kind].append(track)
-        track.want_keyframe = True
-        to._keyframe_for_moved()
-
-    def _keyframe_for_moved(self) -> None:
-        self.request_keyframe()  # a live encoder: the next frame, for every track
+        to.keyframe_for(track)
 
     def _forget(self, track: EncodedTrack) -> None:
         with contextlib.suppress(ValueError):
@@ -197,9 +195,6 @@ class LoopedEncodedSource(SharedEncodedSource):
         self._loop_frames = max(1, int(round(loop_seconds * fps)))
         self._delta: list[bytes] = []
         self._intra: list[bytes] = []
-
-    def _keyframe_for_moved(self) -> None:
-        pass  # the moved track gets its own intra twin (want_keyframe)
 
     def keyframe_for(self, track: EncodedTrack) -> None:
         """One sender's PLI: that sender alone gets the next frame's intra twin, at once,
