@@ -422,25 +422,12 @@
           }
         });
         st.share.stream = stream;
-        var sender = st.share.sender;
-        if (sender && sender.replaceTrack && st.mediaConnected) {
-          // say it first: the relay then decodes the share from its very first keyframe
-          signal.send({ type: "share", on: true });
-          sender.replaceTrack(track).then(
-            function () {
-              if (st.share.stream === stream) {
-                tuneShareSender();
-                render();
-              }
-            },
-            function () {
-              republish(); // the browser would not swap: publish again with the screen
-            }
-          );
-          render();
-        } else {
-          republish(); // not connected yet: the publish being made carries the screen
-        }
+        swapShareTrack(track, function () {
+          if (st.share.stream === stream) {
+            tuneShareSender();
+            render();
+          }
+        });
       },
       function (err) {
         st.share.pending = false;
@@ -458,16 +445,28 @@
     stream.getTracks().forEach(function (track) {
       track.stop();
     });
-    signal && signal.send({ type: "share", on: false });
+    swapShareTrack(null);
+  }
+
+  /**
+   * Put `track` (null: none) on the publish's share m-line in place, saying share {on}
+   * first (the relay then decodes the share from its very first keyframe). Not connected
+   * yet, or the browser would not swap: publish again (that publish carries the screen).
+   */
+  function swapShareTrack(track, done) {
     var sender = st.share.sender;
-    if (sender && sender.replaceTrack && st.mediaConnected) {
-      sender.replaceTrack(null).catch(function () {
-        republish();
-      });
-      render();
-    } else {
+    if (!sender || !sender.replaceTrack || !st.mediaConnected) {
+      if (!track && signal) {
+        signal.send({ type: "share", on: false });
+      }
       republish();
+      return;
     }
+    signal.send({ type: "share", on: !!track });
+    sender.replaceTrack(track).then(done || function () {}, function () {
+      republish();
+    });
+    render();
   }
 
   /* ------------------------------------------------------------ the grid connection */

@@ -162,6 +162,13 @@ def test_grid_hand_stage_and_share(server, open_page):
         small = page.evaluate(
             "() => document.querySelector('#teacher-video').getBoundingClientRect().width")
         assert small < 0.5 * 1280, f"teacher not small during the share ({small}px)"
+    # stopping takes the screen off the same connection too: the share view goes away
+    press(teacher, "share-screen")
+    wait_until(lambda: not stats(teacher)["sharing"], 10, "teacher page still sharing")
+    for name, page in rooms.items():
+        wait_until(lambda p=page: not p.locator("#share-video").is_visible(), 10,
+                   f"{name}: share still shown after it stopped")
+    assert stats(teacher)["publishes"] == publishes
 
     # -- the teacher ends the stage turn: every classroom's layout goes back
     teacher.locator(f'[data-tile="{star}"] [data-action="leave-stage"]').click()
