@@ -197,8 +197,8 @@ def time_packaging(directory: Path, *args: str, nice: int = 0) -> dict:
 
 async def synthesize(directory: Path, seconds: float) -> float:
     """Write a recording of ``seconds`` of real VP8/Opus packets (faster than real time)."""
+    from loadtests.packet_source import PacketSource
     from recording.recorder import Recorder
-    from tests.recording.media import PacketSource
 
     recorder = Recorder(directory)
     source = PacketSource(640, 360, 30, keyframe_every=2.0)
@@ -219,7 +219,7 @@ class LoopedSource:
     timestamps: hours of recording without encoding hours of video."""
 
     def __init__(self, loop_seconds: float = 10.0) -> None:
-        from tests.recording.media import PacketSource
+        from loadtests.packet_source import PacketSource
 
         source = PacketSource(640, 360, 30, keyframe_every=2.0)
         self.loop = loop_seconds

@@ -11,8 +11,8 @@
 * ``GET /api/replay/{id}?exp=&sig=`` (the signed link): what the replay page needs.
 * ``GET /media/{id}/{exp}/{sig}/{file}`` (the signed link): ``hls/...``, ``lesson.mp4``
   (``?download=1``), ``poster.jpg``, ``thumbs/...``, ``*.vtt``; Range requests.
-* ``GET /vendor/hls.min.js``: hls.js (light build, gzip) from ``node_modules`` (npm); 404
-  when not installed (the page then uses native HLS or the MP4).
+* ``GET /vendor/hls.min.js``: hls.js (light build, gzip), shipped in ``recording/vendor``;
+  404 if missing (the page then uses native HLS or the MP4).
 
 Visibility: admin/ops see everything; others see recordings published to all, those of
 their token's school (a school that took part in the lesson), and a teacher those of
@@ -49,8 +49,10 @@ CONTENT_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.segment",
     ".mp4": "video/mp4", ".jpg": "image/jpeg", ".vtt": "text/vtt",
 }
-HLS_JS = Path(__file__).resolve().parent.parent / "node_modules" / "hls.js" / "dist" / (
-    "hls.light.min.js")  # playback + ABR, without subtitles/EME: a third less to download
+# hls.js (Apache-2.0) shipped inside the package, so an installed wheel serves the replay page
+# with no repo checkout and no npm: the light build (playback + ABR, without subtitles/EME: a
+# third less to download). package.json pins the version; scripts/vendor-hls refreshes the copy.
+HLS_JS = Path(__file__).resolve().parent / "vendor" / "hls.light.min.js"
 PUBLIC_FIELDS = ("id", "lesson", "title", "subject", "grade", "teacher", "school", "schools",
                  "published", "date", "started_at", "ended_at", "duration", "chapters",
                  "renditions", "size", "state", "poster", "recovered", "consents")
@@ -248,7 +250,7 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
 
     async def hls_js(request: web.Request) -> web.StreamResponse:
         if not HLS_JS.is_file():
-            raise web.HTTPNotFound(text="hls.js not installed (npm install)")
+            raise web.HTTPNotFound(text="hls.js missing from the package (scripts/vendor-hls)")
         headers = {"Cache-Control": "public, max-age=86400",
                    "Content-Type": "text/javascript", "Vary": "Accept-Encoding"}
         if "gzip" not in request.headers.get("Accept-Encoding", ""):

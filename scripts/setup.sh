@@ -58,13 +58,3 @@ python_deps() {  # python_deps EXTRA  (e.g. "" or "[test]"); a failed install st
     touch "$marker"
   fi
 }
-
-node_deps() {  # hls.js for the replay page, from the npm registry, only when missing
-  if [ ! -f node_modules/hls.js/dist/hls.min.js ]; then
-    if ! command -v npm >/dev/null; then
-      apt_install nodejs npm || { echo "setup: no npm; replay falls back to native HLS/MP4" >&2; return 0; }
-    fi
-    npm install --no-audit --no-fund --loglevel=error >/dev/null \
-      || echo "setup: npm install failed; replay falls back to native HLS/MP4" >&2
-  fi
-}

@@ -13,11 +13,11 @@ import urllib.request
 
 import pytest
 
+from loadtests.packet_source import PacketSource
 from recording.catalog import Catalog, new_recording_id
 from recording.chapters import append_event
 from recording.recorder import Recorder
 from tests.e2e.pages import stats, wait_until
-from tests.recording.media import PacketSource
 
 pytestmark = pytest.mark.e2e
 

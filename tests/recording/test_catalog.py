@@ -7,11 +7,11 @@ import time
 
 import av
 
+from loadtests.packet_source import PacketSource
 from recording.catalog import Catalog, new_recording_id, valid_id
 from recording.packager import package
 from recording.recorder import Recorder
 from signaling.cli import main
-from tests.recording.media import PacketSource
 
 
 def rec(catalog: Catalog, lesson: str, *, state="ready", age_days=0.0, size=0, **kw):

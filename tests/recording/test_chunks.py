@@ -11,10 +11,10 @@ from pathlib import Path
 import av
 import numpy as np
 
+from loadtests.packet_source import PacketSource
 from recording import chunks as chunking
 from recording.packager import REPLAY_DIR, PackagerConfig, package, package_chunks
 from recording.recorder import SEGMENT_DIR, Recorder, read_index
-from tests.recording.media import PacketSource
 
 CFG = PackagerConfig(chunk_seconds=3.0)
 

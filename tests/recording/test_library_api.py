@@ -7,11 +7,11 @@ import time
 import aiohttp
 import pytest
 
+from loadtests.packet_source import PacketSource
 from recording.catalog import new_recording_id
 from recording.recorder import Recorder
 from recording.routes import sign
 from tests.helpers import start_server
-from tests.recording.media import PacketSource
 
 
 async def make_recording(feature, lesson: str, school: str, seconds: float = 4.0) -> str:

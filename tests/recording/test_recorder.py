@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 import pytest
 
+from loadtests.packet_source import PacketSource
 from recording import metrics
 from recording.packager import package
 from recording.recorder import (
@@ -21,7 +22,6 @@ from recording.recorder import (
     recover_segments,
 )
 from tests.recording.conftest import decode_counts
-from tests.recording.media import PacketSource
 
 
 def errors(reason: str) -> float:
