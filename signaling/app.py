@@ -16,6 +16,7 @@ from . import api, metrics
 from .config import Config
 from .errors import ClassroomError, ErrorCode
 from .features import Feature
+from .forwarded import ForwardedHeaders, parse_networks
 from .handlers import Session, session_peer_id
 from .lessons import LessonHub
 from .loop_lag import LOOP_LAG, watch_loop_lag
@@ -167,7 +168,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         heartbeat=node.config.ws_heartbeat, max_msg_size=MAX_MESSAGE_BYTES + 1024
     )
     await ws.prepare(request)
-    session = Session(node, ws)
+    session = Session(node, ws, remote=request.remote)
     node.sessions.add(session)
     metrics.WS_CONNECTIONS.inc()
     try:
@@ -231,7 +232,9 @@ def default_features(config: Config) -> list[Feature]:
 
 
 def build_app(config: Config, features: list[Feature] | None = None) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=256 * 1024)
+    forwarded = ForwardedHeaders(parse_networks(config.trusted_proxies)).middleware()
+    app = web.Application(middlewares=[forwarded, error_middleware],
+                          client_max_size=256 * 1024)
     node = Node(config, default_features(config) if features is None else features)
     app[NODE_KEY] = node
 

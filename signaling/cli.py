@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from pathlib import Path
 
 from .auth import DEFAULT_TTL_SECONDS, Role, mint_token, new_secret
 from .config import Config, parse_ice_server, positive_number
+from .forwarded import parse_networks
+from .links import (
+    ALL_INTERFACES,
+    ROLE_PAGES,
+    check_public_url,
+    interface_addresses,
+    is_secure_origin,
+    listen_base,
+    page_link,
+)
+from .tls import CertReloader, TlsError, load_context
 
 DEMO_LESSON = "demo"
 SECRET_FILE = ".secret"
@@ -68,8 +80,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--ice-server", action="append", default=[], metavar="URL",
                        help="stun:host:port or turn:user:pass@host:port (repeatable)")
     serve.add_argument("--video-bitrate", type=int, default=1_000_000)
-    serve.add_argument("--public-url", default=None,
-                       help="base URL printed in the demo links (default http://HOST:PORT)")
+    serve.add_argument("--public-url", default=os.environ.get("CLASSROOM_PUBLIC_URL"),
+                       help="base URL of the printed links, e.g. the TLS proxy's "
+                            "https://classroom.school.example (or CLASSROOM_PUBLIC_URL; "
+                            "default http(s)://HOST:PORT, the LAN address for 0.0.0.0)")
+    serve.add_argument("--tls-cert", type=Path, default=None, metavar="PATH",
+                       help="PEM certificate (chain): serve https and wss on --port; "
+                            "SIGHUP reloads it")
+    serve.add_argument("--tls-key", type=Path, default=None, metavar="PATH",
+                       help="PEM private key of --tls-cert")
+    serve.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
+                       help="reverse proxy whose X-Forwarded-* headers are believed "
+                            "(repeatable; loopback always is)")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--no-demo", action="store_true", help="do not print demo links")
     serve.add_argument("--retention-days", type=_positive, default=None, metavar="DAYS",
@@ -90,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS)
     token.add_argument("--library", type=Path, default=Path.cwd() / "library")
     token.add_argument("--secret", default=None)
+    token.add_argument("--link", action="store_true",
+                       help="print the whole link (public URL + page + #token=...)")
+    token.add_argument("--public-url", default=os.environ.get("CLASSROOM_PUBLIC_URL"),
+                       help="base URL of --link (or CLASSROOM_PUBLIC_URL; "
+                            "default http://127.0.0.1:8080)")
     from recording.cli import add_parser as add_library_parser
 
     add_library_parser(sub)
@@ -117,6 +144,42 @@ def _demo_links(base: str, secret: str) -> str:
             "",
         ]
     )
+
+
+def _tls(args: argparse.Namespace) -> CertReloader | None:
+    """The TLS context (with its SIGHUP reloader) from --tls-cert/--tls-key, or None."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise TlsError("--tls-cert and --tls-key go together")
+    if args.tls_cert is None:
+        return None
+    cert, key = args.tls_cert.resolve(), args.tls_key.resolve()
+    return CertReloader(load_context(cert, key), cert, key)
+
+
+def _listening(host: str, port: int, tls: bool, base: str) -> str:
+    """Where the server listens, and the base URL other machines use."""
+    scheme = "https" if tls else "http"
+    lines = ["", f"  listening on {scheme}://{host or '0.0.0.0'}:{port}"]
+    if host in ALL_INTERFACES:
+        shown = ", ".join(f"{a} ({n})" for n, a in interface_addresses().items())
+        lines[-1] += f" (all interfaces: {shown})" if shown else " (all interfaces)"
+    lines.append(f"  links use       {base}")
+    if not is_secure_origin(base):
+        lines.append("  note: browsers open cameras only on https pages (or 127.0.0.1): give "
+                     "--tls-cert/--tls-key, or a TLS proxy and --public-url https://...")
+    return "\n".join(lines)
+
+
+def _lesson_links(base: str, library: Path) -> str:
+    """--no-demo: the page links of any lesson and how to mint their tokens."""
+    return "\n".join([
+        f"  teacher console : {base}/teach/{{lesson}}#token=<teacher token>",
+        f"  classroom (TV)  : {base}/class/{{lesson}}#token=<classroom token>",
+        f"  student answers : {base}/answer/{{lesson}}#token=<student token>",
+        "  a whole link    : classroom token --role teacher|classroom|student --lesson LESSON "
+        f"--link --public-url {base} --library {library}",
+        "",
+    ])
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -147,25 +210,40 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a bad CLASSROOM_RETENTION_DAYS / _LIBRARY_QUOTA_GB
         print(f"classroom: {exc}", file=sys.stderr)
         return 2
+    try:
+        tls = _tls(args)
+        base = (check_public_url(args.public_url) if args.public_url
+                else listen_base(args.host, args.port, tls is not None))
+        config.trusted_proxies = [str(n) for n in parse_networks(args.trusted_proxy)]
+    except ValueError as exc:  # TlsError too: one line, no traceback
+        print(f"classroom: {exc}", file=sys.stderr)
+        return 2
     app = build_app(config)
-    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
-    base = (args.public_url or f"http://{shown_host}:{args.port}").rstrip("/")
 
     async def announce(_app: web.Application) -> None:
-        if not args.no_demo:
+        if tls is not None:
+            tls.install(asyncio.get_running_loop())
+        print(_listening(args.host, args.port, tls is not None, base), flush=True)
+        if args.no_demo:
+            print(_lesson_links(base, args.library.resolve()), flush=True)
+        else:
             print(_demo_links(base, config.secret), flush=True)
 
     app.on_startup.append(announce)
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None,
-                shutdown_timeout=5)
+                shutdown_timeout=5, ssl_context=tls.context if tls else None)
     return 0
 
 
 def token(args: argparse.Namespace) -> int:
-    secret = resolve_secret(args.secret, args.library.resolve())
     try:
-        print(mint_token(secret, role=args.role, lesson=args.lesson, school=args.school,
-                         name=args.name, ttl=args.ttl))
+        base = check_public_url(args.public_url or "http://127.0.0.1:8080")
+        if args.link and args.role not in ROLE_PAGES:
+            page_link(base, args.role, args.lesson, "")  # raises: no page for this role
+        secret = resolve_secret(args.secret, args.library.resolve())
+        minted = mint_token(secret, role=args.role, lesson=args.lesson, school=args.school,
+                            name=args.name, ttl=args.ttl)
+        print(page_link(base, args.role, args.lesson, minted) if args.link else minted)
     except ValueError as exc:
         print(f"classroom token: {exc}", file=sys.stderr)
         return 2

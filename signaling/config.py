@@ -57,6 +57,8 @@ class Config:
     library_quota_gb: float | None = field(  # None: no quota
         default_factory=lambda: _env_positive("CLASSROOM_LIBRARY_QUOTA_GB"))
     node_id: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+    # reverse proxies whose X-Forwarded-* headers are believed, besides loopback
+    trusted_proxies: list[str] = field(default_factory=list)  # --trusted-proxy CIDR
 
 
 def parse_ice_server(url: str) -> dict:

@@ -45,9 +45,10 @@ def session_peer_id(relay_id: str) -> tuple[str, str]:
 
 
 class Session:
-    def __init__(self, node: Node, ws: web.WebSocketResponse) -> None:
+    def __init__(self, node: Node, ws: web.WebSocketResponse, remote: str | None = None) -> None:
         self.node = node
         self.ws = ws
+        self.remote = remote  # client address (X-Forwarded-For from a trusted proxy)
         self.claims: Claims | None = None
         self.peer_id = ""
         self.lesson_id = ""
@@ -198,7 +199,7 @@ class Session:
         logger.info(
             "hello",
             extra={"peer": self.peer_id, "role": claims.role.value, "lesson": self.lesson_id,
-                   "school": claims.school},
+                   "school": claims.school, "addr": self.remote},
         )
 
     async def _welcome(self, claims: Claims, lesson: Any) -> None:
