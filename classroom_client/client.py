@@ -27,7 +27,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from . import playout
-from .media import opus_encoder
+from .media import opus_encoder, receive_codecs
 
 
 class ProtocolError(Exception):
@@ -41,12 +41,19 @@ class ProtocolError(Exception):
 
 class ClassroomClient:
     def __init__(self, base_url: str, token: str, *, lesson: str | None = None,
-                 playout_buffers: bool = True) -> None:
+                 playout_buffers: bool = True, video_codec: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.playout_buffers = playout_buffers
         """Give up on lost packets after a deadline as a browser does (classroom_client.playout);
         False keeps aiortc's buffers, which stall behind any packet that is never recovered."""
         self.buffers: dict[str, playout.PlayoutBuffer] = {}
+        self.video_codec = video_codec
+        """``"h264"``: offer only H.264 (constrained baseline 42e01f, packetization-mode 1)
+        to receive, as an old TV box does; None: aiortc's default (VP8 first)."""
+        self.video_size: tuple[int, int] | None = None
+        """Width x height of the newest decoded video frame."""
+        self.video_keyframes = 0
+        """Decoded video frames that were keyframes (a join, a PLI, a tier switch)."""
         self.token = token
         self.lesson = lesson
         self.welcome: dict[str, Any] = {}
@@ -231,6 +238,8 @@ class ClassroomClient:
         pc = self._new_pc()
         for kind in ("video", "audio"):
             transceiver = pc.addTransceiver(kind, direction="recvonly")
+            if kind == "video" and self.video_codec is not None:
+                transceiver.setCodecPreferences(receive_codecs(self.video_codec))
             if self.playout_buffers:
                 self.buffers[kind] = playout.install(transceiver.receiver, kind)
 
@@ -252,10 +261,12 @@ class ClassroomClient:
     async def _consume(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError, asyncio.CancelledError):
             while True:
-                await track.recv()
+                frame = await track.recv()
                 now = time.monotonic()
                 if track.kind == "video":
                     self.video_frames += 1
+                    self.video_size = (frame.width, frame.height)
+                    self.video_keyframes += bool(getattr(frame, "key_frame", False))
                     if self.first_video_at is None:
                         self.first_video_at = now
                 else:

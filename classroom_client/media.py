@@ -360,3 +360,20 @@ def opus_encoder(bitrate: int = 32_000, *, fec: bool = True, expected_loss: int 
     encoder.resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_RATE,
                                           frame_size=960)
     return encoder
+
+
+def receive_codecs(name: str) -> list[Any]:
+    """The receiver's video capabilities for ``setCodecPreferences`` holding only ``name``
+    (``"vp8"`` or ``"h264"``; H.264 as old TV boxes offer it: constrained baseline
+    ``42e01f``, packetization-mode 1) plus RTX."""
+    from aiortc import RTCRtpReceiver
+    from aiortc.codecs import is_rtx
+
+    name = name.lower()
+    if name not in ("vp8", "h264"):
+        raise ValueError(f"video codec must be vp8 or h264, not {name!r}")
+    chosen = [c for c in RTCRtpReceiver.getCapabilities("video").codecs
+              if c.mimeType.lower() == f"video/{name}"
+              and (name != "h264" or (c.parameters.get("profile-level-id") == "42e01f"
+                                      and c.parameters.get("packetization-mode") == "1"))]
+    return chosen + [c for c in RTCRtpReceiver.getCapabilities("video").codecs if is_rtx(c)]

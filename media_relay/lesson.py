@@ -194,6 +194,7 @@ class RelayLesson:
             "renditions": [r.stats() for name in self.ladder.names
                            if (r := self.renditions.get(name)) is not None],
             "tiers_in_use": self.tiers_in_use(),
+            "h264": self.camera.h264_stats(),
             "caps": dict(self.caps),
             "audio_packets": self.audio.packets,
             "subscribers": {pid: s.stats() for pid, s in self.subscribers.items()},

@@ -24,6 +24,7 @@ from .sdp import (
     check_uplink_offer,
     parse_candidate,
     preferred_codecs,
+    subscribe_codecs,
     subscribe_lines,
 )
 from .sockets import enlarge_receive_buffers, install_batched_reads
@@ -142,6 +143,7 @@ class Relay:
 
         ``school`` puts the subscriber under that school's cap (:meth:`set_cap`)."""
         kinds = check_subscribe_offer(offer_sdp, self.config.max_sdp_bytes)
+        line_codecs = subscribe_codecs(offer_sdp, kinds)  # VP8, or H.264 for an old TV box
         self._check_open(lesson_id, peer_id)
         await self._drop_peer(peer_id, replaced=True)
         lesson = self._lesson(lesson_id)
@@ -150,21 +152,20 @@ class Relay:
                                 low_bandwidth=self._low_bandwidth.get(peer_id, False),
                                 on_tier=self._tier_changed)
         self._register(peer_id, subscriber)
-        for kind, purpose in zip(kinds, subscribe_lines(kinds), strict=True):
+        for kind, purpose, codec in zip(kinds, subscribe_lines(kinds), line_codecs,
+                                        strict=True):
             if purpose == "camera":
                 track = subscriber.make_video_track()
             elif purpose == "audio":
                 track = subscriber.make_audio_track()
             else:
                 track = subscriber.make_line_track(kind)
-            codecs = preferred_codecs(kind, ("VP8",) if kind == "video" else ("opus",),
-                                      sender=True)
             transceiver = pc.addTransceiver(track, direction="sendonly")
-            transceiver.setCodecPreferences(codecs)
+            transceiver.setCodecPreferences(preferred_codecs(kind, (codec,), sender=True))
             if purpose in ("camera", "audio"):
-                subscriber.add_track(transceiver.sender, track)
+                subscriber.add_track(transceiver.sender, track, codec=codec)
             else:
-                subscriber.add_line(purpose, transceiver.sender, track)
+                subscriber.add_line(purpose, transceiver.sender, track, codec=codec)
         await self._negotiate(subscriber, offer_sdp)
         answer = await self._answer(subscriber)
         lesson.subscribers[peer_id] = subscriber

@@ -3,7 +3,9 @@
 The publisher's encoded VP8/H264 frames go to the lesson's :class:`VideoSource`, whose
 thread decodes every one of them and hands each decoded frame to the :class:`Rendition` of
 every tier in use; each rendition's own thread scales the newest frame (PyAV ``reformat``)
-and encodes it (PyAV libvpx, realtime, at the tier's rate and frame rate). The top tier is
+and encodes it (PyAV libvpx, realtime, at the tier's rate and frame rate; or libx264 for
+an H.264 rendition, :mod:`.h264`, run only while an H.264-only classroom is on that tier,
+see :mod:`.feed`). The VP8 top tier is
 encoded whenever the publisher's media flows, watched or not (the recorder attaches to it;
 a joiner gets a forced keyframe); a lower tier only while at least one subscriber is on it.
 The event loop is touched once per encoded frame, to hand the shared packet to every
@@ -27,7 +29,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
-from . import metrics
+from . import h264, metrics
 from .config import RelayConfig
 from .ladder_spec import TierSpec
 from .packets import VIDEO_CLOCK, VIDEO_TIME_BASE, PacketMeta, Timeline, make_packet
@@ -177,13 +179,20 @@ class Rendition:
     """False for the share and stage feeds: ``classroom_subscribers`` counts camera lines."""
 
     def __init__(self, config: RelayConfig, spec: TierSpec | str = "high",
-                 source: VideoSource | None = None, *, top: bool = True) -> None:
+                 source: VideoSource | None = None, *, top: bool = True,
+                 codec: str = "VP8", always_on: bool | None = None) -> None:
         if isinstance(spec, str):
             spec = config.ladder.spec(spec)
+        if codec not in ("VP8", h264.CODEC):
+            raise ValueError(f"no encoder for {codec!r}")
         self.config = config
         self.spec = spec
         self.tier = spec.name
         self.top = top
+        """Sized and rated as the ladder's top tier (capped to the configured maximum)."""
+        self.codec = codec
+        self.always_on = top if always_on is None else always_on
+        """Encoded while media flows even with no sink (the VP8 top tier: the recorder)."""
         self.source = source
         self._loop = asyncio.get_running_loop()
         self._sinks: list[Sink] = []
@@ -215,8 +224,8 @@ class Rendition:
         self.pipeline_seconds = 0.0
         """Sum over encoded frames of arrival -> fan-out (decode, wait, encode, loop hop)."""
         self.pipeline_max = 0.0
-        self._thread = threading.Thread(target=self._work, name=f"relay-video-{self.tier}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._work, name=f"relay-video-{self.tier}-{codec.lower()}", daemon=True)
         self._thread.start()
 
     # ---- sinks (event loop) -----------------------------------------------------------
@@ -239,7 +248,7 @@ class Rendition:
     @property
     def in_use(self) -> bool:
         """Encoded: the top tier always (while media flows), another while watched."""
-        return self.top or bool(self._sinks)
+        return self.always_on or bool(self._sinks)
 
     # ---- input ------------------------------------------------------------------------
     def offer_encoded(self, codec_name: str, data: bytes, ingress: float, source: int,
@@ -273,6 +282,12 @@ class Rendition:
         return rate
 
     def _open_codec(self, width: int, height: int) -> None:
+        if self.codec == h264.CODEC:
+            self._codec = h264.open_encoder(width, height, round(self.spec.fps) or 30,
+                                            self.bitrate_for(width, height),
+                                            self.config.encoder_threads or 1)
+            self._codec_size = (width, height)
+            return
         codec = av.CodecContext.create("libvpx", "w")
         codec.width = width
         codec.height = height
@@ -346,9 +361,12 @@ class Rendition:
             data = self._encode_frame(frame, pts, reason)
         if not data:
             return None
-        keyframe = not data[0] & 1  # VP8 frame tag: bit 0 clear on a keyframe
-        payloads = Vp8Encoder._packetize(data, self._picture_id)
-        self._picture_id = (self._picture_id + 1) % (1 << 15)
+        if self.codec == h264.CODEC:
+            payloads, keyframe = h264.packetize(data)
+        else:
+            keyframe = not data[0] & 1  # VP8 frame tag: bit 0 clear on a keyframe
+            payloads = Vp8Encoder._packetize(data, self._picture_id)
+            self._picture_id = (self._picture_id + 1) % (1 << 15)
         if keyframe:
             self._last_keyframe = now
             self._served = requested
@@ -417,13 +435,22 @@ class Rendition:
         self.pipeline_max = max(self.pipeline_max, pipeline)
 
     # ---- lifetime ----------------------------------------------------------------------
-    async def close(self) -> None:
+    def stop(self) -> None:
+        """Detach every sink and end the encoder thread (it frees the encoder as it ends)."""
         if self._closed:
             return
         self._closed = True
         for track in list(self._sinks):
             self.detach(track)
         self._input.put(None)
+
+    @property
+    def running(self) -> bool:
+        """The encoder thread is alive (False some time after :meth:`stop`)."""
+        return self._thread.is_alive()
+
+    async def close(self) -> None:
+        self.stop()
         deadline = time.monotonic() + 2.0
         while self._thread.is_alive() and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
@@ -433,6 +460,8 @@ class Rendition:
         source = self.source.stats() if self.source is not None else {}
         return {
             "tier": self.tier,
+            "codec": self.codec,
+            "running": self.running,
             "subscribers": len(self._sinks),
             "in_use": self.in_use,
             "size": list(self._codec_size) if self._codec_size else None,

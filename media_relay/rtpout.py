@@ -156,6 +156,8 @@ class RtpStream:
         self.sender = sender
         self.kind = kind
         self._video = kind == "video"
+        self.video_codec = "VP8"
+        """The codec negotiated for this video stream (the feeds pick its rendition by it)."""
         self._on_keyframe_request = on_keyframe_request
         self._on_ready = on_ready
         self._live = True

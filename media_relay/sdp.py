@@ -6,8 +6,9 @@ from typing import Any
 
 from aiortc import RTCIceCandidate, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability
-from aiortc.sdp import candidate_from_sdp
+from aiortc.rtcpeerconnection import is_codec_compatible
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from .config import RelayError
 
@@ -67,6 +68,41 @@ def subscribe_lines(kinds: list[str]) -> list[str]:
         names.append(table[counts[kind]])
         counts[kind] += 1
     return names
+
+
+def subscribe_codecs(sdp: str, kinds: list[str]) -> list[str]:
+    """The codec the relay sends on each m-line of a subscribe offer: Opus for audio; for
+    video VP8 when offered, else H.264 (an old TV box: constrained baseline or baseline,
+    ``packetization-mode=1``, as the H.264 renditions encode). A video line with neither
+    is ``bad_sdp`` with the reason; an offer aiortc cannot parse keeps VP8 (negotiation
+    then says what is wrong)."""
+    default = ["VP8" if kind == "video" else "opus" for kind in kinds]
+    try:
+        media = SessionDescription.parse(sdp).media
+    except Exception:  # noqa: BLE001 - reported by the negotiation that follows
+        return default
+    if [m.kind for m in media] != kinds:
+        return default
+    h264 = [RTCRtpCodecParameters(mimeType=c.mimeType, clockRate=c.clockRate,
+                                  payloadType=0, parameters=dict(c.parameters or {}))
+            for c in RTCRtpSender.getCapabilities("video").codecs
+            if c.mimeType.lower() == "video/h264"]
+    chosen = []
+    for kind, section in zip(kinds, media, strict=True):
+        if kind != "video":
+            chosen.append("opus")
+            continue
+        offered = section.rtp.codecs
+        if any(c.mimeType.lower() == "video/vp8" for c in offered):
+            chosen.append("VP8")
+        elif any(is_codec_compatible(ours, c) for c in offered for ours in h264):
+            chosen.append("H264")
+        else:
+            names = sorted({c.mimeType.split("/")[-1] for c in offered if not is_rtx(c)})
+            raise RelayError(RelayError.BAD_SDP,
+                             "a classroom's video must accept VP8 or H.264 (constrained "
+                             f"baseline, packetization-mode=1); the offer has {names}")
+    return chosen
 
 
 _UPLINK_CODECS = {"video": "vp8", "audio": "opus"}

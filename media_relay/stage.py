@@ -207,7 +207,8 @@ class Stage:
 
     def request_keyframe(self, line: StageVideoLine, reason: str) -> None:
         if self._feed is not None:
-            self._feed.request_keyframe(line.tier, reason)
+            self._feed.request_keyframe(line.tier, reason,
+                                        getattr(line, "video_codec", "VP8"))
 
     def _place(self, line: StageVideoLine, tier: str, reason: str) -> None:
         line.tier = self.feed.move(line, line.tier, self.tier_for(tier), reason, line.restart)

@@ -68,6 +68,8 @@ class Subscriber:
         self.video: PacketTrack | None = None
         self.audio: PacketTrack | None = None
         self.streams: dict[str, RtpStream] = {}
+        self.video_codec = "VP8"
+        """The camera line's codec (``H264`` for a classroom that offered only H.264)."""
         self._encoders: list[PassthroughEncoder] = []
         self.keyframe_requests = 0
         self._closed = False
@@ -80,8 +82,9 @@ class Subscriber:
         self.share_tier: str | None = None
         self._stage_line: StageVideoLine | None = None
 
-    def add_track(self, sender: RTCRtpSender, track: PacketTrack) -> None:
-        """Wire ``track``'s sender; call after addTransceiver, before negotiation."""
+    def add_track(self, sender: RTCRtpSender, track: PacketTrack, codec: str = "VP8") -> None:
+        """Wire ``track``'s sender; call after addTransceiver, before negotiation.
+        ``codec``: what the offer's video accepts (:func:`.sdp.subscribe_codecs`)."""
         encoder = PassthroughEncoder(track.kind)
         sender._RTCRtpSender__encoder = encoder  # type: ignore[attr-defined]
         self._encoders.append(encoder)
@@ -95,13 +98,19 @@ class Subscriber:
             sender._send_keyframe = self._on_keyframe_request  # type: ignore[method-assign]
         if video:
             self.video = track
+            self.video_codec = codec
+            track.video_codec = codec  # type: ignore[attr-defined]  # the feeds read it
+            if track.kind in self.streams:
+                self.streams[track.kind].video_codec = codec
         else:
             self.audio = track
 
     @property
     def rendition(self) -> Any:
         """The rendition this subscriber's video comes from (None: audio-only)."""
-        return self.lesson.renditions.get(self.tier)
+        camera = self.lesson.camera
+        table = camera.h264 if self.video_codec == "H264" else camera.renditions
+        return table.get(self.camera_tier or self.tier)
 
     def _on_keyframe_request(self) -> None:
         self.keyframe_requests += 1
@@ -112,8 +121,7 @@ class Subscriber:
             self._need_keyframe("join")
 
     def _need_keyframe(self, reason: str) -> None:
-        rendition = self.lesson.renditions.get(self.camera_tier) if self.camera_tier \
-            else self.rendition
+        rendition = self.rendition
         if rendition is not None:
             rendition.request_keyframe(reason)
 
@@ -244,7 +252,7 @@ class Subscriber:
         stats: dict = {"peer_id": self.peer_id, "state": self.pc.connectionState,
                        "keyframe_requests": self.keyframe_requests, "tier": self.tier,
                        "tier_reason": self.tier_reason, "switches": self.switches,
-                       "school": self.school,
+                       "school": self.school, "video_codec": self.video_codec,
                        "rate_control": self.controller.stats(time.monotonic())}
         if self.lesson.config.batched_send:
             for kind, stream in self.streams.items():
@@ -273,16 +281,17 @@ class Subscriber:
             return PacketTrack("video", config.video_queue_frames)
         return PacketTrack("audio", config.audio_queue_packets)
 
-    def add_line(self, purpose: str, sender: RTCRtpSender, track: PacketTrack) -> None:
+    def add_line(self, purpose: str, sender: RTCRtpSender, track: PacketTrack,
+                 codec: str = "VP8") -> None:
         """Wire an extra m-line (``share``, ``stage_video``, ``stage_audio``); call after
-        addTransceiver, before negotiation."""
+        addTransceiver, before negotiation. ``codec``: the video line's (VP8 or H264)."""
         config = self.lesson.config
         stage = self.lesson.stage
         if purpose == "share":
             def share_keyframe() -> None:
                 self.keyframe_requests += 1
                 if self.share_tier is not None:
-                    self.lesson.share.request_keyframe(self.share_tier, "pli")
+                    self.lesson.share.request_keyframe(self.share_tier, "pli", codec)
 
             line = OutLine(config, sender, track, on_keyframe_request=share_keyframe,
                            on_ready=share_keyframe, latency=metrics.LATENCY_SHARE)
@@ -290,17 +299,20 @@ class Subscriber:
             def stage_keyframe() -> None:
                 self.keyframe_requests += 1
                 if self._stage_line is not None:
-                    stage.request_keyframe(self._stage_line, "pli")
+                    stage.request_keyframe(self._stage_line, "pli")  # reads its video_codec
 
             line = OutLine(config, sender, track, on_keyframe_request=stage_keyframe,
                            on_ready=stage_keyframe,
                            latency=SampledLatency(metrics.LATENCY_STAGE_VIDEO,
                                                   stage.video_latency))
             self._stage_line = StageVideoLine(stage, line)
+            self._stage_line.video_codec = codec  # type: ignore[attr-defined]
         else:
             line = OutLine(config, sender, track,
                            latency=SampledLatency(metrics.LATENCY_STAGE_AUDIO,
                                                   stage.audio_latency))
+        if track.kind == "video":
+            line.sink.video_codec = codec  # type: ignore[attr-defined]  # the feeds read it
         self.lines[purpose] = line
 
     def budget_changed(self) -> None:
