@@ -235,7 +235,8 @@
     var text = "";
     if (isRoom && st.welcomed && st.lessonState !== "ended") {
       if (st.camera.error && !stream) {
-        text = t("uplink_none");
+        text = t(st.camera.error === "insecure" ? "uplink_insecure"
+          : st.camera.error === "NotAllowedError" ? "uplink_denied" : "uplink_none");
       } else if (up.connected) {
         text = t("uplink_ok");
       } else if (up.mediaTrouble) {
@@ -525,8 +526,8 @@
     if (st.camera.stream || st.camera.pending || st.role !== "classroom" || st.fatal) {
       return;
     }
-    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-      st.camera.error = "getUserMedia";
+    if (!C.secureContext() || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      st.camera.error = C.secureContext() ? "getUserMedia" : "insecure"; // still receives
       render();
       return;
     }

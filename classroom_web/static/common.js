@@ -68,6 +68,13 @@
       preview: "本地预览",
       camera_opening: "正在打开摄像头和麦克风…",
       camera_failed: "无法打开摄像头或麦克风（{reason}）。请检查设备和浏览器权限后刷新页面。",
+      // secure context (https): browsers give cameras only to https pages or this computer's own
+      insecure_page: "需要通过 https 打开本页面才能使用摄像头和麦克风（现在打开的是 {origin}，浏览器只允许 https 网页或本机地址使用摄像头）。请使用服务器给出的 https 链接。",
+      start_no_camera: "摄像头和麦克风没有打开：{reason}。现在开始上课，各课堂看不到也听不到您，您仍能看到和听到各课堂。",
+      start_anyway: "仍然开始上课（只接收）",
+      reason_insecure: "本页面不是通过 https 打开的，浏览器不允许使用摄像头",
+      reason_pending: "还在等待浏览器的摄像头权限，请在浏览器的提示中点“允许”",
+      reason_failed: "浏览器报告 {reason}，请检查设备和浏览器权限",
       publish_connecting: "正在连接媒体服务器…",
       publish_ok: "您的画面和声音正在发送到服务器",
       publish_retry: "媒体连接中断，正在重新连接…",
@@ -99,6 +106,8 @@
       uplink_retry: "本班画面中断，正在重新连接…",
       uplink_ok: "老师能看到本班",
       uplink_none: "没有摄像头或麦克风，老师看不到本班",
+      uplink_insecure: "摄像头未开启：需要通过 https 打开本页面，老师看不到本班。老师的画面和声音照常播放。",
+      uplink_denied: "摄像头未开启：浏览器没有允许本页使用摄像头和麦克风，老师看不到本班。老师的画面和声音照常播放。",
       // two-way lesson (teacher console)
       share_screen: "共享屏幕 / 课件",
       stop_share: "停止共享",
@@ -193,6 +202,12 @@
       preview: "Local preview",
       camera_opening: "Opening camera and microphone…",
       camera_failed: "Cannot open the camera or microphone ({reason}). Check the devices and the browser's permission, then reload.",
+      insecure_page: "This page needs https to use the camera and microphone (it was opened as {origin}; browsers give cameras only to https pages or this computer's own address). Open the https link the server printed.",
+      start_no_camera: "Your camera and microphone are not on: {reason}. If you start now the classrooms will neither see nor hear you; you will still see and hear them.",
+      start_anyway: "Start anyway (receive only)",
+      reason_insecure: "this page was not opened over https, so the browser gives it no camera",
+      reason_pending: "still waiting for the browser's camera permission: press Allow in its prompt",
+      reason_failed: "the browser reported {reason}; check the devices and the browser's permission",
       publish_connecting: "Connecting to the media server…",
       publish_ok: "Your video and sound are reaching the server",
       publish_retry: "Media connection lost, reconnecting…",
@@ -223,6 +238,8 @@
       uplink_retry: "This classroom's picture was interrupted, reconnecting…",
       uplink_ok: "The teacher can see this classroom",
       uplink_none: "No camera or microphone: the teacher cannot see this classroom",
+      uplink_insecure: "Camera off: this page needs https, so the teacher cannot see this classroom. The teacher's video and sound still play.",
+      uplink_denied: "Camera off: the browser did not allow this page the camera and microphone, so the teacher cannot see this classroom. The teacher's video and sound still play.",
       share_screen: "Share screen / slides",
       stop_share: "Stop sharing",
       share_failed: "Cannot share the screen ({reason})",
@@ -947,8 +964,14 @@
     "mute-classroom": true, "remove-classroom": true, "share": true
   };
 
+  /** False on a page browsers give no camera: plain http at another machine's address. */
+  function secureContext() {
+    return window.isSecureContext !== false;
+  }
+
   window.Classroom = {
     lang: lang,
+    secureContext: secureContext,
     params: params,
     strings: STRINGS,
     t: t,

@@ -75,7 +75,8 @@
     uplinks: {}, // peer_id -> {state, audio, video, muted}
     confirmRemove: {}, // peer_id -> time of the first press of remove-classroom
     share: { stream: null, pending: false, sender: null, unsupported: false },
-    publishes: 0
+    publishes: 0,
+    startWarning: false // start pressed with no camera: the notice and start-anyway are shown
   };
   // The grid connection, on the fields C.stopMedia / C.retryMedia use.
   var grid = {
@@ -110,6 +111,9 @@
     if (!st.welcomed) {
       return t(st.lost ? "reconnecting" : "connecting");
     }
+    if (st.cameraError === "insecure") {
+      return t("insecure_page", { origin: window.location.origin });
+    }
     if (st.cameraError) {
       return t("camera_failed", { reason: st.cameraError });
     }
@@ -143,6 +147,7 @@
     $("#lesson-name").textContent = st.lessonTitle || st.lesson;
 
     startButton.disabled = !st.welcomed || state === "live";
+    renderStartWarning(state);
     endButton.disabled = !st.welcomed || state !== "live";
 
     var media = [];
@@ -163,6 +168,47 @@
     renderRoster();
     renderHands();
     renderGrid();
+  }
+
+  /** Why the camera is not on, in words, for the start-without-camera notice. */
+  function cameraReason() {
+    if (st.cameraError === "insecure") {
+      return t("reason_insecure");
+    }
+    if (st.cameraPending) {
+      return t("reason_pending");
+    }
+    return t("reason_failed", { reason: st.cameraError || "?" });
+  }
+
+  function renderStartWarning(state) {
+    if (!startWarningEl) {
+      return; // not built yet
+    }
+    if (state === "live") {
+      st.startWarning = false;
+    }
+    var show = st.startWarning && !st.stream && st.welcomed && state !== "live";
+    startWarningEl.hidden = !show;
+    if (show) {
+      startWarningText.textContent = t("start_no_camera", { reason: cameraReason() });
+    }
+  }
+
+  /** start-lesson with the camera on; without it, first say what is missing (start-anyway). */
+  function requestStart() {
+    if (!st.stream) {
+      st.startWarning = true;
+      render();
+      return;
+    }
+    sendStart();
+  }
+
+  function sendStart() {
+    st.startWarning = false;
+    signal && signal.send({ type: "start-lesson" });
+    render();
   }
 
   function renderRoster() {
@@ -261,9 +307,9 @@
         frameRate: { ideal: 30, max: 30 }
       }
     };
-    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    if (!C.secureContext() || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       st.cameraPending = false;
-      st.cameraError = "getUserMedia";
+      st.cameraError = C.secureContext() ? "getUserMedia" : "insecure";
       render();
       return;
     }
@@ -275,6 +321,9 @@
         preview.srcObject = stream;
         preview.play().catch(function () {});
         startPublish();
+        if (st.startWarning && st.welcomed && st.lessonState !== "live") {
+          sendStart(); // start was pressed while the browser still asked for the camera
+        }
         render();
       },
       function (err) {
@@ -1181,9 +1230,23 @@
 
   /* ------------------------------------------------------------ start */
 
-  startButton.addEventListener("click", function () {
-    signal && signal.send({ type: "start-lesson" });
-  });
+  // The notice shown when start is pressed with no camera (and its start-anyway button).
+  var startWarningEl = document.createElement("div");
+  startWarningEl.className = "status start-warning";
+  startWarningEl.setAttribute("role", "alert");
+  startWarningEl.setAttribute("data-start-warning", "");
+  startWarningEl.hidden = true;
+  var startWarningText = document.createElement("p");
+  var startAnyway = document.createElement("button");
+  startAnyway.type = "button";
+  startAnyway.setAttribute("data-action", "start-anyway");
+  startAnyway.textContent = t("start_anyway");
+  startWarningEl.appendChild(startWarningText);
+  startWarningEl.appendChild(startAnyway);
+  startButton.parentNode.insertAdjacentElement("afterend", startWarningEl);
+
+  startButton.addEventListener("click", requestStart);
+  startAnyway.addEventListener("click", sendStart);
   endButton.addEventListener("click", function () {
     signal && signal.send({ type: "end-lesson" });
   });
@@ -1200,7 +1263,8 @@
       return;
     }
     var action = el.getAttribute("data-action");
-    if (action === "start-lesson" || action === "end-lesson" || action === "share-screen") {
+    if (action === "start-lesson" || action === "end-lesson" || action === "share-screen" ||
+        action === "start-anyway") {
       return; // their own listeners
     }
     onAction(action, el.getAttribute("data-peer-id"), el);

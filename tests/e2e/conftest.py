@@ -77,7 +77,9 @@ class ServerProcess:
     def __init__(self, extra_args: list[str], workdir: Path) -> None:
         self.port = free_port()
         self.secret = "e2e-secret-" + os.urandom(16).hex()
+        self.host = "127.0.0.1"  # --host (tests/e2e/test_https.py binds 0.0.0.0)
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.health_ssl: Any = None  # ssl context for /healthz when the server serves TLS
         self.library = workdir / "library"
         self.log_path = workdir / "server.log"
         self.extra_args = extra_args
@@ -92,7 +94,7 @@ class ServerProcess:
             "signaling.cli",
             "serve",
             "--host",
-            "127.0.0.1",
+            self.host,
             "--port",
             str(self.port),
             "--secret",
@@ -119,7 +121,8 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as resp:
+                with urllib.request.urlopen(self.base_url + "/healthz", timeout=1,
+                                            context=self.health_ssl) as resp:
                     if resp.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
