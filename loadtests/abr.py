@@ -20,6 +20,14 @@ high). Written:
 run: video frames received / frames its tier encoded over the window), the points, and
 the machine's load averages (``loadavg``: the 2 cores are shared, quote them); per point
 also the driver's and the subscriber processes' CPU and how busy the whole machine was.
+
+The H.264 rendition's cost (``--h264-subscribers K``, default 3; 0 skips it): at the end
+of the single-tier run, K more subscribers on high that offer only H.264 (old TV boxes)
+join and the point is measured again. ``h264_extra_cpu`` is that point's relay CPU minus
+the single run's at the largest N (one more encoder, high in H.264, plus K subscribers'
+packets); ``h264_encode_cpu`` subtracts K x the single tier's per-subscriber slope (the
+encoder alone, roughly); ``h264_point`` holds the point, with ``h264_encoded_fps`` and
+``h264_delivered_min``.
 """
 
 from __future__ import annotations
@@ -33,7 +41,12 @@ import time
 
 import aiohttp
 
-from classroom_client.media import EncodedVideoTrack, SyntheticAudioTrack, SyntheticVideoTrack
+from classroom_client.media import (
+    EncodedVideoTrack,
+    SyntheticAudioTrack,
+    SyntheticVideoTrack,
+    receive_codecs,
+)
 
 from . import light_receiver
 from .encoded_source import LoopedEncodedSource
@@ -49,6 +62,8 @@ from .fanout import (
 from .fanout import worker_main as aiortc_worker_main
 
 TIERS = ("high", "mid", "low")
+H264_TAG = "-h264-"
+"""In a subscriber id (``high-h264-c31``): that subscriber offers only H.264."""
 
 
 def loadavg() -> list[float]:
@@ -111,6 +126,10 @@ async def light_worker_main() -> None:
 
     async def add(session: aiohttp.ClientSession, url: str, ids: list[str]) -> int:
         batch = [light_receiver.LightPeer(new_pc(), ("video", "audio")) for _ in ids]
+        for peer_id, peer in zip(ids, batch, strict=True):
+            if H264_TAG in peer_id:  # an old TV box: no VP8 in its offer
+                video = next(t for t in peer.pc.getTransceivers() if t.kind == "video")
+                video.setCodecPreferences(receive_codecs("h264"))
         await asyncio.gather(*(negotiate(session, url, "/subscribe", peer_id, peer.pc)
                                for peer_id, peer in zip(ids, batch, strict=True)))
         for peer in batch:
@@ -126,7 +145,9 @@ async def light_worker_main() -> None:
 
 async def run(label: str, tiers: tuple[str, ...], sweep: tuple[int, ...], warmup: float,
               window: float, client_procs: int, log, teacher_kind: str = "looped",
-              receivers: str = "light") -> list[dict]:
+              receivers: str = "light", h264: int = 0) -> list[dict]:
+    """The points of one run; with ``h264`` > 0 a last point (``run`` = label + ``+h264``)
+    after that many H.264-only subscribers on high joined the largest N."""
     relay = RelayProcess("pinned")
     await relay.start()
     workers = [LightWorker() if receivers == "light" else Worker()
@@ -160,7 +181,26 @@ async def run(label: str, tiers: tuple[str, ...], sweep: tuple[int, ...], warmup
         lesson = s.get("lessons", {}).get("bench") or {}
         out = {r["tier"]: r["frames_encoded"] for r in lesson.get("renditions", [])}
         out["source"] = max((r["frames_in"] for r in lesson.get("renditions", [])), default=0)
+        for r in (lesson.get("h264") or {}).get("renditions", []):
+            out[f"h264:{r['tier']}"] = r["frames_encoded"]
         return out
+
+    async def add(target: int, prefix: str = "") -> None:
+        """Add subscribers until there are ``target``, 5 per worker call, tiers round-robin
+        (``prefix`` after the tier: ``-h264-`` for H.264-only ones)."""
+        nonlocal total
+        while total < target:
+            calls = []
+            for index, worker in enumerate(workers):
+                n = min(5, target - total)
+                if n <= 0:
+                    break
+                batch = [f"{tiers[(total + i) % len(tiers)]}{prefix or '-'}c{total + i}"
+                         for i in range(n)]
+                ids[index].extend(batch)
+                total += n
+                calls.append(worker.call({"cmd": "add", "url": relay.url, "ids": batch}))
+            await asyncio.gather(*calls)
 
     try:
         async with aiohttp.ClientSession() as session:
@@ -174,20 +214,11 @@ async def run(label: str, tiers: tuple[str, ...], sweep: tuple[int, ...], warmup
                 return publisher.connectionState == "connected"
 
             await wait_until(published, 20, "publisher connected")
-            for target in sweep:
-                while total < target:
-                    calls = []
-                    for index, worker in enumerate(workers):
-                        n = min(5, target - total)
-                        if n <= 0:
-                            break
-                        batch = [f"{tiers[(total + i) % len(tiers)]}-c{total + i}"
-                                 for i in range(n)]
-                        ids[index].extend(batch)
-                        total += n
-                        calls.append(worker.call({"cmd": "add", "url": relay.url,
-                                                  "ids": batch}))
-                    await asyncio.gather(*calls)
+            steps = [(target, label, "") for target in sweep]
+            if h264 > 0:
+                steps.append((sweep[-1] + h264, label + "+h264", H264_TAG))
+            for target, point_label, prefix in steps:
+                await add(target, prefix)
                 try:
                     await wait_until(all_receiving, 30, "every subscriber receiving")
                 except RuntimeError:
@@ -205,18 +236,21 @@ async def run(label: str, tiers: tuple[str, ...], sweep: tuple[int, ...], warmup
                 got1, s1 = await counts(), await stats(session)
                 enc1 = encoded(s1)
                 ratios = {}
+                h264_ratios = {}
                 for name, (v1, _) in got1.items():
                     tier = name.split("-", 1)[0]
-                    sent = max(1, enc1.get(tier, 0) - enc0.get(tier, 0))
-                    ratios[name] = (v1 - got0.get(name, (0, 0))[0]) / sent
+                    key = f"h264:{tier}" if H264_TAG in name else tier
+                    sent = max(1, enc1.get(key, 0) - enc0.get(key, 0))
+                    ratio = (v1 - got0.get(name, (0, 0))[0]) / sent
+                    (h264_ratios if H264_TAG in name else ratios)[name] = ratio
                 lesson = s1.get("lessons", {}).get("bench") or {}
                 point = {
-                    "run": label, "subscribers": target,
+                    "run": point_label, "subscribers": target,
                     "cpu": round((cpu1 - cpu0) / (t1 - t0), 4),
                     "rss_mb": round(relay.rss_mb(), 1),
                     "tiers_in_use": lesson.get("tiers_in_use"),
                     "encoded_fps": {t: round((enc1.get(t, 0) - enc0.get(t, 0)) / (t1 - t0), 1)
-                                    for t in enc1 if t != "source"},
+                                    for t in enc1 if t != "source" and ":" not in t},
                     "source_fps": round((enc1["source"] - enc0.get("source", 0)) / (t1 - t0), 1),
                     "delivered_min": round(min(ratios.values()), 3) if ratios else None,
                     "loadavg": [load0, load1],
@@ -227,6 +261,16 @@ async def run(label: str, tiers: tuple[str, ...], sweep: tuple[int, ...], warmup
                     "machine_busy": round((busy1[0] - busy0[0])
                                           / max(1, busy1[1] - busy0[1]), 3),
                 }
+                if prefix:
+                    h264_stats = lesson.get("h264") or {}
+                    point["h264_tiers"] = h264_stats.get("tiers")
+                    point["h264_encoded_fps"] = {
+                        t[5:]: round((enc1.get(t, 0) - enc0.get(t, 0)) / (t1 - t0), 1)
+                        for t in enc1 if t.startswith("h264:")}
+                    point["h264_encode_ms_avg"] = {
+                        r["tier"]: r["encode_ms_avg"] for r in h264_stats.get("renditions", [])}
+                    point["h264_delivered_min"] = (round(min(h264_ratios.values()), 3)
+                                                   if h264_ratios else None)
                 # CPU-s/s spent outside this benchmark (another job on the shared machine)
                 point["other_cpu"] = round(
                     point["machine_busy"] * (os.cpu_count() or 1) - point["cpu"]
@@ -264,8 +308,11 @@ async def main_async(args: argparse.Namespace) -> dict:
     load_start = loadavg()
     ladder = await run("ladder", TIERS, sweep, args.warmup, args.window, args.clients, log,
                        args.teacher, args.receivers)
-    single = await run("single", ("high",), sweep, args.warmup, args.window, args.clients, log,
-                       args.teacher, args.receivers)
+    runs = await run("single", ("high",), sweep, args.warmup, args.window, args.clients, log,
+                     args.teacher, args.receivers,
+                     h264=args.h264_subscribers if args.receivers == "light" else 0)
+    single = [p for p in runs if p["run"] == "single"]
+    h264_point = next((p for p in runs if p["run"] == "single+h264"), None)
     delivered = [p["delivered_min"] for p in ladder + single if p["delivered_min"] is not None]
     ladder_slope, single_slope = slope(ladder), slope(single)
     busiest = max(p["machine_busy"] for p in ladder + single)
@@ -293,7 +340,20 @@ async def main_async(args: argparse.Namespace) -> dict:
         },
         "loadavg": {"start": load_start, "end": loadavg()},
         "cores": os.cpu_count(),
+        **h264_cost(single, h264_point, args.h264_subscribers, single_slope),
     }
+
+
+def h264_cost(single: list[dict], point: dict | None, count: int,
+              single_slope: float | None) -> dict:
+    """The H.264 rendition's fields: its point against the single run's largest N."""
+    if point is None:
+        return {"h264_subscribers": 0, "h264_extra_cpu": None, "h264_encode_cpu": None,
+                "h264_point": None}
+    extra = round(point["cpu"] - single[-1]["cpu"], 4)
+    encode = round(extra - count * single_slope, 4) if single_slope is not None else None
+    return {"h264_subscribers": count, "h264_extra_cpu": extra, "h264_encode_cpu": encode,
+            "h264_point": point}
 
 
 def main() -> None:
@@ -306,6 +366,8 @@ def main() -> None:
                         help="how the 720p source is encoded (default: once, replayed)")
     parser.add_argument("--receivers", choices=("light", "aiortc"), default="light",
                         help="subscriber receivers (default: counted at the socket)")
+    parser.add_argument("--h264-subscribers", type=int, default=3,
+                        help="H.264-only subscribers added on high at the end (0: none)")
     parser.add_argument("--json", help="write the result here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
