@@ -21,6 +21,7 @@ from .links import (
     page_link,
 )
 from .tls import CertReloader, TlsError, load_context
+from .turn import settings_from_args
 
 DEMO_LESSON = "demo"
 SECRET_FILE = ".secret"
@@ -79,6 +80,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--secret", default=None, help="HS256 key (or CLASSROOM_SECRET)")
     serve.add_argument("--ice-server", action="append", default=[], metavar="URL",
                        help="stun:host:port or turn:user:pass@host:port (repeatable)")
+    serve.add_argument("--turn-url", action="append", default=[], metavar="URL",
+                       help="coturn for blocked networks, e.g. turn:HOST:3478?transport=udp, "
+                            "turn:HOST:3478?transport=tcp, turns:HOST:443?transport=tcp "
+                            "(repeatable); each peer gets time-limited credentials")
+    serve.add_argument("--turn-secret", default=None, metavar="S",
+                       help="coturn's static-auth-secret (or CLASSROOM_TURN_SECRET; never "
+                            "sent to browsers or logged)")
+    serve.add_argument("--turn-ttl", type=int, default=None, metavar="SECONDS",
+                       help="lifetime of the TURN credentials in each welcome (default 12 h)")
     serve.add_argument("--video-bitrate", type=int, default=1_000_000)
     serve.add_argument("--public-url", default=os.environ.get("CLASSROOM_PUBLIC_URL"),
                        help="base URL of the printed links, e.g. the TLS proxy's "
@@ -193,6 +203,8 @@ def serve(args: argparse.Namespace) -> int:
     library.mkdir(parents=True, exist_ok=True)
     try:
         ice = [parse_ice_server(u) for u in args.ice_server]
+        turn = settings_from_args(args.turn_url, args.turn_secret, args.turn_ttl,
+                                  os.environ.get("CLASSROOM_TURN_SECRET"))
     except ValueError as exc:
         print(f"classroom: {exc}", file=sys.stderr)
         return 2
@@ -204,6 +216,7 @@ def serve(args: argparse.Namespace) -> int:
             redis_url=args.redis_url,
             library=library,
             ice_servers=ice,
+            turn=turn,
             video_bitrate=args.video_bitrate,
             **_recording_options(args),
         )

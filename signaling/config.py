@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .turn import TurnSettings
+
 
 def _env_recording() -> bool:
     return os.environ.get("CLASSROOM_RECORDING", "1").strip().lower() not in (
@@ -41,6 +43,7 @@ class Config:
     redis_url: str | None = None  # None: in-process memory store
     library: Path = field(default_factory=lambda: Path.cwd() / "library")
     ice_servers: list[dict] = field(default_factory=list)  # no public STUN by default
+    turn: TurnSettings | None = None  # --turn-url/--turn-secret: per-peer credentials
     presence_ttl: float = 30.0  # seconds a peer stays in the roster without a refresh
     hello_timeout: float = 10.0  # seconds a socket may stay silent before `hello`
     messages_per_second: float = 20.0

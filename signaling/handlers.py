@@ -22,6 +22,7 @@ from .errors import ClassroomError, ErrorCode
 from .protocol import MAX_MESSAGE_BYTES, Message, check_role, parse_frame
 from .ratelimit import TokenBucket
 from .store import PresenceRecord, StoreUnavailable
+from .turn import ice_servers_for
 
 if TYPE_CHECKING:
     from .app import Node
@@ -220,7 +221,7 @@ class Session:
                 "lesson_info": lesson.to_json(),
                 "roster": await hub.roster(lesson_id),
                 "server_time": time.time(),
-                "ice_servers": cfg.ice_servers,
+                "ice_servers": ice_servers_for(cfg.ice_servers, cfg.turn, self.peer_id),
                 "media": {"publisher": self.node.relay_has_publisher(lesson_id)},
                 "limits": {
                     "max_message_bytes": MAX_MESSAGE_BYTES,
