@@ -1,11 +1,16 @@
 """Signed tokens (JWT) and the roles of DESIGN.md.
 
-A token names one lesson (or ``*`` for admin/ops) and one role. Tokens always expire;
-the secret never appears in logs. Verification failures become :class:`ClassroomError`.
+A token names one lesson (or ``*`` for admin/ops) and one role. Tokens always expire, and
+the lifetime is bounded where it counts, at verification: numeric ``exp``/``iat``,
+``exp - iat`` and ``exp - now`` at most :data:`MAX_TTL_SECONDS`. A session token
+(:func:`mint_session_token`) renews an open page's identity; its chain never outlives
+``auth_time + MAX_TTL_SECONDS``. The secret never appears in logs. Verification failures
+become :class:`ClassroomError`.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 import uuid
@@ -47,6 +52,8 @@ class Claims:
     iat: int
     cap_kbps: int | None = None
     """Optional: the school's bandwidth cap for this lesson (kbit/s), from a classroom token."""
+    auth_time: int = 0
+    """When the admin's original token was issued (session tokens carry it on; 0: = iat)."""
 
     def may_access(self, lesson_id: str) -> bool:
         return self.lesson == lesson_id or (self.role.all_lessons and self.lesson == ANY_LESSON)
@@ -67,6 +74,7 @@ def mint_token(
     sub: str | None = None,
     now: float | None = None,
     cap_kbps: int | None = None,
+    auth_time: int | None = None,
 ) -> str:
     """Return a signed token; raises ValueError on an impossible combination."""
     role = Role(role)
@@ -90,25 +98,69 @@ def mint_token(
         if not isinstance(cap_kbps, int) or isinstance(cap_kbps, bool) or cap_kbps <= 0:
             raise ValueError("cap_kbps must be a positive integer")
         payload["cap_kbps"] = cap_kbps
+    if auth_time is not None:
+        payload["auth_time"] = int(auth_time)
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
-def verify_token(secret: str, token: object, *, leeway: float = 5.0) -> Claims:
-    """Decode and check a token; every failure is a ClassroomError with a precise code."""
-    if not isinstance(token, str) or not token or len(token) > 4096:
+def mint_session_token(secret: str, claims: Claims, ttl: int,
+                       now: float | None = None) -> tuple[str, int] | None:
+    """A fresh short-lived token for the same identity (sub, role, lesson, school, name,
+    cap), for an open page to renew itself with; ``(token, exp)``, or None once the chain
+    reached ``auth_time + MAX_TTL_SECONDS`` (a new link from an admin is needed then)."""
+    issued = int(now if now is not None else time.time())
+    origin = claims.auth_time or claims.iat
+    ttl = min(ttl, origin + MAX_TTL_SECONDS - issued)
+    if ttl <= 0:
+        return None
+    token = mint_token(secret, role=claims.role, lesson=claims.lesson, school=claims.school,
+                       name=claims.name, ttl=ttl, sub=claims.sub, now=issued,
+                       cap_kbps=claims.cap_kbps, auth_time=origin)
+    return token, issued + ttl
+
+
+def _numeric_date(data: dict[str, Any], name: str) -> float:
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+            value):
+        raise ClassroomError(ErrorCode.INVALID_TOKEN, f"token '{name}' must be a number")
+    return value
+
+
+def verify_token(secret: str, token: object, *, leeway: float = 5.0,
+                 now: float | None = None) -> Claims:
+    """Decode and check a token; every failure is a ClassroomError with a precise code.
+
+    The times are checked here rather than by PyJWT, so that a string, a float out of
+    range or a lifetime over the maximum is refused the same way: invalid_token."""
+    if (not isinstance(token, str) or not token or len(token) > 4096
+            or not token.isascii()):
         raise ClassroomError(ErrorCode.INVALID_TOKEN, "token missing or malformed")
     try:
         data = jwt.decode(
             token,
             secret,
             algorithms=[ALGORITHM],
-            leeway=leeway,
-            options={"require": ["exp", "iat", "sub", "role", "lesson"]},
+            options={"require": ["exp", "iat", "sub", "role", "lesson"],
+                     "verify_exp": False, "verify_iat": False, "verify_nbf": False},
         )
-    except jwt.ExpiredSignatureError:
-        raise ClassroomError(ErrorCode.TOKEN_EXPIRED, "token has expired") from None
     except jwt.PyJWTError as exc:
         raise ClassroomError(ErrorCode.INVALID_TOKEN, f"token rejected: {exc}") from None
+    now = time.time() if now is None else now
+    exp, iat = _numeric_date(data, "exp"), _numeric_date(data, "iat")
+    if iat > now + leeway:
+        raise ClassroomError(ErrorCode.INVALID_TOKEN, "token issued in the future")
+    if exp - iat > MAX_TTL_SECONDS + leeway or exp > now + MAX_TTL_SECONDS + leeway:
+        raise ClassroomError(ErrorCode.INVALID_TOKEN,
+                             f"token lifetime over {MAX_TTL_SECONDS // 86400} days")
+    if exp <= now - leeway:
+        raise ClassroomError(ErrorCode.TOKEN_EXPIRED, "token has expired")
+    auth_time = data.get("auth_time", iat)
+    if (isinstance(auth_time, bool) or not isinstance(auth_time, (int, float))
+            or not iat - MAX_TTL_SECONDS <= auth_time <= iat):
+        raise ClassroomError(ErrorCode.INVALID_TOKEN, "token 'auth_time' out of range")
+    if exp > auth_time + MAX_TTL_SECONDS + leeway:
+        raise ClassroomError(ErrorCode.INVALID_TOKEN, "token chain over its maximum lifetime")
     try:
         role = Role(data["role"])
     except ValueError:
@@ -128,6 +180,7 @@ def verify_token(secret: str, token: object, *, leeway: float = 5.0) -> Claims:
         lesson=lesson,
         school=str(data.get("school") or ""),
         name=str(data.get("name") or ""),
-        exp=int(data["exp"]),
-        iat=int(data["iat"]),
+        exp=int(exp),
+        iat=int(iat),
+        auth_time=int(auth_time),
     )

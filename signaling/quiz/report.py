@@ -2,7 +2,10 @@
 
 Pure: ``build_report(lesson, rounds, answers)`` -> JSON-able dict; ``report_csv`` -> text.
 Which answers go in is the caller's choice (a classroom sees only its own, a student only
-theirs); everything here is computed from what it is given.
+theirs); everything here is computed from what it is given. ``learner_report`` is the one
+a classroom or a student gets: their own answers, and the key and judgement only of the
+rounds the teacher revealed (a test's key must not leak while it is open). No report
+ranks pupils: lists are sorted by school and name.
 """
 
 from __future__ import annotations
@@ -143,10 +146,7 @@ def build_report(lesson: str, rounds: list[dict[str, Any]],
                    "answers": total["answers"], "judged": total["judged"],
                    "correct": total["correct"], "accuracy": total["accuracy"],
                    "classrooms": len(classrooms), "students": len(students)},
-        "rounds": [{"round_id": r["round_id"], "mode": r["mode"], "title": r.get("title", ""),
-                    "opened_at": r["opened_at"], "closes_at": r.get("closes_at"),
-                    "closed_at": r.get("closed_at"), "revealed_at": r.get("revealed_at"),
-                    "questions": len(r["questions"])} for r in rounds],
+        "rounds": [_round_meta(r) for r in rounds],
         "questions": questions_out,
         "classrooms": sorted((_finish(c) for c in classrooms.values()),
                              key=lambda c: (c["school"], c["name"])),
@@ -163,6 +163,38 @@ def build_report(lesson: str, rounds: list[dict[str, Any]],
                          "buckets": _bucket_counts(all_times)},
         "answers": rows,
     }
+
+
+def _round_meta(r: dict[str, Any]) -> dict[str, Any]:
+    return {"round_id": r["round_id"], "mode": r["mode"], "title": r.get("title", ""),
+            "opened_at": r["opened_at"], "closes_at": r.get("closes_at"),
+            "closed_at": r.get("closed_at"), "revealed_at": r.get("revealed_at"),
+            "questions": len(r["questions"])}
+
+
+def learner_report(lesson: str, rounds: list[dict[str, Any]],
+                   answers: dict[str, list[dict[str, Any]]], *, scope: str) -> dict[str, Any]:
+    """A classroom's or a student's report (``answers`` already only theirs): everything
+    judged comes from revealed rounds; answers to unrevealed rounds are listed as given,
+    with ``correct``/``judged``/``score`` null, and no question of them carries its key."""
+    revealed = [r for r in rounds if r.get("revealed_at") is not None]
+    report = build_report(lesson, revealed, answers, scope=scope)
+    report["rounds"] = [_round_meta(r) for r in rounds]
+    report["totals"]["rounds"] = len(rounds)
+    for rnd in rounds:
+        if rnd.get("revealed_at") is not None:
+            continue
+        for a in sorted(answers.get(rnd["round_id"], []), key=lambda a: a["received_at"]):
+            report["answers"].append({
+                "round_id": rnd["round_id"], "mode": rnd["mode"],
+                "question_id": a["question_id"], "kind": a["kind"], "id": a["sub"],
+                "name": a.get("name") or a["sub"], "school": a.get("school", ""),
+                "answer": a.get("value"), "tally": a.get("tally"), "correct": None,
+                "judged": None, "score": None, "points": None,
+                "answer_time_s": round(a["elapsed"], 3), "received_at": a["received_at"],
+                "answer_id": a["answer_id"],
+            })
+    return report
 
 
 CSV_FIELDS = ("round_id", "mode", "question_id", "kind", "id", "name", "school", "answer",

@@ -454,6 +454,8 @@ async def test_report_contents_roles_and_csv(server, clients):
     assert rep["most_missed"][0]["question_id"] in ("q2", "q4")
     assert sum(b["count"] for b in rep["answer_times"]["buckets"]) == 7
 
+    # a classroom's or student's report judges revealed rounds only (the key stays hidden)
+    await teacher.request({"type": "reveal"}, "quiz-reveal")
     own = await report(server, "classroom", sub="room-b")
     assert own["scope"] == "classroom" and own["totals"]["answers"] == 1
     assert [c["id"] for c in own["classrooms"]] == ["room-b"] and own["students"] == []
