@@ -152,3 +152,43 @@ async def test_h264_answer_is_accepted_by_an_h264_only_peer(make_relay):
     assert "H264/90000" in answer and "VP8" not in answer
     assert "packetization-mode=1" in answer and "42e01f" in answer
     await pc.close()
+
+
+async def test_h264_share_line_and_camera_line(make_relay):
+    """The teacher's share follows the same rule: an H.264 classroom gets it in H.264 from
+    an H.264 share rendition that runs only while it is there."""
+    from classroom_client.media import FrameCounter
+
+    from .peers import new_pc
+    from .test_share import publish_with_share
+
+    relay = make_relay(rate_control=False)
+    teacher = await publish_with_share(relay, "H2", "teacher/publish")
+    pc = new_pc(max_bundle=True)
+    lines = {}
+    for purpose in ("camera", "share", "audio"):
+        t = pc.addTransceiver("audio" if purpose == "audio" else "video", direction="recvonly")
+        if purpose != "audio":
+            t.setCodecPreferences(receive_codecs("h264"))
+        lines[purpose] = t
+    await pc.setLocalDescription(await pc.createOffer())
+    answer = await relay.subscribe("H2", "tv/subscribe", pc.localDescription.sdp)
+    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    counters = {p: FrameCounter(t.receiver.track) for p, t in lines.items()}
+    lesson = lambda: relay.stats()["lessons"]["H2"]  # noqa: E731
+    await eventually(lambda: counters["share"].frames >= 5 and counters["camera"].frames >= 10,
+                     15)
+    assert counters["share"].size == (448, 252) and counters["camera"].size == (640, 360)
+    stats = lesson()["subscribers"]["tv/subscribe"]
+    assert (stats["share_tier"], stats["camera_tier"]) == ("high", "mid")
+    assert [(r["tier"], r["codec"]) for r in lesson()["share"]["renditions"]] == [
+        ("high", "H264")]
+    assert lesson()["h264"]["tiers"] == ["mid"]
+    for counter in counters.values():
+        await counter.stop()
+    await pc.close()
+    await relay.remove_peer("tv/subscribe")  # the signaling does this when it leaves
+    assert "tv/subscribe" not in lesson()["subscribers"]
+    assert lesson()["h264"]["tiers"] == [] and lesson()["share"]["renditions"] == []
+    await eventually(lambda: not h264_threads(), 5)
+    await teacher.close()
