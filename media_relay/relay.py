@@ -16,6 +16,7 @@ from .grid import Grid
 from .lesson import RelayLesson
 from .mdns import HiddenCandidates
 from .node_load import NodeLoad
+from .offer_check import check_candidate, check_offer
 from .publisher import Publisher
 from .sdp import (
     cap_bandwidth,
@@ -59,6 +60,15 @@ def _check_arg(name: str, value: Any) -> None:
         _check_id(name, value)
     except ValueError as exc:
         raise RelayError(RelayError.BAD_REQUEST, str(exc)) from None
+
+
+async def _close_quietly(peer: Peer) -> None:
+    """Close a peer; never raise. aiortc's ``close`` raises on a connection whose answer
+    failed half-way (no transport yet), and cleanup must still finish."""
+    try:
+        await peer.close()
+    except Exception as exc:  # noqa: BLE001 - logged, the peer is gone either way
+        logger.warning("closing peer %s failed: %r", peer.peer_id, exc)
 
 
 class Relay:
@@ -121,6 +131,7 @@ class Relay:
     async def publish(self, lesson_id: str, peer_id: str, offer_sdp: str) -> str:
         """Answer the teacher's offer (video + audio). Replaces the lesson's publisher."""
         kinds = check_publish_offer(offer_sdp, self.config.max_sdp_bytes)
+        check_offer(offer_sdp)
         self._check_open(lesson_id, peer_id)
         await self._drop_peer(peer_id, replaced=True)
         lesson = self._lesson(lesson_id)
@@ -147,6 +158,7 @@ class Relay:
         ``school`` puts the subscriber under that school's cap (:meth:`set_cap`)."""
         kinds = check_subscribe_offer(offer_sdp, self.config.max_sdp_bytes)
         line_codecs = subscribe_codecs(offer_sdp, kinds)  # VP8, or H.264 for an old TV box
+        check_offer(offer_sdp)
         self._check_open(lesson_id, peer_id)
         await self._drop_peer(peer_id, replaced=True)
         lesson = self._lesson(lesson_id)
@@ -185,6 +197,7 @@ class Relay:
         ``uplink_over_factor`` x that for ``uplink_over_seconds``, it is reported
         (``on_uplink_violation``) and its video is not forwarded until back under the cap."""
         kinds = check_uplink_offer(offer_sdp, self.config.max_sdp_bytes)
+        check_offer(offer_sdp)
         self._check_open(lesson_id, peer_id)
         await self._drop_peer(peer_id, replaced=True)
         lesson = self._lesson(lesson_id)
@@ -217,6 +230,7 @@ class Relay:
         ``grid_slots_max``) + at most 1 audio (the classroom on stage)."""
         kinds = check_grid_offer(offer_sdp, self.config.max_sdp_bytes,
                                  self.config.grid_slots_max)
+        check_offer(offer_sdp)
         self._check_open(lesson_id, peer_id)
         await self._drop_peer(peer_id, replaced=True)
         lesson = self._lesson(lesson_id)
@@ -403,6 +417,7 @@ class Relay:
 
         Candidates for unknown peers are ignored.
         """
+        check_candidate(candidate)
         parsed = parse_candidate(candidate)
         peer = self._peers.get(peer_id)
         if peer is None:
@@ -541,7 +556,7 @@ class Relay:
         if self._peers.get(peer.peer_id) is not peer or peer.lesson.closed:
             if self._peers.get(peer.peer_id) is peer:
                 self._unregister(peer.peer_id)
-            self._spawn(peer.close())
+            self._spawn(_close_quietly(peer))
             raise RelayError(RelayError.MEDIA_FAILED, "peer was removed during negotiation")
 
     # ---- peers -------------------------------------------------------------------------
@@ -590,7 +605,7 @@ class Relay:
         peer = self._peers.get(peer_id)
         if peer is None or (only is not None and peer is not only):
             if only is not None:  # no longer registered (replaced meanwhile): still close it
-                await only.close()
+                await _close_quietly(only)
                 await self._close_if_empty(only.lesson)
             return
         self._unregister(peer_id)
@@ -607,7 +622,7 @@ class Relay:
         elif lesson.subscribers.get(peer_id) is peer:
             del lesson.subscribers[peer_id]
             self._apply_caps(lesson, peer.school)
-        await peer.close()
+        await _close_quietly(peer)
         await self._close_if_empty(lesson)
 
     async def _close_if_empty(self, lesson: RelayLesson) -> None:

@@ -5,6 +5,7 @@ timeout, PLIs through the receiver, and one lifetime (taps, watch task, connecti
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,8 @@ from aiortc import RTCPeerConnection, RTCRtpReceiver
 from prometheus_client import Gauge
 
 from .ingress import TapQueue, install_tap
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .lesson import RelayLesson
@@ -95,7 +98,10 @@ class TappedPeer:
             tap.detach()
         for task in self._tasks:
             task.cancel()
-        await self.pc.close()
+        try:
+            await self.pc.close()
+        except Exception as exc:  # noqa: BLE001 - aiortc raises on a half-negotiated pc
+            logger.warning("closing %s %s failed: %r", self.watch_name, self.peer_id, exc)
         for task in self._tasks:
             try:
                 await task

@@ -36,6 +36,7 @@ from aiohttp import web
 from signaling.auth import Claims, Role, verify_token
 from signaling.errors import ClassroomError, ErrorCode
 
+from signaling.protocol import decode_json
 from .catalog import EDITABLE, valid_id
 from .packager import REPLAY_DIR
 
@@ -157,7 +158,7 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
         if not may_edit(claims, record):
             raise ClassroomError(ErrorCode.FORBIDDEN, "only its teacher or an admin may edit")
         try:
-            body = await request.json()
+            body = await request.json(loads=decode_json)
         except (ValueError, UnicodeDecodeError):
             raise ClassroomError(ErrorCode.BAD_JSON, "body is not valid JSON") from None
         if not isinstance(body, dict) or not body:
@@ -200,7 +201,7 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
         ttl = feature.config.link_ttl
         if request.can_read_body:
             try:
-                body = await request.json()
+                body = await request.json(loads=decode_json)
             except (ValueError, UnicodeDecodeError):
                 raise ClassroomError(ErrorCode.BAD_JSON, "body is not valid JSON") from None
             ttl = body.get("ttl", ttl) if isinstance(body, dict) else ttl

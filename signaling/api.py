@@ -12,6 +12,7 @@ from aiohttp import web
 from .auth import DEFAULT_TTL_SECONDS, Claims, Role, mint_token, verify_token
 from .errors import ClassroomError, ErrorCode
 from .store import LessonRecord
+from .protocol import decode_json
 
 if TYPE_CHECKING:
     from .app import Node
@@ -34,7 +35,7 @@ def _require(claims: Claims, *roles: Role) -> None:
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json()
+        body = await request.json(loads=decode_json)
     except (ValueError, UnicodeDecodeError):
         raise ClassroomError(ErrorCode.BAD_JSON, "body is not valid JSON") from None
     if not isinstance(body, dict):

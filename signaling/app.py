@@ -20,8 +20,9 @@ from .forwarded import ForwardedHeaders, parse_networks
 from .handlers import Session, session_peer_id
 from .lessons import LessonHub
 from .loop_lag import LOOP_LAG, watch_loop_lag
-from .protocol import MAX_MESSAGE_BYTES, SCHEMAS, MessageSpec
+from .protocol import SCHEMAS, MessageSpec
 from .store import open_store
+from .ws_limits import LimitedWebSocket
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -164,9 +165,7 @@ class Node:
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE_KEY]
-    ws = web.WebSocketResponse(
-        heartbeat=node.config.ws_heartbeat, max_msg_size=MAX_MESSAGE_BYTES + 1024
-    )
+    ws = LimitedWebSocket(heartbeat=node.config.ws_heartbeat)
     await ws.prepare(request)
     session = Session(node, ws, remote=request.remote)
     node.sessions.add(session)

@@ -133,6 +133,10 @@ class Session:
             if err.code in _FATAL:
                 await self.ws.close(
                     code=WSCloseCode.POLICY_VIOLATION, message=err.code.value.encode()
+            if err.code == ErrorCode.TOO_LARGE:  # the ws (LimitedWebSocket) says too_large
+                metrics.ERRORS.labels(code=err.code.value).inc()
+                await self.ws.close(code=WSCloseCode.MESSAGE_TOO_BIG)
+                return False
                 )
                 return False
         except StoreUnavailable:

@@ -23,7 +23,7 @@ from prometheus_client import Counter, Histogram
 from signaling import api as core_api
 from signaling.auth import Claims, Role
 from signaling.errors import ClassroomError, ErrorCode
-from signaling.protocol import FieldSpec, Message, MessageSpec
+from signaling.protocol import FieldSpec, Message, MessageSpec, decode_json
 from signaling.store import StoreUnavailable
 
 from . import questions as qmod
@@ -566,7 +566,7 @@ class QuizFeature:
             if claims.role not in (Role.TEACHER, Role.ADMIN):
                 raise _err(ErrorCode.FORBIDDEN, f"role {claims.role.value} may not edit the set")
             try:
-                body = await request.json()
+                body = await request.json(loads=decode_json)
             except (ValueError, UnicodeDecodeError):
                 raise _err(ErrorCode.QUIZ_SET_INVALID, "the question set is not JSON") from None
             try:

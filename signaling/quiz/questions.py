@@ -39,6 +39,7 @@ MAX_ACCEPTED = 20
 MAX_ANSWER_TEXT = 200  # a fill-in answer as typed
 MAX_POINTS = 100.0
 MAX_TITLE = 200
+MAX_INT = 2**53 - 1  # integers a browser holds exactly (as signaling/protocol.py)
 QUESTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 _COMMON = {"id", "type", "text", "points", "explanation", "image"}
@@ -65,8 +66,10 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    """A finite int or float; an int too large for a float (10**400) is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) <= MAX_INT if isinstance(value, int) else math.isfinite(value)
 
 
 def _text(q: dict[str, Any], name: str, path: str, max_len: int, required: bool = True

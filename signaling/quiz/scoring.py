@@ -67,7 +67,10 @@ def parse_number(value: Any) -> float:
     if isinstance(value, bool):
         raise AnswerError("answer_invalid", "a number is expected")
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range (10**400)
+            raise AnswerError("answer_invalid", "the number must be finite") from None
     elif isinstance(value, str):
         if len(value) > 64:
             raise AnswerError("answer_too_long", "a number of at most 64 characters")
@@ -127,8 +130,11 @@ def normalize_tally(question: dict[str, Any], tally: Any) -> dict[str, int]:
     n = option_count(question)
     out: dict[str, int] = {}
     for key, count in tally.items():
-        if not isinstance(key, str) or not key.isdigit() or not 0 <= int(key) < n:
-            raise AnswerError("answer_invalid", f"tally option {key!r} is out of range")
+        # ASCII digits only: "²" and "①" are str.isdigit() but not int()-able, and a
+        # 5,000-digit key is over int()'s limit.
+        if (not isinstance(key, str) or not key.isascii() or not key.isdigit()
+                or len(key) > 3 or not 0 <= int(key) < n):
+            raise AnswerError("answer_invalid", f"tally option {str(key)[:16]!r} is out of range")
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise AnswerError("answer_invalid", "tally counts are integers >= 0")
         if count > MAX_TALLY_PER_OPTION:
