@@ -95,6 +95,9 @@ class RelayConfig:
     forwarded until it is back under the cap."""
     grid_slots_max: int = 16
     """Most video m-lines a teacher's grid offer may carry."""
+    rtc_ports: tuple[int, int] | None = None
+    """``(low, high)``: every media socket (host candidate) is bound to a UDP port in this
+    range (port_range.py, ``classroom serve --rtc-ports``); None: ephemeral ports."""
 
     def rtc_configuration(self) -> RTCConfiguration:
         servers = []

@@ -17,6 +17,7 @@ from .lesson import RelayLesson
 from .mdns import HiddenCandidates
 from .node_load import NodeLoad
 from .offer_check import check_candidate, check_offer
+from .port_range import EXHAUSTED, PortPool, gathering
 from .publisher import Publisher
 from .sdp import (
     cap_bandwidth,
@@ -124,6 +125,9 @@ class Relay:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._background: set[asyncio.Task] = set()
         self._hidden = HiddenCandidates()
+        ports = self.config.rtc_ports
+        self._ports = PortPool(*ports) if ports else None
+        """Where media sockets are bound (``rtc_ports``), or None: ephemeral ports."""
         """Peers whose browser hid its addresses (mDNS): learnt from their checks (mdns.py)."""
         self._closed = False
 
@@ -543,10 +547,17 @@ class Relay:
 
     async def _answer(self, peer: Peer) -> str:
         try:
-            await peer.pc.setLocalDescription(await peer.pc.createAnswer())
+            with gathering(self._ports) as gathered:  # host sockets in rtc_ports, if set
+                await peer.pc.setLocalDescription(await peer.pc.createAnswer())
         except Exception as exc:  # noqa: BLE001
             await self._drop_peer(peer.peer_id, only=peer)
             raise RelayError(RelayError.MEDIA_FAILED, f"answer failed: {exc}") from None
+        if gathered is not None and gathered.exhausted:
+            EXHAUSTED.inc()
+            logger.warning("no free media port in %s for peer %s", self._ports, peer.peer_id)
+            await self._drop_peer(peer.peer_id, only=peer)
+            raise RelayError(RelayError.MEDIA_FAILED,
+                             f"no free media port (all of {self._ports} in use)")
         self._check_alive(peer)
         enlarge_receive_buffers(peer.pc, self.config.socket_receive_buffer)
         return peer.pc.localDescription.sdp

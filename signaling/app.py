@@ -51,6 +51,7 @@ class Node:
                 ice_servers=config.ice_servers,
                 video_bitrate=config.video_bitrate,
                 keyframe_interval=config.keyframe_interval,
+                rtc_ports=config.rtc_ports,
             ),
             on_peer_state=self._on_peer_state,
             on_publisher=self._on_publisher,

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from media_relay.port_range import parse_port_range
+
 from .auth import DEFAULT_TTL_SECONDS, Role, mint_token, new_secret
 from .config import Config, parse_ice_server, positive_number
 from .forwarded import parse_networks
@@ -56,6 +58,13 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _rtc_ports(text: str) -> tuple[int, int]:
+    try:
+        return parse_port_range(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _recording_options(args: argparse.Namespace) -> dict:
     """The recording flags given on the command line (the rest come from the environment)."""
     options: dict = {}
@@ -90,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--turn-ttl", type=int, default=None, metavar="SECONDS",
                        help="lifetime of the TURN credentials in each welcome (default 12 h)")
     serve.add_argument("--video-bitrate", type=int, default=1_000_000)
+    serve.add_argument("--rtc-ports", type=_rtc_ports, default=None, metavar="LOW-HIGH",
+                       help="UDP ports for media (one per peer connection), e.g. "
+                            "40000-40999, so a firewall can be opened; default: ephemeral")
     serve.add_argument("--public-url", default=os.environ.get("CLASSROOM_PUBLIC_URL"),
                        help="base URL of the printed links, e.g. the TLS proxy's "
                             "https://classroom.school.example (or CLASSROOM_PUBLIC_URL; "
@@ -218,6 +230,7 @@ def serve(args: argparse.Namespace) -> int:
             ice_servers=ice,
             turn=turn,
             video_bitrate=args.video_bitrate,
+            rtc_ports=args.rtc_ports,
             **_recording_options(args),
         )
     except ValueError as exc:  # a bad CLASSROOM_RETENTION_DAYS / _LIBRARY_QUOTA_GB

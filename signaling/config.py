@@ -62,6 +62,7 @@ class Config:
     node_id: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
     # reverse proxies whose X-Forwarded-* headers are believed, besides loopback
     trusted_proxies: list[str] = field(default_factory=list)  # --trusted-proxy CIDR
+    rtc_ports: tuple[int, int] | None = None  # --rtc-ports LOW-HIGH: media UDP ports
 
 
 def parse_ice_server(url: str) -> dict:
