@@ -18,6 +18,7 @@ from .errors import ClassroomError, ErrorCode
 from .features import Feature
 from .forwarded import ForwardedHeaders, parse_networks
 from .handlers import Session, session_peer_id
+from .http_guard import body_timeout_middleware, handler_args
 from .lessons import LessonHub
 from .loop_lag import LOOP_LAG, watch_loop_lag
 from .protocol import SCHEMAS, MessageSpec
@@ -233,8 +234,9 @@ def default_features(config: Config) -> list[Feature]:
 
 def build_app(config: Config, features: list[Feature] | None = None) -> web.Application:
     forwarded = ForwardedHeaders(parse_networks(config.trusted_proxies)).middleware()
-    app = web.Application(middlewares=[forwarded, error_middleware],
-                          client_max_size=256 * 1024)
+    app = web.Application(middlewares=[forwarded, error_middleware,
+                                       body_timeout_middleware(config.http_body_timeout)],
+                          client_max_size=256 * 1024, handler_args=handler_args(config))
     node = Node(config, default_features(config) if features is None else features)
     app[NODE_KEY] = node
 

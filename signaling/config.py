@@ -46,6 +46,9 @@ class Config:
     turn: TurnSettings | None = None  # --turn-url/--turn-secret: per-peer credentials
     presence_ttl: float = 30.0  # seconds a peer stays in the roster without a refresh
     hello_timeout: float = 10.0  # seconds a socket may stay silent before `hello`
+    http_header_timeout: float = 15.0  # a request head must arrive within this (http_guard)
+    http_body_timeout: float = 30.0  # a request body must arrive within this
+    max_connections_per_address: int = 256  # open connections from one IP (0: no limit)
     messages_per_second: float = 20.0
     message_burst: float = 40.0
     max_rate_violations: int = 200  # dropped messages before a flooding socket is closed
