@@ -22,7 +22,7 @@ from .http_guard import body_timeout_middleware, handler_args
 from .lessons import LessonHub
 from .loop_lag import LOOP_LAG, watch_loop_lag
 from .protocol import SCHEMAS, MessageSpec
-from .store import open_store
+from .store import StoreUnavailable, open_store
 from .ws_limits import LimitedWebSocket
 
 logger = logging.getLogger(__name__)
@@ -207,6 +207,11 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     try:
         return await handler(request)
     except ClassroomError as err:
+        metrics.ERRORS.labels(code=err.code.value).inc()
+        return web.json_response({"error": err.to_json()}, status=err.code.http_status)
+    except StoreUnavailable:
+        # Any route (API, features, pages) during a Redis outage: 503, retry; never internal.
+        err = ClassroomError(ErrorCode.STORE_UNAVAILABLE, "lesson store unavailable, retry")
         metrics.ERRORS.labels(code=err.code.value).inc()
         return web.json_response({"error": err.to_json()}, status=err.code.http_status)
     except web.HTTPException as exc:

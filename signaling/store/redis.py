@@ -14,37 +14,123 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from .base import LessonEventHandler, LessonRecord, PresenceRecord, Store, StoreUnavailable
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PREFIX = "classroom:"
 EVENT_PATTERN = PREFIX + "events:*"
+
+CALL_TIMEOUT = 1.5
+"""Seconds one store call may take, pool wait and reconnect included, before it is
+store_unavailable: a frozen Redis (SIGSTOP, a stalled VM) answers nobody, and a message
+waiting on it must not wait long (docs/redis-outage.md)."""
+
+PUBSUB_BACKOFF_MAX = 0.5
+"""Longest pause between pub/sub reconnect attempts: readyz turns green and lessons are
+rebuilt (LessonHub.reconcile) at most this long after Redis is back."""
 
 
 def _k(*parts: str) -> str:
     return PREFIX + ":".join(parts)
 
 
-class RedisStore(Store):
-    def __init__(self, url: str, *, presence_ttl: float = 30.0) -> None:
+def connect(url: str, call_timeout: float = CALL_TIMEOUT) -> aioredis.Redis:
+    """A Redis client that recovers from an outage by itself.
+
+    * socket timeouts no longer than a call's deadline;
+    * a command that meets a dead pooled connection (Redis restarted) is retried once on a
+      fresh connection (redis-py's ``from_url`` retries nothing by default), but a timeout
+      is not retried: a frozen Redis fails fast;
+    * a connection idle for over a second is PINGed before use (health_check_interval);
+    * a pool big enough for a burst of hellos (redis-py's default refuses the 101st
+      concurrent command with MaxConnectionsError).
+    """
+    return aioredis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=min(1.0, call_timeout),
+        socket_timeout=call_timeout,
+        health_check_interval=1,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        max_connections=1000,
+    )
+
+
+class RedisLink:
+    """One Redis link with bounded calls: every command through :meth:`_call` ends within
+    ``call_timeout`` or raises StoreUnavailable, and a failure drops the pool's idle
+    connections (after a restart they are all dead) so the next calls start fresh.
+    Used by the lesson store and by the features' stores (quiz answers, stage state)."""
+
+    def __init__(self, url: str, *, call_timeout: float = CALL_TIMEOUT) -> None:
         self.url = url
+        self.call_timeout = call_timeout
+        self._redis = connect(url, call_timeout)
+        self._last_purge = 0.0
+        self._purge: asyncio.Task[None] | None = None
+
+    async def _call(self, coro: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                return await coro
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._drop_idle_connections()
+            raise StoreUnavailable(f"redis: {exc.__class__.__name__}") from exc
+
+    def _drop_idle_connections(self) -> None:
+        """Disconnect the pool's idle connections (not those other calls are using), at
+        most twice a second: after a restart each of them would fail its next command."""
+        now = time.monotonic()
+        if now - self._last_purge < 0.5 or (self._purge is not None and not self._purge.done()):
+            return
+        self._last_purge = now
+
+        async def purge() -> None:
+            try:
+                await self._redis.connection_pool.disconnect(inuse_connections=False)
+            except (RedisError, OSError):
+                pass
+
+        self._purge = asyncio.get_running_loop().create_task(purge())
+
+    async def ping(self) -> bool:
+        """True when Redis answers within the call deadline (``/readyz``)."""
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                return bool(await self._redis.ping())
+        except (TimeoutError, RedisError, OSError):
+            self._drop_idle_connections()
+            return False
+
+    async def close(self) -> None:
+        try:
+            async with asyncio.timeout(3):
+                await self._redis.aclose()
+        except Exception:  # noqa: BLE001 - closing a dead link
+            pass
+
+
+FeatureRedis = RedisLink
+"""The name the features' stores (quiz, stage) import."""
+
+
+class RedisStore(RedisLink, Store):
+    def __init__(self, url: str, *, presence_ttl: float = 30.0,
+                 call_timeout: float = CALL_TIMEOUT) -> None:
+        super().__init__(url, call_timeout=call_timeout)
         self.presence_ttl = presence_ttl
-        self._redis = aioredis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=10,
-            # redis-py's default pool refuses the 101st concurrent command
-            # (MaxConnectionsError -> store_unavailable): a burst of hellos needs more.
-            max_connections=1000,
-        )
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
         self.pubsub_connected = asyncio.Event()
@@ -92,7 +178,7 @@ class RedisStore(Store):
                 logger.warning("redis pub/sub lost (%s); retrying in %.1fs", exc, backoff)
                 await _quiet_close(pubsub)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                backoff = min(backoff * 2, PUBSUB_BACKOFF_MAX)
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -102,28 +188,11 @@ class RedisStore(Store):
             self._listener.cancel()
             await asyncio.wait([self._listener], timeout=3)
             self._listener = None
-        try:
-            async with asyncio.timeout(3):
-                await self._redis.aclose()
-        except (RedisError, OSError, TimeoutError):
-            pass
+        await super().close()
 
     @property
     def events_connected(self) -> bool:
         return self.pubsub_connected.is_set()
-
-    async def ping(self) -> bool:
-        try:
-            async with asyncio.timeout(2):
-                return bool(await self._redis.ping())
-        except (TimeoutError, RedisError, OSError):
-            return False
-
-    async def _call(self, coro: Any) -> Any:
-        try:
-            return await coro
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc.__class__.__name__}") from exc
 
     async def create_lesson(self, lesson: LessonRecord) -> bool:
         created = await self._call(
@@ -184,28 +253,3 @@ async def _quiet_close(pubsub: Any) -> None:
         await pubsub.aclose()
     except (RedisError, OSError, RuntimeError):
         pass
-
-
-class FeatureRedis:
-    """A feature's own Redis link (quiz answers, stage state): one pool sized for bursts
-    (redis-py's default refuses the 101st concurrent command), errors as StoreUnavailable,
-    and a close that never hangs on a dead link."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._redis = aioredis.from_url(
-            url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5,
-            health_check_interval=10, max_connections=1000)
-
-    async def _call(self, coro: Any) -> Any:
-        try:
-            return await coro
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc.__class__.__name__}") from exc
-
-    async def close(self) -> None:
-        try:
-            async with asyncio.timeout(3):
-                await self._redis.aclose()
-        except Exception:  # noqa: BLE001 - closing a dead link
-            pass
