@@ -49,6 +49,12 @@ aiortc/aioice internals this package relies on (check them when upgrading; tests
 - rendition.py, uplink.py: ``Vp8Encoder._packetize``.
 - sockets.py: asyncio's ``_SelectorDatagramTransport._read_ready`` (replaced by a batched
   reader, checked against the names it uses); aioice ``Connection._protocols`` (buffers).
+- port_range.py (``rtc_ports``): asyncio's ``BaseEventLoop.create_datagram_endpoint``
+  (wrapped; its ``local_addr``/``remote_addr``/``sock`` parameters checked at install);
+  aioice gathering host candidates through it with ``local_addr=(address, 0)``.
+- mdns.py: aioice 0.13 failing ICE at end-of-candidates when no remote candidate is left
+  (all ``.local``, unresolved), before peer-reflexive checks can arrive: such peers never
+  get end-of-candidates. Harmless if a later aioice waits for checks itself.
 - outline.py: ``RtpStream._latency`` / ``PacketTrack._latency`` (our metric label).
 - config.py: peers use ``bundlePolicy=MAX_BUNDLE``: with aiortc's default (balanced) a
   second m-line of a kind that is not the offer's first kind keeps a transport of its own
