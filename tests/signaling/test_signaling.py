@@ -116,6 +116,8 @@ async def test_message_before_hello_and_hello_timeout(server):
 async def test_oversize_frame_is_refused_and_server_lives(server):
     async with aiohttp.ClientSession() as http, http.ws_connect(server.base_url + "/ws") as ws:
         await ws.send_str(json.dumps({"type": "hello", "token": "x" * 200_000}))
+        msg = await ws.receive(timeout=5)  # told first (issue 18), then closed
+        assert json.loads(msg.data)["code"] == "too_large"
         msg = await ws.receive(timeout=5)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         assert ws.close_code == 1009
