@@ -11,6 +11,7 @@ import threading
 import aiohttp
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from prometheus_client import REGISTRY
 
 from classroom_client import ClassroomClient
 from classroom_client.media import SyntheticAudioTrack, SyntheticVideoTrack, receive_codecs
@@ -21,6 +22,10 @@ from tests.helpers import eventually, start_server
 
 def h264_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.endswith("-h264") and t.is_alive()]
+
+
+def pli_keyframes() -> float:
+    return REGISTRY.get_sample_value("classroom_relay_keyframes_total", {"reason": "pli"}) or 0.0
 
 
 def negotiated(client: ClassroomClient) -> str:
@@ -66,15 +71,18 @@ async def test_h264_classroom_beside_a_vp8_one_switches_tiers_and_gets_keyframes
     assert len(h264_threads()) == 1
     assert tv.video_keyframes >= 1  # the join keyframe (an IDR the decoder started on)
 
-    # PLI from the TV: the shared H.264 encoder sends an IDR (not the VP8 one)
+    # PLI from the TV: the shared H.264 encoder sends an IDR for it
     h264_high = lesson()["h264"]["renditions"][0]
     vp8_high = next(r for r in lesson()["renditions"] if r["tier"] == "high")
-    keys = tv.video_keyframes
+    keys, plis = tv.video_keyframes, pli_keyframes()
+    requests = lesson()["subscribers"][tv_id]["video"]["keyframe_requests"]
     receiver = next(t for t in tv.pcs["subscribe"].getTransceivers() if t.kind == "video").receiver
     ssrc = receiver.getSynchronizationSources()[0].source
     await receiver._send_rtcp_pli(ssrc)
     await tv.wait_for(lambda: tv.video_keyframes > keys, timeout=5)
     assert lesson()["h264"]["renditions"][0]["keyframes"] > h264_high["keyframes"]
+    assert lesson()["subscribers"][tv_id]["video"]["keyframe_requests"] == requests + 1
+    assert pli_keyframes() >= plis + 1  # made for the PLI, not the 2 s periodic one
 
     # a school cap that fits mid, then the low-bandwidth button: the TV follows the tiers
     # in H.264; the H.264 encoder of the tier it left stops
@@ -154,27 +162,41 @@ async def test_h264_answer_is_accepted_by_an_h264_only_peer(make_relay):
     await pc.close()
 
 
-async def test_h264_share_line_and_camera_line(make_relay):
-    """The teacher's share follows the same rule: an H.264 classroom gets it in H.264 from
-    an H.264 share rendition that runs only while it is there."""
+async def h264_viewer(relay, lesson: str, peer_id: str, purposes: tuple[str, ...]):
+    """A classroom whose every video line offers only H.264: (pc, FrameCounter by purpose)."""
     from classroom_client.media import FrameCounter
 
     from .peers import new_pc
+
+    pc = new_pc(max_bundle=True)
+    lines = {}
+    for purpose in purposes:
+        audio = purpose in ("audio", "stage_audio")
+        t = pc.addTransceiver("audio" if audio else "video", direction="recvonly")
+        if not audio:
+            t.setCodecPreferences(receive_codecs("h264"))
+        lines[purpose] = t
+    await pc.setLocalDescription(await pc.createOffer())
+    answer = await relay.subscribe(lesson, peer_id, pc.localDescription.sdp)
+    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    return pc, {p: FrameCounter(t.receiver.track) for p, t in lines.items()}
+
+
+async def leave(relay, peer_id: str, pc, counters: dict) -> None:
+    for counter in counters.values():
+        await counter.stop()
+    await pc.close()
+    await relay.remove_peer(peer_id)  # what the signaling does when a classroom leaves
+
+
+async def test_h264_share_line_and_camera_line(make_relay):
+    """The teacher's share follows the same rule: an H.264 classroom gets it in H.264 from
+    an H.264 share rendition that runs only while it is there."""
     from .test_share import publish_with_share
 
     relay = make_relay(rate_control=False)
     teacher = await publish_with_share(relay, "H2", "teacher/publish")
-    pc = new_pc(max_bundle=True)
-    lines = {}
-    for purpose in ("camera", "share", "audio"):
-        t = pc.addTransceiver("audio" if purpose == "audio" else "video", direction="recvonly")
-        if purpose != "audio":
-            t.setCodecPreferences(receive_codecs("h264"))
-        lines[purpose] = t
-    await pc.setLocalDescription(await pc.createOffer())
-    answer = await relay.subscribe("H2", "tv/subscribe", pc.localDescription.sdp)
-    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-    counters = {p: FrameCounter(t.receiver.track) for p, t in lines.items()}
+    pc, counters = await h264_viewer(relay, "H2", "tv/subscribe", ("camera", "share", "audio"))
     lesson = lambda: relay.stats()["lessons"]["H2"]  # noqa: E731
     await eventually(lambda: counters["share"].frames >= 5 and counters["camera"].frames >= 10,
                      15)
@@ -184,11 +206,35 @@ async def test_h264_share_line_and_camera_line(make_relay):
     assert [(r["tier"], r["codec"]) for r in lesson()["share"]["renditions"]] == [
         ("high", "H264")]
     assert lesson()["h264"]["tiers"] == ["mid"]
-    for counter in counters.values():
-        await counter.stop()
-    await pc.close()
-    await relay.remove_peer("tv/subscribe")  # the signaling does this when it leaves
+    await leave(relay, "tv/subscribe", pc, counters)
     assert "tv/subscribe" not in lesson()["subscribers"]
     assert lesson()["h264"]["tiers"] == [] and lesson()["share"]["renditions"] == []
     await eventually(lambda: not h264_threads(), 5)
     await teacher.close()
+
+
+async def test_h264_stage_line(make_relay):
+    """The classroom on stage reaches an H.264 classroom's stage line in H.264 (tier no
+    larger than the uplink: low for a 320x180 uplink), and a PLI on it gets an IDR."""
+    from .peers import publish_uplink
+
+    relay = make_relay(rate_control=False, keyframe_interval=60.0)  # no periodic keyframes
+    room = await publish_uplink(relay, "H3", "a/uplink", width=320, height=180)
+    pc, counters = await h264_viewer(relay, "H3", "tv/subscribe",
+                                     ("camera", "share", "stage_video", "audio",
+                                      "stage_audio"))
+    relay.set_stage("H3", "a/uplink")
+    await eventually(lambda: counters["stage_video"].frames >= 10
+                     and counters["stage_audio"].frames >= 25, 15)
+    assert counters["stage_video"].size == (320, 180)
+    renditions = relay.stage_stats("H3")["renditions"]
+    assert [(r["tier"], r["codec"]) for r in renditions] == [("low", "H264")]
+    keys, plis = renditions[0]["keyframes"], pli_keyframes()
+    video = next(t for t in pc.getTransceivers() if t.mid == "2")  # the stage video line
+    await video.receiver._send_rtcp_pli(video.receiver.getSynchronizationSources()[0].source)
+    await eventually(lambda: relay.stage_stats("H3")["renditions"][0]["keyframes"] > keys, 5)
+    assert pli_keyframes() == plis + 1
+    await leave(relay, "tv/subscribe", pc, counters)
+    assert relay.stage_stats("H3")["renditions"] == []
+    await eventually(lambda: not h264_threads(), 5)
+    await room.pc.close()
