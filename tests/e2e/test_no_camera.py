@@ -6,7 +6,8 @@ names; the relay must learn them from the browser's connectivity checks
 no fake permission UI: a TV; or a fake camera whose permission is refused) and requires
 its decoded video frames and received audio bytes to rise within 10 s of opening the
 page, on 127.0.0.1 and at this machine's non-loopback address with the server bound to
-it. The pages' own offers are recorded to prove they really held only ``.local`` host
+it (there also with ``--rtc-ports``: the browser's selected pair ends on a port of the
+range). The pages' own offers are recorded to prove they really held only ``.local`` host
 candidates. The teacher is the headless client (aiortc), so no camera prompt is needed
 at the LAN address over plain http.
 """
@@ -29,6 +30,7 @@ from classroom_client.media import SyntheticAudioTrack, SyntheticVideoTrack
 from signaling.links import lan_address
 from tests.e2e.conftest import AUTOPLAY_ALLOWED, BASE_ARGS, ServerProcess
 from tests.e2e.pages import CHROMIUM, missing_browser_reason, stats, wait_until
+from tests.udp_ports import free_udp_range
 
 _reason = missing_browser_reason()
 if _reason:
@@ -58,6 +60,22 @@ RECORD_OFFERS = """
   window.RTCPeerConnection.prototype = Native.prototype;
   Object.setPrototypeOf(window.RTCPeerConnection, Native);
 })();
+"""
+SELECTED_REMOTE = """
+async () => {
+  const out = [];
+  for (const pc of window.__pcs) {
+    const report = await pc.getStats();
+    report.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) {
+        const pair = report.get(s.selectedCandidatePairId);
+        const remote = pair && report.get(pair.remoteCandidateId);
+        if (remote) out.push({address: remote.address, port: remote.port});
+      }
+    });
+  }
+  return out;
+}
 """
 OFFERS = ("() => window.__pcs.filter((pc) => pc.localDescription)"
           ".map((pc) => pc.localDescription.sdp)")
@@ -132,10 +150,14 @@ def denying_browser(playwright_instance: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def lan_server() -> Iterator[ServerProcess]:
-    """``classroom serve --host <this machine's non-loopback address>``."""
+    """``classroom serve --host <this machine's non-loopback address> --rtc-ports L-H``
+    (media in a fixed range, as a school deployment would run it)."""
     if LAN is None:
         pytest.skip("this machine has no non-loopback IPv4 address to bind the server to")
-    srv = ServerProcess([], Path(tempfile.mkdtemp(prefix="classroom-nocam-")))
+    low, high = free_udp_range(4)
+    srv = ServerProcess(["--rtc-ports", f"{low}-{high}"],
+                        Path(tempfile.mkdtemp(prefix="classroom-nocam-")))
+    srv.rtc_ports = range(low, high + 1)  # type: ignore[attr-defined]
     srv.host = LAN
     srv.base_url = f"http://{LAN}:{srv.port}"
     srv.start()
@@ -199,6 +221,8 @@ def test_tv_without_camera_receives_at_the_lan_address(lan_server, open_page,
         assert room.url.startswith(f"http://{LAN}:")
         assert_receives_within_10s(room, opened)
         assert_offers_hid_addresses(room)
+        selected = room.evaluate(SELECTED_REMOTE)
+        assert selected and all(s["port"] in lan_server.rtc_ports for s in selected), selected
 
 
 def test_classroom_that_denies_the_camera_still_receives(server, open_page,

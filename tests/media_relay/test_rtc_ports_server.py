@@ -19,8 +19,7 @@ from classroom_client.client import ProtocolError
 from classroom_client.media import SyntheticAudioTrack, SyntheticVideoTrack
 from tests.e2e.conftest import ServerProcess
 from tests.helpers import eventually
-
-from .test_port_range import candidate_ports, free_udp_range
+from tests.udp_ports import candidate_ports, free_udp_range
 
 pytestmark = pytest.mark.timeout(90)
 
