@@ -13,6 +13,7 @@ from media_relay.port_range import parse_port_range
 from .auth import DEFAULT_TTL_SECONDS, Role, mint_token, new_secret
 from .config import Config, parse_ice_server, positive_number
 from .forwarded import parse_networks
+from .http_guard import run_guarded
 from .links import (
     ALL_INTERFACES,
     ROLE_PAGES,
@@ -113,7 +114,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="PEM private key of --tls-cert")
     serve.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
                        help="reverse proxy whose X-Forwarded-* headers are believed "
-                            "(repeatable; loopback always is)")
+                            "(repeatable; loopback always is); exempt from the "
+                            "per-address connection limit")
+    serve.add_argument("--max-connections-per-address", type=int, default=None, metavar="N",
+                       help="open HTTP/WebSocket connections from one address (default 256; "
+                            "0: no limit)")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--no-demo", action="store_true", help="do not print demo links")
     serve.add_argument("--retention-days", type=_positive, default=None, metavar="DAYS",
@@ -256,8 +261,11 @@ def serve(args: argparse.Namespace) -> int:
             print(_demo_links(base, config.secret), flush=True)
 
     app.on_startup.append(announce)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None,
-                shutdown_timeout=5, ssl_context=tls.context if tls else None)
+    if args.max_connections_per_address is not None:
+        config.max_connections_per_address = args.max_connections_per_address
+    run_guarded(app, host=args.host, port=args.port, ssl_context=tls.context if tls else None,
+                max_per_address=config.max_connections_per_address,
+                exempt=config.trusted_proxies, shutdown_timeout=5)
     return 0
 
 

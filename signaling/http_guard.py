@@ -10,15 +10,22 @@
 * Connections per address: :class:`GuardedRunner` wraps each accepted connection; over
   ``Config.max_connections_per_address`` open ones from one IP, the next is answered 429
   and closed at once. Behind a reverse proxy every connection has the proxy's address:
-  raise the limit there (the proxy limits per client).
+  the networks given with ``--trusted-proxy`` are exempt (the proxy limits per client;
+  loopback is not exempt by default, so a same-host nginx is named with
+  ``--trusted-proxy 127.0.0.1/32``). :func:`run_guarded` is how ``classroom serve`` runs
+  the site through it (``web.run_app`` cannot wrap connections).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
+import ssl
 from collections import Counter
+from collections.abc import Iterable
+from contextlib import suppress
 from typing import Any
 
 from aiohttp import web
@@ -51,12 +58,20 @@ def body_timeout_middleware(timeout: float) -> Any:
 class ConnectionGuard:
     """Counts open connections per peer address."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, exempt: Iterable[str] = ()) -> None:
         self.limit = limit
+        self.exempt = tuple(ipaddress.ip_network(net, strict=False) for net in exempt)
         self.open: Counter[str] = Counter()
 
+    def _exempt(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.exempt)
+
     def admit(self, address: str) -> bool:
-        if self.limit and self.open[address] >= self.limit:
+        if self.limit and self.open[address] >= self.limit and not self._exempt(address):
             return False
         self.open[address] += 1
         return True
@@ -117,9 +132,10 @@ class _GuardedProtocol(asyncio.Protocol):
 class GuardedRunner(web.AppRunner):
     """An AppRunner whose sites (TCPSite...) get connections through a ConnectionGuard."""
 
-    def __init__(self, app: web.Application, max_per_address: int, **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, max_per_address: int,
+                 exempt: Iterable[str] = (), **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
-        self.guard = ConnectionGuard(max_per_address)
+        self.guard = ConnectionGuard(max_per_address, exempt)
 
     @property
     def server(self) -> Any:
@@ -132,3 +148,43 @@ class GuardedRunner(web.AppRunner):
             return _GuardedProtocol(inner(), guard)
 
         return factory
+
+
+def run_guarded(app: web.Application, *, host: str, port: int,
+                ssl_context: ssl.SSLContext | None, max_per_address: int,
+                exempt: Iterable[str] = (), shutdown_timeout: float = 5.0) -> None:
+    """``web.run_app`` for ``classroom serve``, with a :class:`GuardedRunner`.
+
+    Same life as run_app: SIGINT/SIGTERM end it gracefully (the app's on_shutdown and
+    on_cleanup run, open requests get ``shutdown_timeout``)."""
+
+    async def serve() -> None:
+        runner = GuardedRunner(app, max_per_address, exempt, handle_signals=True,
+                               access_log=None, shutdown_timeout=shutdown_timeout)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+            while True:
+                await asyncio.sleep(3600)
+        finally:
+            await runner.cleanup()
+
+    loop = asyncio.new_event_loop()
+    main = loop.create_task(serve())
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        if not main.done():
+            main.cancel()
+            with suppress(asyncio.CancelledError):
+                loop.run_until_complete(main)
+        rest = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in rest:
+            task.cancel()
+        if rest:
+            loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()

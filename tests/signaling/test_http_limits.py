@@ -99,3 +99,58 @@ async def test_connections_per_address_are_limited():
         for _, writer in conns:
             writer.close()
         await runner.cleanup()
+
+
+async def test_classroom_serve_limits_connections_per_address_and_stops_on_sigterm(tmp_path):
+    """The real `classroom serve` runs its site through the guard (not only a test runner):
+    the 4th idle connection from one address gets 429; a trusted proxy is exempt; SIGTERM
+    still stops it cleanly."""
+    import signal
+    import subprocess
+    import sys
+
+    async def start(*extra: str) -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "signaling.cli", "serve", "--port", str(port), "--secret",
+             TEST_SECRET, "--library", str(tmp_path / "lib"), "--no-demo",
+             "--max-connections-per-address", "3", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "serve not listening within 30 s"
+                await asyncio.sleep(0.1)
+        return proc, port
+
+    async def fourth_refused(port: int) -> bool:
+        held = []
+        for _ in range(3):
+            held.append(await asyncio.open_connection("127.0.0.1", port))
+            await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.read(200), 10)
+        for _, w in [*held, (reader, writer)]:
+            w.close()
+        return head.startswith(b"HTTP/1.1 429")
+
+    proc, port = await start()
+    try:
+        await asyncio.sleep(0.3)  # the probe connection above has been released
+        assert await fourth_refused(port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    proc, port = await start("--trusted-proxy", "127.0.0.1/32")
+    try:
+        await asyncio.sleep(0.3)
+        assert not await fourth_refused(port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
