@@ -14,9 +14,9 @@
 * ``GET /vendor/hls.min.js``: hls.js (light build, gzip), shipped in ``recording/vendor``;
   404 if missing (the page then uses native HLS or the MP4).
 
-Visibility: admin/ops see everything; others see recordings published to all, those of
-their token's school (a school that took part in the lesson), and a teacher those of
-their own lesson. A recording a token may not see is ``404`` (its existence is not told).
+Who may see or change a recording is signaling/authz.py's table (lesson and school
+checked on every operation): a recording a token may not see is ``404`` (its existence
+is not told), one it sees but may not change is ``403``.
 Ids and file names are matched against strict patterns and resolved inside the
 recording's folder; anything else is ``404``.
 """
@@ -33,10 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from signaling.auth import Claims, Role, verify_token
+from signaling import authz
+from signaling.auth import Claims
 from signaling.errors import ClassroomError, ErrorCode
-
 from signaling.protocol import decode_json
+
 from .catalog import EDITABLE, valid_id
 from .packager import REPLAY_DIR
 
@@ -73,39 +74,20 @@ def check_signature(secret: str, recording_id: str, expires: str, signature: str
     return hmac.compare_digest(sign(secret, recording_id, int(expires)), signature)
 
 
-def may_see(claims: Claims, record: dict[str, Any]) -> bool:
-    if claims.role in (Role.ADMIN, Role.OPS) or record.get("published"):
-        return True
-    if claims.role == Role.TEACHER and claims.lesson == record.get("lesson"):
-        return True
-    return bool(claims.school) and claims.school in (record.get("schools") or [])
-
-
-def may_edit(claims: Claims, record: dict[str, Any]) -> bool:
-    return claims.role == Role.ADMIN or (
-        claims.role == Role.TEACHER and claims.lesson == record.get("lesson"))
-
-
 def add_routes(app: web.Application, feature: RecordingFeature) -> None:
     def secret() -> str:
         assert feature.node is not None
         return feature.node.config.secret
 
-    def claims_of(request: web.Request) -> Claims:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise ClassroomError(ErrorCode.NOT_AUTHENTICATED,
-                                 "Authorization: Bearer <token> needed")
-        return verify_token(secret(), token.strip())
+    def guard(action: str):  # noqa: ANN202 - a decorator
+        return authz.guard(action, lambda request: secret())
 
-    def record_for(request: web.Request, claims: Claims) -> dict[str, Any]:
+    def record_for(request: web.Request, claims: Claims, action: str) -> dict[str, Any]:
+        """The recording of the path, if the table lets this token do ``action`` on it."""
         assert feature.catalog is not None
         rid = request.match_info["recording"]
-        record = feature.catalog.get(rid) if valid_id(rid) else None
-        if record is None or not may_see(claims, record):
-            raise ClassroomError(ErrorCode.NOT_FOUND, "no such recording")
-        return record
+        return authz.check_recording(action, claims,
+                                     feature.catalog.get(rid) if valid_id(rid) else None)
 
     def link(rid: str, ttl: int | None = None) -> dict[str, Any]:
         expires = int(time.time()) + (ttl or feature.config.link_ttl)
@@ -122,15 +104,15 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
             out["download_url"] = links["media"] + "lesson.mp4?download=1"
         return out
 
-    async def list_recordings(request: web.Request) -> web.Response:
+    @guard("GET /api/recordings")
+    async def list_recordings(request: web.Request, claims: Claims) -> web.Response:
         assert feature.catalog is not None
-        claims = claims_of(request)
         q = request.query.get("q", "").strip().lower()[:100]
         filters = {k: request.query.get(k, "").strip()[:100]
                    for k in ("subject", "grade", "teacher", "school", "lesson", "state")}
         out = []
         for record in feature.catalog.list():
-            if not may_see(claims, record):
+            if not authz.may_see_recording(claims, record):
                 continue
             if any(v and (v not in (record.get(k) or "") if k != "school"
                           else v not in (record.get("schools") or []) and v != record.get(k))
@@ -145,18 +127,17 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
             out.append(public(record))
         return web.json_response({"recordings": out})
 
-    async def get_recording(request: web.Request) -> web.Response:
-        claims = claims_of(request)
-        return web.json_response(public(record_for(request, claims)))
+    @guard("GET /api/recordings/{recording}")
+    async def get_recording(request: web.Request, claims: Claims) -> web.Response:
+        return web.json_response(public(
+            record_for(request, claims, "GET /api/recordings/{recording}")))
 
-    async def patch_recording(request: web.Request) -> web.Response:
+    @guard("PATCH /api/recordings/{recording}")
+    async def patch_recording(request: web.Request, claims: Claims) -> web.Response:
         import asyncio
 
         assert feature.catalog is not None
-        claims = claims_of(request)
-        record = record_for(request, claims)
-        if not may_edit(claims, record):
-            raise ClassroomError(ErrorCode.FORBIDDEN, "only its teacher or an admin may edit")
+        record = record_for(request, claims, "PATCH /api/recordings/{recording}")
         try:
             body = await request.json(loads=decode_json)
         except (ValueError, UnicodeDecodeError):
@@ -179,14 +160,12 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
         updated = await asyncio.to_thread(feature.catalog.update, record["id"], **fields)
         return web.json_response(public(updated or record))
 
-    async def delete_recording(request: web.Request) -> web.Response:
+    @guard("DELETE /api/recordings/{recording}")
+    async def delete_recording(request: web.Request, claims: Claims) -> web.Response:
         import asyncio
 
         assert feature.catalog is not None
-        claims = claims_of(request)
-        record = record_for(request, claims)
-        if not may_edit(claims, record):
-            raise ClassroomError(ErrorCode.FORBIDDEN, "only its teacher or an admin may delete")
+        record = record_for(request, claims, "DELETE /api/recordings/{recording}")
         if record["id"] in {a.id for a in feature.active.values()} | feature.packaging:
             return web.json_response(
                 {"error": {"code": "recording_busy",
@@ -195,9 +174,9 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
         await asyncio.to_thread(feature.catalog.delete, record["id"])
         return web.json_response({"deleted": record["id"]})
 
-    async def make_link(request: web.Request) -> web.Response:
-        claims = claims_of(request)
-        record = record_for(request, claims)
+    @guard("POST /api/recordings/{recording}/link")
+    async def make_link(request: web.Request, claims: Claims) -> web.Response:
+        record = record_for(request, claims, "POST /api/recordings/{recording}/link")
         ttl = feature.config.link_ttl
         if request.can_read_body:
             try:
@@ -209,6 +188,7 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
                 raise ClassroomError(ErrorCode.BAD_MESSAGE, "'ttl': 1 s .. 30 days")
         return web.json_response(link(record["id"], ttl), status=201)
 
+    @authz.public("GET /api/replay/{recording}")
     async def replay_info(request: web.Request) -> web.Response:
         assert feature.catalog is not None
         rid = request.match_info["recording"]
@@ -224,6 +204,7 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
         out["expires"] = int(exp)
         return web.json_response(out)
 
+    @authz.public("GET /media/{recording}/{exp}/{sig}/{file}")
     async def media(request: web.Request) -> web.StreamResponse:
         assert feature.catalog is not None
         info = request.match_info
@@ -249,6 +230,7 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
 
     gzipped: dict[str, bytes] = {}
 
+    @authz.public("GET /vendor/hls.min.js")
     async def hls_js(request: web.Request) -> web.StreamResponse:
         if not HLS_JS.is_file():
             raise web.HTTPNotFound(text="hls.js missing from the package (scripts/vendor-hls)")

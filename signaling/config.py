@@ -49,6 +49,7 @@ class Config:
     http_header_timeout: float = 15.0  # a request head must arrive within this (http_guard)
     http_body_timeout: float = 30.0  # a request body must arrive within this
     max_connections_per_address: int = 256  # open connections from one IP (0: no limit)
+    session_token_ttl: float = 3600.0  # life of the token welcome/refreshed hand a page
     messages_per_second: float = 20.0
     message_burst: float = 40.0
     max_rate_violations: int = 200  # dropped messages before a flooding socket is closed

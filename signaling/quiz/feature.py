@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from signaling import api as core_api
+from signaling import authz
 from signaling.auth import Claims, Role
 from signaling.errors import ClassroomError, ErrorCode
 from signaling.protocol import FieldSpec, Message, MessageSpec, decode_json
@@ -28,7 +28,7 @@ from signaling.store import StoreUnavailable
 
 from . import questions as qmod
 from . import scoring
-from .report import build_report, report_csv
+from .report import build_report, learner_report, report_csv
 from .store import DUPLICATE, TAKEN, QuizStore, open_quiz_store
 
 if TYPE_CHECKING:
@@ -545,26 +545,18 @@ class QuizFeature:
 
     # HTTP ---------------------------------------------------------------------------------
     def add_routes(self, app: web.Application, node_key: web.AppKey) -> None:
-        async def claims_for(request: web.Request) -> tuple[Claims, str]:
-            node = request.app[node_key]
-            claims = core_api._claims(request, node)
-            lesson = request.match_info["lesson"]
-            if not claims.may_access(lesson):
-                raise _err(ErrorCode.WRONG_LESSON, "token is for another lesson")
-            return claims, lesson
+        def guard(action: str):  # noqa: ANN202 - a decorator
+            return authz.guard(action, lambda request: request.app[node_key].config.secret)
 
-        async def get_set(request: web.Request) -> web.Response:
-            claims, lesson = await claims_for(request)
-            if claims.role not in (Role.TEACHER, Role.ADMIN, Role.OPS):
-                raise _err(ErrorCode.FORBIDDEN, f"role {claims.role.value} may not read the set")
+        @guard("GET /api/lessons/{lesson}/quiz/set")
+        async def get_set(request: web.Request, claims: Claims) -> web.Response:
+            lesson = request.match_info["lesson"]
             qset = await self._store.get_set(lesson) or {"title": "", "questions": []}
             return web.json_response(qmod.export_set(qset), headers={
                 "Content-Disposition": f'inline; filename="quiz-{lesson}.json"'})
 
-        async def put_set(request: web.Request) -> web.Response:
-            claims, lesson = await claims_for(request)
-            if claims.role not in (Role.TEACHER, Role.ADMIN):
-                raise _err(ErrorCode.FORBIDDEN, f"role {claims.role.value} may not edit the set")
+        async def put_set(request: web.Request, claims: Claims) -> web.Response:
+            lesson = request.match_info["lesson"]
             try:
                 body = await request.json(loads=decode_json)
             except (ValueError, UnicodeDecodeError):
@@ -576,18 +568,18 @@ class QuizFeature:
             await self._store.save_set(lesson, qset)
             return web.json_response(qset)
 
-        async def get_report(request: web.Request) -> web.Response:
-            claims, lesson = await claims_for(request)
+        async def get_report(request: web.Request, claims: Claims) -> web.Response:
+            lesson = request.match_info["lesson"]
             rounds = await self._store.rounds(lesson)
             answers = {r["round_id"]: await self._store.answers(lesson, r["round_id"])
                        for r in rounds}
-            scope = "lesson"
-            if claims.role in (Role.CLASSROOM, Role.STUDENT):
+            if authz.sees_answer_key(claims):
+                report = build_report(lesson, rounds, answers, scope="lesson")
+            else:  # a classroom or a student: its own answers, keys of revealed rounds only
                 mine = responder_of(claims)
                 answers = {rid: [a for a in lst if a["responder"] == mine]
                            for rid, lst in answers.items()}
-                scope = claims.role.value
-            report = build_report(lesson, rounds, answers, scope=scope)
+                report = learner_report(lesson, rounds, answers, scope=claims.role.value)
             fmt = request.query.get("format", "json")
             if request.path.endswith(".csv") or fmt == "csv":
                 return web.Response(
@@ -597,8 +589,11 @@ class QuizFeature:
                              f'attachment; filename="report-{lesson}.csv"'})
             return web.json_response(report)
 
+        report_path = "/api/lessons/{lesson}/quiz/report"
         app.router.add_get("/api/lessons/{lesson}/quiz/set", get_set)
-        app.router.add_put("/api/lessons/{lesson}/quiz/set", put_set)
-        app.router.add_post("/api/lessons/{lesson}/quiz/set", put_set)
-        app.router.add_get("/api/lessons/{lesson}/quiz/report", get_report)
-        app.router.add_get("/api/lessons/{lesson}/quiz/report.csv", get_report)
+        app.router.add_put("/api/lessons/{lesson}/quiz/set",
+                           guard("PUT /api/lessons/{lesson}/quiz/set")(put_set))
+        app.router.add_post("/api/lessons/{lesson}/quiz/set",
+                            guard("POST /api/lessons/{lesson}/quiz/set")(put_set))
+        app.router.add_get(report_path, guard(f"GET {report_path}")(get_report))
+        app.router.add_get(report_path + ".csv", guard(f"GET {report_path}.csv")(get_report))
