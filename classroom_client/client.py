@@ -20,13 +20,13 @@ import aiohttp
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
-    RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
 
 from . import playout
+from .ice import pick_turn_url, rtc_ice_servers, selected_pair
 from .media import opus_encoder, receive_codecs
 
 
@@ -41,7 +41,8 @@ class ProtocolError(Exception):
 
 class ClassroomClient:
     def __init__(self, base_url: str, token: str, *, lesson: str | None = None,
-                 playout_buffers: bool = True, video_codec: str | None = None) -> None:
+                 playout_buffers: bool = True, video_codec: str | None = None,
+                 turn_transport: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.playout_buffers = playout_buffers
         """Give up on lost packets after a deadline as a browser does (classroom_client.playout);
@@ -50,6 +51,11 @@ class ClassroomClient:
         self.video_codec = video_codec
         """``"h264"``: offer only H.264 (constrained baseline 42e01f, packetization-mode 1)
         to receive, as an old TV box does; None: aiortc's default (VP8 first)."""
+        self.turn_transport = turn_transport
+        """``udp``/``tcp``/``tls``: the TURN URL of that transport from ``welcome``; None:
+        the first one coturn grants an allocation on (aiortc uses one TURN URL only)."""
+        self.turn_url: str | None = None
+        """The TURN URL the peer connections use (None: no TURN in ``welcome``)."""
         self.video_size: tuple[int, int] | None = None
         """Width x height of the newest decoded video frame."""
         self.video_keyframes = 0
@@ -98,6 +104,7 @@ class ClassroomClient:
         self.welcome = reply
         self.lesson_state = reply["lesson_state"]
         self.roster = reply["roster"]
+        self.turn_url = await pick_turn_url(reply.get("ice_servers", []), self.turn_transport)
         return reply
 
     async def close(self) -> None:
@@ -206,8 +213,13 @@ class ClassroomClient:
 
     # media ----------------------------------------------------------------------------
     def _new_pc(self) -> RTCPeerConnection:
-        servers = [RTCIceServer(**s) for s in self.welcome.get("ice_servers", [])]
+        servers = rtc_ice_servers(self.welcome.get("ice_servers", []), self.turn_url)
         return RTCPeerConnection(RTCConfiguration(iceServers=servers))
+
+    def selected_pair(self, purpose: str = "subscribe") -> dict[str, Any] | None:
+        """The ICE pair the ``purpose`` connection uses (``local_type`` ``relay``: TURN)."""
+        pc = self.pcs.get(purpose)
+        return selected_pair(pc) if pc is not None else None
 
     async def _negotiate(self, pc: RTCPeerConnection, purpose: str) -> None:
         await pc.setLocalDescription(await pc.createOffer())  # gathers host candidates

@@ -17,11 +17,11 @@ from aiortc import (
     MediaStreamTrack,
     RTCBundlePolicy,
     RTCConfiguration,
-    RTCIceServer,
     RTCPeerConnection,
 )
 
 from .client import ClassroomClient
+from .ice import rtc_ice_servers
 from .media import FrameCounter
 
 STAGE_VIDEO, STAGE_AUDIO = 2, 1  # m-line index per kind of the stage in a subscribe offer
@@ -52,7 +52,7 @@ def _max_bundle_pc(client: ClassroomClient) -> RTCPeerConnection:
     """Every m-line on one transport. aiortc's default (balanced) policy leaves a second
     m-line of a kind that is not the first kind (the stage audio) on a transport that never
     connects, and its packets land on the first audio line."""
-    servers = [RTCIceServer(**s) for s in client.welcome.get("ice_servers", [])]
+    servers = rtc_ice_servers(client.welcome.get("ice_servers", []), client.turn_url)
     return RTCPeerConnection(RTCConfiguration(iceServers=servers,
                                               bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
 

@@ -432,6 +432,9 @@
       onOfferSent: function () {
         ledger.sent("subscribe");
       },
+      onTurnRefused: function () {
+        notice(t("turn_refused"));
+      },
       onTrack: function (event) {
         if (session !== st.media) {
           return;
@@ -801,6 +804,9 @@
       }
       if (wasFlowing !== st.flowing) {
         render();
+        if (st.flowing && session.turnRefused) {
+          notice(t("turn_refused")); // the picture came another way: say the relay refused
+        }
       }
     });
   }
@@ -1073,7 +1079,10 @@
         onStage: onStage(),
         stageChangedAt: st.stageChangedAt,
         mutedByTeacher: st.mutedByTeacher,
-        subscribeLayout: st.layout
+        subscribeLayout: st.layout,
+        // TURN (issue 12): the subscribe connection's selected ICE pair, and a refusal
+        candidate: stats.candidate(pc),
+        turnRefused: !!(session && session.turnRefused)
       };
     });
   };

@@ -34,6 +34,7 @@
       no_token_detail: "链接里缺少登录信息，请复制完整的链接再打开。",
       media_connecting: "正在接收老师的画面…",
       media_reconnecting: "画面中断，正在重新连接…",
+      turn_refused: "中继服务器（TURN）拒绝了登录凭据，已改用其他线路",
       no_teacher_video: "老师的画面还没有开始",
       no_webrtc: "这个浏览器不支持视频通话，请换用新版浏览器。",
       join: "点击开始播放",
@@ -169,6 +170,7 @@
       no_token_detail: "The sign-in part of the link is missing. Copy the whole link and open it again.",
       media_connecting: "Receiving the teacher's video…",
       media_reconnecting: "Video interrupted, reconnecting…",
+      turn_refused: "The TURN relay refused its credentials; using another path",
       no_teacher_video: "The teacher's video has not started yet",
       no_webrtc: "This browser cannot play live video. Please use a recent browser.",
       join: "Tap to start",
@@ -583,7 +585,35 @@
   function StatsTotals() {
     this.base = zeroCounts();
     this.live = new Map(); // pc -> counts of that pc
+    this.pairs = new Map(); // pc -> its selected ICE candidate pair (see candidate())
   }
+
+  /** The selected candidate pair of a getStats() report: who relays (TURN) and how. */
+  function selectedPair(report) {
+    var pairId = null;
+    report.forEach(function (s) {
+      if (s.type === "transport" && s.selectedCandidatePairId) {
+        pairId = s.selectedCandidatePairId;
+      }
+    });
+    var pair = pairId ? report.get(pairId) : null;
+    if (!pair) {
+      return null;
+    }
+    var local = report.get(pair.localCandidateId) || {};
+    var remote = report.get(pair.remoteCandidateId) || {};
+    return {
+      localType: local.candidateType || null,
+      remoteType: remote.candidateType || null,
+      relayProtocol: local.relayProtocol || null, // udp | tcp | tls: browser to TURN
+      relayed: local.candidateType === "relay" || remote.candidateType === "relay"
+    };
+  }
+
+  /** The selected candidate pair of ``pc`` at its last poll (null before one). */
+  StatsTotals.prototype.candidate = function (pc) {
+    return (pc && this.pairs.get(pc)) || null;
+  };
 
   function zeroCounts() {
     return { framesDecoded: 0, audioBytesReceived: 0, framesEncoded: 0, audioBytesSent: 0 };
@@ -597,6 +627,7 @@
 
   /** Refresh one connection's figures from getStats(); resolves to its counts (or null). */
   StatsTotals.prototype.poll = function (pc) {
+    var self = this;
     var counts = this.live.get(pc);
     if (!counts) {
       return Promise.resolve(null);
@@ -620,6 +651,9 @@
             }
           }
         });
+        if (self.live.has(pc)) {
+          self.pairs.set(pc, selectedPair(report));
+        }
         for (var key in now) {
           counts[key] = Math.max(counts[key], now[key]);
         }
@@ -641,6 +675,7 @@
           self.base[key] += counts[key];
         }
         self.live.delete(pc);
+        self.pairs.delete(pc);
       }
       try {
         pc.close();
@@ -695,7 +730,8 @@
    * One peer connection negotiated over the signaling socket.
    * options: purpose ("publish"|"subscribe"), signal, iceServers, stats (StatsTotals),
    *          setup(pc) adds tracks/transceivers, onTrack(event), onConnected(), onFail(reason),
-   *          onStateChange(state), onOfferSent(session) (the offer left on the socket).
+   *          onStateChange(state), onOfferSent(session) (the offer left on the socket),
+   *          onTurnRefused(errorCode) (a TURN server refused the credentials; at most once).
    * It calls onFail at most once: on "failed", on "disconnected" for more than 3 s, when no
    * answer arrives within 10 s, or when ICE does not connect within 20 s of the answer.
    */
@@ -707,6 +743,7 @@
     this.failed = false;
     this.offerSent = false;
     this.connected = false;
+    this.turnRefused = false; // a TURN server refused this connection's credentials
     this.timers = {};
   }
 
@@ -747,6 +784,20 @@
     };
     pc.onconnectionstatechange = function () {
       self._onState();
+    };
+    // A TURN server that refuses the credentials (wrong secret, expired): ICE goes on with
+    // the other candidates; the page is told once so it can say so (onTurnRefused).
+    pc.onicecandidateerror = function (event) {
+      var url = event.url || "";
+      if (self.closed || self.turnRefused || url.indexOf("turn") !== 0) {
+        return;
+      }
+      if (event.errorCode === 401 || event.errorCode === 403 || event.errorCode === 431) {
+        self.turnRefused = true;
+        if (opts.onTurnRefused) {
+          opts.onTurnRefused(event.errorCode);
+        }
+      }
     };
     try {
       opts.setup(pc);
@@ -864,7 +915,7 @@
     if (!pc) {
       return;
     }
-    pc.ontrack = pc.onicecandidate = pc.onconnectionstatechange = null;
+    pc.ontrack = pc.onicecandidate = pc.onconnectionstatechange = pc.onicecandidateerror = null;
     if (this.options.stats) {
       this.options.stats.retire(pc);
     } else {
