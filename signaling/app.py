@@ -45,7 +45,8 @@ class Node:
         self.config = config
         self.store = open_store(config.redis_url, presence_ttl=config.presence_ttl)
         self.hub = LessonHub(
-            self.store, roster_poll=config.roster_poll, on_lesson_ended=self._lesson_ended
+            self.store, roster_poll=config.roster_poll, on_lesson_ended=self._lesson_ended,
+            media_live=self.relay_has_publisher,  # rebuilds a lesson record the store lost
         )
         self.relay = Relay(
             RelayConfig(

@@ -19,6 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from . import metrics
 from .auth import Claims, Role, verify_token
 from .errors import ClassroomError, ErrorCode
+from .lanes import Lanes, lane_of
 from .protocol import MAX_MESSAGE_BYTES, Message, check_role, parse_frame
 from .ratelimit import TokenBucket
 from .store import PresenceRecord, StoreUnavailable
@@ -61,6 +62,7 @@ class Session:
         self._send_lock = asyncio.Lock()
         self._closed = False
         self._held: list[dict[str, Any]] | None = []  # events held until welcome is sent
+        self.lanes = Lanes()  # messages that wait on the store or the relay (lanes.py)
 
     # transport ------------------------------------------------------------------------
     async def send(self, message: dict[str, Any]) -> None:
@@ -113,9 +115,11 @@ class Session:
                 self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"hello timeout")
             )
 
-    async def _on_text(self, raw: str) -> bool:
-        """Handle one frame; False when the socket must close."""
-        if not self.bucket.take():
+    async def _on_text(self, raw: str, queued: Message | None = None) -> bool:
+        """Handle one frame; False when the socket must close. After hello a message that
+        waits on the store or the relay goes to its lane (lanes.py), which handles it by a
+        second call with ``queued`` set: same error replies, other messages not held up."""
+        if queued is None and not self.bucket.take():
             self.violations += 1
             await self.send_error(ClassroomError(ErrorCode.RATE_LIMITED, "slow down"))
             if self.violations >= self.node.config.max_rate_violations:
@@ -124,19 +128,25 @@ class Session:
             return True
         ref = None
         try:
-            msg = parse_frame(raw, self.node.schemas)
+            msg = queued if queued is not None else parse_frame(raw, self.node.schemas)
             ref = msg.type
-            metrics.MESSAGES.labels(type=msg.type).inc()
+            lane = lane_of(msg.type) if self.claims is not None else None
+            if queued is None:
+                metrics.MESSAGES.labels(type=msg.type).inc()
+                if lane is not None:
+                    if not self.lanes.submit(lane, lambda: self._on_text(raw, msg)):
+                        raise StoreUnavailable("lane full")
+                    return True
             await self._dispatch(msg)
         except ClassroomError as err:
-            await self.send_error(err, ref)
-            if err.code in _FATAL:
-                await self.ws.close(
-                    code=WSCloseCode.POLICY_VIOLATION, message=err.code.value.encode()
             if err.code == ErrorCode.TOO_LARGE:  # the ws (LimitedWebSocket) says too_large
                 metrics.ERRORS.labels(code=err.code.value).inc()
                 await self.ws.close(code=WSCloseCode.MESSAGE_TOO_BIG)
                 return False
+            await self.send_error(err, ref)
+            if err.code in _FATAL:
+                await self.ws.close(
+                    code=WSCloseCode.POLICY_VIOLATION, message=err.code.value.encode()
                 )
                 return False
         except StoreUnavailable:
@@ -239,7 +249,9 @@ class Session:
 
     async def _on_offer(self, msg: Message) -> None:
         purpose = msg.get("purpose")
-        lesson = await self.node.hub.get_lesson(self.lesson_id)
+        # As this node knows it (stored or announced): a frozen store must not hold up media.
+        hub = self.node.hub
+        lesson = hub.known_lesson(self.lesson_id) or await hub.get_lesson(self.lesson_id)
         if lesson.state == "ended":
             raise ClassroomError(ErrorCode.LESSON_ENDED, "the lesson has ended")
         rid = relay_peer_id(self.peer_id, purpose)
@@ -309,6 +321,7 @@ class Session:
         if not self.peer_id or self._closed:
             return
         self._closed = True
+        await self.lanes.close()  # a message half-way finishes (or is cancelled) first
         claims, self.claims = self.claims, None
         for purpose in list(self.media):
             rid = relay_peer_id(self.peer_id, purpose)

@@ -9,6 +9,7 @@ only it has seen.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -44,10 +45,14 @@ class LessonHub:
         *,
         roster_poll: float = 5.0,
         on_lesson_ended: Callable[[str], Awaitable[None]] | None = None,
+        media_live: Callable[[str], bool] | None = None,
     ) -> None:
         self.store = store
         self.roster_poll = roster_poll
         self._on_lesson_ended = on_lesson_ended
+        self._media_live = media_live or (lambda lesson_id: False)
+        """True while the relay receives the lesson's teacher media (rebuilding a record)."""
+        self._known: dict[str, LessonRecord] = {}  # the newest record seen, per local lesson
         self._peers: dict[str, dict[str, LocalPeer]] = {}  # lesson -> peer_id -> peer
         self._last_roster: dict[str, list[dict[str, Any]]] = {}
         self._live: set[str] = set()
@@ -83,19 +88,77 @@ class LessonHub:
 
     # lessons --------------------------------------------------------------------------
     async def ensure_lesson(self, lesson_id: str, **fields: Any) -> LessonRecord:
-        """The lesson, created in ``waiting`` if a valid token names one not yet known."""
+        """The lesson, created in ``waiting`` if a valid token names one not yet known
+        (or, when this node knew it and the store lost it, as this node knew it)."""
         lesson = await self.store.get_lesson(lesson_id)
         if lesson is None:
-            await self.store.create_lesson(LessonRecord(id=lesson_id, **fields))
+            await self.store.create_lesson(self._rebuilt(lesson_id, fields))
             lesson = await self.store.get_lesson(lesson_id)
         assert lesson is not None
+        self._remember(lesson)
         return lesson
 
     async def get_lesson(self, lesson_id: str) -> LessonRecord:
         lesson = await self.store.get_lesson(lesson_id)
         if lesson is None:
             raise ClassroomError(ErrorCode.LESSON_NOT_FOUND, f"no lesson {lesson_id!r}")
+        self._remember(lesson)
         return lesson
+
+    def known_lesson(self, lesson_id: str) -> LessonRecord | None:
+        """The newest record of a lesson with sockets on this node, as this node saw it
+        (stored or announced), without asking the store: media negotiation checks it, so
+        a frozen store does not hold up an offer."""
+        known = self._known.get(lesson_id)
+        return copy.copy(known) if known is not None else None
+
+    def _remember(self, lesson: LessonRecord) -> None:
+        # Forgotten when the lesson's last local socket leaves (leave()).
+        self._known[lesson.id] = copy.copy(lesson)
+
+    def _rebuilt(self, lesson_id: str, fields: dict[str, Any] | None = None) -> LessonRecord:
+        """A record for a lesson the store does not have: as this node last saw it, else
+        from what it holds now (live while the relay has the teacher's media; teacher and
+        school from the teacher's socket), else a new ``waiting`` one from ``fields``."""
+        known = self._known.get(lesson_id)
+        if known is not None:
+            return copy.copy(known)
+        peers = self._peers.get(lesson_id)
+        if not peers:
+            return LessonRecord(id=lesson_id, **(fields or {}))
+        teacher = next((p.presence for p in peers.values() if p.presence.role == "teacher"),
+                       None)
+        live = self._media_live(lesson_id)
+        return LessonRecord(
+            id=lesson_id, state="live" if live else "waiting",
+            started_at=time.time() if live else None,
+            teacher=teacher.name if teacher else "", school=teacher.school if teacher else "")
+
+    async def reconcile(self) -> list[str]:
+        """Put back lesson records the store lost (Redis restarted empty: it keeps nothing
+        on disk). For each lesson with sockets here: a missing record is rebuilt
+        (:meth:`_rebuilt`); a record back in ``waiting`` while this node saw the lesson
+        live or ended is one recreated by a hello after the loss (a lesson never returns
+        to waiting) and is replaced. Returns the lessons restored. Each node restores
+        its own lessons and (resync) its own sockets' presence."""
+        restored = []
+        for lesson_id in list(self._peers):
+            stored = await self.store.get_lesson(lesson_id)
+            known = self._known.get(lesson_id)
+            if stored is None:
+                if await self.store.create_lesson(self._rebuilt(lesson_id)):
+                    restored.append(lesson_id)
+                stored = await self.store.get_lesson(lesson_id)
+            elif stored.state == "waiting" and known is not None and known.state != "waiting":
+                await self.store.save_lesson(known)
+                stored = known
+                restored.append(lesson_id)
+            if stored is not None:
+                self._remember(stored)
+        if restored:
+            logger.warning("lesson records lost by the store rebuilt",
+                           extra={"lessons": restored})
+        return restored
 
     async def set_state(self, lesson_id: str, state: str) -> LessonRecord:
         # ensure_lesson, not get_lesson: a Redis that lost its data (restart without
@@ -113,6 +176,7 @@ class LessonHub:
             lesson.ended_at = now
         lesson.state = state
         await self.store.save_lesson(lesson)
+        self._remember(lesson)
         await self.store.publish(
             lesson_id, {"type": "lesson", "lesson_state": state, "lesson_info": lesson.to_json()}
         )
@@ -135,6 +199,7 @@ class LessonHub:
             if not peers:
                 del self._peers[peer.lesson_id]
                 self._last_roster.pop(peer.lesson_id, None)
+                self._known.pop(peer.lesson_id, None)
         if not in_roster(peer):
             return
         try:
@@ -169,6 +234,9 @@ class LessonHub:
             return
         if kind == "lesson":
             state = event.get("lesson_state")
+            info = event.get("lesson_info")
+            if isinstance(info, dict) and info.get("id") == lesson_id:
+                self._remember(LessonRecord.from_json(info))
             if state == "live":
                 self._live.add(lesson_id)
             else:
@@ -178,7 +246,10 @@ class LessonHub:
         await self.broadcast(lesson_id, event)
 
     async def _resync(self) -> None:
-        """Resend every local lesson's state and roster from the store (after an outage)."""
+        """After an outage: put back what the store lost (lesson records, this node's
+        sockets' presence), then resend every local lesson's state and roster from it."""
+        await self.reconcile()
+        await self._put_local_presence()
         for lesson_id in list(self._peers):
             lesson = await self.store.get_lesson(lesson_id)
             if lesson is None:
@@ -249,6 +320,13 @@ class LessonHub:
                 except Exception:
                     logger.exception("roster update failed", extra={"lesson": lesson_id})
 
+    async def _put_local_presence(self) -> None:
+        """Refresh (or put back) the presence of every roster socket on this node."""
+        for peers in list(self._peers.values()):
+            for peer in list(peers.values()):
+                if in_roster(peer):
+                    await self.store.put_presence(peer.presence)
+
     async def _refresh_presence_loop(self) -> None:
         """Keep this node's peers alive in the store; a dead node's peers expire."""
         interval = max(0.5, self.store.presence_ttl / 3)
@@ -262,14 +340,13 @@ class LessonHub:
                     logger.warning("store unreachable; presence refresh paused")
                 was_up = False
                 continue
-            for peers in list(self._peers.values()):
-                for peer in list(peers.values()):
-                    if not in_roster(peer):
-                        continue
-                    try:
-                        await self.store.put_presence(peer.presence)
-                    except StoreUnavailable:
-                        break
+            try:
+                await self._put_local_presence()
+                # A periodic check too: a store can lose data without a reconnect.
+                if await self.reconcile():
+                    await self._resync()  # tell the sockets the restored state
+            except StoreUnavailable:
+                pass
             if not was_up:
                 logger.info("store reachable again; rosters resent")
                 for lesson_id in list(self._peers):
