@@ -6,6 +6,8 @@ peers on both sides."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -88,3 +90,12 @@ async def test_without_a_range_ports_are_ephemeral(relay: Relay) -> None:
     ports = candidate_ports(relay._peers["teacher"].pc.localDescription.sdp)
     assert ports and all(p >= 32768 for p in ports)  # the kernel's ephemeral range
     await teacher.close()
+
+
+def test_serve_refuses_a_bad_range_with_one_line() -> None:
+    for bad in ("40010-40000", "40000", "x-y"):
+        proc = subprocess.run([sys.executable, "-m", "signaling.cli", "serve", "--rtc-ports", bad],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2
+        assert "--rtc-ports must be LOW-HIGH" in proc.stderr.splitlines()[-1]
+        assert "Traceback" not in proc.stderr
