@@ -20,6 +20,7 @@ from pathlib import Path
 from tests.helpers import free_port
 
 REALM = "classroom.test"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _free_port_on(host: str) -> int:
@@ -71,7 +72,8 @@ class Coturn:
             "denied-peer-ip=192.168.0.0-192.168.255.255",
             *(f"allowed-peer-ip={ip}" for ip in self.allowed_peers),
         ]
-        lines.append("allow-loopback-peers" if self.loopback_peers else "no-loopback-peers")
+        if self.loopback_peers:  # refused by default, as in production
+            lines.append("allow-loopback-peers")
         if self.tls:
             cert, key = self.tls
             lines += [f"tls-listening-port={self.tls_port}", f"cert={cert}", f"pkey={key}"]
@@ -82,6 +84,10 @@ class Coturn:
     def start(self, timeout: float = 10.0) -> None:
         conf = self.dir / "turnserver.conf"
         conf.write_text(self._config())
+        self.start_with(conf, timeout)
+
+    def start_with(self, conf: Path, timeout: float = 10.0) -> None:
+        """Run turnserver on ``conf`` (its ports must be ``port``/``tls_port``)."""
         self.proc = subprocess.Popen(["turnserver", "-c", str(conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ports = [self.port] + ([self.tls_port] if self.tls_port else [])

@@ -136,3 +136,38 @@ def test_coturn_refuses_a_wrong_secret_or_an_expired_credential(turnserver, case
         asyncio.run(_allocate(turnserver, user, password, "tcp"))
     assert failed.value.response.attributes["ERROR-CODE"][0] == 401
 
+
+
+def test_the_shipped_coturn_config_grants_our_credentials(tmp_path) -> None:
+    """deploy/coturn/turnserver.conf as shipped (only ports, certificate, secret and paths
+    put on test values): coturn takes every line and allocates with our credentials."""
+    ok, why = coturn.available()
+    if not ok:
+        pytest.skip(why)
+    from tests.helpers import free_port
+    from tests.tls_certs import make_cert
+
+    cert, key = make_cert(tmp_path, "turn", ["127.0.0.1"])
+    port, tls_port, alt_port = free_port(), free_port(), free_port()
+    values = {"listening-port": port, "tls-listening-port": tls_port,
+              "alt-tls-listening-port": alt_port, "cert": cert, "pkey": key,
+              "static-auth-secret": SECRET, "log-file": tmp_path / "turn.log",
+              "pidfile": tmp_path / "turn.pid", "min-port": 61000, "max-port": 61100}
+    shipped = (coturn.REPO / "deploy/coturn/turnserver.conf").read_text().splitlines()
+    lines = [f"{k}={values[k]}" if (k := line.split("=", 1)[0]) in values else line
+             for line in shipped]
+    lines += ["listening-ip=127.0.0.1", "relay-ip=127.0.0.1", f"userdb={tmp_path / 'db'}",
+              "verbose"]
+    conf = tmp_path / "turnserver.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    server = coturn.Coturn("127.0.0.1", SECRET)
+    server.port, server.log = port, tmp_path / "turn.log"
+    server.start_with(conf)
+    try:
+        user, password = credentials(SECRET, "classroom-prod", 300)
+        host, _ = asyncio.run(_allocate(server, user, password, "tcp"))
+        assert host == "127.0.0.1"
+        log = server.tail(400)
+        assert "CONFIG ERROR" not in log and "Bad configuration" not in log, log
+    finally:
+        server.stop()
