@@ -181,6 +181,7 @@ def assert_receives_within_10s(page: Any, opened: float) -> dict[str, Any]:
         now = stats(page)
         if now["framesDecoded"] > 0 and now["audioBytesReceived"] > 0 and not first:
             first.update(now)
+            print(f"first video and audio {time.monotonic() - opened:.2f} s after opening")
         if first and (now["framesDecoded"] >= first["framesDecoded"] + 10
                       and now["audioBytesReceived"] > first["audioBytesReceived"]):
             return now
