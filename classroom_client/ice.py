@@ -70,7 +70,8 @@ async def _allocates(url: str, server: dict[str, Any], timeout: float) -> bool:
 async def pick_turn_url(servers: list[dict[str, Any]], prefer: str | None = None,
                         timeout: float = 3.0) -> str | None:
     """The TURN URL to give aiortc: the first of transport ``prefer``, else (``prefer``
-    None) the first one coturn grants an allocation on; None when there is none."""
+    None) the first one coturn grants an allocation on; None when there is none or none
+    of several works."""
     turns = turn_urls(servers)
     if prefer is not None:
         if prefer not in TRANSPORTS:
@@ -80,8 +81,8 @@ async def pick_turn_url(servers: list[dict[str, Any]], prefer: str | None = None
         return turns[0][0] if turns else None
     # all at once (a blocked port costs one timeout, not one each), the server's order wins
     works = await asyncio.gather(*(_allocates(url, server, timeout) for url, server in turns))
-    return next((url for (url, _), ok in zip(turns, works, strict=True) if ok),
-                turns[0][0])  # none works now: aiortc falls back to host candidates anyway
+    # none works now (down, refused): no TURN at all, so aiortc does not wait on it either
+    return next((url for (url, _), ok in zip(turns, works, strict=True) if ok), None)
 
 
 def selected_pair(pc: RTCPeerConnection) -> dict[str, Any] | None:

@@ -288,6 +288,7 @@ def test_wrong_turn_secret_falls_back_to_a_direct_path_and_says_so(
         assert pair and not pair["relayed"], pair
         client.wait_media()
         assert client.last["pair"]["local_type"] == "host", client.last
+        assert client.last["turn_url"] == turnserver.url("tcp")  # asked for, refused
     finally:
         client.stop()
         page.context.close()
@@ -309,8 +310,10 @@ def test_turn_server_down_direct_paths_still_used(lab, school_browser, workdir) 
         pair = stats(page)["candidate"]  # host, or prflx as the relay saw it: direct
         assert pair and not pair["relayed"] and pair["localType"] in ("host", "prflx"), pair
         assert not stats(page)["turnRefused"]
-        client.wait_media()
+        print(f"TURN down: page decoded {took:.1f} s after load; headless", end=" ")
+        print(f"{client.wait_media():.1f} s after launch")
         assert client.last["pair"]["local_type"] == "host", client.last
+        assert client.last["turn_url"] is None  # none of the TURN URLs worked: not used
     finally:
         client.stop()
         page.context.close()
