@@ -209,8 +209,23 @@ class LessonHub:
             logger.warning("store unavailable; %s expires by TTL", peer.peer_id)
 
     async def update_presence(self, peer: LocalPeer) -> None:
+        if await self._put_if_here(peer):
+            await self.roster_changed(peer.lesson_id)
+
+    def _here(self, peer: LocalPeer) -> bool:
+        return self._peers.get(peer.lesson_id, {}).get(peer.peer_id) is peer
+
+    async def _put_if_here(self, peer: LocalPeer) -> bool:
+        """Put a peer's presence unless it left; if it left while the put was on its way
+        (leave() removed it meanwhile), remove it again: a put landing after the remove
+        would keep a closed socket in the roster until the TTL."""
+        if not self._here(peer):
+            return False
         await self.store.put_presence(peer.presence)
-        await self.roster_changed(peer.lesson_id)
+        if not self._here(peer):
+            await self.store.remove_presence(peer.lesson_id, peer.peer_id)
+            return False
+        return True
 
     async def roster_changed(self, lesson_id: str) -> None:
         await self.store.publish(lesson_id, {"type": "roster-changed"})
@@ -325,7 +340,7 @@ class LessonHub:
         for peers in list(self._peers.values()):
             for peer in list(peers.values()):
                 if in_roster(peer):
-                    await self.store.put_presence(peer.presence)
+                    await self._put_if_here(peer)
 
     async def _refresh_presence_loop(self) -> None:
         """Keep this node's peers alive in the store; a dead node's peers expire."""
