@@ -178,7 +178,7 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
     async def make_link(request: web.Request, claims: Claims) -> web.Response:
         record = record_for(request, claims, "POST /api/recordings/{recording}/link")
         ttl = feature.config.link_ttl
-        if request.can_read_body:
+        if request.body_exists:  # (can_read_body is False once the body-timeout middleware read it)
             try:
                 body = await request.json(loads=decode_json)
             except (ValueError, UnicodeDecodeError):

@@ -559,7 +559,7 @@ class QuizFeature:
             lesson = request.match_info["lesson"]
             try:
                 body = await request.json(loads=decode_json)
-            except (ValueError, UnicodeDecodeError):
+            except (ClassroomError, ValueError, UnicodeDecodeError):  # decode_json: bad_json
                 raise _err(ErrorCode.QUIZ_SET_INVALID, "the question set is not JSON") from None
             try:
                 qset = qmod.validate_set(body)
