@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("token", help="a classroom token (classroom token --role classroom)")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to stay")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between lines")
+    parser.add_argument("--video-codec", choices=("vp8", "h264"), default=None,
+                        help="offer only this video codec (h264: an H.264-only TV box)")
     parser.add_argument("--turn-transport", choices=TRANSPORTS, default=None,
                         help="use the welcome's TURN URL of this transport (default: the "
                              "first one coturn grants an allocation on)")
@@ -50,7 +52,8 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    client = ClassroomClient(args.base_url, args.token, turn_transport=args.turn_transport)
+    client = ClassroomClient(args.base_url, args.token, turn_transport=args.turn_transport,
+                             video_codec=args.video_codec)
     try:
         await client.connect()
         await client.subscribe()
