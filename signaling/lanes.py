@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ OVERTAKE = 0.25
 """Seconds a message waits for earlier ones of other lanes before it goes past them."""
 
 Job = Callable[[], Awaitable[object]]
+_Item = tuple[Job, list["asyncio.Future[None]"], "asyncio.Future[None]"]
 
 
 def lane_of(msg_type: str) -> str:
@@ -45,14 +47,14 @@ def lane_of(msg_type: str) -> str:
 
 
 class Lanes:
-    """Ordered queues of jobs, one task per lane, for one socket."""
+    """Ordered queues of jobs for one socket; a lane's task exists only while it has work
+    (a thousand idle phones hold no tasks)."""
 
     def __init__(self, limit: int = 64, overtake: float = OVERTAKE) -> None:
         self.limit = limit
         self.overtake = overtake
-        self._queues: dict[str, asyncio.Queue[tuple[Job, list[asyncio.Future[None]],
-                                                    asyncio.Future[None]] | None]] = {}
-        self._workers: list[asyncio.Task[None]] = []
+        self._queues: dict[str, deque[_Item]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
         self._unfinished: list[tuple[str, asyncio.Future[None]]] = []  # arrival order
         self._closed = False
 
@@ -60,23 +62,25 @@ class Lanes:
         """Queue ``job`` behind the lane's earlier ones; False when the lane is full."""
         if self._closed:
             return False
-        queue = self._queues.get(lane)
-        if queue is None:
-            queue = self._queues[lane] = asyncio.Queue(self.limit)
-            self._workers.append(asyncio.get_running_loop().create_task(
-                self._work(queue), name=f"lane-{lane}"))
-        if queue.full():
+        queue = self._queues.setdefault(lane, deque())
+        if len(queue) >= self.limit:
             return False
+        loop = asyncio.get_running_loop()
         self._unfinished = [(n, f) for n, f in self._unfinished if not f.done()]
         before = [f for n, f in self._unfinished if n != lane]
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[None] = loop.create_future()
         self._unfinished.append((lane, done))
-        queue.put_nowait((job, before, done))
+        queue.append((job, before, done))
+        worker = self._workers.get(lane)
+        if worker is None or worker.done():
+            # A worker returns as soon as it finds its queue empty, with no await in
+            # between, so a job is never left behind a finished worker.
+            self._workers[lane] = loop.create_task(self._work(queue), name=f"lane-{lane}")
         return True
 
-    async def _work(self, queue: asyncio.Queue) -> None:
-        while (item := await queue.get()) is not None:
-            job, before, done = item
+    async def _work(self, queue: deque[_Item]) -> None:
+        while queue and not self._closed:
+            job, before, done = queue.popleft()
             try:
                 if before:
                     await asyncio.wait(before, timeout=self.overtake)
@@ -93,13 +97,12 @@ class Lanes:
         half-way must not outlive its session); then cancel what is left."""
         self._closed = True
         for queue in self._queues.values():
-            while not queue.empty():
-                item = queue.get_nowait()
-                if item is not None and not item[2].done():
-                    item[2].set_result(None)
-            queue.put_nowait(None)  # the worker stops after its current job
+            for _, _, done in queue:
+                if not done.done():
+                    done.set_result(None)
+            queue.clear()
         current = asyncio.current_task()
-        workers = [w for w in self._workers if w is not current and not w.done()]
+        workers = [w for w in self._workers.values() if w is not current and not w.done()]
         if not workers:
             return
         _, late = await asyncio.wait(workers, timeout=grace)
