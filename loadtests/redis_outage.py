@@ -306,6 +306,7 @@ async def freeze_traffic(teacher: ClassroomClient, stop: asyncio.Event) -> dict[
     delay is what a store-bound message makes the socket's other messages wait."""
     delays: list[float] = []
     store_errors: dict[str, int] = {}
+    first = len(teacher.messages)
     i = 0
     while not stop.is_set():
         mark = len(teacher.messages)
@@ -320,13 +321,13 @@ async def freeze_traffic(teacher: ClassroomClient, stop: asyncio.Event) -> dict[
             delays.append(time.monotonic() - sent)
         except TimeoutError:
             delays.append(10.0)
-        for m in teacher.messages[mark:]:
-            if m.get("type") == "error" and m.get("ref") == "start-lesson":
-                store_errors[m["code"]] = store_errors.get(m["code"], 0) + 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.2)
+    for m in teacher.messages[first:]:
+        if m.get("type") == "error" and m.get("ref") == "start-lesson":
+            store_errors[m["code"]] = store_errors.get(m["code"], 0) + 1
     return {"pings": len(delays), "ping_max_ms": round(max(delays, default=0) * 1000, 1),
-            "start_lesson_errors": store_errors}
+            "start_lesson_sent": i, "start_lesson_errors": store_errors}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
