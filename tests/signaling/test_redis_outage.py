@@ -188,3 +188,37 @@ async def test_lesson_lost_by_redis_is_rebuilt_from_live_media_and_sockets(redis
         for c in (late, room, teacher):
             if c is not None:
                 await c.close()
+
+
+class _Socket:
+    """The little of a session the hub needs (lessons.LocalPeer)."""
+
+    def __init__(self, peer_id: str) -> None:
+        from signaling.store import PresenceRecord
+        self.peer_id, self.lesson_id = peer_id, "math-1"
+        self.presence = PresenceRecord(peer_id=peer_id, lesson="math-1", role="classroom")
+
+    async def send(self, message: dict) -> None:
+        pass
+
+
+async def test_a_socket_leaving_during_a_presence_refresh_leaves_the_roster(redis):
+    from signaling.lessons import LessonHub
+    from signaling.store.redis import RedisStore
+
+    hub = LessonHub(RedisStore(redis.url))
+    await hub.start()
+    try:
+        sockets = [_Socket(f"p{i:02d}") for i in range(30)]
+        for s in sockets:
+            await hub.join(s)
+        # the refresh walks the peers one put at a time; the last one leaves meanwhile
+        refresh = asyncio.ensure_future(hub._put_local_presence())
+        await asyncio.sleep(0)
+        await hub.leave(sockets[-1])
+        await refresh
+        names = {r.peer_id for r in await hub.store.roster("math-1")}
+        assert "p29" not in names, "a closed socket was put back into the roster"
+        assert len(names) == 29
+    finally:
+        await hub.close()
