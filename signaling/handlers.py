@@ -9,6 +9,7 @@ failure is about who the sender is.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -16,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from . import metrics
-from .auth import Claims, Role, verify_token
+from . import authz, metrics
+from .auth import Claims, Role, mint_session_token, verify_token
 from .errors import ClassroomError, ErrorCode
 from .lanes import Lanes, lane_of
-from .protocol import MAX_MESSAGE_BYTES, Message, check_role, parse_frame
+from .protocol import MAX_MESSAGE_BYTES, Message, parse_frame
 from .ratelimit import TokenBucket
 from .store import PresenceRecord, StoreUnavailable
 from .turn import ice_servers_for
@@ -63,6 +64,7 @@ class Session:
         self._closed = False
         self._held: list[dict[str, Any]] | None = []  # events held until welcome is sent
         self.lanes = Lanes()  # messages that wait on the store or the relay (lanes.py)
+        self._expiry: asyncio.TimerHandle | None = None  # fires at the token's exp
 
     # transport ------------------------------------------------------------------------
     async def send(self, message: dict[str, Any]) -> None:
@@ -107,6 +109,8 @@ class Session:
                     break
         finally:
             hello_deadline.cancel()
+            if self._expiry is not None:
+                self._expiry.cancel()
             await self.close()
 
     def _hello_timeout(self) -> None:
@@ -130,6 +134,10 @@ class Session:
         try:
             msg = queued if queued is not None else parse_frame(raw, self.node.schemas)
             ref = msg.type
+            if queued is None and self.claims is not None and msg.type != "hello":
+                # who may send what: the authorization table, before any lane, so a
+                # refusal is told in order (the socket's lesson is the token's, from hello)
+                authz.check_message(self.claims.role, msg.type, msg.get("purpose"))
             lane = lane_of(msg.type) if self.claims is not None else None
             if queued is None:
                 metrics.MESSAGES.labels(type=msg.type).inc()
@@ -165,9 +173,8 @@ class Session:
             return
         if self.claims is None:
             raise ClassroomError(ErrorCode.NOT_AUTHENTICATED, "send hello first")
-        # The token is checked at hello; an open session outlives it (a TV must not drop
-        # out of a lesson at its token's expiry), but every reconnect needs a valid one.
-        check_role(msg, self.claims.role, self.node.schemas)
+        # The role was checked against the authorization table in _on_text; the token's
+        # expiry closes the session (_arm_expiry) unless the page refreshed it.
         feature = self.node.feature_for.get(msg.type)
         if feature is not None:
             await feature.handle(self, msg)
@@ -208,6 +215,7 @@ class Session:
             self.claims = None  # a hello that failed on the store may be retried
             await hub.leave(self)
             raise
+        self._arm_expiry()
         held, self._held = self._held or [], None
         for message in held:
             await self.send(message)
@@ -241,8 +249,61 @@ class Session:
                     "max_message_bytes": MAX_MESSAGE_BYTES,
                     "messages_per_second": cfg.messages_per_second,
                 },
+                **self._renewal(claims),
             }
         )
+
+    # token lifetime ---------------------------------------------------------------------
+    def _renewal(self, claims: Claims) -> dict[str, Any]:
+        """Renew the session with ``claims`` (just verified, this session's identity): a
+        fresh short-lived ``session_token`` for the page to refresh with, and the session
+        lasts until the later of its exp and the token's (``token_expires``). That is no
+        more than the page would get by reconnecting with the token it just presented."""
+        out: dict[str, Any] = {}
+        minted = mint_session_token(self.node.config.secret, claims,
+                                    int(self.node.config.session_token_ttl))
+        exp = max(claims.exp, self.claims.exp if self.claims is not None else 0)
+        if minted is not None:
+            out["session_token"], out["session_expires"] = minted
+            exp = max(exp, minted[1])
+        self.claims = dataclasses.replace(claims, exp=exp)
+        out["token_expires"] = exp
+        return out
+
+    def _arm_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self.claims is not None:
+            self._expiry = asyncio.get_running_loop().call_later(
+                max(0.0, self.claims.exp - time.time()), self._expired)
+
+    def _expired(self) -> None:
+        self._expiry = None
+        if self.claims is None or self.ws.closed:
+            return
+        if self.claims.exp > time.time():
+            self._arm_expiry()  # refreshed meanwhile
+            return
+        self.node.spawn(self._close_expired())
+
+    async def _close_expired(self) -> None:
+        await self.send_error(ClassroomError(
+            ErrorCode.TOKEN_EXPIRED, "the session's token expired (refresh it before exp)"))
+        await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"token_expired")
+
+    async def _on_refresh(self, msg: Message) -> None:
+        """Renew the session with a token of the same identity (the latest session token,
+        or a new link's). A bad or expired token ends the session as at hello."""
+        current = self.claims
+        assert current is not None
+        claims = verify_token(self.node.config.secret, msg.get("token"))
+        if (claims.sub, claims.role, claims.lesson, claims.school) != (
+                current.sub, current.role, current.lesson, current.school):
+            raise ClassroomError(ErrorCode.FORBIDDEN,
+                                 "refresh takes a token of the same sub, role, lesson, school")
+        renewal = self._renewal(claims)
+        self._arm_expiry()
+        await self.send({"type": "refreshed", "server_time": time.time(), **renewal})
 
     async def _on_ping(self, msg: Message) -> None:
         await self.send({"type": "pong", "ts": msg.get("ts"), "server_time": time.time()})

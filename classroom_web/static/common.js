@@ -409,6 +409,10 @@
     this.retryTimer = null;
     this.lastHeard = 0;
     this.keepaliveTimer = null;
+    this.refreshTimer = null; // renews the session token (see _renewed)
+    this.sessionToken = null;
+    this.sessionExpires = 0;
+    this.serverOffset = 0;
     var self = this;
     window.addEventListener("online", function () {
       if (self.retryTimer && !self.stopped) {
@@ -439,7 +443,7 @@
         return;
       }
       self.lastHeard = Date.now();
-      ws.send(JSON.stringify({ type: "hello", token: self.token, lesson: self.lesson }));
+      ws.send(JSON.stringify({ type: "hello", token: self._helloToken(), lesson: self.lesson }));
     };
     ws.onmessage = function (event) {
       if (ws !== self.ws) {
@@ -459,7 +463,12 @@
         self.welcomed = true;
         self.everWelcomed = true;
         self.attempt = 0;
+        self._renewed(msg);
         self.onWelcome(msg);
+        return;
+      }
+      if (msg.type === "refreshed") {
+        self._renewed(msg);
         return;
       }
       if (msg.type === "error" && FATAL_CODES[msg.code]) {
@@ -488,6 +497,40 @@
         self._keepalive();
       }, 5000);
     }
+  };
+
+  /**
+   * Token renewal (README "Token lifetime"): welcome and refreshed carry a short-lived
+   * session_token of this page's identity; the page sends refresh {token} with it at half
+   * its life, so the socket (and a reconnect, which uses it while valid) outlives the link's
+   * token. It is kept in memory only, never in the URL or storage.
+   */
+  Signal.prototype._renewed = function (msg) {
+    var self = this;
+    if (this.refreshTimer) {
+      clearTimeout(this.refreshTimer);
+      this.refreshTimer = null;
+    }
+    if (!msg.session_token || typeof msg.server_time !== "number") {
+      return;
+    }
+    this.sessionToken = msg.session_token;
+    this.serverOffset = msg.server_time - Date.now() / 1000;
+    this.sessionExpires = msg.session_expires;
+    var delay = Math.max(1000, ((msg.session_expires - msg.server_time) * 1000) / 2);
+    this.refreshTimer = setTimeout(function () {
+      self.refreshTimer = null;
+      self.send({ type: "refresh", token: self.sessionToken });
+    }, delay);
+  };
+
+  /** The session token while it has some life left, else the link's own token. */
+  Signal.prototype._helloToken = function () {
+    var now = Date.now() / 1000 + (this.serverOffset || 0);
+    if (this.sessionToken && this.sessionExpires - 2 > now) {
+      return this.sessionToken;
+    }
+    return this.token;
   };
 
   /** Application-level ping: notices a dead link that never delivered a TCP close. */
@@ -519,6 +562,10 @@
     }
     this.ws = null;
     this.welcomed = false;
+    if (this.refreshTimer) {
+      clearTimeout(this.refreshTimer); // the next welcome schedules it again
+      this.refreshTimer = null;
+    }
     ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
     try {
       ws.close();
@@ -560,6 +607,10 @@
     if (this.keepaliveTimer) {
       clearInterval(this.keepaliveTimer);
       this.keepaliveTimer = null;
+    }
+    if (this.refreshTimer) {
+      clearTimeout(this.refreshTimer);
+      this.refreshTimer = null;
     }
     var ws = this.ws;
     this.ws = null;
