@@ -101,6 +101,7 @@ class Server:
                                                delete=False)
         cmd = [sys.executable, "-m", "signaling.cli", "serve", "--port", str(self.port),
                "--secret", self.secret, "--no-demo", "--log-level", "warning",
+               "--max-connections-per-address", "0",  # every student is on loopback here
                "--library", tempfile.mkdtemp(prefix="quiz-burst-lib-")]
         if redis_url:
             cmd += ["--redis-url", redis_url]

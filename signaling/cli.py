@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
                             "(repeatable; loopback always is); exempt from the "
                             "per-address connection limit")
     serve.add_argument("--max-connections-per-address", type=int, default=None, metavar="N",
-                       help="open HTTP/WebSocket connections from one address (default 256; "
+                       help="open HTTP/WebSocket connections from one address (default 2048; "
                             "0: no limit)")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--no-demo", action="store_true", help="do not print demo links")

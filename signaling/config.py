@@ -48,7 +48,7 @@ class Config:
     hello_timeout: float = 10.0  # seconds a socket may stay silent before `hello`
     http_header_timeout: float = 15.0  # a request head must arrive within this (http_guard)
     http_body_timeout: float = 30.0  # a request body must arrive within this
-    max_connections_per_address: int = 256  # open connections from one IP (0: no limit)
+    max_connections_per_address: int = 2048  # per IP (0: none): one school NAT
     session_token_ttl: float = 3600.0  # life of the token welcome/refreshed hand a page
     messages_per_second: float = 20.0
     message_burst: float = 40.0
