@@ -103,6 +103,13 @@ class Coturn:
                     raise RuntimeError(f"turnserver not listening: {self.tail()}") from None
                 time.sleep(0.05)
 
+    def log_text(self) -> str:
+        """The whole log so far ("" before it exists): slice it to see one step's sessions."""
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
     def tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

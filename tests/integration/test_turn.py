@@ -1,14 +1,17 @@
 """TURN for blocked school networks (issue 12 item 3), with a real coturn and real firewalls.
 
 One NetLab namespace is the school; the host side holds coturn (Debian's turnserver: TURN
-on UDP+TCP, TLS with a certificate made here), `classroom serve --turn-url ... ` and a
-headless teacher publishing video and audio. Inside the namespace nftables drops all UDP
-and every TCP port but the web port and one TURN port (NETWORK-TESTS.md "A school
-firewall"), so the only way media can arrive is relayed by coturn over TCP (or TLS).
+on UDP+TCP, TLS with a certificate signed by a CA made here), `classroom serve --turn-url
+...` and a headless teacher publishing video and audio. Inside the namespace nftables
+drops all UDP and every TCP port but the web port and one TURN port (NETWORK-TESTS.md "A
+school firewall"), so the only way media can arrive is relayed by coturn over TCP (or TLS).
 
 * the headless classroom (`python -m classroom_client`) and a Chromium classroom (run with
   `ip netns exec`) each decode the teacher's video and audio within 10 s, and their
-  selected ICE pair is a relay pair;
+  selected ICE pair is a relay pair; Chromium also with only a `turns:` URL (TURN over
+  TLS, the only TCP port open besides the web port), trusting coturn's certificate the way
+  a school's machines would: the test CA is a trusted root in that Chromium's own NSS
+  database (a temporary HOME), no certificate-error switches;
 * faults, on the open network (firewall off): a server with the wrong TURN secret (coturn
   answers 401) still gets the lesson through on a direct pair, and the page says the relay
   refused it; a TURN server that is down costs nothing: the direct pair is used.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,7 +42,7 @@ from tests import coturn
 from tests.e2e.conftest import BASE_ARGS, ServerProcess
 from tests.e2e.pages import missing_browser_reason, stats, wait_until
 from tests.netlab import NetLab, available
-from tests.tls_certs import make_cert
+from tests.tls_certs import make_ca, make_cert, nss_home
 
 pytestmark = pytest.mark.skipif(not available()[0], reason=available()[1] or "netlab")
 
@@ -125,8 +129,16 @@ def workdir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def turn_cert(lab: NetLab, workdir: Path) -> tuple[Path, Path]:
-    return make_cert(workdir, "turn", [lab.host_ip])
+def turn_ca(workdir: Path) -> tuple[Path, Path]:
+    """The school's own root CA: trusted by the headless client (SSL_CERT_FILE) and by the
+    namespaced Chromium (its NSS database), nowhere else."""
+    return make_ca(workdir, "classroom-test-ca")
+
+
+@pytest.fixture(scope="module")
+def turn_cert(lab: NetLab, workdir: Path, turn_ca: tuple[Path, Path]) -> tuple[Path, Path]:
+    # an IP SAN: the turns: URL names coturn by the lab's host address
+    return make_cert(workdir, "turn", [lab.host_ip], ca=turn_ca)
 
 
 @pytest.fixture(scope="module")
@@ -198,11 +210,11 @@ class Remote:
 
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 def test_headless_classroom_behind_a_school_firewall_gets_the_lesson_over_turn(
-        lab, lesson, turnserver, turn_cert, transport) -> None:
+        lab, lesson, turnserver, turn_ca, transport) -> None:
     port = turnserver.port if transport == "tcp" else turnserver.tls_port
     school_firewall(lab, [lesson.port, port])
     # turns: checks coturn's certificate: the test's own CA, as a school installs its own
-    client = Remote(lab, lesson, env={"SSL_CERT_FILE": str(turn_cert[0])})  # auto-picks
+    client = Remote(lab, lesson, env={"SSL_CERT_FILE": str(turn_ca[0])})  # auto-picks
     try:
         took = client.wait_media()
         pair = wait_until(lambda: client.last.get("pair"), 5, "a selected pair")
@@ -216,28 +228,60 @@ def test_headless_classroom_behind_a_school_firewall_gets_the_lesson_over_turn(
 
 # ---- Chromium in the namespace --------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def school_browser(lab: NetLab, workdir: Path) -> Iterator[Any]:
-    reason = missing_browser_reason()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    wrapper = workdir / "chromium-in-school"  # Playwright starts it: Chromium in the netns
-    wrapper.write_text(f"#!/bin/sh\nexec ip netns exec {lab.ns} /usr/bin/chromium \"$@\"\n")
+def _school_chromium(pw: Any, lab: NetLab, workdir: Path, name: str,
+                     home: Path | None) -> Any:
+    """Chromium in the namespace (Playwright starts the wrapper), with ``home`` as HOME."""
+    wrapper = workdir / name
+    env = f"HOME={home} " if home is not None else ""
+    wrapper.write_text(f"#!/bin/sh\n{env}exec ip netns exec {lab.ns} /usr/bin/chromium \"$@\"\n")
     wrapper.chmod(0o755)
     # host addresses in the SDP instead of mDNS names: the direct-path fault tests must not
     # depend on the relay resolving .local names (another fix); TURN candidates are real
     args = [*BASE_ARGS, "--autoplay-policy=no-user-gesture-required",
             "--disable-features=WebRtcHideLocalIpsWithMdns"]
+    return pw.chromium.launch(executable_path=str(wrapper), args=args)
+
+
+@pytest.fixture(scope="module")
+def school_playwright() -> Iterator[Any]:
+    reason = missing_browser_reason()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(wrapper), args=args)
-        yield browser
-        browser.close()
+        yield pw
+
+
+@pytest.fixture(scope="module")
+def school_browser(school_playwright: Any, lab: NetLab, workdir: Path,
+                   turn_ca: tuple[Path, Path]) -> Iterator[Any]:
+    # its own HOME: an NSS database ($HOME/.pki/nssdb) with the test CA as a trusted root,
+    # for this Chromium only (without certutil the turns: tests skip, the others run)
+    home = nss_home(workdir, turn_ca[0]) if shutil.which("certutil") else None
+    browser = _school_chromium(school_playwright, lab, workdir, "chromium-in-school", home)
+    yield browser
+    browser.close()
+
+
+# every icecandidateerror of the page's peer connections (url, errorCode, errorText): what
+# went wrong with a TURN server, as chrome://webrtc-internals would show it
+RECORD_ICE_ERRORS = """
+window.__iceErrors = [];
+const Native = window.RTCPeerConnection;
+window.RTCPeerConnection = function (...args) {
+  const pc = new Native(...args);
+  pc.addEventListener("icecandidateerror", (e) => window.__iceErrors.push(
+    {url: e.url, errorCode: e.errorCode, errorText: e.errorText, address: e.address}));
+  return pc;
+};
+window.RTCPeerConnection.prototype = Native.prototype;
+"""
 
 
 def _classroom_page(browser: Any, srv: ServerProcess) -> Any:
     ctx = browser.new_context()
+    ctx.add_init_script(RECORD_ICE_ERRORS)
     page = ctx.new_page()
     page.console_lines = []
     page.on("console", lambda m: page.console_lines.append(m.text))
@@ -266,6 +310,76 @@ def test_chromium_classroom_behind_a_school_firewall_gets_the_lesson_over_turn_t
         assert took <= DEADLINE, f"took {took:.1f} s"
     finally:
         page.context.close()
+
+
+@pytest.fixture(scope="module")
+def turns_lesson(lab: NetLab, workdir: Path, turnserver: coturn.Coturn) -> Iterator[ServerProcess]:
+    """A server handing out only the turns: URL (TURN over TLS), with a teacher on air."""
+    if shutil.which("certutil") is None:
+        pytest.skip("certutil missing (scripts/test installs the Debian package libnss3-tools)")
+    school_firewall(lab, None)
+    srv = serve(lab, workdir / "turns", ["--turn-url", turnserver.url("tls")], TURN_SECRET)
+    teacher = Teacher(srv.base_url, srv.token("teacher", LESSON, name="T"))
+    try:
+        yield srv
+    finally:
+        teacher.close()
+        srv.stop()
+
+
+def _ice_errors(page: Any, url: str) -> list[dict]:
+    return [e for e in page.evaluate("() => window.__iceErrors") if e["url"] == url]
+
+
+def test_chromium_classroom_behind_a_school_firewall_gets_the_lesson_over_turns_only(
+        lab, turnserver, turns_lesson, school_browser) -> None:
+    school_firewall(lab, [turns_lesson.port, turnserver.tls_port])
+    mark = len(turnserver.log_text())
+    page = _classroom_page(school_browser, turns_lesson)
+    try:
+        try:
+            took, _ = _page_media(page)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nicecandidateerror: "
+                                 f"{_ice_errors(page, turnserver.url('tls'))}\n"
+                                 f"coturn: {turnserver.tail(15)}") from None
+        pair = wait_until(lambda: stats(page)["candidate"], 5, "a selected candidate pair")
+        assert pair["relayed"] and pair["localType"] == "relay", pair
+        assert pair["relayProtocol"] == "tls", pair
+        # coturn's side: a TLS session from the school that allocated a relay
+        log = turnserver.log_text()[mark:]
+        assert "method=TLS" in log and "ALLOCATE processed, success" in log, log[-3000:]
+        print(f"Chromium over TURN/tls (turns: only): video+audio decoded {took:.1f} s "
+              "after the page loaded")
+        assert took <= DEADLINE, f"took {took:.1f} s"
+    finally:
+        page.context.close()
+
+
+def test_chromium_without_the_school_ca_refuses_coturns_certificate(
+        lab, workdir, turnserver, turns_lesson, school_playwright) -> None:
+    """The control: the same Chromium with an empty NSS database. It opens TCP to the TLS
+    port and hangs up in the handshake (coturn: a TLS session with no username, no
+    request); the page gets icecandidateerror 701 for the turns: URL and no relay. So the
+    test above passes because of the trusted root, not because Chromium does not check."""
+    school_firewall(lab, [turns_lesson.port, turnserver.tls_port])
+    home = workdir / "home-without-ca"
+    home.mkdir(exist_ok=True)
+    browser = _school_chromium(school_playwright, lab, workdir, "chromium-no-ca", home)
+    mark = len(turnserver.log_text())
+    try:
+        page = _classroom_page(browser, turns_lesson)
+        errors = wait_until(lambda: _ice_errors(page, turnserver.url("tls")), DEADLINE,
+                            "an icecandidateerror for the turns: URL")
+        assert errors[0]["errorCode"] == 701, errors  # "Failed to establish connection"
+        now = stats(page)
+        assert now["framesDecoded"] == 0 and not now["candidate"], now
+        log = turnserver.log_text()[mark:]
+        assert f"TLS/TCP socket disconnected: {lab.ns_ip}:" in log, log[-3000:]
+        assert "ALLOCATE" not in log, log[-3000:]
+        print(f"Chromium without the CA: {errors[0]}")
+    finally:
+        browser.close()
 
 
 # ---- faults: wrong secret, TURN down (open network) ------------------------------------
