@@ -119,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-connections-per-address", type=int, default=None, metavar="N",
                        help="open HTTP/WebSocket connections from one address (default 2048; "
                             "0: no limit)")
+    serve.add_argument("--session-token-ttl", type=_positive, default=None, metavar="SECONDS",
+                       help="life of the session token an open page renews itself with "
+                            "(default 3600)")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--no-demo", action="store_true", help="do not print demo links")
     serve.add_argument("--retention-days", type=_positive, default=None, metavar="DAYS",
@@ -261,6 +264,8 @@ def serve(args: argparse.Namespace) -> int:
             print(_demo_links(base, config.secret), flush=True)
 
     app.on_startup.append(announce)
+    if args.session_token_ttl is not None:
+        config.session_token_ttl = args.session_token_ttl
     if args.max_connections_per_address is not None:
         config.max_connections_per_address = args.max_connections_per_address
     run_guarded(app, host=args.host, port=args.port, ssl_context=tls.context if tls else None,
