@@ -303,7 +303,12 @@ class Session:
                                  "refresh takes a token of the same sub, role, lesson, school")
         renewal = self._renewal(claims)
         self._arm_expiry()
-        await self.send({"type": "refreshed", "server_time": time.time(), **renewal})
+        cfg = self.node.config
+        # fresh TURN credentials too: a media reconnect late in a long session must not
+        # present a username coturn already refuses as expired
+        await self.send({"type": "refreshed", "server_time": time.time(), **renewal,
+                         "ice_servers": ice_servers_for(cfg.ice_servers, cfg.turn,
+                                                        self.peer_id)})
 
     async def _on_ping(self, msg: Message) -> None:
         await self.send({"type": "pong", "ts": msg.get("ts"), "server_time": time.time()})

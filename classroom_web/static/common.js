@@ -469,6 +469,7 @@
       }
       if (msg.type === "refreshed") {
         self._renewed(msg);
+        self.onMessage(msg); // pages take its fresh ice_servers (TURN credentials)
         return;
       }
       if (msg.type === "error" && FATAL_CODES[msg.code]) {

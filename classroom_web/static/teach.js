@@ -1098,6 +1098,11 @@
 
   function onMessage(msg) {
     switch (msg.type) {
+      case "refreshed": // the next peer connection uses the fresh TURN credentials
+        if (Array.isArray(msg.ice_servers)) {
+          st.iceServers = msg.ice_servers;
+        }
+        break;
       case "lesson":
         setLesson(msg.lesson_state || (msg.lesson_info && msg.lesson_info.state), msg.lesson_info);
         break;

@@ -204,3 +204,29 @@ async def test_refresh_never_shortens_the_session(server):
         reply = await sock.next("refreshed")
         assert reply["token_expires"] == welcome["token_expires"]
         await sock.ws.close()
+
+
+async def test_refreshed_carries_fresh_turn_credentials():
+    """A session open longer than its TURN credentials' TTL must not reconnect its media
+    with a username coturn refuses as expired: refreshed hands out new ones."""
+    from signaling.turn import TurnSettings
+
+    turn_secret = "turn-shared-secret-0123456789"
+    server = await start_server(turn=TurnSettings(
+        urls=("turn:turn.school.example:3478?transport=tcp",), secret=turn_secret, ttl=3600))
+    try:
+        async with aiohttp.ClientSession() as http:
+            sock, welcome = await open_socket(http, server, server.token("classroom", LESSON))
+            first = welcome["ice_servers"][-1]["username"]
+            first_expiry = int(first.split(":")[0])
+            await eventually(lambda: int(time.time()) + 3600 > first_expiry, timeout=5)
+            await sock.ws.send_json({"type": "refresh", "token": welcome["session_token"]})
+            reply = await sock.next("refreshed")
+            fresh = reply["ice_servers"][-1]
+            assert int(fresh["username"].split(":")[0]) > first_expiry
+            assert fresh["username"].endswith(":" + welcome["peer_id"])
+            assert fresh["credential"] != welcome["ice_servers"][-1]["credential"]
+            assert turn_secret not in json.dumps(reply)
+            await sock.ws.close()
+    finally:
+        await server.close()
