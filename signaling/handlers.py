@@ -143,7 +143,10 @@ class Session:
                 metrics.MESSAGES.labels(type=msg.type).inc()
                 if lane is not None:
                     if not self.lanes.submit(lane, lambda: self._on_text(raw, msg)):
-                        raise StoreUnavailable("lane full")
+                        if lane == "store":  # it waits on a store that does not answer
+                            raise StoreUnavailable("lane full")
+                        raise ClassroomError(ErrorCode.RATE_LIMITED,  # a flood of offers...
+                                             f"too many {lane} messages waiting")
                     return True
             await self._dispatch(msg)
         except ClassroomError as err:
