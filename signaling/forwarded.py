@@ -54,6 +54,13 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return address
 
 
+def in_networks(text: str | None, networks: Iterable[IpNetwork]) -> bool:
+    """Whether the address ``text`` (``v4``, ``v4:port``, ``[v6]:port``, v4-mapped v6) lies
+    in one of ``networks``."""
+    address = _address(text) if text else None
+    return address is not None and any(address in net for net in networks)
+
+
 class ForwardedHeaders:
     """Decides, per request, what the proxy headers say and whether to believe them."""
 
@@ -61,8 +68,7 @@ class ForwardedHeaders:
         self.trusted = tuple(LOOPBACK) + tuple(trusted)
 
     def is_trusted(self, text: str | None) -> bool:
-        address = _address(text) if text else None
-        return address is not None and any(address in net for net in self.trusted)
+        return in_networks(text, self.trusted)
 
     def changes(self, peer: str | None, headers: Any) -> dict[str, str]:
         """The ``request.clone`` arguments for a request from ``peer`` with ``headers``."""

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import ssl
@@ -32,6 +31,7 @@ from aiohttp import web
 
 from .config import Config
 from .errors import ClassroomError, ErrorCode
+from .forwarded import in_networks, parse_networks
 
 logger = logging.getLogger(__name__)
 
@@ -60,18 +60,12 @@ class ConnectionGuard:
 
     def __init__(self, limit: int, exempt: Iterable[str] = ()) -> None:
         self.limit = limit
-        self.exempt = tuple(ipaddress.ip_network(net, strict=False) for net in exempt)
+        self.exempt = parse_networks(exempt)
         self.open: Counter[str] = Counter()
 
-    def _exempt(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.exempt)
-
     def admit(self, address: str) -> bool:
-        if self.limit and self.open[address] >= self.limit and not self._exempt(address):
+        if (self.limit and self.open[address] >= self.limit
+                and not in_networks(address, self.exempt)):
             return False
         self.open[address] += 1
         return True
