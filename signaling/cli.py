@@ -52,6 +52,16 @@ def resolve_secret(explicit: str | None, library: Path) -> str:
     return secret
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"want 0 or more, got {value}")
+    return value
+
+
 def _positive(text: str) -> float:
     try:
         return positive_number(text)
@@ -116,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="reverse proxy whose X-Forwarded-* headers are believed "
                             "(repeatable; loopback always is); exempt from the "
                             "per-address connection limit")
-    serve.add_argument("--max-connections-per-address", type=int, default=None, metavar="N",
+    serve.add_argument("--max-connections-per-address", type=_non_negative_int, default=None,
+                       metavar="N",
                        help="open HTTP/WebSocket connections from one address (default 2048; "
                             "0: no limit)")
     serve.add_argument("--session-token-ttl", type=_positive, default=None, metavar="SECONDS",
@@ -252,6 +263,10 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # TlsError too: one line, no traceback
         print(f"classroom: {exc}", file=sys.stderr)
         return 2
+    if args.session_token_ttl is not None:
+        config.session_token_ttl = args.session_token_ttl
+    if args.max_connections_per_address is not None:
+        config.max_connections_per_address = args.max_connections_per_address
     app = build_app(config)
 
     async def announce(_app: web.Application) -> None:
@@ -264,10 +279,6 @@ def serve(args: argparse.Namespace) -> int:
             print(_demo_links(base, config.secret), flush=True)
 
     app.on_startup.append(announce)
-    if args.session_token_ttl is not None:
-        config.session_token_ttl = args.session_token_ttl
-    if args.max_connections_per_address is not None:
-        config.max_connections_per_address = args.max_connections_per_address
     run_guarded(app, host=args.host, port=args.port, ssl_context=tls.context if tls else None,
                 max_per_address=config.max_connections_per_address,
                 exempt=config.trusted_proxies, shutdown_timeout=5)
