@@ -358,6 +358,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             baseline_gap = max_gap_ms(probe.frames, baseline_start, time.monotonic())
             phases: dict[str, Any] = {}
 
+            async def recovery(tag: str, back: float) -> dict:
+                """From Redis back: /readyz green, a burst of hellos, the roster right."""
+                ready = await wait_readyz(http, base, 200)
+                probe.ready_since = ready
+                hellos = asyncio.ensure_future(hello_burst(base, args.hellos, tag, probe))
+                right, view = await time_until_right(
+                    http, base, teacher, back,
+                    open_names | {f"{tag}-{i}" for i in range(args.hellos)})
+                welcomed, failures = await hellos
+                return {"readyz_green_after_s": round(ready - back, 3),
+                        "roster_correct_after_s": right, "lesson_view": view,
+                        "hellos_welcomed": welcomed, "hello_failures": failures}
+
             # 1. killed, restarted empty on the same port
             outage_start = time.monotonic()
             probe.ready_since = None
@@ -366,18 +379,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(args.down)
             redis.start()
             back = time.monotonic()
-            ready = await wait_readyz(http, base, 200)
-            probe.ready_since = ready
-            kill_hellos = asyncio.ensure_future(
-                hello_burst(base, args.hellos, "kill", probe))
-            right, view = await time_until_right(
-                http, base, teacher, back,
-                open_names | {f"kill-{i}" for i in range(args.hellos)})
-            welcomed, failures = await kill_hellos
             phases["kill"] = {"down_s": round(back - outage_start, 2),
-                              "readyz_green_after_s": round(ready - back, 3),
-                              "roster_correct_after_s": right, "lesson_view": view,
-                              "hellos_welcomed": welcomed, "hello_failures": failures}
+                              **await recovery("kill", back)}
             await asyncio.sleep(args.after)
 
             # 2. frozen (SIGSTOP), thawed
@@ -391,19 +394,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             during = await traffic
             redis.signal(signal.SIGCONT)
             back2 = time.monotonic()
-            ready2 = await wait_readyz(http, base, 200)
-            probe.ready_since = ready2
-            freeze_hellos = asyncio.ensure_future(
-                hello_burst(base, args.hellos, "freeze", probe))
-            right2, view2 = await time_until_right(
-                http, base, teacher, back2,
-                open_names | {f"freeze-{i}" for i in range(args.hellos)})
-            welcomed2, failures2 = await freeze_hellos
             phases["freeze"] = {"frozen_s": round(back2 - frozen_at, 2),
-                                "readyz_green_after_s": round(ready2 - back2, 3),
-                                "roster_correct_after_s": right2, "lesson_view": view2,
-                                "hellos_welcomed": welcomed2, "hello_failures": failures2,
-                                **during}
+                                **await recovery("freeze", back2), **during}
             await asyncio.sleep(args.after)
             end = time.monotonic()
             stop.set()
