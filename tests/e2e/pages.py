@@ -9,6 +9,22 @@ from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 
+RECORD_PEER_CONNECTIONS = """
+(() => {
+  window.__pcs = [];
+  const Native = window.RTCPeerConnection;
+  window.RTCPeerConnection = function (...args) {
+    const pc = new Native(...args);
+    window.__pcs.push(pc);
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = Native.prototype;
+  Object.setPrototypeOf(window.RTCPeerConnection, Native);
+})();
+"""
+"""Page init script: every RTCPeerConnection the page makes is kept in ``window.__pcs``
+(for its getStats and descriptions)."""
+
 # The classroom view's status line, in plain words (zh-CN, the default language).
 CONNECTING = "正在连接…"
 WAITING = "等待老师开始上课"

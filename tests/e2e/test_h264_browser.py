@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.pages import missing_browser_reason, press, wait_media_rising, wait_until
+from tests.e2e.pages import (
+    RECORD_PEER_CONNECTIONS,
+    missing_browser_reason,
+    press,
+    wait_media_rising,
+    wait_until,
+)
 
 _reason = missing_browser_reason()
 if _reason:
@@ -24,17 +30,8 @@ def server_backend() -> list[str]:
 # 42e01f pm=1 (+RTX), so the page's own VP8 preference finds nothing to prefer, and every
 # receive-only video transceiver's codec preferences are set to that; the page's peer
 # connections are kept for getStats().
-H264_ONLY = """
+H264_ONLY = RECORD_PEER_CONNECTIONS + """
 (() => {
-  window.__pcs = [];
-  const Native = window.RTCPeerConnection;
-  window.RTCPeerConnection = function (...args) {
-    const pc = new Native(...args);
-    window.__pcs.push(pc);
-    return pc;
-  };
-  window.RTCPeerConnection.prototype = Native.prototype;
-  Object.setPrototypeOf(window.RTCPeerConnection, Native);
   const nativeCaps = RTCRtpReceiver.getCapabilities.bind(RTCRtpReceiver);
   const keep = (c) => (c.mimeType === "video/H264"
       && /profile-level-id=42e01f/.test(c.sdpFmtpLine || "")
@@ -44,8 +41,9 @@ H264_ONLY = """
     if (kind === "video" && caps) caps.codecs = caps.codecs.filter(keep);
     return caps;
   };
-  const add = Native.prototype.addTransceiver;
-  Native.prototype.addTransceiver = function (what, init) {
+  const proto = window.RTCPeerConnection.prototype;
+  const add = proto.addTransceiver;
+  proto.addTransceiver = function (what, init) {
     const t = add.call(this, what, init);
     if (what === "video" && init && init.direction === "recvonly") {
       t.setCodecPreferences(RTCRtpReceiver.getCapabilities("video").codecs);

@@ -29,7 +29,13 @@ from classroom_client import ClassroomClient
 from classroom_client.media import SyntheticAudioTrack, SyntheticVideoTrack
 from signaling.links import lan_address
 from tests.e2e.conftest import AUTOPLAY_ALLOWED, BASE_ARGS, ServerProcess
-from tests.e2e.pages import CHROMIUM, missing_browser_reason, stats, wait_until
+from tests.e2e.pages import (
+    CHROMIUM,
+    RECORD_PEER_CONNECTIONS,
+    missing_browser_reason,
+    stats,
+    wait_until,
+)
 from tests.udp_ports import free_udp_range
 
 _reason = missing_browser_reason()
@@ -48,19 +54,7 @@ DENY_ARGS = [a for a in BASE_ARGS if a != FAKE_UI] + [AUTOPLAY_ALLOWED]
 dismisses it: getUserMedia fails with NotAllowedError)."""
 DENIED_NOTE = "摄像头未开启：浏览器没有允许本页使用摄像头和麦克风"
 
-RECORD_OFFERS = """
-(() => {
-  window.__pcs = [];
-  const Native = window.RTCPeerConnection;
-  window.RTCPeerConnection = function (...args) {
-    const pc = new Native(...args);
-    window.__pcs.push(pc);
-    return pc;
-  };
-  window.RTCPeerConnection.prototype = Native.prototype;
-  Object.setPrototypeOf(window.RTCPeerConnection, Native);
-})();
-"""
+RECORD_OFFERS = RECORD_PEER_CONNECTIONS
 SELECTED_REMOTE = """
 async () => {
   const out = [];
