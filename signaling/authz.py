@@ -6,7 +6,8 @@ roles that may do it, its lesson scope and its school scope. HTTP handlers are w
 socket dispatch calls :func:`check_message`; the rules that need the object itself
 (recordings, minted tokens, lists) are the functions below, so every decision lives here.
 Deny by default: an action with no row is refused. ``python -m signaling.authz`` prints
-the table as Markdown (README embeds it; a test keeps the two equal).
+the table as Markdown; ``--write`` puts it into docs/security.md (between its
+``authz-table`` markers; a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -327,7 +329,7 @@ def _roles_text(roles: frozenset[Role]) -> str:
 
 
 def markdown() -> str:
-    """The table for README (between its ``authz-table`` markers)."""
+    """The table for docs/security.md (between its ``authz-table`` markers)."""
     lines = ["| action | roles | lesson | school | note |", "| --- | --- | --- | --- | --- |"]
     for rule in TABLE.values():
         lines.append(f"| `{rule.action}` | {_roles_text(rule.roles)} | {rule.lesson.value} | "
@@ -335,5 +337,22 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+DOC = Path(__file__).resolve().parents[1] / "docs" / "security.md"
+
+
+def write_doc(path: Path = DOC) -> None:
+    """Replace the table between the markers in ``path`` with :func:`markdown`."""
+    text = path.read_text(encoding="utf-8")
+    start, end = "<!-- authz-table -->\n", "<!-- /authz-table -->"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(head + start + markdown() + end + tail, encoding="utf-8")
+
+
 if __name__ == "__main__":
-    print(markdown(), end="")
+    import sys
+
+    if sys.argv[1:] == ["--write"]:
+        write_doc()
+    else:
+        print(markdown(), end="")

@@ -23,7 +23,7 @@ from tests.helpers import start_server
 
 A, B = "lesson-a", "lesson-b"
 S1, S2, OTHER = "山村小学", "河口教学点", "别的学校"
-README = Path(__file__).resolve().parents[2] / "README.md"
+SECURITY_DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 QSET = {"format": "classroom-quiz", "version": 1, "title": "t", "questions": [
     {"id": "q1", "type": "single", "text": "1+1?", "options": ["1", "2"], "answer": 1},
     {"id": "q2", "type": "truefalse", "text": "0.5 = 1/2", "answer": True}]}
@@ -87,11 +87,12 @@ async def test_every_route_and_message_has_its_row(server):
     assert ws_types == set(server.node.schemas)
 
 
-def test_readme_holds_the_table():
-    text = README.read_text(encoding="utf-8")
+def test_security_doc_holds_the_table():
+    text = SECURITY_DOC.read_text(encoding="utf-8")
     block = re.search(r"<!-- authz-table -->\n(.*?)<!-- /authz-table -->", text, re.S)
-    assert block is not None, "README lacks the <!-- authz-table --> block"
-    assert block.group(1) == authz.markdown(), "README's table differs: python -m signaling.authz"
+    assert block is not None, "docs/security.md lacks the <!-- authz-table --> block"
+    assert block.group(1) == authz.markdown(), (
+        "docs/security.md's table differs: python -m signaling.authz --write")
 
 
 # HTTP, exhaustively -------------------------------------------------------------------------
