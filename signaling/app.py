@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from media_relay import Relay, RelayConfig, RelayError
 
-from . import api, metrics
+from . import api, metrics, ops_metrics
 from .config import Config
 from .errors import ClassroomError, ErrorCode
 from .features import Feature
@@ -262,6 +262,7 @@ def build_app(config: Config, features: list[Feature] | None = None) -> web.Appl
         await node.close()
 
     app.cleanup_ctx.append(lifecycle)
+    app.cleanup_ctx.append(ops_metrics.library_watch(config))  # deploy/prometheus
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -17,6 +17,8 @@ import signal
 import ssl
 from pathlib import Path
 
+from .ops_metrics import note_certificate
+
 logger = logging.getLogger(__name__)
 
 
@@ -62,6 +64,7 @@ class CertReloader:
         self.cert = cert
         self.key = key
         self.reloads = 0
+        note_certificate(cert)  # classroom_tls_certificate_expiry_timestamp_seconds
 
     async def reload(self) -> bool:
         """Check the files on a scratch context (in a thread), then load them into the live
@@ -73,6 +76,7 @@ class CertReloader:
             logger.error("TLS reload failed, keeping the old certificate: %s", exc)
             return False
         self.reloads += 1
+        note_certificate(self.cert)
         logger.info("TLS certificate reloaded", extra={"cert": str(self.cert),
                                                         "reloads": self.reloads})
         return True
