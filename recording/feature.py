@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from signaling.auth import Role
+from signaling.features import Feature
 from signaling.protocol import FieldSpec, MessageSpec
 
 from . import metrics
@@ -102,7 +103,7 @@ class ActiveRecording:
         return int((time.monotonic() - writer.origin - paused) * 1000) + writer.offset_ms
 
 
-class RecordingFeature:
+class RecordingFeature(Feature):
     name = "recording"
     schemas = {
         "recording-pause": MessageSpec(frozenset({Role.TEACHER})),

@@ -74,8 +74,6 @@ class Node:
                     raise ValueError(f"message type {msg_type!r} defined twice")
                 self.schemas[msg_type] = spec
                 self.feature_for[msg_type] = feature
-        self.stage: Any = next((f for f in self.features if f.name == "stage"), None)
-        """The two-way lesson feature (relay uplink callbacks go to it), if this node runs it."""
 
     async def start(self) -> None:
         await self.hub.start()
@@ -117,24 +115,28 @@ class Node:
         own = "publish" if session.claims.role.value == "teacher" else "subscribe"
         if purpose == own:
             self.spawn(session.media_state_changed(state))
-        elif purpose == "uplink" and self.stage is not None and state in ("failed", "closed"):
-            self.spawn(self.stage.uplink_changed(session, state))
-        elif purpose == "grid" and self.stage is not None and state == "connected":
-            self.spawn(self.stage.grid_connected(session))  # slots are assigned on connect
+        elif purpose == "uplink" and state in ("failed", "closed"):
+            for feature in self.features:
+                self.spawn(feature.uplink_changed(session, state))
+        elif purpose == "grid" and state == "connected":
+            for feature in self.features:  # the stage assigns grid slots on connect
+                self.spawn(feature.grid_connected(session))
 
     def _on_uplink(self, lesson_id: str, relay_id: str, active: bool) -> None:
         """A classroom's uplink media started or stopped flowing: its tile's state."""
         session = self.sessions_by_relay_id.get(relay_id)
-        if session is None or session.claims is None or self.stage is None:
+        if session is None or session.claims is None:
             return
-        self.spawn(self.stage.uplink_changed(session, "active" if active else "inactive"))
+        for feature in self.features:
+            self.spawn(feature.uplink_changed(session, "active" if active else "inactive"))
 
     def _on_uplink_violation(self, lesson_id: str, relay_id: str, code: str) -> None:
         """A classroom sends over its cap: an ``error`` (uplink_over_cap) to it."""
         session = self.sessions_by_relay_id.get(relay_id)
-        if session is None or session.claims is None or self.stage is None:
+        if session is None or session.claims is None:
             return
-        self.spawn(self.stage.uplink_violation(session, code))
+        for feature in self.features:
+            self.spawn(feature.uplink_violation(session, code))
 
     def _on_publisher(self, lesson_id: str, active: bool) -> None:
         if active:

@@ -339,9 +339,7 @@ class Session:
         self.node.sessions_by_relay_id[rid] = self
         await self.send({"type": "answer", "sdp": answer, "purpose": purpose})
         for feature in self.node.features:
-            hook = getattr(feature, "media_started", None)
-            if hook is not None:
-                await hook(self, purpose)
+            await feature.media_started(self, purpose)
 
     async def _on_ice(self, msg: Message) -> None:
         purpose = msg.get("purpose")
@@ -402,11 +400,8 @@ class Session:
         self.media.clear()
         if claims is not None:
             for feature in self.node.features:
-                hook = getattr(feature, "session_closed", None)
-                if hook is None:
-                    continue
                 try:
-                    await hook(self, claims)
+                    await feature.session_closed(self, claims)
                 except Exception:  # noqa: BLE001 - presence must still be released
                     logger.exception("feature cleanup failed",
                                      extra={"peer": self.peer_id, "feature": feature.name})

@@ -23,6 +23,7 @@ from prometheus_client import Counter, Histogram
 from signaling import authz
 from signaling.auth import Claims, Role
 from signaling.errors import ClassroomError, ErrorCode
+from signaling.features import Feature
 from signaling.protocol import FieldSpec, Message, MessageSpec, decode_json
 from signaling.store import StoreUnavailable
 
@@ -159,7 +160,7 @@ def build_tally(rnd: dict[str, Any], answers: list[dict[str, Any]],
             "classrooms_online": len(online)}
 
 
-class QuizFeature:
+class QuizFeature(Feature):
     name = "quiz"
     schemas = SCHEMAS
 

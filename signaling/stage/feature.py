@@ -21,6 +21,7 @@ from aiohttp import web
 from signaling import metrics
 from signaling.auth import Claims, Role
 from signaling.errors import ClassroomError, ErrorCode
+from signaling.features import Feature
 from signaling.protocol import FieldSpec, Message, MessageSpec
 from signaling.store import PresenceRecord, StoreUnavailable
 
@@ -65,7 +66,7 @@ def stage_event(record: dict[str, Any] | None, reason: str, uplink: bool = False
             "uplink": uplink}
 
 
-class StageFeature:
+class StageFeature(Feature):
     name = "stage"
     schemas = SCHEMAS
 
