@@ -1,1 +1,1 @@
-"""Runnable benchmarks: each prints its figures and writes JSON (see the README)."""
+"""Runnable benchmarks: each prints its figures and writes JSON (see docs/benchmarks.md)."""

@@ -21,7 +21,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-DEFAULT_TTL_SECONDS = 12 * 3600  # a school day; see README "Deploying for real schools"
+DEFAULT_TTL_SECONDS = 12 * 3600  # a school day; see docs/deployment.md
 MIN_TTL_SECONDS = 60
 MAX_TTL_SECONDS = 7 * 24 * 3600
 

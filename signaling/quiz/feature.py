@@ -4,8 +4,7 @@ Teacher: ``push-question`` (practice), ``open-test`` (timed set), ``close-round`
 ``reveal``. Classroom / student: ``quiz-answer`` (acknowledged with ``quiz-ack`` only after
 the answer is stored). Anyone: ``quiz-state``. Lesson events (every node, every page):
 ``quiz-question``, ``quiz-test``, ``quiz-closed``, ``quiz-reveal``. Teachers also get
-``quiz-tally`` whenever the answers or the classrooms online change (README: "Practice
-and tests").
+``quiz-tally`` whenever the answers or the classrooms online change (docs/practice-and-tests.md).
 """
 
 from __future__ import annotations

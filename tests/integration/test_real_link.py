@@ -20,7 +20,7 @@ heard as audio gaps, and the frame rate on low fell to ~8 fps. On a quiet one (l
 1.5-2.6) it passed all ten runs after the climb fixes of the rate controller (a lagging
 REMB no longer fails or blocks probes, 1 s hold after a passed probe, backoff reset when
 the path's loss goes): low in 2.0-4.5 s, 12.2-15.4 fps, no audible gap, high 5.9-9.6 s
-after the lift, audio-only 3.9-4.8 s after the cut to 100 kbit/s (README, "Real link").
+after the lift, audio-only 3.9-4.8 s after the cut to 100 kbit/s (docs/benchmarks.md, "Real link").
 """
 
 from __future__ import annotations
