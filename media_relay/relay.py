@@ -32,6 +32,7 @@ from .sdp import (
 )
 from .sockets import enlarge_receive_buffers, install_batched_reads
 from .subscriber import Subscriber
+from .tracks import KindSink
 from .uplink import Uplink
 
 logger = logging.getLogger(__name__)
@@ -437,7 +438,7 @@ class Relay:
     async def remove_peer(self, peer_id: str) -> None:
         await self._drop_peer(peer_id)
 
-    def attach_sink(self, lesson_id: str, sink: Any) -> None:
+    def attach_sink(self, lesson_id: str, sink: KindSink) -> None:
         """Attach a packet sink (``.kind`` ``"video"``/``"audio"``, ``push(packet)``), e.g.
         a recorder, to a lesson's rendition or audio fan-out, like a subscriber's track.
 
@@ -457,7 +458,7 @@ class Relay:
         else:
             raise ValueError(f"sink kind must be video or audio, not {sink.kind!r}")
 
-    def detach_sink(self, lesson_id: str, sink: Any) -> None:
+    def detach_sink(self, lesson_id: str, sink: KindSink) -> None:
         """Detach a sink attached with :meth:`attach_sink` (no-op when it is not attached)."""
         lesson = self._lessons.get(lesson_id)
         if lesson is None:

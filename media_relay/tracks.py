@@ -34,6 +34,13 @@ class Sink(Protocol):
     def push(self, packet: av.Packet) -> None: ...
 
 
+class KindSink(Sink, Protocol):
+    """A sink of one of a lesson's media, attached from outside (``Relay.attach_sink``:
+    the recorder): ``kind`` (``"video"``/``"audio"``) says which."""
+
+    kind: str
+
+
 _failed_sinks: weakref.WeakSet = weakref.WeakSet()
 
 
