@@ -161,6 +161,9 @@ def _parser() -> argparse.ArgumentParser:
     from recording.cli import add_parser as add_library_parser
 
     add_library_parser(sub)
+    from .doctor import add_parser as add_doctor_parser
+
+    add_doctor_parser(sub, _rtc_ports)
     return parser
 
 
@@ -306,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         from recording.cli import run as library
 
         return library(args)
+    if args.command == "doctor":
+        from .doctor import run as doctor
+
+        return doctor(args)
     return {"serve": serve, "token": token}[args.command](args)
 
 
