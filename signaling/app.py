@@ -234,10 +234,12 @@ def default_features(config: Config) -> list[Feature]:
     """The features every node runs (each issue's capability registers here)."""
     from recording.feature import RecordingFeature
 
+    from .quality import QualityFeature
     from .quiz.feature import QuizFeature
     from .stage.feature import StageFeature
 
-    return [QuizFeature(), StageFeature(), RecordingFeature.from_config(config)]
+    return [QuizFeature(), StageFeature(), RecordingFeature.from_config(config),
+            QualityFeature()]
 
 
 def build_app(config: Config, features: list[Feature] | None = None) -> web.Application:

@@ -156,6 +156,11 @@ TABLE: dict[str, Rule] = _rules(
     Rule("ws recording-pause", frozenset({T}), Lesson.SOCKET),
     Rule("ws recording-resume", frozenset({T}), Lesson.SOCKET),
     Rule("ws recording-consent", frozenset({C, T}), Lesson.SOCKET),
+    # WebSocket and HTTP: quality the pages saw (signaling/quality.py) --------------------
+    Rule("ws quality", frozenset({T, C}), Lesson.SOCKET,
+         note="a page's getStats() report; one per 5 s per socket"),
+    Rule("GET /api/lessons/{lesson}/quality", frozenset({T, A, OP}), Lesson.PATH,
+         note="per-classroom quality summaries of the lesson"),
 )
 
 
