@@ -21,7 +21,9 @@ from .handlers import Session, session_peer_id
 from .http_guard import body_timeout_middleware, handler_args
 from .lessons import LessonHub
 from .loop_lag import LOOP_LAG, watch_loop_lag
-from .protocol import SCHEMAS, MessageSpec
+from .messages import core as core_messages
+from .messages.base import ClientMessage, Registry, feature_messages
+from .protocol import MessageSpec
 from .store import StoreUnavailable, open_store
 from .ws_limits import LimitedWebSocket
 
@@ -66,14 +68,16 @@ class Node:
         self._publishers: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self.features: list[Feature] = list(features or [])
-        self.schemas: dict[str, MessageSpec] = dict(SCHEMAS)
         self.feature_for: dict[str, Feature] = {}
+        messages = list(core_messages.MESSAGES)
         for feature in self.features:
-            for msg_type, spec in feature.schemas.items():
-                if msg_type in self.schemas:
-                    raise ValueError(f"message type {msg_type!r} defined twice")
-                self.schemas[msg_type] = spec
-                self.feature_for[msg_type] = feature
+            for cls in feature_messages(feature):
+                messages.append(cls)
+                if issubclass(cls, ClientMessage):
+                    self.feature_for[cls.__struct_config__.tag] = feature
+        self.protocol = Registry(messages)  # a type declared twice: ValueError
+        """Every message type of this node, both directions (signaling/messages)."""
+        self.schemas: dict[str, MessageSpec] = self.protocol.specs
 
     async def start(self) -> None:
         await self.hub.start()

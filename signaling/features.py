@@ -12,7 +12,7 @@ hook                   called by
 ``close()``            ``Node.close``, in reverse order, after the sockets and the relay
 ``add_routes(app, k)`` ``build_app``: the feature's HTTP routes (authz.guard'ed)
 ``welcome(session)``   ``Session`` at hello: extra ``welcome`` fields (state to resume)
-``handle(s, msg)``     ``Session``: one of ``schemas``' message types (role already checked)
+``handle(s, msg)``     ``Session``: one of ``messages``' client types (role already checked)
 ``media_started``      ``Session._on_offer`` after the answer went out: ``(session, purpose)``
 ``session_closed``     ``Session.close`` after its media is released: ``(session, claims)``
 ``uplink_changed``     relay: a classroom's uplink is ``active``/``inactive``/``failed``/
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .messages.base import ServerMessage
 from .protocol import Message, MessageSpec
 
 if TYPE_CHECKING:
@@ -43,7 +44,11 @@ class Feature:
     """What a node runs besides its core: subclass it and override the hooks you need."""
 
     name: str
-    schemas: dict[str, MessageSpec]
+    messages: tuple[type[Message | ServerMessage], ...] = ()
+    """The message types the feature owns, both directions (signaling/messages/base.py
+    says how to declare one); ``handle`` gets the client ones."""
+    schemas: dict[str, MessageSpec] = {}
+    """Old-style table (converted to typed messages at start); declare ``messages``."""
 
     async def start(self, node: Node) -> None:
         """The node starts (before any socket): open stores, listen to lesson events."""
@@ -59,7 +64,7 @@ class Feature:
         return {}
 
     async def handle(self, session: Session, message: Message) -> None:
-        """Act on one of ``schemas``' message types (role already checked)."""
+        """Act on one of ``messages``' client types, decoded and typed (role checked)."""
         raise NotImplementedError(f"feature {self.name!r} declares {message.type!r} "
                                   "but does not handle it")
 

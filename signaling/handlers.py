@@ -15,13 +15,16 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import authz, metrics
 from .auth import Claims, Role, mint_session_token, verify_token
 from .errors import ClassroomError, ErrorCode
 from .lanes import Lanes, lane_of
-from .protocol import MAX_MESSAGE_BYTES, Message, parse_frame
+from .messages import core
+from .messages.base import ServerMessage, peek_type
+from .protocol import MAX_MESSAGE_BYTES, OUTGOING_INVALID, Message, parse_frame
 from .ratelimit import TokenBucket
 from .store import PresenceRecord, StoreUnavailable
 from .turn import ice_servers_for
@@ -33,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 # Errors about identity end the conversation; the rest leave the socket usable.
 _FATAL = {ErrorCode.INVALID_TOKEN, ErrorCode.TOKEN_EXPIRED, ErrorCode.WRONG_LESSON}
+_encode = msgspec.json.Encoder().encode
+_checked: object = None  # the last dict checked (a broadcast sends one dict to many)
 
 
 def relay_peer_id(peer_id: str, purpose: str) -> str:
@@ -67,26 +72,45 @@ class Session:
         self._expiry: asyncio.TimerHandle | None = None  # fires at the token's exp
 
     # transport ------------------------------------------------------------------------
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: ServerMessage | dict[str, Any]) -> None:
+        """Send a typed server message, or a dict that must match its declared type
+        (lesson events arrive as dicts from the store; a mismatch is logged and counted)."""
         if self.ws.closed:
             return
-        if self._held is not None and message.get("type") not in ("welcome", "error"):
+        if isinstance(message, ServerMessage):
+            msg_type = message.type
+        else:
+            msg_type = message.get("type")
+            self._check_outgoing(message)
+        if self._held is not None and msg_type not in ("welcome", "error"):
             # Lesson events can reach a joining session before its welcome is out:
             # hold them, so a client always sees welcome first.
-            self._held.append(message)
+            self._held.append(message)  # type: ignore[arg-type]
             return
         async with self._send_lock:
             try:
-                await self.ws.send_json(message)
+                await self.ws.send_str(_encode(message).decode())
             except (ConnectionError, RuntimeError):
                 pass  # the read loop sees the close and cleans up
 
+    def _check_outgoing(self, message: dict[str, Any]) -> None:
+        global _checked
+        if message is _checked:
+            return
+        problem = self.node.protocol.check_outgoing(message)
+        if problem is None:
+            _checked = message
+            return
+        msg_type = str(message.get("type"))[:64]
+        OUTGOING_INVALID.labels(type=msg_type).inc()
+        logger.warning("outgoing message does not match its type: %s", problem,
+                       extra={"type": msg_type, "peer": self.peer_id})
+
     async def send_error(self, err: ClassroomError, ref: str | None = None) -> None:
         metrics.ERRORS.labels(code=err.code.value).inc()
-        body: dict[str, Any] = {"type": "error", **err.to_json()}
-        if ref:
-            body["ref"] = ref
-        await self.send(body)
+        ref = ref or getattr(err, "ref", None)
+        await self.send(core.ErrorMessage(code=err.code.value, message=err.message,
+                                          ref=ref[:64] if ref else msgspec.UNSET))
 
     async def run(self) -> None:
         """Read frames until the socket closes; always clean up."""
@@ -125,14 +149,15 @@ class Session:
         second call with ``queued`` set: same error replies, other messages not held up."""
         if queued is None and not self.bucket.take():
             self.violations += 1
-            await self.send_error(ClassroomError(ErrorCode.RATE_LIMITED, "slow down"))
+            await self.send_error(ClassroomError(ErrorCode.RATE_LIMITED, "slow down"),
+                                  peek_type(raw) if len(raw) <= 4096 else None)
             if self.violations >= self.node.config.max_rate_violations:
                 await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"flood")
                 return False
             return True
         ref = None
         try:
-            msg = queued if queued is not None else parse_frame(raw, self.node.schemas)
+            msg = queued if queued is not None else self._parse(raw)
             ref = msg.type
             if queued is None and self.claims is not None and msg.type != "hello":
                 # who may send what: the authorization table, before any lane, so a
@@ -169,6 +194,27 @@ class Session:
             await self.send_error(ClassroomError(ErrorCode.INTERNAL, "internal error"), ref)
         return True
 
+    def _parse(self, raw: str) -> Message:
+        """The frame's typed message. A frame of a readable, known type whose body is bad
+        is refused ``forbidden`` first when the sender's role may not send that type at
+        all (the authorization table speaks before the schema: a refusal never depends
+        on the body); otherwise the body's error, with ``ref``."""
+        try:
+            return parse_frame(raw, self.node.protocol)
+        except ClassroomError as err:
+            ref = getattr(err, "ref", None)
+            if (self.claims is not None and ref in self.node.protocol and ref != "hello"
+                    and err.code != ErrorCode.TOO_LARGE):
+                action = authz.message_action(ref, getattr(err, "purpose", None))
+                if action in authz.TABLE:
+                    try:
+                        authz.check_message(self.claims.role, ref,
+                                            getattr(err, "purpose", None))
+                    except ClassroomError as refused:
+                        refused.ref = ref  # type: ignore[attr-defined]
+                        raise refused from None
+            raise
+
     # dispatch -------------------------------------------------------------------------
     async def _dispatch(self, msg: Message) -> None:
         if msg.type == "hello":
@@ -188,8 +234,8 @@ class Session:
     async def _hello(self, msg: Message) -> None:
         if self.claims is not None:
             raise ClassroomError(ErrorCode.ALREADY_AUTHENTICATED, "hello was already accepted")
-        claims = verify_token(self.node.config.secret, msg.get("token"))
-        lesson_id = msg.get("lesson") or claims.lesson
+        claims = verify_token(self.node.config.secret, msg.token)
+        lesson_id = msg.lesson or claims.lesson
         if claims.lesson == "*" or not claims.may_access(lesson_id):
             raise ClassroomError(ErrorCode.WRONG_LESSON, "this link is for another lesson")
         hub = self.node.hub
@@ -299,7 +345,7 @@ class Session:
         or a new link's). A bad or expired token ends the session as at hello."""
         current = self.claims
         assert current is not None
-        claims = verify_token(self.node.config.secret, msg.get("token"))
+        claims = verify_token(self.node.config.secret, msg.token)
         if (claims.sub, claims.role, claims.lesson, claims.school) != (
                 current.sub, current.role, current.lesson, current.school):
             raise ClassroomError(ErrorCode.FORBIDDEN,
@@ -313,18 +359,18 @@ class Session:
                          "ice_servers": ice_servers_for(cfg.ice_servers, cfg.turn,
                                                         self.peer_id)})
 
-    async def _on_ping(self, msg: Message) -> None:
-        await self.send({"type": "pong", "ts": msg.get("ts"), "server_time": time.time()})
+    async def _on_ping(self, msg: core.Ping) -> None:
+        await self.send(core.Pong(ts=msg.ts, server_time=time.time()))
 
-    async def _on_offer(self, msg: Message) -> None:
-        purpose = msg.get("purpose")
+    async def _on_offer(self, msg: core.Offer) -> None:
+        purpose = msg.purpose
         # As this node knows it (stored or announced): a frozen store must not hold up media.
         hub = self.node.hub
         lesson = hub.known_lesson(self.lesson_id) or await hub.get_lesson(self.lesson_id)
         if lesson.state == "ended":
             raise ClassroomError(ErrorCode.LESSON_ENDED, "the lesson has ended")
         rid = relay_peer_id(self.peer_id, purpose)
-        relay, sdp = self.node.relay, msg.get("sdp")
+        relay, sdp = self.node.relay, msg.sdp
         school = (self.claims.school if self.claims is not None else "") or None
         if purpose == "publish":
             call = relay.publish(self.lesson_id, rid, sdp)
@@ -337,32 +383,39 @@ class Session:
         answer = await self.node.relay_call(call)
         self.media.add(purpose)
         self.node.sessions_by_relay_id[rid] = self
-        await self.send({"type": "answer", "sdp": answer, "purpose": purpose})
+        await self.send(core.Answer(sdp=answer, purpose=purpose))
         for feature in self.node.features:
             await feature.media_started(self, purpose)
 
-    async def _on_ice(self, msg: Message) -> None:
-        purpose = msg.get("purpose")
+    async def _on_ice(self, msg: core.Ice) -> None:
+        purpose = msg.purpose
         if purpose not in self.media:
             raise ClassroomError(ErrorCode.BAD_MESSAGE, f"no {purpose} connection to add ICE to")
-        candidate = {
-            "candidate": msg.get("candidate"),
-            "sdpMid": msg.get("sdpMid"),
-            "sdpMLineIndex": msg.get("sdpMLineIndex"),
-        }
+        candidate = {"candidate": msg.candidate, "sdpMid": msg.sdpMid,
+                     "sdpMLineIndex": msg.sdpMLineIndex}
         await self.node.relay_call(
             self.node.relay.add_ice_candidate(relay_peer_id(self.peer_id, purpose), candidate)
         )
 
-    async def _on_start_lesson(self, msg: Message) -> None:
-        await self.node.hub.set_state(self.lesson_id, "live")
+    async def _on_start_lesson(self, msg: core.StartLesson) -> None:
+        await self._set_lesson_state("live")
 
-    async def _on_end_lesson(self, msg: Message) -> None:
-        await self.node.hub.set_state(self.lesson_id, "ended")
+    async def _on_end_lesson(self, msg: core.EndLesson) -> None:
+        await self._set_lesson_state("ended")
 
-    async def _on_low_bandwidth(self, msg: Message) -> None:
-        self.node.relay.set_low_bandwidth(relay_peer_id(self.peer_id, "subscribe"),
-                                          bool(msg.get("on")))
+    async def _set_lesson_state(self, state: str) -> None:
+        """Idempotent: a lesson already in ``state`` changes nothing, and the sender (only)
+        is told the current ``lesson``; a change is broadcast to every socket."""
+        hub = self.node.hub
+        before = await hub.ensure_lesson(self.lesson_id)  # (start/end are rare: one read)
+        lesson = await hub.set_state(self.lesson_id, state)
+        if before.state == state:
+            await self.send({"type": "lesson", "lesson_state": lesson.state,
+                             "lesson_info": lesson.to_json()})
+
+    async def _on_low_bandwidth(self, msg: core.LowBandwidth) -> None:
+        self.node.relay.set_low_bandwidth(relay_peer_id(self.peer_id, "subscribe"), msg.on)
+        await self.send(core.LowBandwidthSet(on=msg.on))
 
     # media state from the relay -------------------------------------------------------
     async def tier_changed(self, tier: str) -> None:

@@ -1,8 +1,11 @@
-"""Parse and validate WebSocket messages into typed objects.
+"""Parse WebSocket frames into typed messages; the one JSON decoder for HTTP bodies.
 
-Each message type has a schema (fields, types, sizes) and the roles allowed to send it.
-Nothing past this module sees an unchecked value: a frame is bytes -> JSON -> ``Message``
-or a :class:`ClassroomError` with the code the client is told.
+The message types are msgspec Structs (signaling/messages/: base.py says how to declare
+one; core.py, the features' own). Nothing past this module sees an unchecked value: a
+frame is text -> typed ``Message`` (one msgspec pass: fields, types, limits, nested
+bodies) or a :class:`ClassroomError` with the code the client is told and, whenever the
+frame's ``type`` was readable, its ``ref``. :func:`decode_json` keeps the contract's JSON
+refusals for HTTP bodies and for explaining a refused frame (errors only).
 """
 
 from __future__ import annotations
@@ -10,18 +13,41 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
 from typing import Any
+
+from prometheus_client import Counter
 
 from .auth import Role
 from .errors import ClassroomError, ErrorCode
+from .messages import core
+from .messages.base import (
+    MAX_JSON_INT,
+    ClientMessage,
+    FieldSpec,
+    MessageSpec,
+    Registry,
+    peek_type,
+    with_ref,
+)
+
+__all__ = ["MAX_MESSAGE_BYTES", "MAX_SDP_BYTES", "MAX_JSON_DEPTH", "MAX_JSON_INT", "Message",
+           "FieldSpec", "MessageSpec", "Registry", "REGISTRY", "SCHEMAS", "decode_json",
+           "parse_frame", "check_role", "utf8_size"]
 
 MAX_MESSAGE_BYTES = 64 * 1024
-MAX_SDP_BYTES = 48 * 1024
+MAX_SDP_BYTES = core.MAX_SDP_BYTES
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays/objects a frame or body may have (no message needs 6)."""
-MAX_JSON_INT = 2**53 - 1
-"""Largest integer magnitude accepted: what a browser's Number holds exactly."""
+
+Message = ClientMessage
+"""A decoded client message: ``msg.type``, its fields as attributes (``msg.get(name)``)."""
+REGISTRY = Registry(core.MESSAGES)
+"""The core message types only; a Node builds its own with its features' (app.py)."""
+SCHEMAS: dict[str, MessageSpec] = REGISTRY.specs
+OUTGOING_INVALID = Counter(
+    "classroom_protocol_outgoing_invalid_total",
+    "Messages the server sent that do not match their declared type (a bug; logged)",
+    ["type"])
 
 _STRING_LITERAL = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _BRACKET = re.compile(r"[\[\]{}]")
@@ -111,104 +137,33 @@ def utf8_size(text: str | bytes) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-_ALL = frozenset(Role)
-_MEDIA_PURPOSES = ("publish", "subscribe", "uplink", "grid")
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    kind: type | tuple[type, ...]
-    required: bool = True
-    max_len: int | None = None
-    choices: tuple[Any, ...] | None = None
-
-
-@dataclass(frozen=True)
-class MessageSpec:
-    roles: frozenset[Role]
-    fields: dict[str, FieldSpec] = field(default_factory=dict)
-
-
-SCHEMAS: dict[str, MessageSpec] = {
-    "hello": MessageSpec(
-        _ALL,
-        {"token": FieldSpec(str, max_len=4096), "lesson": FieldSpec(str, False, 128)},
-    ),
-    "ping": MessageSpec(_ALL, {"ts": FieldSpec((int, float, str), False, 64)}),
-    # a new token for the same sub/role/lesson, before the session's runs out (handlers.py)
-    "refresh": MessageSpec(_ALL, {"token": FieldSpec(str, max_len=4096)}),
-    "offer": MessageSpec(
-        frozenset({Role.TEACHER, Role.CLASSROOM}),
-        {
-            "sdp": FieldSpec(str, max_len=MAX_SDP_BYTES),
-            "purpose": FieldSpec(str, choices=_MEDIA_PURPOSES),
-        },
-    ),
-    "ice": MessageSpec(
-        frozenset({Role.TEACHER, Role.CLASSROOM}),
-        {
-            "purpose": FieldSpec(str, choices=_MEDIA_PURPOSES),
-            "candidate": FieldSpec(str, max_len=1024),
-            "sdpMid": FieldSpec((str, type(None)), False, 64),
-            "sdpMLineIndex": FieldSpec((int, type(None)), False),
-        },
-    ),
-    "start-lesson": MessageSpec(frozenset({Role.TEACHER})),
-    "end-lesson": MessageSpec(frozenset({Role.TEACHER})),
-    "low-bandwidth": MessageSpec(frozenset({Role.CLASSROOM}), {"on": FieldSpec(bool)}),
-}
-
-# Who may send what (media by purpose, docs/two-way.md) is signaling/authz.py's table;
-# the roles above must match it (tests/signaling/test_authz_table.py checks).
-
-
-@dataclass(frozen=True)
-class Message:
-    type: str
-    data: dict[str, Any]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.data.get(name, default)
-
-
-def parse_frame(raw: str | bytes, schemas: dict[str, MessageSpec] | None = None) -> Message:
-    """Turn one text frame into a schema-checked :class:`Message` (role not yet checked)."""
-    schemas = SCHEMAS if schemas is None else schemas
+def parse_frame(raw: str | bytes, registry: Registry | None = None) -> Message:
+    """Turn one text frame into its typed message (role not yet checked), or
+    ClassroomError; an error carries ``ref`` (the frame's ``type``) whenever it is readable."""
+    registry = REGISTRY if registry is None else registry
     if len(raw) > MAX_MESSAGE_BYTES or utf8_size(raw) > MAX_MESSAGE_BYTES:
         raise ClassroomError(ErrorCode.TOO_LARGE, f"message over {MAX_MESSAGE_BYTES} bytes")
-    data = decode_json(raw)
-    if not isinstance(data, dict):
-        raise ClassroomError(ErrorCode.BAD_JSON, "message must be a JSON object")
-    msg_type = data.get("type")
-    if not isinstance(msg_type, str):
-        raise ClassroomError(ErrorCode.BAD_MESSAGE, "message has no string 'type'")
-    spec = schemas.get(msg_type)
-    if spec is None:
-        raise ClassroomError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {msg_type[:40]!r}")
-    clean: dict[str, Any] = {}
-    for name, fs in spec.fields.items():
-        if name not in data:
-            if fs.required:
-                raise ClassroomError(ErrorCode.BAD_MESSAGE, f"{msg_type}: '{name}' is required")
-            continue
-        value = data[name]
-        if (isinstance(value, bool) and fs.kind is not bool) or not isinstance(value, fs.kind):
-            # bool is an int in Python: only a bool field takes a bool.
-            raise ClassroomError(ErrorCode.BAD_MESSAGE, f"{msg_type}: '{name}' has the wrong type")
-        if fs.max_len is not None and isinstance(value, str) and len(value) > fs.max_len:
-            raise ClassroomError(ErrorCode.BAD_MESSAGE, f"{msg_type}: '{name}' is too long")
-        if fs.choices is not None and value not in fs.choices:
-            raise ClassroomError(
-                ErrorCode.BAD_MESSAGE, f"{msg_type}: '{name}' must be one of {list(fs.choices)}"
-            )
-        clean[name] = value
-    return Message(msg_type, clean)
+    try:
+        if raw.count("[" if isinstance(raw, str) else b"[") + \
+                raw.count("{" if isinstance(raw, str) else b"{") > MAX_JSON_DEPTH:
+            try:
+                _check_depth(raw if isinstance(raw, str) else raw.decode("utf-8"))
+            except _Refused as exc:
+                raise ClassroomError(ErrorCode.BAD_JSON, f"JSON refused: {exc}") from None
+            except UnicodeDecodeError:
+                raise ClassroomError(ErrorCode.BAD_JSON, "not valid JSON") from None
+        return registry.decode(raw)
+    except ClassroomError as err:
+        if getattr(err, "ref", None) is None:
+            msg_type = peek_type(raw)
+            if msg_type is not None:
+                with_ref(err, msg_type, None)
+        raise
 
 
-def check_role(message: Message, role: Role, schemas: dict[str, MessageSpec] | None = None
-               ) -> None:
+def check_role(message: Message, role: Role, registry: Any = None) -> None:
     """Refuse a message the sender's role may not send (the authorization table decides)."""
     from .authz import check_message
 
-    del schemas  # kept for callers: the table, not the schema, holds the roles
+    del registry  # kept for callers: the table, not the message type, holds the roles
     check_message(role, message.type, message.get("purpose"))
