@@ -25,6 +25,8 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from media_relay import webrtc_private
+
 from . import playout
 from .ice import pick_turn_url, rtc_ice_servers, selected_pair
 from .media import opus_encoder, receive_codecs
@@ -239,7 +241,8 @@ class ClassroomClient:
             if track is not None:
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 if track.kind == "audio" and audio_bitrate is not None:
-                    transceiver.sender._RTCRtpSender__encoder = opus_encoder(audio_bitrate)
+                    webrtc_private.set_sender_encoder(transceiver.sender,
+                                                      opus_encoder(audio_bitrate))
         self.pcs["publish"] = pc
         await self._negotiate(pc, "publish")
         return pc

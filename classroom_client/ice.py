@@ -17,6 +17,8 @@ from aioice.turn import create_turn_endpoint
 from aiortc import RTCIceServer, RTCPeerConnection
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
+from media_relay import webrtc_private
+
 logger = logging.getLogger(__name__)
 
 TRANSPORTS = ("udp", "tcp", "tls")
@@ -92,8 +94,7 @@ def selected_pair(pc: RTCPeerConnection) -> dict[str, Any] | None:
         dtls = transceiver.receiver.transport or transceiver.sender.transport
         if dtls is None:
             continue
-        connection = dtls.transport._connection  # aioice.Connection (no public accessor)
-        pair = next(iter(connection._nominated.values()), None)
+        pair = webrtc_private.nominated_pair(webrtc_private.ice_connection(dtls))
         if pair is None:
             return None
         local, remote = pair.local_candidate, pair.remote_candidate

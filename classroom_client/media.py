@@ -40,6 +40,8 @@ from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError
 from av.video.frame import PictureType
 
+from media_relay import webrtc_private
+
 VIDEO_CLOCK = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 AUDIO_RATE = 48_000
@@ -288,7 +290,6 @@ class ReceiveCounts:
 
 
 _COUNTS_ATTR = "_classroom_receive_counts"
-_original_worker: Any = None
 
 
 def _counting_worker(loop: asyncio.AbstractEventLoop, input_q: Any, output_q: asyncio.Queue,
@@ -315,24 +316,17 @@ def _counting_worker(loop: asyncio.AbstractEventLoop, input_q: Any, output_q: as
 
 def install_counting_decoder() -> None:
     """Count instead of decode in every receiver started from now on (see module doc)."""
-    global _original_worker
-    from aiortc import rtcrtpreceiver
-
-    if rtcrtpreceiver.decoder_worker is not _counting_worker:
-        _original_worker = rtcrtpreceiver.decoder_worker
-        rtcrtpreceiver.decoder_worker = _counting_worker
+    webrtc_private.replace_decoder_worker(_counting_worker)
 
 
 def uninstall_counting_decoder() -> None:
-    from aiortc import rtcrtpreceiver
-
-    if _original_worker is not None:
-        rtcrtpreceiver.decoder_worker = _original_worker
+    if webrtc_private.decoder_worker() is _counting_worker:
+        webrtc_private.replace_decoder_worker(None)
 
 
 def receive_counts(track: MediaStreamTrack) -> ReceiveCounts:
     """Counts for a received track (zeros before its receiver starts or without the counter)."""
-    queue = getattr(track, "_queue", None)
+    queue = webrtc_private.remote_track_queue(track)
     counts = getattr(queue, _COUNTS_ATTR, None)
     return counts if counts is not None else ReceiveCounts()
 
@@ -341,8 +335,8 @@ def opus_encoder(bitrate: int = 32_000, *, fec: bool = True, expected_loss: int 
                  ) -> OpusEncoder:
     """aiortc's Opus encoder at ``bitrate`` (mono), with in-band FEC: a lost 20 ms packet can
     be rebuilt by the receiver from the next one. ``expected_loss`` (%) is what libopus
-    spends the FEC budget for. Install it as ``sender._RTCRtpSender__encoder`` before the
-    sender starts."""
+    spends the FEC budget for. Install it with ``webrtc_private.set_sender_encoder`` before
+    the sender starts."""
     if not 6_000 <= bitrate <= 510_000:
         raise ValueError(f"Opus bitrate {bitrate} is outside 6-510 kbit/s")
     encoder = OpusEncoder()

@@ -27,14 +27,14 @@ from collections.abc import Callable
 
 from aiortc import RTCRtpReceiver
 from aiortc.codecs.vpx import VpxPayloadDescriptor
-from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add, uint16_gt
 
-KeyframeTest = Callable[[RtpPacket], bool]
+from media_relay import webrtc_private
+from media_relay.webrtc_private import JitterBufferBase
 
-_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
-_CODECS = "_RTCRtpReceiver__codecs"
+KeyframeTest = Callable[[RtpPacket], bool]
 
 
 def vp8_keyframe_start(payload: bytes) -> bool:
@@ -61,7 +61,7 @@ def h264_keyframe_start(payload: bytes) -> bool:
     return False
 
 
-class PlayoutBuffer(JitterBuffer):
+class PlayoutBuffer(JitterBufferBase):
     """aiortc's jitter buffer with a deadline on holes (see the module docstring)."""
 
     def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False, *,
@@ -100,14 +100,14 @@ class PlayoutBuffer(JitterBuffer):
                 return False, None
             self._waiting_keyframe = False  # empty, origin None: this packet is the origin
         newest = self._newest
-        if newest is None or self._origin is None or uint16_gt(packet.sequence_number, newest):
+        if newest is None or self.origin is None or uint16_gt(packet.sequence_number, newest):
             self._newest = packet.sequence_number
-        if self._is_video and self._keyframe_start is not None and self._keyframe_start(packet):
+        if self.is_video and self._keyframe_start is not None and self._keyframe_start(packet):
             self._keyframes.add(packet.sequence_number)
         pli, frame = super().add(packet)
-        if not self._is_video and frame is not None and self._origin is not None:
+        if not self.is_video and frame is not None and self.origin is not None:
             self._trim_audio()
-        if frame is not None or self._origin is None:
+        if frame is not None or self.origin is None:
             self._hole = None
             return pli, frame
         hole = self._first_hole()
@@ -116,22 +116,22 @@ class PlayoutBuffer(JitterBuffer):
             return pli, frame
         if hole != self._hole:
             self._hole, self._hole_since = hole, now
-        start = self._keyframe_after(hole) if self._is_video else None
+        start = self._keyframe_after(hole) if self.is_video else None
         if start is None and (now - self._hole_since < self.wait
                               or (self.wait > 0 and now == self._hole_since)):
             return pli, frame  # NACK/RTX may still bring it (a keyframe after it: no need)
         self._hole = None
         self.holes_skipped += 1
-        if not self._is_video:
+        if not self.is_video:
             self._close_gap(hole)
-            return pli, self._remove_frame(packet.sequence_number)
+            return pli, self.release_frame(packet.sequence_number)
         if start is not None:
             self._skip_to(start)
-            return pli, self._remove_frame(packet.sequence_number)
+            return pli, self.release_frame(packet.sequence_number)
         # no keyframe held: drop everything and ask for one
         self.packets_discarded += self._held()
         self.remove(self.capacity)
-        self._origin = None
+        self.origin = None
         self._waiting_keyframe = True
         self._last_pli = now
         self.plis += 1
@@ -141,16 +141,16 @@ class PlayoutBuffer(JitterBuffer):
         return True if self._keyframe_start is None else self._keyframe_start(packet)
 
     def _held(self) -> int:
-        return sum(1 for p in self._packets if p is not None)
+        return sum(1 for p in self.slots if p is not None)
 
     def _first_hole(self) -> int | None:
         """The first missing sequence number with a packet held after it, or None."""
-        origin, newest = self._origin, self._newest
+        origin, newest = self.origin, self._newest
         if origin is None or newest is None or not uint16_gt(newest, origin):
             return None
         seq = origin
         while seq != newest:
-            if self._packets[seq % self._capacity] is None:
+            if self.slots[seq % self.capacity] is None:
                 return seq
             seq = uint16_add(seq, 1)
         return None
@@ -159,7 +159,7 @@ class PlayoutBuffer(JitterBuffer):
         """The nearest keyframe start held after ``hole`` (tracked as packets arrive)."""
         best = None
         for seq in list(self._keyframes):
-            packet = self._packets[seq % self._capacity]
+            packet = self.slots[seq % self.capacity]
             if packet is None or packet.sequence_number != seq:
                 self._keyframes.discard(seq)  # released or dropped
             elif uint16_gt(seq, hole) and (best is None or uint16_gt(best, seq)):
@@ -179,32 +179,34 @@ class PlayoutBuffer(JitterBuffer):
     def _close_gap(self, hole: int) -> None:
         """Audio: move the packets before the run of missing packets at ``hole`` on by the
         run's length, so nothing received is lost and what follows comes out at once."""
-        assert self._origin is not None and self._newest is not None
+        assert self.origin is not None and self._newest is not None
         run = 1
         while (uint16_gt(self._newest, uint16_add(hole, run))
-               and self._packets[uint16_add(hole, run) % self._capacity] is None):
+               and self.slots[uint16_add(hole, run) % self.capacity] is None):
             run += 1
         seq = uint16_add(hole, run - 1)
-        while seq != uint16_add(self._origin, run - 1):
+        while seq != uint16_add(self.origin, run - 1):
             source = uint16_add(seq, -run)
-            self._packets[seq % self._capacity] = self._packets[source % self._capacity]
-            self._packets[source % self._capacity] = None
+            self.slots[seq % self.capacity] = self.slots[source % self.capacity]
+            self.slots[source % self.capacity] = None
             seq = uint16_add(seq, -1)
-        self._origin = uint16_add(self._origin, run)
+        self.origin = uint16_add(self.origin, run)
 
     def _skip_to(self, seq: int) -> None:
-        assert self._origin is not None
-        count = uint16_add(seq, -self._origin)
+        assert self.origin is not None
+        count = uint16_add(seq, -self.origin)
         held_before = sum(1 for i in range(count)
-                          if self._packets[uint16_add(self._origin, i) % self._capacity])
+                          if self.slots[uint16_add(self.origin, i) % self.capacity])
         self.packets_discarded += held_before
         self.remove(count)
 
 
 def keyframe_test(receiver: RTCRtpReceiver) -> KeyframeTest:
     """A keyframe-start test for the codec of each packet (codecs known after negotiation)."""
+    codecs = webrtc_private.receiver_codecs(receiver)  # filled in place by receive()
+
     def test(packet: RtpPacket) -> bool:
-        codec = getattr(receiver, _CODECS, {}).get(packet.payload_type)
+        codec = codecs.get(packet.payload_type)
         name = codec.name if codec is not None else ""
         if name == "VP8":
             return vp8_keyframe_start(packet.payload)
@@ -218,12 +220,10 @@ def keyframe_test(receiver: RTCRtpReceiver) -> KeyframeTest:
 def install(receiver: RTCRtpReceiver, kind: str, *, audio_wait: float = 0.0,
             video_wait: float = 0.6) -> PlayoutBuffer:
     """Replace ``receiver``'s jitter buffer (before media arrives) with a PlayoutBuffer."""
-    if not hasattr(receiver, _JITTER_BUFFER):
-        raise RuntimeError("RTCRtpReceiver has no jitter buffer attribute: update playout.py")
     if kind == "video":
         buffer = PlayoutBuffer(512, is_video=True, wait=video_wait,
                                keyframe_start=keyframe_test(receiver))
     else:
         buffer = PlayoutBuffer(16, prefetch=4, wait=audio_wait)
-    setattr(receiver, _JITTER_BUFFER, buffer)
+    webrtc_private.replace_jitter_buffer(receiver, buffer)
     return buffer

@@ -28,6 +28,7 @@ from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 
 from classroom_client.media import SyntheticAudioTrack, SyntheticVideoTrack
+from media_relay import webrtc_private
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 AUDIO_TIME_BASE = fractions.Fraction(1, 48000)
@@ -104,8 +105,8 @@ class SharedEncodedSource:
         """Route the sender's PLI/FIR to the encoder feeding its track now (aiortc's own
         would be ignored)."""
         track = sender.track
-        sender._send_keyframe = (  # type: ignore[method-assign]
-            lambda: track.source.keyframe_for(track))
+        webrtc_private.replace_keyframe_handler(
+            sender, lambda: track.source.keyframe_for(track))
 
     def keyframe_for(self, track: EncodedTrack) -> None:
         """One sender's PLI (or a track moved here): the shared encoder's next frame is a

@@ -38,11 +38,8 @@ from aiortc.codecs import is_rtx
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RtpPacket
 
+from media_relay import webrtc_private
 from media_relay.sockets import enlarge_receive_buffers
-
-_STREAMS = "_RTCRtpReceiver__remote_streams"
-_CODECS = "_RTCRtpReceiver__codecs"
-_KIND = "_RTCRtpReceiver__kind"
 
 
 @dataclass
@@ -75,16 +72,13 @@ _Bind = Callable[[int, StreamStatistics, Counts, bool, bool], None]
 def install(receiver: RTCRtpReceiver, bind: _Bind | None = None) -> Counts:
     """Make ``receiver`` count instead of play (before media arrives); returns its counts.
     ``bind`` is told each new SSRC (for :class:`LightPeer`'s socket fast path)."""
-    for name in (_STREAMS, _CODECS, _KIND):
-        if not hasattr(receiver, name):
-            raise RuntimeError(f"RTCRtpReceiver has no {name}: update light_receiver.py")
     counts = Counts()
-    streams: dict[int, StreamStatistics] = getattr(receiver, _STREAMS)
-    codecs = getattr(receiver, _CODECS)
-    video = getattr(receiver, _KIND) == "video"
+    streams: dict[int, StreamStatistics] = webrtc_private.receiver_streams(receiver)
+    codecs = webrtc_private.receiver_codecs(receiver)
+    video = webrtc_private.receiver_kind(receiver) == "video"
 
     async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
-        if not receiver._enabled:
+        if not webrtc_private.receiver_enabled(receiver):
             return
         codec = codecs.get(packet.payload_type)
         if codec is None:
@@ -107,7 +101,7 @@ def install(receiver: RTCRtpReceiver, bind: _Bind | None = None) -> Counts:
             if counts.first_frame_at is None:
                 counts.first_frame_at = now
 
-    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+    webrtc_private.replace_rtp_handler(receiver, handle)
     return counts
 
 
@@ -147,9 +141,8 @@ class LightPeer:
         hooked = 0
         seen: set[int] = set()
         for transceiver in self.pc.getTransceivers():
-            ice = transceiver.receiver.transport.transport
-            connection = getattr(ice, "_connection", None)
-            for protocol in getattr(connection, "_protocols", []):
+            connection = webrtc_private.ice_connection(transceiver.receiver.transport)
+            for protocol in webrtc_private.ice_protocols(connection):
                 if id(protocol) not in seen:
                     seen.add(id(protocol))
                     protocol.datagram_received = self._fast(protocol.datagram_received)

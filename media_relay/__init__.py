@@ -41,42 +41,20 @@ header rewrite + SRTP + sendto per subscriber, no task or queue per subscriber);
 False, each subscriber's sender task reads a ``PacketTrack`` (``recv()`` -> shared
 ``av.Packet``), as a recorder or any other reader still can.
 
-aiortc/aioice internals this package relies on (check them when upgrading; tests cover each):
-- ingress.py, tapped.py (Publisher, Uplink): ``RTCRtpReceiver.__decoder_queue`` /
-  ``__jitter_buffer`` / ``__decoder_error`` / ``__decoder_thread`` / ``__kind``;
-  ``JitterBuffer._remove_frame``, ``._packets``, ``._origin``, ``._capacity``;
-  ``RtpPacket._data``.
-- rendition.py, uplink.py: ``Vp8Encoder._packetize``.
-- sockets.py: asyncio's ``_SelectorDatagramTransport._read_ready`` (replaced by a batched
-  reader, checked against the names it uses); aioice ``Connection._protocols`` (buffers).
-- port_range.py (``rtc_ports``): asyncio's ``BaseEventLoop.create_datagram_endpoint``
-  (wrapped; its ``local_addr``/``remote_addr``/``sock`` parameters checked at install);
-  aioice gathering host candidates through it with ``local_addr=(address, 0)``.
+aiortc/aioice/asyncio internals: every private name this product uses (the sender fed
+packets, its RTCP taken over, receivers tapped before the decoder, RTP written to the
+nominated ICE pair, batched datagram reads, the RTC port range, ...) is behind a small
+named function of ``webrtc_private.py``, which checks each name against the installed
+aiortc/aioice/asyncio at import and names the supported versions when one is missing
+(docs/architecture.md, "The WebRTC stack"). Other behaviours relied on without a private
+name:
 - mdns.py: aioice 0.13 failing ICE at end-of-candidates when no remote candidate is left
   (all ``.local``, unresolved), before peer-reflexive checks can arrive: such peers never
   get end-of-candidates. Harmless if a later aioice waits for checks itself.
-- outline.py: ``RtpStream._latency`` / ``PacketTrack._latency`` (our metric label).
 - config.py: peers use ``bundlePolicy=MAX_BUNDLE``: with aiortc's default (balanced) a
   second m-line of a kind that is not the offer's first kind keeps a transport of its own
   that BUNDLE never replaces (it never connects).
-- subscriber.py: ``RTCRtpSender.__encoder`` (set to the PassthroughEncoder, which records
-  REMB through its ``target_bitrate``); ``RTCRtpSender._send_keyframe`` (replaced: PLI/FIR
-  -> rendition keyframe request).
-- rtpout.py (batched path), on each subscriber's ``RTCRtpSender``:
-  instance attributes shadowing methods: ``send`` (wrapped: learns the negotiated
-  parameters), ``_handle_rtcp_packet`` (wrapped: keeps the last receiver report),
-  ``_retransmit`` (replaced: NACK served from the stream's history, RTX-wrapped),
-  ``_send_keyframe`` (replaced, as above); read: ``_ssrc``, ``_rtx_ssrc``, ``_enabled``,
-  ``__rtt`` (read after aiortc handled a receiver report: fed to the rate controller);
-  written after every frame, for the RTCP task's sender reports and its RR
-  statistics: ``__packet_count``, ``__octet_count``, ``__ntp_timestamp``,
-  ``__rtp_timestamp``.
-  On the sender's ``RTCDtlsTransport``: ``_state``, ``_tx_srtp`` (its ``protect()``),
-  ``_send_rtp`` (fallback for non-UDP pairs), ``__tx_bytes`` / ``__tx_packets`` (kept
-  right for getStats), ``transport._connection`` (the aioice ``Connection``); on aioice:
-  ``Connection._nominated[1]`` (the selected ``CandidatePair``: ``.protocol``,
-  ``.remote_addr``), ``StunProtocol.transport`` (the asyncio datagram transport).
-  ``aiortc.rtcrtpsender.random_sequence_number`` and ``aiortc.rtp`` helpers are used as is.
+- ``aiortc.rtcrtpsender.random_sequence_number`` and ``aiortc.rtp`` helpers are used as is.
 """
 
 from .config import RelayConfig, RelayError

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import av
-from aiortc.codecs.h264 import H264Encoder
 
 from .packets import VIDEO_TIME_BASE
+from .webrtc_private import h264_nal_units, h264_payloads
 
 CODEC = "H264"
 """The codec name used by renditions, sinks (``video_codec``) and offers."""
@@ -49,6 +49,6 @@ def open_encoder(width: int, height: int, fps: int, bitrate: int, threads: int) 
 
 def packetize(data: bytes) -> tuple[list[bytes], bool]:
     """RTP payloads of one Annex-B access unit, and whether it holds an IDR picture."""
-    nals = list(H264Encoder._split_bitstream(data))
+    nals = list(h264_nal_units(data))
     keyframe = any(nal and nal[0] & 0x1F == _NAL_IDR for nal in nals)
-    return H264Encoder._packetize(nals), keyframe
+    return h264_payloads(nals), keyframe

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiortc import RTCRtpSender
 
+from . import webrtc_private as private
 from .config import RelayConfig
 from .rtpout import RtpStream
 from .tracks import PacketTrack, PassthroughEncoder, Sink
@@ -55,7 +56,7 @@ class OutLine:
         self.kind = track.kind
         self.track = track
         self.encoder = PassthroughEncoder(track.kind)
-        sender._RTCRtpSender__encoder = self.encoder  # type: ignore[attr-defined]
+        private.set_sender_encoder(sender, self.encoder)
         video = track.kind == "video"
         self.stream: RtpStream | None = None
         if config.batched_send:
@@ -67,7 +68,7 @@ class OutLine:
             self.sink: Sink = self.stream
         else:
             if video and on_keyframe_request is not None:
-                sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+                private.replace_keyframe_handler(sender, on_keyframe_request)
             if latency is not None:
                 track._latency = latency
             self.sink = track

@@ -24,15 +24,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import errno
-import inspect
 import socket
 import weakref
-from asyncio import base_events
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Counter, Gauge
+
+from . import webrtc_private
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
@@ -148,7 +148,7 @@ def gathering(pool: PortPool | None) -> Iterator[Gathering | None]:
         _current.reset(token)
 
 
-_original = base_events.BaseEventLoop.create_datagram_endpoint
+_original = webrtc_private.original_create_datagram_endpoint
 
 
 async def _create_datagram_endpoint(self: Any, protocol_factory: Any, local_addr: Any = None,
@@ -177,9 +177,7 @@ async def _create_datagram_endpoint(self: Any, protocol_factory: Any, local_addr
 def install() -> None:
     """Wrap asyncio's ``create_datagram_endpoint`` (process-wide, idempotent); outside
     :func:`gathering` it only forwards."""
-    params = inspect.signature(_original).parameters
-    if not {"local_addr", "remote_addr", "sock"} <= set(params):
+    if not webrtc_private.create_datagram_endpoint_compatible():
         raise RuntimeError("asyncio's create_datagram_endpoint changed: --rtc-ports unusable")
-    if base_events.BaseEventLoop.create_datagram_endpoint is not _create_datagram_endpoint:
-        base_events.BaseEventLoop.create_datagram_endpoint = (  # type: ignore[method-assign]
-            _create_datagram_endpoint)
+    if webrtc_private.create_datagram_endpoint() is not _create_datagram_endpoint:
+        webrtc_private.replace_create_datagram_endpoint(_create_datagram_endpoint)

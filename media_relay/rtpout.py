@@ -11,13 +11,14 @@ DTLS transport's session and hands it to the socket of the nominated ICE pair.
 The sender object stays aiortc's, and keeps doing everything else:
 - its RTCP task sends sender reports: ``push`` updates the counters it reads (packet and
   octet counts, the NTP/RTP timestamp pair of the last packet sent);
-- RTCP from the browser is routed to it by ssrc (``sender._ssrc`` is used as ours):
+- RTCP from the browser is routed to it by ssrc (the sender's ssrc is used as ours):
   receiver reports give RTT and loss (aiortc computes RTT, :class:`RtpStream` also keeps
-  the last report for ``stats()``), NACK calls ``sender._retransmit`` (replaced: served
+  the last report for ``stats()``), NACK calls the sender's retransmit (replaced: served
   from this stream's history, RTX-wrapped when RTX was negotiated, nothing older than the
   newest keyframe, within a byte budget of half the media sent), PLI/FIR call
-  ``sender._send_keyframe`` (replaced: a keyframe request to the rendition), REMB sets
+  its keyframe handler (replaced: a keyframe request to the rendition), REMB sets
   ``target_bitrate`` on the sender's encoder (the :class:`PassthroughEncoder`, recorded).
+- every private aiortc/aioice name used for this is a function of :mod:`.webrtc_private`;
 - its RTP task waits on the subscriber's :class:`PacketTrack`, which the batched path
   never feeds: it costs nothing and ends when the track stops.
 """
@@ -34,7 +35,6 @@ from typing import Any
 from aioice.ice import StunProtocol
 from aiortc import RTCRtpSender
 from aiortc.codecs import is_rtx
-from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpsender import random_sequence_number
 from aiortc.rtp import (
@@ -52,6 +52,7 @@ from aiortc.rtp import (
 from aiortc.utils import random32
 
 from . import metrics
+from . import webrtc_private as private
 
 logger = logging.getLogger(__name__)
 
@@ -76,15 +77,6 @@ _PAD_TIMER = 0.02
 _PAD_RECENT = 8
 """Padding repeats (RTX-wrapped) the most recent packets, never older ones: a receiver that
 sees a packet far behind its origin resets its buffer (aiortc: 100 packets)."""
-
-# RTCRtpSender's private attributes written or read here (name-mangled; see __init__.py)
-_PACKET_COUNT = "_RTCRtpSender__packet_count"
-_OCTET_COUNT = "_RTCRtpSender__octet_count"
-_NTP_TIMESTAMP = "_RTCRtpSender__ntp_timestamp"
-_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
-_RTT = "_RTCRtpSender__rtt"
-_DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
-_DTLS_TX_PACKETS = "_RTCDtlsTransport__tx_packets"
 
 
 def ntp_now() -> int:
@@ -150,9 +142,6 @@ class RtpStream:
     def __init__(self, sender: RTCRtpSender, kind: str,
                  on_keyframe_request: Callable[[], None] | None = None,
                  on_ready: Callable[[], None] | None = None) -> None:
-        for name in (_PACKET_COUNT, _OCTET_COUNT, _NTP_TIMESTAMP, _RTP_TIMESTAMP, _RTT):
-            if not hasattr(sender, name):  # aiortc changed: refuse rather than lie in SRs
-                raise RuntimeError(f"RTCRtpSender has no {name}: update media_relay.rtpout")
         self.sender = sender
         self.kind = kind
         self._video = kind == "video"
@@ -163,7 +152,7 @@ class RtpStream:
         self._live = True
         self._ready = False
         self._need_keyframe = self._video
-        self._ssrc = sender._ssrc
+        self._ssrc = private.sender_ssrc(sender)
         self._sequence = random_sequence_number()
         self._timestamp_origin = random32()
         self._payload_type = 0
@@ -173,7 +162,6 @@ class RtpStream:
         self._template: HeaderTemplate | None = None
         self._history: list[bytes | None] = [None] * RTP_HISTORY_SIZE
         self._dtls: Any = None
-        self._count_transport = False
         self._ice: Any = None
         self._pair: Any = None
         self._write: Callable[[bytes], int] | None = None
@@ -223,11 +211,10 @@ class RtpStream:
         self.wait_max = 0.0
         # take over the sender's RTP-facing hooks (instance attributes shadow the methods)
         self._sender_send = sender.send
-        self._sender_handle_rtcp = sender._handle_rtcp_packet
         sender.send = self._send  # type: ignore[method-assign]
-        sender._handle_rtcp_packet = self._handle_rtcp  # type: ignore[method-assign]
-        sender._retransmit = self._retransmit  # type: ignore[method-assign]
-        sender._send_keyframe = self._keyframe_request  # type: ignore[method-assign]
+        self._sender_handle_rtcp = private.replace_rtcp_handler(sender, self._handle_rtcp)
+        private.replace_retransmit(sender, self._retransmit)
+        private.replace_keyframe_handler(sender, self._keyframe_request)
 
     # ---- set-up (aiortc calls sender.send once the DTLS transport is connected) ----------
     async def _send(self, parameters: RTCRtpSendParameters) -> None:
@@ -241,9 +228,7 @@ class RtpStream:
         self._extensions_map.configure(parameters)
         self._template = HeaderTemplate(self._extensions_map, parameters.muxId)
         self._dtls = self.sender.transport
-        self._count_transport = hasattr(self._dtls, _DTLS_TX_BYTES) and hasattr(
-            self._dtls, _DTLS_TX_PACKETS)
-        self._ice = self._dtls.transport._connection
+        self._ice = private.ice_connection(self._dtls)
         self._ready = self._live
         if self._ready and self._video and self._on_ready is not None:
             self._on_ready()
@@ -251,9 +236,9 @@ class RtpStream:
     def _writer(self) -> Callable[[bytes], int] | None:
         """The function that protects and sends one RTP packet now, or None (not connected)."""
         dtls = self._dtls
-        if dtls is None or dtls._state != DtlsState.CONNECTED:
+        if dtls is None or not private.dtls_connected(dtls):
             return None
-        pair = self._ice._nominated.get(1)
+        pair = private.nominated_pair(self._ice)
         if pair is None:
             return None
         if pair is not self._pair:
@@ -264,11 +249,10 @@ class RtpStream:
     @staticmethod
     def _make_writer(dtls: Any, pair: Any) -> Callable[[bytes], int]:
         protocol = pair.protocol
-        srtp = dtls._tx_srtp
         if type(protocol) is StunProtocol and protocol.transport is not None:
             # plain UDP host/srflx pair: what aioice's send_data does, without a coroutine
             sendto = protocol.transport.sendto
-            protect = srtp.protect
+            protect = private.srtp_protect(dtls)
             addr = pair.remote_addr
 
             def write(data: bytes) -> int:
@@ -280,7 +264,7 @@ class RtpStream:
 
         # TURN or anything else: aiortc's own (asynchronous) path, in order
         def write_async(data: bytes) -> int:
-            task = asyncio.ensure_future(dtls._send_rtp(data))
+            task = asyncio.ensure_future(private.send_rtp(dtls, data))
             task.add_done_callback(_ignore_connection_error)
             return 0  # counted by _send_rtp itself
 
@@ -298,7 +282,7 @@ class RtpStream:
                 return
             self._need_keyframe = False
         write = self._writer() if self._live else None
-        if write is None or not self.sender._enabled:
+        if write is None or not private.sender_enabled(self.sender):
             self.dropped += 1
             self._dropped_metric.inc()
             if self._video:
@@ -332,15 +316,9 @@ class RtpStream:
         credit = self._rtx_credit + _RTX_SHARE * octets
         self._rtx_credit = credit if credit < _RTX_BUCKET else float(_RTX_BUCKET)
         # what RTCRtpSender._run_rtp keeps for its sender reports (and RR statistics)
-        sender = self.sender
-        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
-        sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
-        sender._RTCRtpSender__packet_count += count  # type: ignore[attr-defined]
-        sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
-        if wire and self._count_transport:  # the DTLS transport's own tx statistics
-            dtls = self._dtls
-            dtls._RTCDtlsTransport__tx_packets += count
-            dtls._RTCDtlsTransport__tx_bytes += wire
+        private.record_sent(self.sender, ntp, timestamp, count, octets)
+        if wire:  # the DTLS transport's own tx statistics
+            private.count_transport_sent(self._dtls, count, wire)
         self.sent += 1
         self.packets += count
         self.octets += octets
@@ -427,7 +405,8 @@ class RtpStream:
         if original.extensions.abs_send_time is not None:  # sent now, not when first sent:
             original.extensions.abs_send_time = (ntp_now() >> 14) & 0xFFFFFF  # REMB reads it
         packet = wrap_rtx(original, payload_type=self._rtx_payload_type,
-                          sequence_number=self._rtx_sequence, ssrc=self.sender._rtx_ssrc)
+                          sequence_number=self._rtx_sequence,
+                          ssrc=private.sender_rtx_ssrc(self.sender))
         self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
         return packet.serialize(self._extensions_map)
 
@@ -499,7 +478,7 @@ class RtpStream:
     @property
     def rtt(self) -> float | None:
         """Round-trip time (s) aiortc computed from the last receiver report."""
-        return getattr(self.sender, _RTT, None)
+        return private.sender_rtt(self.sender)
 
     # ---- lifetime ------------------------------------------------------------------------
     def close(self) -> None:

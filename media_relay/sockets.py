@@ -22,60 +22,36 @@ from __future__ import annotations
 
 import logging
 import socket
-from asyncio import selector_events
-from typing import Any
 
 from aiortc import RTCPeerConnection
+
+from . import webrtc_private
 
 READ_BATCH = 32
 """Datagrams read per readiness event at most (bounded, so one flooded socket cannot
 starve the loop's other callbacks)."""
 
 logger = logging.getLogger(__name__)
-_EXPECTED_NAMES = ("_conn_lost", "_sock", "recvfrom", "max_size", "_protocol",
-                   "datagram_received", "error_received", "_fatal_error")
-"""What asyncio's own reader uses (3.11-3.13): the batched one relies on the same."""
-_original_read_ready = selector_events._SelectorDatagramTransport._read_ready
-
-
-def _batched_read_ready(self: Any) -> None:
-    """``_SelectorDatagramTransport._read_ready``, looping until the socket is empty."""
-    for _ in range(READ_BATCH):
-        if self._conn_lost:
-            return
-        try:
-            data, addr = self._sock.recvfrom(self.max_size)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._protocol.error_received(exc)
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:  # noqa: BLE001 - asyncio's own handling, kept
-            self._fatal_error(exc, "Fatal read error on datagram transport")
-            return
-        self._protocol.datagram_received(data, addr)
+_batched_read_ready = webrtc_private.batched_datagram_reader(READ_BATCH)
+"""asyncio's datagram reader, looping until the socket is empty (webrtc_private.py)."""
 
 
 def install_batched_reads() -> bool:
     """Make datagram transports created from now on drain up to READ_BATCH datagrams
     per event (process-wide; idempotent). False when asyncio's internals are not the
     ones this was written against (then nothing is changed)."""
-    cls = selector_events._SelectorDatagramTransport
-    if cls._read_ready is _batched_read_ready:
+    if webrtc_private.datagram_read_ready() is _batched_read_ready:
         return True
-    if not set(_EXPECTED_NAMES) <= set(_original_read_ready.__code__.co_names):
+    if not webrtc_private.datagram_reader_compatible():
         logger.warning("asyncio datagram transport changed: batched reads not installed")
         return False
-    cls._read_ready = _batched_read_ready  # type: ignore[method-assign]
+    webrtc_private.replace_datagram_read_ready(_batched_read_ready)
     return True
 
 
 def uninstall_batched_reads() -> None:
     """Back to asyncio's one datagram per event (tests compare the two)."""
-    selector_events._SelectorDatagramTransport._read_ready = (  # type: ignore[method-assign]
-        _original_read_ready)
+    webrtc_private.replace_datagram_read_ready(None)
 
 
 def peer_sockets(pc: RTCPeerConnection) -> list[socket.socket]:
@@ -83,8 +59,7 @@ def peer_sockets(pc: RTCPeerConnection) -> list[socket.socket]:
     sockets: list[socket.socket] = []
     for transceiver in pc.getTransceivers():
         transport = transceiver.receiver.transport
-        ice = getattr(getattr(transport, "transport", None), "_connection", None)
-        for protocol in getattr(ice, "_protocols", []):
+        for protocol in webrtc_private.ice_protocols(webrtc_private.ice_connection(transport)):
             udp = protocol.transport.get_extra_info("socket") if protocol.transport else None
             if udp is not None and all(udp is not s for s in sockets):
                 sockets.append(udp)
