@@ -28,14 +28,24 @@ import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from aiohttp import web
 
 from .auth import Claims, Role
 from .errors import ClassroomError, ErrorCode
 from .features import Feature
-from .protocol import FieldSpec, Message, MessageSpec
+from .messages import (
+    UNSET,
+    ClientMessage,
+    Int,
+    Num,
+    PeerId,
+    ServerMessage,
+    Str,
+    UnsetType,
+)
+from .protocol import Message
 from .quality_metrics import QUALITY, QualityMetrics
 from .quality_store import QualityStore, open_quality_store
 from .store import StoreUnavailable
@@ -71,27 +81,60 @@ TIERS = ("high", "mid", "low", "audio", "audio-only")
 """Tiers a report may name; ``audio`` (the relay's name) is exported as ``audio-only``."""
 
 _EPOCH = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-_NUM = (int, float)
-_OPT_NUM = (int, float, type(None))
 _COUNT_FIELDS = ("frames_received", "frames_decoded", "freezes", "video_lost",
                  "audio_samples", "audio_concealed", "audio_lost")
 _SENDERS = frozenset({Role.TEACHER, Role.CLASSROOM})
 
-SCHEMAS: dict[str, MessageSpec] = {
-    "quality": MessageSpec(_SENDERS, {
-        "epoch": FieldSpec(str, max_len=40),
-        "seq": FieldSpec(int),
-        "interval_ms": FieldSpec(_NUM, False),
-        "tier": FieldSpec((str, type(None)), False, 16),
-        "video_tracks": FieldSpec(int, False),
-        "audio_tracks": FieldSpec(int, False),
-        **{name: FieldSpec(int, False) for name in _COUNT_FIELDS},
-        "freeze_ms": FieldSpec(_NUM, False),
-        "jitter_audio_ms": FieldSpec(_OPT_NUM, False),
-        "jitter_video_ms": FieldSpec(_OPT_NUM, False),
-        "rtt_ms": FieldSpec(_OPT_NUM, False),
-    }),
-}
+
+class QualityReport(ClientMessage, tag="quality"):
+    """What the page's getStats() counted since it loaded; every 10 s (docs/quality.md)."""
+
+    roles: ClassVar = _SENDERS
+    reply: ClassVar = "nothing when accepted; `error` bad_message / rate_limited (ref quality)"
+    epoch: Str[40]
+    """New at each page load (A-Z a-z 0-9 _ -)."""
+    seq: Int
+    """1 for the page's first report, then +1 per report sent."""
+    interval_ms: Num | None = None
+    """Milliseconds since the page's previous report (its first: since it loaded)."""
+    tier: Str[16] | None = None
+    """The page's tier (high, mid, low, audio); null on the teacher console."""
+    video_tracks: Int | None = None
+    """Inbound video streams now (a teacher's grid has one per slot); default 1."""
+    audio_tracks: Int | None = None
+    frames_received: Int | None = None
+    """Totals since the page loaded (inbound-rtp): framesReceived."""
+    frames_decoded: Int | None = None
+    freezes: Int | None = None
+    """freezeCount."""
+    freeze_ms: Num | None = None
+    """totalFreezesDuration, milliseconds."""
+    video_lost: Int | None = None
+    """packetsLost of the video streams."""
+    audio_samples: Int | None = None
+    """totalSamplesReceived."""
+    audio_concealed: Int | None = None
+    """concealedSamples."""
+    audio_lost: Int | None = None
+    jitter_audio_ms: Num | None = None
+    """Mean jitter-buffer delay over the last interval (jitterBufferDelay /
+    jitterBufferEmittedCount growth), milliseconds."""
+    jitter_video_ms: Num | None = None
+    rtt_ms: Num | None = None
+    """The selected candidate pair's currentRoundTripTime, milliseconds."""
+
+
+class QualityMark(ServerMessage, tag="quality-mark"):
+    """A classroom tile's quality changed (from that classroom's reports)."""
+
+    sent_to: ClassVar = "the lesson's teachers (and `welcome.quality_marks`)"
+    peer_id: PeerId
+    mark: Literal["good", "fair", "poor"] | None
+    """null: the classroom left (clear the tile's mark)."""
+    reason: Str[32]
+    """freezes, audio_concealed, rtt, audio_only, jitter_buffer, low_tier, left or empty."""
+    to: Str[16] | UnsetType = UNSET
+    """Internal (the lesson event's addressee); never sent to a page."""
 
 
 def _refuse(text: str) -> ClassroomError:
@@ -278,7 +321,7 @@ class QualityFeature(Feature):
     """The ``quality`` message, its metrics, summaries and tile marks."""
 
     name = "quality"
-    schemas = SCHEMAS
+    messages = (QualityReport, QualityMark)
 
     def __init__(self, metrics: QualityMetrics = QUALITY, store: QualityStore | None = None
                  ) -> None:

@@ -114,6 +114,8 @@ async def test_reports_reach_metrics_marks_and_summaries(server, monkeypatch):
         assert sample(text, "classroom_client_reports_total", role="student",
                       result="refused") == 0  # refused by the table, before the feature
         assert room.peer_id not in text and "lesson=" not in text
+        for kind in ("quality-mark", "welcome", "error"):  # every message we sent is declared
+            assert sample(text, "classroom_protocol_outgoing_invalid_total", type=kind) == 0
         # a teacher joining later gets the marks in welcome
         late = ClassroomClient(server.base_url, server.token("teacher", school="city"))
         await late.connect()

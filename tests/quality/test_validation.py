@@ -3,12 +3,14 @@ growth against the interval, duplicates, resets, page reloads, bounded school la
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from signaling.errors import ClassroomError, ErrorCode
-from signaling.protocol import parse_frame
-from signaling.quality import SCHEMAS, Baselines, mark_of, parse_report
+from signaling.messages import Registry
+from signaling.quality import Baselines, QualityMark, QualityReport, mark_of, parse_report
 from signaling.quality_metrics import MAX_SCHOOLS, QualityMetrics, SchoolLabels
 
 GOOD = {"epoch": "e1", "seq": 1, "interval_ms": 10000, "tier": "high", "video_tracks": 1,
@@ -29,6 +31,8 @@ def refused(**over) -> str:
 
 
 def test_a_good_report_parses_in_seconds():
+    typed = Registry([QualityReport]).decode(json.dumps({"type": "quality", **GOOD}))
+    assert parse_report(typed.data) == report()
     r = report()
     assert r.rtt == pytest.approx(0.0125) and r.jitter_video == pytest.approx(0.0805)
     assert r.tier == "high"
@@ -61,7 +65,7 @@ def test_absurd_values_are_refused(over, words):
 ])
 def test_wrong_types_are_refused_by_the_schema(frame):
     with pytest.raises(ClassroomError) as info:
-        parse_frame(frame, SCHEMAS)
+        Registry([QualityReport, QualityMark]).decode(frame)
     assert info.value.code == ErrorCode.BAD_MESSAGE
 
 
@@ -169,3 +173,12 @@ def test_series_stay_bounded_and_carry_no_peer():
     assert "_created" not in text and "peer" not in text
     lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
     assert len(lines) == at_500
+
+
+def test_the_mark_event_matches_its_declared_type():
+    registry = Registry([QualityReport, QualityMark])
+    for mark in ({"peer_id": "classroom-1", "mark": "poor", "reason": "freezes"},
+                 {"peer_id": "classroom-1", "mark": None, "reason": "left"}):
+        assert registry.check_outgoing({"type": "quality-mark", **mark}) is None
+    assert registry.check_outgoing({"type": "quality-mark", "peer_id": "p", "mark": "bad",
+                                    "reason": ""}) is not None
