@@ -415,7 +415,7 @@ class Session:
 
     async def _on_low_bandwidth(self, msg: core.LowBandwidth) -> None:
         self.node.relay.set_low_bandwidth(relay_peer_id(self.peer_id, "subscribe"), msg.on)
-        await self.send(core.LowBandwidthSet(on=msg.on))
+        await self.send(core.Done(ref=msg.type))
 
     # media state from the relay -------------------------------------------------------
     async def tier_changed(self, tier: str) -> None:

@@ -175,7 +175,7 @@ def spec_of(cls: type[_Message]) -> MessageSpec:
 
 
 # --- the registry -------------------------------------------------------------------------
-_AT = re.compile(r" - at `\$\.([A-Za-z0-9_]+)")
+_AT = re.compile(r"`\$\.([A-Za-z0-9_]+)")  # the top field of "- at `$.f.g`" or "`key` in `$.f`"
 
 
 class _Envelope(msgspec.Struct):

@@ -105,7 +105,7 @@ class LowBandwidth(ClientMessage, tag="low-bandwidth"):
     """The classroom asks for at most the `low` tier while `on` (re-sent after a reconnect)."""
 
     roles: ClassVar = frozenset({C})
-    reply: ClassVar = "`low-bandwidth` (the setting as applied); a `tier` when it moves"
+    reply: ClassVar = "`done`; a `tier` when it moves the classroom"
     on: bool
 
 
@@ -270,13 +270,17 @@ class Media(ServerMessage, tag="media"):
     publisher: bool
 
 
-class LowBandwidthSet(ServerMessage, tag="low-bandwidth"):
-    """The answer to `low-bandwidth`: the setting now applied to this classroom."""
+class Done(ServerMessage, tag="done"):
+    """A request whose effect is not otherwise told to its sender was carried out."""
 
-    on: bool
+    sent_to: ClassVar = "the sender of the request"
+    ref: Str[64]
+    """The `type` of the request."""
+    peer_id: PeerId | UnsetType = UNSET
+    """The peer it acted on (`mute-classroom`, `remove-classroom`)."""
 
 
 CLIENT = (Hello, Ping, Refresh, Offer, Ice, StartLesson, EndLesson, LowBandwidth)
 SERVER = (Welcome, ErrorMessage, Pong, Refreshed, Answer, Lesson, Roster, Tier, Media,
-          LowBandwidthSet)
+          Done)
 MESSAGES = CLIENT + SERVER

@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
@@ -23,9 +24,10 @@ from signaling import authz
 from signaling.auth import Claims, Role
 from signaling.errors import ClassroomError, ErrorCode
 from signaling.features import Feature
-from signaling.protocol import FieldSpec, Message, MessageSpec, decode_json
+from signaling.protocol import decode_json
 from signaling.store import StoreUnavailable
 
+from . import messages as msgs
 from . import questions as qmod
 from . import scoring
 from .report import build_report, learner_report, report_csv
@@ -48,36 +50,7 @@ ROUNDS = Counter("classroom_quiz_rounds_total", "Practice questions and tests op
                  ["mode"])
 
 ANSWER_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-MIN_DURATION, MAX_DURATION = 2, 4 * 3600
-_TEACHER = frozenset({Role.TEACHER})
-_ANSWERING = frozenset({Role.CLASSROOM, Role.STUDENT})
-_LESSON_ROLES = frozenset({Role.TEACHER, Role.CLASSROOM, Role.STUDENT})
-_NUM = (int, float)
-
-SCHEMAS: dict[str, MessageSpec] = {
-    "push-question": MessageSpec(_TEACHER, {
-        "question_id": FieldSpec(str, False, 64),
-        "question": FieldSpec(dict, False),
-        "duration": FieldSpec(_NUM, False),
-        "title": FieldSpec(str, False, qmod.MAX_TITLE),
-    }),
-    "open-test": MessageSpec(_TEACHER, {
-        "question_ids": FieldSpec(list, False),
-        "duration": FieldSpec(_NUM),
-        "title": FieldSpec(str, False, qmod.MAX_TITLE),
-    }),
-    "close-round": MessageSpec(_TEACHER, {"round_id": FieldSpec(str, False, 64)}),
-    "reveal": MessageSpec(_TEACHER, {"round_id": FieldSpec(str, False, 64)}),
-    "quiz-answer": MessageSpec(_ANSWERING, {
-        "answer_id": FieldSpec(str, max_len=64),
-        "round_id": FieldSpec(str, max_len=64),
-        "question_id": FieldSpec(str, max_len=64),
-        "value": FieldSpec((int, float, str, list), False),
-        "tally": FieldSpec(dict, False),
-        "classroom": FieldSpec(str, False, 128),
-    }),
-    "quiz-state": MessageSpec(_LESSON_ROLES),
-}
+MIN_DURATION, MAX_DURATION = msgs.MIN_DURATION, msgs.MAX_DURATION
 
 
 def _err(code: ErrorCode, message: str) -> ClassroomError:
@@ -161,7 +134,7 @@ def build_tally(rnd: dict[str, Any], answers: list[dict[str, Any]],
 
 class QuizFeature(Feature):
     name = "quiz"
-    schemas = SCHEMAS
+    messages = msgs.MESSAGES  # signaling/quiz/messages.py
 
     def __init__(self, *, tally_interval: float = 0.25) -> None:
         self.tally_interval = tally_interval
@@ -256,7 +229,7 @@ class QuizFeature(Feature):
         return state
 
     # messages -----------------------------------------------------------------------------
-    async def handle(self, session: Session, message: Message) -> None:
+    async def handle(self, session: Session, message: Any) -> None:
         if message.type == "quiz-answer":
             await self._answer(session, message)
         elif message.type == "quiz-state":
@@ -266,7 +239,7 @@ class QuizFeature(Feature):
         elif message.type == "open-test":
             await self._open_test(session, message)
         elif message.type == "close-round":
-            rnd = await self._round_or_current(session.lesson_id, message.get("round_id"))
+            rnd = await self._round_or_current(session.lesson_id, message.round_id)
             if rnd.get("closed_at") is not None:
                 raise _err(ErrorCode.QUESTION_CLOSED, "this round is already closed")
             await self._close(session.lesson_id, rnd, "teacher")
@@ -282,25 +255,16 @@ class QuizFeature(Feature):
             raise _err(ErrorCode.QUESTION_UNKNOWN, "no such round in this lesson")
         return rnd
 
-    @staticmethod
-    def _duration(value: Any, required: bool) -> float | None:
-        if value is None and not required:
-            return None
-        if not isinstance(value, (int, float)) or not MIN_DURATION <= value <= MAX_DURATION:
-            raise _err(ErrorCode.BAD_MESSAGE,
-                       f"duration must be {MIN_DURATION}..{MAX_DURATION} seconds")
-        return float(value)
-
-    async def _push(self, session: Session, message: Message) -> None:
+    async def _push(self, session: Session, message: msgs.PushQuestion) -> None:
         lesson = session.lesson_id
-        duration = self._duration(message.get("duration"), False)
-        inline, qid = message.get("question"), message.get("question_id")
+        duration = message.duration  # (its range is the message type's)
+        inline, qid = message.question, message.question_id
         if (inline is None) == (qid is None):
             raise _err(ErrorCode.BAD_MESSAGE, "push-question needs question_id or question")
         qset = await self._store.get_set(lesson) or {"title": "", "questions": []}
         if inline is not None:
-            try:
-                question = qmod.validate_question(inline, "question",
+            try:  # its shape is checked (msgs.Question); what needs the question, here
+                question = qmod.validate_question(msgspec.to_builtins(inline), "question",
                                                   default_id=f"q-{uuid.uuid4().hex[:8]}")
             except qmod.QuestionError as exc:
                 raise _err(ErrorCode.QUESTION_INVALID, str(exc)) from None
@@ -313,16 +277,16 @@ class QuizFeature(Feature):
             question = next((q for q in qset["questions"] if q["id"] == qid), None)
             if question is None:
                 raise _err(ErrorCode.QUESTION_UNKNOWN, f"no question {qid!r} in the set")
-        await self._open(session, "practice", [question], duration, message.get("title", ""))
+        await self._open(session, "practice", [question], duration, message.title or "")
 
-    async def _open_test(self, session: Session, message: Message) -> None:
-        duration = self._duration(message.get("duration"), True)
+    async def _open_test(self, session: Session, message: msgs.OpenTest) -> None:
+        duration = message.duration
         qset = await self._store.get_set(session.lesson_id) or {"questions": []}
-        ids = message.get("question_ids")
+        ids = message.question_ids
         if ids is None:
             chosen = list(qset["questions"])
         else:
-            if not all(isinstance(i, str) for i in ids) or len(set(ids)) != len(ids):
+            if len(set(ids)) != len(ids):
                 raise _err(ErrorCode.BAD_MESSAGE, "question_ids: distinct strings")
             by_id = {q["id"]: q for q in qset["questions"]}
             missing = [i for i in ids if i not in by_id]
@@ -331,7 +295,7 @@ class QuizFeature(Feature):
             chosen = [by_id[i] for i in ids]
         if not chosen:
             raise _err(ErrorCode.QUESTION_UNKNOWN, "the test has no questions")
-        await self._open(session, "test", chosen, duration, message.get("title", ""))
+        await self._open(session, "test", chosen, duration, message.title or "")
 
     async def _open(self, session: Session, mode: str, chosen: list[dict[str, Any]],
                     duration: float | None, title: str) -> None:
@@ -390,9 +354,9 @@ class QuizFeature(Feature):
             await asyncio.sleep(1.0)
             self._schedule_close(lesson, rid, closes_at)
 
-    async def _reveal(self, session: Session, message: Message) -> None:
+    async def _reveal(self, session: Session, message: msgs.Reveal) -> None:
         lesson = session.lesson_id
-        rnd = await self._round_or_current(lesson, message.get("round_id"))
+        rnd = await self._round_or_current(lesson, message.round_id)
         if rnd.get("closed_at") is None:
             await self._close(lesson, rnd, "reveal")
             rnd = await self._round_or_current(lesson, rnd["round_id"])
@@ -407,7 +371,7 @@ class QuizFeature(Feature):
             "at": now, "server_time": now})
 
     # answers ------------------------------------------------------------------------------
-    async def _answer(self, session: Session, message: Message) -> None:
+    async def _answer(self, session: Session, message: msgs.QuizAnswer) -> None:
         t0 = time.perf_counter()
         mode = "unknown"
         try:
@@ -419,17 +383,16 @@ class QuizFeature(Feature):
         ANSWERS.labels(mode=mode, result="duplicate" if ack["duplicate"] else "stored").inc()
         ACK_LATENCY.observe(time.perf_counter() - t0)
 
-    async def _store_answer(self, session: Session, message: Message
+    async def _store_answer(self, session: Session, message: msgs.QuizAnswer
                             ) -> tuple[str, dict[str, Any]]:
         now = time.time()
         claims = session.claims
         assert claims is not None
         lesson = session.lesson_id
-        aid, rid, qid = message.get("answer_id"), message.get("round_id"), \
-            message.get("question_id")
+        aid, rid, qid = message.answer_id, message.round_id, message.question_id
         if not ANSWER_ID.match(aid):
             raise _err(ErrorCode.ANSWER_INVALID, "answer_id: 8-64 letters, digits, - or _")
-        for_room = message.get("classroom")
+        for_room = message.classroom
         if for_room is not None and (claims.role != Role.CLASSROOM or for_room != claims.sub):
             raise _err(ErrorCode.NOT_YOUR_CLASSROOM, "you may only answer for your classroom")
         responder = responder_of(claims)
@@ -450,7 +413,7 @@ class QuizFeature(Feature):
                            f"the time ran out {now - closes_at:.2f}s before this answer")
             if rnd.get("closed_at") is not None:
                 raise _err(ErrorCode.QUESTION_CLOSED, "the teacher has closed this question")
-            value, tally = message.get("value"), message.get("tally")
+            value, tally = message.value, message.tally
             if (value is None) == (tally is None):
                 raise _err(ErrorCode.ANSWER_INVALID, "send exactly one of value or tally")
             try:

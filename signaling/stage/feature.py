@@ -22,7 +22,8 @@ from signaling import metrics
 from signaling.auth import Claims, Role
 from signaling.errors import ClassroomError, ErrorCode
 from signaling.features import Feature
-from signaling.protocol import FieldSpec, Message, MessageSpec
+from signaling.messages import stage as msgs
+from signaling.messages.core import Done
 from signaling.store import PresenceRecord, StoreUnavailable
 
 from .media import GRID, UPLINK, RelayGlue, new_uplink_record, uplink_event
@@ -34,25 +35,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_GRID_VIEW = 256
+MAX_GRID_VIEW = msgs.MAX_GRID_VIEW
 REMOVED_CLOSE_CODE = 4001  # the page must not reconnect after this close
-
-_TEACHER = frozenset({Role.TEACHER})
-_CLASSROOM = frozenset({Role.CLASSROOM})
-_PEER = FieldSpec(str, max_len=64)
-
-SCHEMAS: dict[str, MessageSpec] = {
-    "raise-hand": MessageSpec(_CLASSROOM),
-    "lower-hand": MessageSpec(_CLASSROOM),
-    "uplink-state": MessageSpec(_CLASSROOM, {"audio": FieldSpec(bool),
-                                             "video": FieldSpec(bool)}),
-    "grid-view": MessageSpec(_TEACHER, {"peers": FieldSpec(list)}),
-    "call-on-stage": MessageSpec(_TEACHER, {"peer_id": _PEER}),
-    "leave-stage": MessageSpec(_TEACHER | _CLASSROOM),
-    "mute-classroom": MessageSpec(_TEACHER, {"peer_id": _PEER, "on": FieldSpec(bool)}),
-    "remove-classroom": MessageSpec(_TEACHER, {"peer_id": _PEER}),
-    "share": MessageSpec(_TEACHER, {"on": FieldSpec(bool)}),
-}
 
 
 def stage_event(record: dict[str, Any] | None, reason: str, uplink: bool = False
@@ -68,7 +52,7 @@ def stage_event(record: dict[str, Any] | None, reason: str, uplink: bool = False
 
 class StageFeature(Feature):
     name = "stage"
-    schemas = SCHEMAS
+    messages = msgs.MESSAGES  # signaling/messages/stage.py
 
     def __init__(self) -> None:
         self.node: Node | None = None
@@ -169,11 +153,11 @@ class StageFeature(Feature):
         return out
 
     # messages ----------------------------------------------------------------------------
-    async def handle(self, session: Session, message: Message) -> None:
+    async def handle(self, session: Session, message: msgs.ClientMessage) -> None:
         handler = getattr(self, "_on_" + message.type.replace("-", "_"))
         await handler(session, message)
 
-    async def _on_raise_hand(self, session: Session, message: Message) -> None:
+    async def _on_raise_hand(self, session: Session, message: Any) -> None:
         claims = session.claims
         assert claims is not None
         fresh = await self._store.raise_hand(session.lesson_id, claims.sub, session.peer_id,
@@ -183,7 +167,7 @@ class StageFeature(Feature):
         await self._publish(session.lesson_id,
                             {"type": "hand", "peer_id": session.peer_id, "raised": True})
 
-    async def _on_lower_hand(self, session: Session, message: Message) -> None:
+    async def _on_lower_hand(self, session: Session, message: Any) -> None:
         claims = session.claims
         assert claims is not None
         await self._store.lower_hand(session.lesson_id, claims.sub)
@@ -204,11 +188,11 @@ class StageFeature(Feature):
                 return peer
         raise ClassroomError(ErrorCode.NOT_FOUND, f"no classroom {peer_id!r} in this lesson")
 
-    async def _on_call_on_stage(self, session: Session, message: Message) -> None:
+    async def _on_call_on_stage(self, session: Session, message: Any) -> None:
         lesson = session.lesson_id
         if (await self._node.hub.get_lesson(lesson)).state == "ended":
             raise ClassroomError(ErrorCode.LESSON_ENDED, "the lesson has ended")
-        target = await self._classroom(lesson, message.get("peer_id"))
+        target = await self._classroom(lesson, message.peer_id)
         current = await self._store.get_stage(lesson)
         if current is not None and current["peer_id"] == target.peer_id:
             await session.send(stage_event(current, "already"))
@@ -224,7 +208,7 @@ class StageFeature(Feature):
         logger.info("called on stage", extra={"lesson": lesson, "peer": target.peer_id,
                                               "uplink": has_uplink})
 
-    async def _on_leave_stage(self, session: Session, message: Message) -> None:
+    async def _on_leave_stage(self, session: Session, message: Any) -> None:
         lesson = session.lesson_id
         current = await self._store.get_stage(lesson)
         claims = session.claims
@@ -240,56 +224,56 @@ class StageFeature(Feature):
             reason = "teacher" if claims.role == Role.TEACHER else "left"
             await self._publish(lesson, stage_event(None, reason))
 
-    async def _on_grid_view(self, session: Session, message: Message) -> None:
-        peers = message.get("peers")
-        if len(peers) > MAX_GRID_VIEW or not all(
-                isinstance(p, str) and 0 < len(p) <= 64 for p in peers):
-            raise ClassroomError(ErrorCode.BAD_MESSAGE,
-                                 f"grid-view: peers must be up to {MAX_GRID_VIEW} peer ids")
-        await self._relay.set_view(session, list(dict.fromkeys(peers)))
+    async def _on_grid_view(self, session: Session, message: msgs.GridView) -> None:
+        await self._relay.set_view(session, list(dict.fromkeys(message.peers)))
 
-    async def _on_mute_classroom(self, session: Session, message: Message) -> None:
-        target = await self._classroom(session.lesson_id, message.get("peer_id"))
+    async def _on_mute_classroom(self, session: Session, message: msgs.MuteClassroom) -> None:
+        target = await self._classroom(session.lesson_id, message.peer_id)
         # The classroom's own node stores it, mutes the relay and tells the classroom.
         await self._publish(session.lesson_id, {"type": "muted", "to": target.peer_id,
-                                                "on": bool(message.get("on"))})
+                                                "on": message.on})
+        await session.send(Done(ref=message.type, peer_id=target.peer_id))
 
-    async def _on_remove_classroom(self, session: Session, message: Message) -> None:
+    async def _on_remove_classroom(self, session: Session, message: msgs.RemoveClassroom
+                                   ) -> None:
         lesson = session.lesson_id
-        target = await self._classroom(lesson, message.get("peer_id"))
+        target = await self._classroom(lesson, message.peer_id)
         await self._lower_hand_of(lesson, target.peer_id)
         metrics.CLASSROOMS_REMOVED.inc()
         await self._publish(lesson, {"type": "removed", "to": target.peer_id})
+        await session.send(Done(ref=message.type, peer_id=target.peer_id))
         logger.info("classroom removed", extra={"lesson": lesson, "peer": target.peer_id})
 
-    async def _on_share(self, session: Session, message: Message) -> None:
-        on = bool(message.get("on"))
+    async def _on_share(self, session: Session, message: msgs.Share) -> None:
+        on = message.on
         await self._store.set_share(session.lesson_id, on)
         await self._publish(session.lesson_id, {"type": "share", "on": on})
 
-    async def _on_uplink_state(self, session: Session, message: Message) -> None:
-        await self._update_uplink(session, audio=bool(message.get("audio")),
-                                  video=bool(message.get("video")))
+    async def _on_uplink_state(self, session: Session, message: msgs.UplinkState) -> None:
+        if not await self._update_uplink(session, audio=message.audio, video=message.video):
+            await session.send(Done(ref=message.type))  # nothing changed: nothing broadcast
 
     # uplink tiles (written only by the node holding the classroom's socket) --------------
-    async def _update_uplink(self, session: Session, **changes: Any) -> None:
-        """Change a classroom's tile. The node holding its socket is the only writer: the
-        tile lives here, and a lock per classroom keeps the store and the events in the
-        order of the changes (relay callbacks and messages race)."""
+    async def _update_uplink(self, session: Session, **changes: Any) -> bool:
+        """Change a classroom's tile (True: an ``uplink`` event went out). The node holding
+        its socket is the only writer: the tile lives here, and a lock per classroom keeps
+        the store and the events in the order of the changes (relay callbacks and
+        messages race)."""
         peer_id = session.peer_id
         if session.claims is None:
-            return
+            return False
         lock = self._tile_locks.setdefault(peer_id, asyncio.Lock())
         async with lock:
             if session.claims is None:
-                return  # closing: session_closed has the last word
+                return False  # closing: session_closed has the last word
             record = self._tiles.setdefault(peer_id, new_uplink_record(peer_id))
             before = dict(record)
             record.update(changes)
             if record == before and "state" not in changes:
-                return
+                return False
             await self._store.put_uplink(session.lesson_id, record)
             await self._publish(session.lesson_id, uplink_event(record))
+            return True
 
     async def media_started(self, session: Session, purpose: str) -> None:
         """Hook from Session._on_offer after the answer went out."""
