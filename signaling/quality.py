@@ -309,6 +309,43 @@ def mark_of(delta: Delta, report: Report) -> tuple[str, str]:
     return "good", ""
 
 
+_RANK = {"good": 0, "fair": 1, "poor": 2}
+IMPROVE_AFTER = 3
+"""Consecutive better intervals before a tile's mark improves (it worsens at once)."""
+
+
+class MarkSmoother:
+    """A tile's shown mark: down at once, up only after :data:`IMPROVE_AFTER` better
+    intervals in a row (a classroom with a freeze now and then does not blink)."""
+
+    def __init__(self, improve_after: int = IMPROVE_AFTER) -> None:
+        self.improve_after = improve_after
+        self._shown: dict[str, tuple[str, str, int]] = {}  # key -> (mark, reason, better)
+
+    def step(self, key: str, mark: str, reason: str) -> tuple[str, str] | None:
+        """The mark to show now if it changed, else None."""
+        shown = self._shown.get(key)
+        if shown is None or _RANK[mark] > _RANK[shown[0]]:
+            self._shown[key] = (mark, reason, 0)
+            return mark, reason
+        if _RANK[mark] == _RANK[shown[0]]:
+            self._shown[key] = (shown[0], shown[1], 0)
+            return None
+        better = shown[2] + 1
+        if better < self.improve_after:
+            self._shown[key] = (shown[0], shown[1], better)
+            return None
+        self._shown[key] = (mark, reason, 0)
+        return mark, reason
+
+    def shown(self, key: str) -> tuple[str, str] | None:
+        entry = self._shown.get(key)
+        return None if entry is None else (entry[0], entry[1])
+
+    def forget(self, key: str) -> None:
+        self._shown.pop(key, None)
+
+
 @dataclass
 class _Pending:
     """Sums not yet written to the store for one (lesson, sub)."""
@@ -330,6 +367,7 @@ class QualityFeature(Feature):
         self.node: Node | None = None
         self.store = store
         self.baselines = Baselines()
+        self.smoother = MarkSmoother()
         self._last: dict[str, float] = {}  # session peer id -> monotonic time of its last report
         self._pending: dict[tuple[str, str], _Pending] = {}
         self.marks: dict[str, dict[str, dict[str, Any]]] = {}  # lesson -> peer -> mark message
@@ -429,15 +467,13 @@ class QualityFeature(Feature):
         info = pending.info
         info.update(role=role, name=claims.name or claims.sub, school=claims.school or "")
         if claims.role == Role.CLASSROOM:
-            mark, reason = mark_of(delta, report)
-            info.update(mark=mark, reason=reason)
-            self._set_mark(session, mark, reason)
+            changed = self.smoother.step(session.peer_id, *mark_of(delta, report))
+            if changed is not None:
+                info.update(mark=changed[0], reason=changed[1])
+                self._set_mark(session, *changed)
 
     def _set_mark(self, session: Session, mark: str, reason: str) -> None:
-        """Tell the lesson's teachers (every node) when this tile's mark changes."""
-        known = self.marks.get(session.lesson_id, {}).get(session.peer_id)
-        if known is not None and (known["mark"], known["reason"]) == (mark, reason):
-            return
+        """Tell the lesson's teachers (every node): this tile's shown mark changed."""
         event = {"type": "quality-mark", "to": "teachers", "peer_id": session.peer_id,
                  "mark": mark, "reason": reason}
         self._remember(session.lesson_id, event)  # this node at once; others by the event
@@ -480,6 +516,7 @@ class QualityFeature(Feature):
 
     async def session_closed(self, session: Session, claims: Claims) -> None:
         self._last.pop(session.peer_id, None)
+        self.smoother.forget(session.peer_id)
         if session.peer_id in self.marks.get(session.lesson_id, {}):
             event = {"type": "quality-mark", "to": "teachers", "peer_id": session.peer_id,
                      "mark": None, "reason": "left"}

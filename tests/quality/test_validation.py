@@ -7,10 +7,18 @@ import json
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from signaling.errors import ClassroomError, ErrorCode
 from signaling.messages import Registry
-from signaling.quality import Baselines, QualityMark, QualityReport, mark_of, parse_report
+from signaling.quality import (
+    Baselines,
+    MarkSmoother,
+    QualityMark,
+    QualityReport,
+    mark_of,
+    parse_report,
+)
 from signaling.quality_metrics import MAX_SCHOOLS, QualityMetrics, SchoolLabels
 
 GOOD = {"epoch": "e1", "seq": 1, "interval_ms": 10000, "tier": "high", "video_tracks": 1,
@@ -173,6 +181,36 @@ def test_series_stay_bounded_and_carry_no_peer():
     assert "_created" not in text and "peer" not in text
     lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
     assert len(lines) == at_500
+    # the fast renderer writes what prometheus_client's would, sample for sample
+    fast = metrics.render().decode()
+
+    def samples(exposition: str) -> list[tuple]:
+        return sorted((f.name, f.type, s.name, tuple(sorted(s.labels.items())), s.value)
+                      for f in text_string_to_metric_families(exposition) for s in f.samples)
+
+    assert samples(fast) == samples(text)
+
+
+def test_labels_are_escaped_in_the_fast_renderer():
+    metrics = QualityMetrics()
+    school = metrics.schools.label('a "quoted" \\ school\nwith a newline')
+    metrics.add(school, "classroom", counts={"freezes": 2.0}, lost={}, jitter={}, rtt=None,
+                tier=None, tier_seconds=0.0)
+    registry = CollectorRegistry()
+    registry.register(metrics)
+    assert metrics.render() == generate_latest(registry)
+
+
+def test_a_mark_worsens_at_once_and_improves_slowly():
+    s = MarkSmoother(improve_after=3)
+    assert s.step("p", "good", "") == ("good", "")
+    assert s.step("p", "poor", "freezes") == ("poor", "freezes")
+    assert s.step("p", "fair", "rtt") is None  # better, 1 of 3
+    assert s.step("p", "good", "") is None  # 2 of 3
+    assert s.step("p", "poor", "audio_concealed") is None  # as bad as shown: the count restarts
+    assert [s.step("p", "good", "") for _ in range(3)] == [None, None, ("good", "")]
+    s.forget("p")
+    assert s.shown("p") is None
 
 
 def test_the_mark_event_matches_its_declared_type():
