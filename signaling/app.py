@@ -24,6 +24,7 @@ from .loop_lag import LOOP_LAG, watch_loop_lag
 from .messages import core as core_messages
 from .messages.base import ClientMessage, Registry, feature_messages
 from .protocol import MessageSpec
+from .quality_metrics import QUALITY
 from .store import StoreUnavailable, open_store
 from .ws_limits import LimitedWebSocket
 
@@ -203,7 +204,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    resp = web.Response(body=generate_latest())
+    # the pages' quality series render themselves (signaling/quality_metrics.py: fast)
+    resp = web.Response(body=generate_latest() + QUALITY.render())
     resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     return resp
 
