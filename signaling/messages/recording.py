@@ -1,0 +1,45 @@
+"""Recording controls (signaling/recordings/feature.py; docs/recording.md)."""
+
+from typing import ClassVar, Literal
+
+from .base import UNSET, ClientMessage, Id, Role, ServerMessage, Str, UnsetType
+
+T, C = Role.TEACHER, Role.CLASSROOM
+
+
+class RecordingPause(ClientMessage, tag="recording-pause"):
+    """Pause the lesson's recording (what happens meanwhile is not recorded)."""
+
+    roles: ClassVar = frozenset({T})
+    reply: ClassVar = "`recording` (broadcast); not recorded: `error bad_message`"
+
+
+class RecordingResume(ClientMessage, tag="recording-resume"):
+    """Resume the lesson's recording."""
+
+    roles: ClassVar = frozenset({T})
+    reply: ClassVar = "`recording` (broadcast); not recorded: `error bad_message`"
+
+
+class RecordingConsent(ClientMessage, tag="recording-consent"):
+    """The school's local teacher acknowledges the recording notice (kept with who, when)."""
+
+    roles: ClassVar = frozenset({C, T})
+    reply: ClassVar = "`recording` (broadcast); a token without a school: `error bad_message`"
+    name: Str[100] | None = None
+    """Who acknowledges (default: the token's name)."""
+
+
+class Recording(ServerMessage, tag="recording"):
+    """The lesson's recording state (also `welcome.recording`, without `type`)."""
+
+    sent_to: ClassVar = "every socket of the lesson"
+    state: Literal["off", "recording", "paused"]
+    recording_id: Id | None
+    consent_schools: list[str] | UnsetType = UNSET
+    """Schools that acknowledged the recording notice."""
+
+
+CLIENT = (RecordingPause, RecordingResume, RecordingConsent)
+SERVER = (Recording,)
+MESSAGES = CLIENT + SERVER
