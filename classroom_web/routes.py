@@ -4,9 +4,9 @@
 
 * ``GET /teach/{lesson}`` teacher console (``static/teach.html``)
 * ``GET /class/{lesson}`` classroom view, TV mode (``static/class.html``)
-* ``GET /static/{path}`` the pages' scripts, styles and icon: regular files under
-  ``static/`` only, no directory listing, no hidden files, no path traversal, no raw
-  page templates.
+* ``GET /static/{path}`` the pages' scripts (ES modules, ``text/javascript``; see
+  docs/pages.md), styles and icon: regular files under ``static/`` only, no directory
+  listing, no hidden files, no path traversal, no raw page templates.
 
 The token travels in the URL fragment, so it never reaches these handlers or any log.
 The pages are served with a strict Content-Security-Policy: scripts, styles and media come
@@ -35,6 +35,10 @@ _PAGE_FILES = {"teach": "teach.html", "class": "class.html",
 _PAGE_FILES.update({"answer": "answer.html", "report": "report.html"})  # quiz pages
 # Recording ids in /replay/{recording} (the recording package checks them again).
 RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+# Content types by suffix, not from the host's mime.types: the pages' scripts are ES modules,
+# which browsers run only when served as JavaScript (and nosniff is on).
+_CONTENT_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+                  ".svg": "image/svg+xml"}
 
 
 @dataclass(frozen=True)
@@ -179,4 +183,7 @@ async def static_file(request: web.Request) -> web.StreamResponse:
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "public, max-age=31536000, immutable" if versioned else "no-cache",
     }
+    kind = _CONTENT_TYPES.get(path.suffix)
+    if kind:
+        headers["Content-Type"] = kind
     return web.FileResponse(path, headers=headers)

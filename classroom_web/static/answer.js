@@ -1,31 +1,52 @@
+// @ts-check
 /* /answer/{lesson}: a student's phone answers practice and tests (student token in #token=). */
-(function () {
-  "use strict";
-  var C = window.Classroom, Q = window.ClassroomQuiz;
-  var status = document.getElementById("status");
-  var token = C.readToken();
-  document.title = Q.t("student_title");
-  document.documentElement.lang = C.lang === "en" ? "en" : "zh-CN";
-  if (!token) { status.textContent = C.t("no_token") + " " + C.t("no_token_detail"); return; }
-  var signal = null;
-  var sub = "";
-  try { sub = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub || ""; } catch (e) { /* opaque */ }
-  var panel = new Q.AnswerPanel(document.getElementById("quiz-answer"), {
-    mode: "student", lesson: C.lessonFromPath(), who: sub,
-    send: function (m) { return signal ? signal.send(m) : false; }
+import { $ } from "./dom.js";
+import { htmlLang, t } from "./i18n.js";
+import { Signal, lessonFromPath, readToken, tokenSubject } from "./protocol.js";
+import { AnswerPanel, t as quizText } from "./quiz-class.js";
+
+function main() {
+  const status = $("#status");
+  const token = readToken();
+  document.title = quizText("student_title");
+  document.documentElement.lang = htmlLang;
+  if (!token) {
+    status.textContent = t("no_token") + " " + t("no_token_detail");
+    return;
+  }
+  /** @type {Signal | null} */
+  let signal = null;
+  const panel = new AnswerPanel($("#quiz-answer"), {
+    mode: "student",
+    lesson: lessonFromPath(),
+    who: tokenSubject(token),
+    send: (m) => (signal ? signal.send(m) : false)
   });
   panel.render();
-  signal = new C.Signal({
-    token: token,
-    lesson: C.lessonFromPath(),
-    onWelcome: function (w) { status.textContent = (w.name || "") + (w.school ? " · " + w.school : ""); panel.welcome(w.quiz); },
-    onMessage: function (m) {
-      if (m.type.indexOf("quiz-") === 0 || m.type === "error") { panel.message(m); }
-      if (m.type === "lesson" && m.lesson_state === "ended") { status.textContent = C.t("ended"); }
+  signal = new Signal({
+    token,
+    lesson: lessonFromPath(),
+    onWelcome: (w) => {
+      status.textContent = (w.name || "") + (w.school ? " · " + w.school : "");
+      panel.welcome(w.quiz);
     },
-    onClose: function () { status.textContent = C.t("reconnecting"); },
-    onFatal: function () { status.textContent = C.t("invalid_link") + " " + C.t("invalid_link_detail"); }
+    onMessage: (m) => {
+      if (m.type.indexOf("quiz-") === 0 || m.type === "error") {
+        panel.message(m);
+      }
+      if (m.type === "lesson" && m.lesson_state === "ended") {
+        status.textContent = t("ended");
+      }
+    },
+    onClose: () => {
+      status.textContent = t("reconnecting");
+    },
+    onFatal: () => {
+      status.textContent = t("invalid_link") + " " + t("invalid_link_detail");
+    }
   });
   signal.connect();
   window.studentQuiz = panel;
-})();
+}
+
+main();

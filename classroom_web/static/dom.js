@@ -5,7 +5,7 @@
  * The first element matching `selector`, checked to be a `type` (HTMLElement by default).
  * Throws when there is none: the pages' own markup is the contract, a missing element is a
  * bug to see at once, not a null to trip over later.
- * @template {Element} T
+ * @template {Element} [T=HTMLElement]
  * @param {string} selector
  * @param {new (...args: any[]) => T} [type]
  * @param {ParentNode} [root]

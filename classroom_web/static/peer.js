@@ -334,7 +334,7 @@ export class OfferLedger {
 
   /**
    * The purpose an offer error is about (msg.purpose when the server says it).
-   * @param {{purpose?: unknown}} msg @returns {string | null}
+   * @param {Record<string, any>} msg an error message @returns {string | null}
    */
   refused(msg) {
     if (msg && typeof msg.purpose === "string") {

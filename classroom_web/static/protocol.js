@@ -157,7 +157,9 @@ export function peerConnections() {
 }
 
 /**
- * Send on the page's socket. @param {Message} msg @returns {boolean} false when not open
+ * Send on the page's socket.
+ * @param {Record<string, any>} msg an object with a string `type`
+ * @returns {boolean} false when the socket is not open
  */
 export function sendMessage(msg) {
   return pageSignal ? pageSignal.send(msg) : false;
@@ -461,7 +463,7 @@ export class Signal {
     }, delay);
   }
 
-  /** @param {Message} msg @returns {boolean} false when the socket is not open */
+  /** @param {Record<string, any>} msg @returns {boolean} false when the socket is not open */
   send(msg) {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) {

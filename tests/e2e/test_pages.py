@@ -11,6 +11,7 @@ from tests.e2e.pages import (
     INVALID,
     WAITING,
     missing_browser_reason,
+    status,
     wait_status,
     wait_until,
 )
@@ -112,3 +113,39 @@ def test_link_without_token_says_so_and_opens_no_socket(server, open_page):
     page = open_page(server.page_url("class", "e2e-notoken", None))
     wait_status(page, INCOMPLETE, timeout=10)
     assert page.sockets == []
+
+
+def test_every_page_loads_its_modules_without_a_console_error(server, open_page):
+    """The pages are ES modules (docs/pages.md): one failed import, a module served with
+    the wrong type or an exception at load shows as a console error or a page error."""
+    lesson = "e2e-console"
+    teacher = server.token("teacher", lesson)
+    urls = {
+        "teach": server.page_url("teach", lesson, teacher, "?res=360"),
+        "class": server.page_url("class", lesson, server.token("classroom", lesson, name="一班")),
+        "answer": server.page_url("answer", lesson, server.token("student", lesson, sub="s1")),
+        "library": f"{server.base_url}/library#token={teacher}",
+        "report": server.page_url("report", lesson, teacher),
+        "replay": f"{server.base_url}/replay/r1?exp=1&sig=x",  # unsigned: says "expired"
+    }
+    # what each page shows once its script ran (a text only the script sets)
+    ready = {
+        "teach": lambda p: p.locator('[data-action="start-lesson"]').is_enabled(),
+        "class": lambda p: status(p) == WAITING,
+        "answer": lambda p: p.locator("#quiz-answer").inner_text().strip() == "等待老师出题…",
+        "library": lambda p: p.evaluate("() => window.libraryState().status") == "没有找到课程回放",
+        "report": lambda p: p.locator('[data-role="totals"]').count() == 1,
+        "replay": lambda p: p.locator("#status").inner_text() == "链接无效或已过期，请重新获取",
+    }
+    for name, url in urls.items():
+        page = open_page(url)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc, errors=errors: errors.append(f"pageerror {exc}"))
+        page.on("console", lambda m, errors=errors: errors.append(m.text)
+                if m.type == "error" else None)
+        page.reload()  # listeners in place from the first script on
+        wait_until(lambda p=page, name=name: ready[name](p), 20, f"{name} page not ready")
+        if name == "replay":  # the refused signature is the one expected failed request
+            errors = [e for e in errors if "status of 403" not in e and "status of 404" not in e]
+        assert errors == [], (name, errors)
+        only_own_origin(server, page)

@@ -21,6 +21,9 @@ QSET = {"format": "classroom-quiz", "version": 1, "title": "分数",
                        "options": ["1/6", "3/4", "2/6"], "answer": 1,
                        "explanation": "2/4 + 1/4 = 3/4"}]}
 
+# the quiz panel of a classroom TV (class.js) or a phone (answer.js) is up
+PAGE_LOADED = "() => !!(window.classroomQuiz || window.studentQuiz)"
+
 
 def put_set(server, lesson):
     req = urllib.request.Request(
@@ -51,7 +54,7 @@ def test_push_answer_on_tv_and_phone_live_tally(server, open_page):
     wait_until(lambda: push.count() == 1, 20, "question set not shown")
     # the teacher sees both classrooms as "not answered" once they are online
     for page in rooms + [phone]:
-        wait_until(lambda p=page: p.evaluate("() => !!window.Classroom"), 20, "page not loaded")
+        wait_until(lambda p=page: p.evaluate(PAGE_LOADED), 20, "page not loaded")
     wait_until(lambda: teacher.locator('[data-action="start-lesson"]').is_enabled(), 20,
                "teacher not welcomed")
     push.click()

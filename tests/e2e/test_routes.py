@@ -58,20 +58,23 @@ async def test_bad_lesson_ids_are_not_pages(client, path):
 
 
 async def test_static_assets(client):
-    resp = await client.get("/static/common.js")
+    resp = await client.get("/static/protocol.js")
     assert resp.status == 200
-    assert "javascript" in resp.content_type
+    assert resp.content_type == "text/javascript"  # ES modules run only as JavaScript
     assert resp.headers["Cache-Control"] == "no-cache"
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     for name, kind in [("tv.css", "text/css"), ("teach.css", "text/css")]:
         resp = await client.get(f"/static/{name}")
         assert resp.status == 200 and resp.content_type == kind
+    for script in sorted(STATIC_DIR.glob("*.js")):  # every module the pages import
+        resp = await client.get(f"/static/{script.name}")
+        assert resp.status == 200 and resp.content_type == "text/javascript", script.name
 
 
 async def test_versioned_assets_are_cached_long(client):
     body = await (await client.get("/class/x")).text()
-    version = body.split("/static/common.js?v=")[1].split('"')[0]
-    resp = await client.get(f"/static/common.js?v={version}")
+    version = body.split("/static/class.js?v=")[1].split('"')[0]
+    resp = await client.get(f"/static/class.js?v={version}")
     assert "immutable" in resp.headers["Cache-Control"]
 
 
@@ -98,15 +101,15 @@ async def test_static_refuses_listing_traversal_and_templates(client, path):
 
 
 def test_resolve_static_stays_inside_the_folder():
-    assert resolve_static("common.js") == STATIC_DIR / "common.js"
+    assert resolve_static("protocol.js") == STATIC_DIR / "protocol.js"
     for bad in [
         "",
         "..",
         "../routes.py",
         "a/../../x",
         "/etc/passwd",
-        "./common.js",
-        "common.js/",
+        "./protocol.js",
+        "protocol.js/",
         "x\\..\\y",
         "\x00",
         "class.html",

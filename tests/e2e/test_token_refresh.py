@@ -2,7 +2,7 @@
 
 The server closes a socket whose token expired (``token_expired``) unless the page renewed
 it: ``welcome``/``refreshed`` hand the page a short-lived ``session_token`` and the page
-sends ``refresh`` with it at half its life (common.js ``Signal``). Here the link's token
+sends ``refresh`` with it at half its life (protocol.js ``Signal``). Here the link's token
 lives 8 s and session tokens 6 s: 25 s later the same socket is still open (one hello,
 no reconnect), it renewed itself several times, and the teacher's media keeps arriving.
 """

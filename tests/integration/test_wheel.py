@@ -23,7 +23,9 @@ from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = ("/teach/demo", "/class/demo", "/library", "/replay/r1", "/vendor/hls.min.js",
-         "/static/common.js")
+         "/static/protocol.js")
+# every page script (ES modules: one import missing from the wheel and the page is dead)
+SCRIPTS = tuple(sorted(p.name for p in (REPO / "classroom_web" / "static").glob("*.js")))
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +44,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_holds_pages_and_no_tests(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert not [n for n in names if n.startswith("tests/")]
-    for needed in ("classroom_web/static/teach.js", "classroom_web/static/class.html",
-                   "recording/vendor/hls.light.min.js"):
+    for needed in ("classroom_web/static/class.html", "recording/vendor/hls.light.min.js",
+                   *(f"classroom_web/static/{name}" for name in SCRIPTS)):
         assert needed in names, needed
     with zipfile.ZipFile(wheel) as zf:
         for name in names:
@@ -93,6 +95,9 @@ def test_installed_wheel_serves_every_page(wheel: Path, tmp_path: Path) -> None:
                 body = resp.read()
                 assert resp.status == 200, path
                 assert len(body) > 20, path
+        for name in SCRIPTS:
+            with urllib.request.urlopen(base + "/static/" + name, timeout=10) as resp:
+                assert resp.headers.get_content_type() == "text/javascript", name
         with urllib.request.urlopen(base + "/vendor/hls.min.js", timeout=10) as resp:
             assert b"1.7.4" in resp.read()  # the version package.json pins
     finally:
