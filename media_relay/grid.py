@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from aiortc import RTCPeerConnection, RTCRtpSender
@@ -22,7 +23,8 @@ from .packets import VIDEO_CLOCK, VIDEO_TIME_BASE, PacketMeta, Timeline, make_pa
 from .tracks import PacketTrack
 
 if TYPE_CHECKING:
-    from .lesson import RelayLesson
+    from .config import RelayConfig
+    from .stage import StageAudio
     from .uplink import Uplink
 
 logger = logging.getLogger(__name__)
@@ -102,15 +104,26 @@ class GridSlot:
 
 
 class Grid:
-    """A teacher's recvonly grid connection: slots in m-line order, plus the stage audio."""
+    """A teacher's recvonly grid connection: slots in m-line order, plus the stage audio.
 
-    def __init__(self, lesson: RelayLesson, peer_id: str, pc: RTCPeerConnection) -> None:
-        self.lesson = lesson
+    ``uplinks`` is the lesson's uplinks by peer id, in join order (read, never changed:
+    the lesson calls :meth:`assign` when they change); ``stage_audio`` the stage's audio
+    fan-out its audio line joins; ``on_closed(grid)`` is called once when it closes.
+    """
+
+    def __init__(self, peer_id: str, pc: RTCPeerConnection, *, config: RelayConfig,
+                 uplinks: Mapping[str, Uplink], stage_audio: StageAudio,
+                 view: list[str] | None = None,
+                 on_closed: Callable[[Grid], None] | None = None) -> None:
+        self.config = config
         self.peer_id = peer_id
         self.pc = pc
+        self._uplinks = uplinks
+        self._stage_audio = stage_audio
+        self._on_closed = on_closed
         self.slots: list[GridSlot] = []
         self.audio: OutLine | None = None
-        self.view: list[str] | None = None
+        self.view: list[str] | None = list(view) if view is not None else None
         """Uplink peer ids the teacher sees, in page order; None: the first K uplinks."""
         self._attached = False
         self._closed = False
@@ -118,13 +131,13 @@ class Grid:
 
     # ---- set-up (before negotiation) ------------------------------------------------------
     def make_track(self, kind: str) -> PacketTrack:
-        config = self.lesson.config
+        config = self.config
         if kind == "video":
             return PacketTrack("video", config.video_queue_frames)
         return PacketTrack("audio", config.audio_queue_packets)
 
     def add_line(self, sender: RTCRtpSender, track: PacketTrack) -> None:
-        config = self.lesson.config
+        config = self.config
         if track.kind == "video":
             slot: GridSlot | None = None
 
@@ -147,7 +160,7 @@ class Grid:
             return
         self._attached = True
         if self.audio is not None:
-            self.lesson.stage.audio.attach(self.audio.sink, None)
+            self._stage_audio.attach(self.audio.sink, None)
         self.assign()
 
     def set_view(self, visible: list[str] | None) -> dict[str, int]:
@@ -156,7 +169,7 @@ class Grid:
 
     def assign(self) -> dict[str, int]:
         """Give each visible uplink a slot (sticky), empty the others; ``{peer_id: slot}``."""
-        uplinks = self.lesson.uplinks
+        uplinks = self._uplinks
         if self.view is None:
             wanted = list(uplinks)
         else:
@@ -189,10 +202,12 @@ class Grid:
         if self._closed:
             return
         self._closed = True
+        if self._on_closed is not None:
+            self._on_closed(self)
         for slot in self.slots:
             slot.close()
         if self.audio is not None:
-            self.lesson.stage.audio.detach(self.audio.sink)
+            self._stage_audio.detach(self.audio.sink)
             self.audio.close()
         await self.pc.close()
 

@@ -1,53 +1,36 @@
-"""A lesson inside the relay: its publisher (replaceable), rendition, audio and subscribers."""
+"""A lesson inside the relay: its feeds, its publisher (replaceable), subscribers, uplinks
+and grids; closing it closes all of them.
+
+Children announce, parents forget: every child gets what it uses (the feeds in
+:class:`~.lesson_media.LessonMedia`, the config, callbacks) and an ``on_closed`` callback,
+:meth:`RelayLesson.forget`; none of them holds the lesson. What changes for several
+children at once (the share, the stage, a school's cap, the uplinks a grid can show) the
+lesson pushes to each of them.
+"""
 
 from __future__ import annotations
 
-import time
+import logging
 from typing import TYPE_CHECKING
 
 from .config import RelayConfig
-from .feed import VideoFeed
+from .lesson_media import AudioFanout, LessonMedia
 from .node_load import NodeLoad
-from .packets import AUDIO_CLOCK, AUDIO_TIME_BASE, PacketMeta, Timeline, make_packet
-from .rendition import Rendition
-from .stage import Stage
-from .tracks import fan_out
 
 if TYPE_CHECKING:
+    from .feed import VideoFeed
     from .grid import Grid
     from .publisher import Publisher
+    from .rendition import Rendition
+    from .stage import Stage
     from .subscriber import Subscriber
-    from .tracks import Sink
     from .uplink import Uplink
 
+    Peer = Publisher | Subscriber | Uplink | Grid
 
-class AudioFanout:
-    """Forwards the publisher's Opus packets as received to every subscriber's audio sink."""
+__all__ = ["AudioFanout", "RelayLesson"]
 
-    def __init__(self) -> None:
-        self._sinks: list[Sink] = []
-        self._timeline = Timeline(AUDIO_CLOCK)
-        self.packets = 0
-
-    def attach(self, track: Sink) -> None:
-        self._sinks.append(track)
-
-    def detach(self, track: Sink) -> None:
-        if track in self._sinks:
-            self._sinks.remove(track)
-
-    def forward(self, source: int, data: bytes, timestamp: int, ingress: float) -> None:
-        pts = self._timeline.map(source, timestamp)
-        self.packets += 1
-        if not self._sinks:
-            return
-        meta = PacketMeta([data], pts & 0xFFFFFFFF, True, ingress)
-        meta.fanout = time.monotonic()
-        packet = make_packet(data, pts, AUDIO_TIME_BASE, meta)
-        fan_out(self._sinks, packet)
-
-    def close(self) -> None:
-        self._sinks.clear()
+logger = logging.getLogger(__name__)
 
 
 class RelayLesson:
@@ -63,84 +46,84 @@ class RelayLesson:
     teacher's grid connections), ``stage`` (the classroom on stage) and ``share`` (the
     teacher's second video, a feed of its own; ``share_active`` while the teacher's
     publish carries it).
+
+    Built with what the relay remembers for it: the node's ``node_load`` (shared by every
+    lesson of a Relay), the school ``caps`` (the relay's dict for this lesson: a cap set
+    later is seen here), who is on ``stage`` and the teacher's last ``share_on``.
     """
 
-    def __init__(self, lesson_id: str, config: RelayConfig) -> None:
+    def __init__(self, lesson_id: str, config: RelayConfig, *,
+                 node_load: NodeLoad | None = None, caps: dict[str, int] | None = None,
+                 stage: str | None = None, share_on: bool | None = None) -> None:
         self.lesson_id = lesson_id
         self.config = config
-        self.node_load = NodeLoad(config.busy_lag, config.busy_hold)
-        """The node's (shared by every lesson when a Relay made this lesson)."""
+        self.node_load = node_load or NodeLoad(config.busy_lag, config.busy_hold)
         self.ladder = config.ladder
+        self.media = LessonMedia(config, on_stage_change=self._budget_changed)
         self.publisher: Publisher | None = None
-        self.camera = VideoFeed(config, always_top=True)
-        self.source = self.camera.source
-        self.renditions: dict[str, Rendition] = self.camera.renditions
-        self.rendition = self.renditions[self.ladder.top]
-        self.audio = AudioFanout()
+        self.subscribers: dict[str, Subscriber] = {}
         self.uplinks: dict[str, Uplink] = {}
         self.grids: dict[str, Grid] = {}
-        self.stage = Stage(self)
-        self._share: VideoFeed | None = None
-        self.share_active = False
         self.has_share_line = False
         """The teacher's publish has a second video m-line (the share's)."""
-        self.share_on: bool | None = None
+        self.share_on: bool | None = share_on
         """The teacher's last ``share {on}`` (Relay.set_share); None before any: then the
         m-line alone decides (a page that publishes the share's m-line only while sharing)."""
-        self.subscribers: dict[str, Subscriber] = {}
-        self.caps: dict[str, int] = {}
+        self.caps: dict[str, int] = caps if caps is not None else {}
         """School -> bit/s shared by that school's subscribers in this lesson."""
         self.closed = False
         self._sources = 0
+        self.media.stage.set(stage)
+
+    # ---- the feeds ---------------------------------------------------------------------
+    @property
+    def camera(self) -> VideoFeed:
+        return self.media.camera
+
+    @property
+    def rendition(self) -> Rendition:
+        """The camera's top tier (the recorder's)."""
+        return self.media.camera.renditions[self.ladder.top]
+
+    @property
+    def audio(self) -> AudioFanout:
+        return self.media.audio
+
+    @property
+    def stage(self) -> Stage:
+        return self.media.stage
+
+    @property
+    def share(self) -> VideoFeed:
+        """The teacher's share (screen/slides), created on first use."""
+        return self.media.share
+
+    @property
+    def share_active(self) -> bool:
+        return self.media.share_active
 
     def next_source(self) -> int:
         self._sources += 1
         return self._sources
 
-    # ---- the ladder (event loop) -------------------------------------------------------
-    def rendition_for(self, tier: str) -> Rendition | None:
-        """The tier's rendition (created on first use); None for the audio-only tier."""
-        return self.camera.rendition_for(tier)
-
-
     def tiers_in_use(self) -> list[str]:
-        return self.camera.tiers_in_use()
+        return self.media.camera.tiers_in_use()
 
-    @property
-    def share(self) -> VideoFeed:
-        """The teacher's share (screen/slides), created on first use."""
-        if self._share is None:
-            self._share = VideoFeed(self.config, always_top=False)
-        return self._share
+    # ---- children joining and leaving (event loop) --------------------------------------
+    def set_publisher(self, publisher: Publisher) -> Publisher | None:
+        """The teacher's new publish (answered); returns the one it replaces."""
+        old, self.publisher = self.publisher, publisher
+        self.set_share_line(publisher.has_share)
+        return old
 
-    def set_share_line(self, present: bool) -> None:
-        """The teacher (re)published, with or without the share's m-line."""
-        self.has_share_line = present
-        self._update_share()
+    def add_subscriber(self, subscriber: Subscriber) -> None:
+        """An answered subscriber: counted in its school's cap from now on."""
+        self.subscribers[subscriber.peer_id] = subscriber
+        self.apply_caps(subscriber.school)
 
-    def set_share_on(self, on: bool) -> None:
-        """The teacher started or stopped sharing on the m-line its publish keeps (the page
-        swaps the track in place: no re-publish, the camera does not blink)."""
-        self.share_on = on
-        self._update_share()
+    def add_grid(self, grid: Grid) -> None:
+        self.grids[grid.peer_id] = grid
 
-    def _update_share(self) -> None:
-        self.set_share_active(self.has_share_line and self.share_on is not False)
-
-    def set_share_active(self, active: bool) -> None:
-        """A share is (or no longer is) sent: re-split every subscriber's tier between
-        share and camera."""
-        if active == self.share_active:
-            return
-        self.share_active = active
-        for subscriber in list(self.subscribers.values()):
-            subscriber.route("share")
-        if active and self.publisher is not None:
-            # frames that came before the share was on were not decoded: start from a
-            # keyframe now (a still screen may not send another for seconds)
-            self.publisher.request_share_keyframe()
-
-    # ---- uplinks (event loop) ------------------------------------------------------------
     def add_uplink(self, uplink: Uplink) -> None:
         self.uplinks[uplink.peer_id] = uplink
         if self.stage.peer_id == uplink.peer_id:
@@ -159,6 +142,69 @@ class RelayLesson:
         for grid in list(self.grids.values()):
             grid.assign()
 
+    def forget(self, peer: Peer) -> None:
+        """A child closes (its ``on_closed``): it is no longer one of the lesson's. A peer
+        the lesson does not hold (replaced meanwhile, or never answered) changes nothing."""
+        if self.closed:
+            return
+        peer_id = peer.peer_id
+        if self.publisher is peer:
+            self.publisher = None
+        elif self.subscribers.get(peer_id) is peer:
+            subscriber = self.subscribers.pop(peer_id)
+            self.apply_caps(subscriber.school)  # the others' shares grow
+        elif self.uplinks.get(peer_id) is peer:
+            self.remove_uplink(self.uplinks[peer_id])
+        elif self.grids.get(peer_id) is peer:
+            del self.grids[peer_id]
+
+    def connected(self, peer: Peer) -> None:
+        """A peer's connection is up: a subscriber or grid the lesson holds starts
+        receiving (the others need nothing)."""
+        peer_id = peer.peer_id
+        if self.subscribers.get(peer_id) is peer:
+            self.subscribers[peer_id].attach()
+        elif self.grids.get(peer_id) is peer:
+            self.grids[peer_id].attach()
+
+    # ---- pushed state (event loop) --------------------------------------------------------
+    def set_stage(self, uplink_peer_id: str | None) -> None:
+        """Put the uplink on stage (it may connect later), or clear it."""
+        self.stage.set(uplink_peer_id, self.uplinks.get(uplink_peer_id)
+                       if uplink_peer_id else None)
+
+    def set_share_line(self, present: bool) -> None:
+        """The teacher (re)published, with or without the share's m-line."""
+        self.has_share_line = present
+        self._update_share()
+
+    def set_share_on(self, on: bool) -> None:
+        """The teacher started or stopped sharing on the m-line its publish keeps (the page
+        swaps the track in place: no re-publish, the camera does not blink)."""
+        self.share_on = on
+        self._update_share()
+
+    def _update_share(self) -> None:
+        self.set_share_active(self.has_share_line and self.share_on is not False)
+
+    def set_share_active(self, active: bool) -> None:
+        """A share is (or no longer is) sent: re-split every subscriber's tier between
+        share and camera."""
+        if active == self.media.share_active:
+            return
+        self.media.share_active = active
+        for subscriber in list(self.subscribers.values()):
+            subscriber.route("share")
+        if active and self.publisher is not None:
+            # frames that came before the share was on were not decoded: start from a
+            # keyframe now (a still screen may not send another for seconds)
+            self.publisher.request_share_keyframe()
+
+    def _budget_changed(self) -> None:
+        """The stage got or lost its uplink: what each subscriber's link carries changed."""
+        for subscriber in list(self.subscribers.values()):
+            subscriber.budget_changed()
+
     def cap_share(self, school: str | None) -> int | None:
         """The school's cap split evenly among its subscribers in this lesson."""
         if not school or school not in self.caps:
@@ -166,6 +212,24 @@ class RelayLesson:
         count = sum(1 for s in self.subscribers.values() if s.school == school)
         return self.caps[school] // max(1, count)
 
+    def apply_caps(self, school: str | None) -> None:
+        """The school's cap or its subscribers changed: each gets its new share."""
+        if not school:
+            return
+        share = self.cap_share(school)
+        for subscriber in list(self.subscribers.values()):
+            if subscriber.school == school:
+                subscriber.set_cap(share)
+
+    def tick(self, now: float) -> None:
+        """Rate control for every subscriber (one that fails is logged, the others go on)."""
+        for subscriber in list(self.subscribers.values()):
+            try:
+                subscriber.tick(now)
+            except Exception:
+                logger.exception("rate control tick failed for %s", subscriber.peer_id)
+
+    # ---- lifetime ------------------------------------------------------------------------
     async def close(self) -> None:
         if self.closed:
             return
@@ -181,26 +245,23 @@ class RelayLesson:
             await peer.close()
         self.uplinks.clear()
         self.grids.clear()
-        await self.camera.close()
-        await self.stage.close()
-        if self._share is not None:
-            await self._share.close()
-        self.audio.close()
+        await self.media.close()
 
     def stats(self) -> dict:
+        camera = self.media.camera
         return {
             "lesson_id": self.lesson_id,
             "publisher": self.publisher.stats() if self.publisher else None,
             "renditions": [r.stats() for name in self.ladder.names
-                           if (r := self.renditions.get(name)) is not None],
+                           if (r := camera.renditions.get(name)) is not None],
             "tiers_in_use": self.tiers_in_use(),
-            "h264": self.camera.h264_stats(),
+            "h264": camera.h264_stats(),
             "caps": dict(self.caps),
-            "audio_packets": self.audio.packets,
+            "audio_packets": self.media.audio.packets,
             "subscribers": {pid: s.stats() for pid, s in self.subscribers.items()},
             "uplinks": [u.stats() for u in self.uplinks.values()],
             "grids": {pid: g.stats() for pid, g in self.grids.items()},
             "stage": self.stage.stats(),
-            "share": {"active": self.share_active,
-                      "renditions": self._share.stats() if self._share else []},
+            "share": {"active": self.media.share_active,
+                      "renditions": self.media.share_stats()},
         }

@@ -14,7 +14,8 @@ from . import metrics
 from .tapped import TappedPeer
 
 if TYPE_CHECKING:
-    from .lesson import RelayLesson
+    from .config import RelayConfig
+    from .lesson_media import LessonMedia
 
 logger = logging.getLogger(__name__)
 
@@ -23,19 +24,25 @@ class Publisher(TappedPeer):
     """Owns the teacher's RTCPeerConnection (answerer) and taps its receivers.
 
     Nothing is decoded by aiortc: the encoded frames are taken before its decoder.
-    - video: each frame goes to the lesson's rendition (its media thread decodes and
+    It writes into the lesson's feeds (``media``), never into the lesson:
+    - video: each frame goes to the camera feed's source (its media thread decodes and
       encodes); a decode error there sends a PLI to the teacher through the receiver.
     - audio: the Opus frames are forwarded as received to every subscriber.
     - a second video m-line is the teacher's share (screen/slides): its frames go to the
-      lesson's share feed (a VideoSource and renditions of its own).
-    ``on_active(publisher, bool)`` reports media starting and stopping (``media_timeout``).
+      share feed (a VideoSource and renditions of its own) while ``media.share_active``.
+    ``on_active(publisher, bool)`` reports media starting and stopping (``media_timeout``);
+    ``on_closed(publisher)`` that it closes.
     """
 
     watch_name = "publisher"
 
-    def __init__(self, lesson: RelayLesson, peer_id: str, pc: RTCPeerConnection,
-                 source: int, on_active: Callable[[Publisher, bool], None]) -> None:
-        super().__init__(lesson, peer_id, pc, source, on_active, metrics.PUBLISHERS)
+    def __init__(self, peer_id: str, pc: RTCPeerConnection, source: int, *,
+                 config: RelayConfig, media: LessonMedia,
+                 on_active: Callable[[Publisher, bool], None],
+                 on_closed: Callable[[Publisher], None] | None = None) -> None:
+        super().__init__(peer_id, pc, source, config=config, on_active=on_active,
+                         gauge=metrics.PUBLISHERS, on_closed=on_closed)
+        self.media = media
         self._video_receiver: RTCRtpReceiver | None = None
         self._share_receiver: RTCRtpReceiver | None = None
         self.has_share = False
@@ -65,22 +72,22 @@ class Publisher(TappedPeer):
         now = time.monotonic()
         self.video_frames_in += 1
         self._media(now, len(frame.data))
-        self.lesson.source.offer_encoded(codec.name, frame.data, now, self.source,
-                                            frame.timestamp, self.request_keyframe)
+        self.media.camera.source.offer_encoded(codec.name, frame.data, now, self.source,
+                                               frame.timestamp, self.request_keyframe)
 
     def _on_share(self, codec: Any, frame: JitterFrame) -> None:
         now = time.monotonic()
         self.share_frames_in += 1
         self._media(now, len(frame.data))
-        if self.lesson.share_active:
-            self.lesson.share.source.offer_encoded(codec.name, frame.data, now, self.source,
-                                                   frame.timestamp, self.request_share_keyframe)
+        if self.media.share_active:
+            self.media.share.source.offer_encoded(codec.name, frame.data, now, self.source,
+                                                  frame.timestamp, self.request_share_keyframe)
 
     def _on_audio(self, codec: Any, frame: JitterFrame) -> None:
         now = time.monotonic()
         self.audio_packets_in += 1
         self._media(now, len(frame.data))
-        self.lesson.audio.forward(self.source, frame.data, frame.timestamp, now)
+        self.media.audio.forward(self.source, frame.data, frame.timestamp, now)
 
     def request_keyframe(self) -> None:
         """A PLI to the teacher on the camera's m-line."""

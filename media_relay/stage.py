@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import metrics
@@ -25,7 +26,7 @@ from .packets import AUDIO_CLOCK, AUDIO_TIME_BASE, PacketMeta, Timeline, make_pa
 from .tracks import Sink, fan_out
 
 if TYPE_CHECKING:
-    from .lesson import RelayLesson
+    from .config import RelayConfig
     from .outline import OutLine
     from .uplink import Uplink
 
@@ -98,10 +99,18 @@ class StageVideoLine:
 
 
 class Stage:
-    """A lesson's stage: which uplink is on it, its video feed and its audio fan-out."""
+    """A lesson's stage: which uplink is on it, its video feed and its audio fan-out.
 
-    def __init__(self, lesson: RelayLesson) -> None:
-        self.lesson = lesson
+    The lesson says who is on stage (:meth:`set`, with that uplink if it is connected) and
+    binds the uplink when it connects or leaves (:meth:`bind`); ``on_change()`` tells the
+    lesson the stage got or lost its uplink (what each subscriber's link carries changed).
+    """
+
+    def __init__(self, config: RelayConfig, *,
+                 on_change: Callable[[], None] | None = None) -> None:
+        self.config = config
+        self.ladder = config.ladder
+        self._on_change = on_change
         self._feed: VideoFeed | None = None
         self.audio = StageAudio()
         self.peer_id: str | None = None
@@ -122,12 +131,13 @@ class Stage:
     @property
     def feed(self) -> VideoFeed:
         if self._feed is None:
-            self._feed = VideoFeed(self.lesson.config, always_top=False)
+            self._feed = VideoFeed(self.config, always_top=False)
         return self._feed
 
     # ---- who is on stage (event loop) ------------------------------------------------------
-    def set(self, peer_id: str | None) -> None:
-        """Put the uplink ``peer_id`` on stage (it may connect later), or clear it."""
+    def set(self, peer_id: str | None, uplink: Uplink | None = None) -> None:
+        """Put the uplink ``peer_id`` on stage (``uplink``: it, when connected; else it
+        goes on stage when it connects), or clear it."""
         if peer_id == self.peer_id:
             return
         self.peer_id = peer_id
@@ -135,7 +145,7 @@ class Stage:
         metrics.STAGE_SWITCHES.inc()
         self.switch_at = time.monotonic() if peer_id else None
         self.audio.exclude = session_of(peer_id) if peer_id else None
-        self.bind(self.lesson.uplinks.get(peer_id) if peer_id else None)
+        self.bind(uplink if peer_id else None)
 
     def bind(self, uplink: Uplink | None) -> None:
         """The stage's uplink connected (again) or left."""
@@ -144,9 +154,8 @@ class Stage:
             old.stage = None
         self.uplink = uplink
         self._waiting_key = True
-        if (old is None) != (uplink is None):
-            for subscriber in list(self.lesson.subscribers.values()):
-                subscriber.budget_changed()  # the stage's lines now count (or no longer)
+        if (old is None) != (uplink is None) and self._on_change is not None:
+            self._on_change()  # the stage's lines now count (or no longer)
         if uplink is not None:
             uplink.stage = self
             uplink.request_keyframe()
@@ -186,7 +195,7 @@ class Stage:
     # ---- subscribers' stage video lines ----------------------------------------------------
     def tier_for(self, tier: str) -> str | None:
         """The stage tier for a subscriber on ``tier``: no larger than the uplink."""
-        ladder = self.lesson.ladder
+        ladder = self.ladder
         if not ladder.spec(tier).has_video:
             return None
         width, height = self._size

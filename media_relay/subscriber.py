@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCPeerConnection, RTCRtpSender
 
-from . import metrics
+from . import metrics, webrtc_private
 from .outline import OutLine, SampledLatency
 from .priority import video_plan
 from .rate_control import DOWN, UP, Decision, RateController, ReceiverReport
@@ -19,7 +19,9 @@ from .stage import StageVideoLine, session_of
 from .tracks import PacketTrack, PassthroughEncoder, Sink
 
 if TYPE_CHECKING:
-    from .lesson import RelayLesson
+    from .config import RelayConfig
+    from .lesson_media import LessonMedia
+    from .node_load import NodeLoad
 
 logger = logging.getLogger(__name__)
 
@@ -46,25 +48,36 @@ class Subscriber:
     share), ``stage_video`` and ``stage_audio`` (the classroom on stage), each an
     :class:`OutLine`. While the teacher shares, the share gets the tier and the camera one
     tier lower (:func:`priority.video_plan`); the stage video follows the tier too.
+
+    It gets what it uses, never the lesson: the lesson's feeds (``media``: camera, share,
+    audio, stage, and ``share_active``, which the lesson pushes), the node's load
+    (``node_load``), its first ``cap``; the lesson calls :meth:`set_cap`, :meth:`route`
+    and :meth:`budget_changed` when those change. ``on_tier(subscriber, tier, reason,
+    direction)`` reports a switch, ``on_closed(subscriber)`` that it closes.
     """
 
-    def __init__(self, lesson: RelayLesson, peer_id: str, pc: RTCPeerConnection, *,
+    def __init__(self, peer_id: str, pc: RTCPeerConnection, *, config: RelayConfig,
+                 media: LessonMedia, node_load: NodeLoad, cap: int | None = None,
                  school: str | None = None, low_bandwidth: bool = False,
-                 on_tier: TierCallback | None = None) -> None:
-        self.lesson = lesson
+                 on_tier: TierCallback | None = None,
+                 on_closed: Callable[[Subscriber], None] | None = None) -> None:
+        self.config = config
+        self.ladder = media.ladder
+        self.media = media
+        self.node_load = node_load
         self.peer_id = peer_id
         self.pc = pc
         self.school = school
         self.created = now = time.monotonic()
-        config = lesson.config
         self.controller = RateController(
-            dataclasses.replace(config.controller, ladder=lesson.ladder), now=now,
-            cap=lesson.cap_share(school), low_bandwidth=low_bandwidth)
+            dataclasses.replace(config.controller, ladder=self.ladder), now=now,
+            cap=cap, low_bandwidth=low_bandwidth)
         self.tier = self.controller.send_tier if config.rate_control else \
             self.controller.limit_tier()
         self.tier_reason = "join"
         self.switches = 0
         self._on_tier = on_tier
+        self._on_closed = on_closed
         self.video: PacketTrack | None = None
         self.audio: PacketTrack | None = None
         self.streams: dict[str, RtpStream] = {}
@@ -86,16 +99,16 @@ class Subscriber:
         """Wire ``track``'s sender; call after addTransceiver, before negotiation.
         ``codec``: what the offer's video accepts (:func:`.sdp.subscribe_codecs`)."""
         encoder = PassthroughEncoder(track.kind)
-        sender._RTCRtpSender__encoder = encoder  # type: ignore[attr-defined]
+        webrtc_private.set_sender_encoder(sender, encoder)
         self._encoders.append(encoder)
         video = track.kind == "video"
-        if self.lesson.config.batched_send:
+        if self.config.batched_send:
             self.streams[track.kind] = RtpStream(
                 sender, track.kind,
                 on_keyframe_request=self._on_keyframe_request if video else None,
                 on_ready=self._on_video_ready if video else None)
         elif video:
-            sender._send_keyframe = self._on_keyframe_request  # type: ignore[method-assign]
+            webrtc_private.replace_keyframe_handler(sender, self._on_keyframe_request)
         if video:
             self.video = track
             self.video_codec = codec
@@ -108,7 +121,7 @@ class Subscriber:
     @property
     def rendition(self) -> Any:
         """The rendition this subscriber's video comes from (None: audio-only)."""
-        camera = self.lesson.camera
+        camera = self.media.camera
         table = camera.h264 if self.video_codec == "H264" else camera.renditions
         return table.get(self.camera_tier or self.tier)
 
@@ -133,18 +146,18 @@ class Subscriber:
         metrics.SUBSCRIBER_LOSS.observe(loss)
         if rtt is not None:
             metrics.SUBSCRIBER_RTT.observe(rtt)
-        if not self.lesson.config.rate_control:
+        if not self.config.rate_control:
             return
         block = ReceiverReport.from_rtcp(
             report.fraction_lost, report.packets_lost, report.jitter,
             clock_rate=90_000 if video else 48_000, rtt=rtt, kind=stream.kind,
             expected=expected)
         now = time.monotonic()
-        self.controller.node_busy = self.lesson.node_load.busy(now)
+        self.controller.node_busy = self.node_load.busy(now)
         self._apply(self.controller.on_receiver_report(now, block))
 
     def _on_remb(self, bitrate: int) -> None:
-        if self.lesson.config.rate_control:
+        if self.config.rate_control:
             self._apply(self.controller.on_remb(time.monotonic(), float(bitrate)))
 
     def bytes_sent(self) -> int:
@@ -155,7 +168,7 @@ class Subscriber:
     def tick(self, now: float) -> None:
         if self._closed or not self._attached:
             return
-        if self.lesson.config.rate_control:
+        if self.config.rate_control:
             self.controller.on_bytes_sent(now, self.bytes_sent())
             self._apply(self.controller.tick(now))
 
@@ -169,7 +182,7 @@ class Subscriber:
     def _apply(self, decision: Decision) -> None:
         if self._closed:
             return
-        tier = self.controller.send_tier if self.lesson.config.rate_control else \
+        tier = self.controller.send_tier if self.config.rate_control else \
             self.controller.limit_tier()
         if tier != self.tier:
             self.set_tier(tier, decision.reason or "rate")
@@ -193,7 +206,7 @@ class Subscriber:
         old = self.tier
         if tier == old or self._closed:
             return
-        ladder = self.lesson.ladder
+        ladder = self.ladder
         direction = UP if ladder.higher(tier, old) else DOWN
         self.tier = tier
         self.tier_reason = reason
@@ -208,13 +221,13 @@ class Subscriber:
                 logger.exception("on_tier callback failed")
 
     def make_video_track(self) -> PacketTrack:
-        return PacketTrack("video", self.lesson.config.video_queue_frames, self._need_keyframe)
+        return PacketTrack("video", self.config.video_queue_frames, self._need_keyframe)
 
     def make_audio_track(self) -> PacketTrack:
-        return PacketTrack("audio", self.lesson.config.audio_queue_packets)
+        return PacketTrack("audio", self.config.audio_queue_packets)
 
     def _sinks(self) -> tuple[Sink | None, Sink | None]:
-        if self.lesson.config.batched_send:
+        if self.config.batched_send:
             return self.streams.get("video"), self.streams.get("audio")
         return self.video, self.audio
 
@@ -227,7 +240,7 @@ class Subscriber:
         self.route("join")
         self._attach_stage_audio()
         if audio is not None:
-            self.lesson.audio.attach(audio)
+            self.media.audio.attach(audio)
         for stream in self.streams.values():
             stream.on_report = self._on_report
             stream.on_remb = self._on_remb
@@ -235,11 +248,13 @@ class Subscriber:
     async def close(self) -> None:
         if self._closed:
             return
+        if self._on_closed is not None:
+            self._on_closed(self)
         video, audio = self._sinks()
         self._detach_lines()
         self._closed = True
         if audio is not None:
-            self.lesson.audio.detach(audio)
+            self.media.audio.detach(audio)
         for stream in self.streams.values():
             stream.close()
         for track in (self.video, self.audio):
@@ -254,7 +269,7 @@ class Subscriber:
                        "tier_reason": self.tier_reason, "switches": self.switches,
                        "school": self.school, "video_codec": self.video_codec,
                        "rate_control": self.controller.stats(time.monotonic())}
-        if self.lesson.config.batched_send:
+        if self.config.batched_send:
             for kind, stream in self.streams.items():
                 stats[kind] = stream.stats()
         else:
@@ -276,7 +291,7 @@ class Subscriber:
 
     # ---- two-way lesson: share and stage lines (event loop) -------------------------------
     def make_line_track(self, kind: str) -> PacketTrack:
-        config = self.lesson.config
+        config = self.config
         if kind == "video":
             return PacketTrack("video", config.video_queue_frames)
         return PacketTrack("audio", config.audio_queue_packets)
@@ -285,13 +300,13 @@ class Subscriber:
                  codec: str = "VP8") -> None:
         """Wire an extra m-line (``share``, ``stage_video``, ``stage_audio``); call after
         addTransceiver, before negotiation. ``codec``: the video line's (VP8 or H264)."""
-        config = self.lesson.config
-        stage = self.lesson.stage
+        config = self.config
+        stage = self.media.stage
         if purpose == "share":
             def share_keyframe() -> None:
                 self.keyframe_requests += 1
                 if self.share_tier is not None:
-                    self.lesson.share.request_keyframe(self.share_tier, "pli", codec)
+                    self.media.share.request_keyframe(self.share_tier, "pli", codec)
 
             line = OutLine(config, sender, track, on_keyframe_request=share_keyframe,
                            on_ready=share_keyframe, latency=metrics.LATENCY_SHARE)
@@ -318,7 +333,7 @@ class Subscriber:
     def budget_changed(self) -> None:
         """The stage or the share started or stopped: what each tier costs this link
         changed (a cap may no longer fit the tier)."""
-        if self.lines and self.lesson.config.rate_control and not self._closed:
+        if self.lines and self.config.rate_control and not self._closed:
             self._apply(self.controller.set_budget(time.monotonic(), self.required))
 
     def required(self, tier: str) -> int:
@@ -326,14 +341,14 @@ class Subscriber:
         now (camera and share as the share priority splits the tier, the classroom on
         stage no larger than its uplink) and each audio line, with header overhead. The
         rate controller's budget (a thin link must carry all of them, not the camera)."""
-        ladder = self.lesson.ladder
+        ladder = self.ladder
         if not ladder.spec(tier).has_video:
             return ladder.required(tier)
-        camera, share = video_plan(ladder, tier, self.lesson.share_active
+        camera, share = video_plan(ladder, tier, self.media.share_active
                                    and "share" in self.lines)
         video = sum(ladder.spec(t).video_bitrate for t in (camera, share) if t is not None)
         audio_lines = 1
-        stage = self.lesson.stage
+        stage = self.media.stage
         if stage.uplink is not None:
             if self._stage_line is not None:
                 stage_tier = stage.tier_for(tier)
@@ -350,36 +365,36 @@ class Subscriber:
         if reason in ("join", "share"):
             self.budget_changed()
         share_line = self.lines.get("share")
-        camera, share = video_plan(self.lesson.ladder, self.tier,
-                                   self.lesson.share_active and share_line is not None)
+        camera, share = video_plan(self.ladder, self.tier,
+                                   self.media.share_active and share_line is not None)
         video, _ = self._sinks()
         if video is not None:
-            self.camera_tier = self.lesson.camera.move(video, self.camera_tier, camera, reason,
+            self.camera_tier = self.media.camera.move(video, self.camera_tier, camera, reason,
                                                        video.restart)
         if share_line is not None:
-            self.share_tier = self.lesson.share.move(share_line.sink, self.share_tier, share,
+            self.share_tier = self.media.share.move(share_line.sink, self.share_tier, share,
                                                      reason, share_line.restart)
         if self._stage_line is not None:
-            self.lesson.stage.attach_line(self._stage_line, self.tier)
+            self.media.stage.attach_line(self._stage_line, self.tier)
 
     def _attach_stage_audio(self) -> None:
         line = self.lines.get("stage_audio")
         if line is not None:
-            self.lesson.stage.audio.attach(line.sink, session_of(self.peer_id))
+            self.media.stage.audio.attach(line.sink, session_of(self.peer_id))
 
     def _detach_lines(self) -> None:
         video, _ = self._sinks()
         if video is not None and self.camera_tier is not None:
-            self.lesson.camera.detach(video, self.camera_tier)
+            self.media.camera.detach(video, self.camera_tier)
         self.camera_tier = None
         share_line = self.lines.get("share")
         if share_line is not None and self.share_tier is not None:
-            self.lesson.share.detach(share_line.sink, self.share_tier)
+            self.media.share.detach(share_line.sink, self.share_tier)
         self.share_tier = None
         if self._stage_line is not None:
-            self.lesson.stage.detach_line(self._stage_line)
+            self.media.stage.detach_line(self._stage_line)
         audio_line = self.lines.get("stage_audio")
         if audio_line is not None:
-            self.lesson.stage.audio.detach(audio_line.sink)
+            self.media.stage.audio.detach(audio_line.sink)
         for line in self.lines.values():
             line.close()

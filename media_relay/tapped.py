@@ -13,27 +13,31 @@ from typing import TYPE_CHECKING, Any
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 from prometheus_client import Gauge
 
+from . import webrtc_private
 from .ingress import TapQueue, install_tap
 
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from .lesson import RelayLesson
+    from .config import RelayConfig
 
 
 class TappedPeer:
     """Base of Publisher and Uplink. ``on_active(peer, bool)`` reports media starting and
-    stopping (no media for ``media_timeout``); ``gauge`` counts the live ones."""
+    stopping (no media for ``media_timeout``); ``gauge`` counts the live ones;
+    ``on_closed(peer)`` is called once when it starts closing (its lesson forgets it)."""
 
     watch_name = "tapped"
 
-    def __init__(self, lesson: RelayLesson, peer_id: str, pc: RTCPeerConnection,
-                 source: int, on_active: Callable[[Any, bool], None], gauge: Gauge) -> None:
-        self.lesson = lesson
+    def __init__(self, peer_id: str, pc: RTCPeerConnection, source: int, *,
+                 config: RelayConfig, on_active: Callable[[Any, bool], None], gauge: Gauge,
+                 on_closed: Callable[[Any], None] | None = None) -> None:
+        self.config = config
         self.peer_id = peer_id
         self.pc = pc
         self.source = source
         self._on_active = on_active
+        self._on_closed = on_closed
         self._gauge = gauge
         self._taps: list[TapQueue] = []
         self._tasks: list[asyncio.Task] = []
@@ -66,17 +70,17 @@ class TappedPeer:
         """Make ``receiver`` send a PLI with its next RTCP feedback."""
         if receiver is not None and not self._closed:
             self.keyframe_requests += 1
-            receiver._RTCRtpReceiver__decoder_error.set()  # type: ignore[attr-defined]
+            webrtc_private.ask_for_keyframe(receiver)
 
     # ---- the watch task ------------------------------------------------------------------
     def _watch_interval(self) -> float:
-        return min(0.5, self.lesson.config.media_timeout / 2)
+        return min(0.5, self.config.media_timeout / 2)
 
     def _check(self, now: float) -> None:
         """Called on every watch tick (an uplink checks its rate here)."""
 
     async def _watch(self) -> None:
-        timeout = self.lesson.config.media_timeout
+        timeout = self.config.media_timeout
         while True:
             await asyncio.sleep(self._watch_interval())
             now = time.monotonic()
@@ -93,6 +97,8 @@ class TappedPeer:
         if self._closed:
             return
         self._closed = True
+        if self._on_closed is not None:
+            self._on_closed(self)
         self._gauge.dec()
         for tap in self._taps:
             tap.detach()

@@ -14,19 +14,16 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiortc import RTCPeerConnection, RTCRtpReceiver
-from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterFrame
 
-from . import metrics
+from . import metrics, webrtc_private
 from .tapped import TappedPeer
 
 if TYPE_CHECKING:
-    from .grid import GridSlot
-    from .lesson import RelayLesson
-    from .stage import Stage
+    from .config import RelayConfig
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +32,30 @@ _CHECK = 0.5
 """Seconds between rate checks."""
 _WINDOW = 1.0
 """Seconds the measured rate is averaged over."""
+
+
+class UplinkViewer(Protocol):
+    """Where an uplink's VP8 frames go, packetized once (a grid slot showing it)."""
+
+    index: int
+
+    def assign(self, uplink: Uplink | None) -> None: ...
+
+    def forward(self, uplink: Uplink, data: bytes, timestamp: int, keyframe: bool,
+                payloads: list[bytes], ingress: float) -> None: ...
+
+    def resync(self) -> None: ...
+
+
+class UplinkStage(Protocol):
+    """The lesson's stage, while this uplink is on it (decodes its video, fans its audio)."""
+
+    def offer_video(self, uplink: Uplink, codec_name: str, data: bytes, timestamp: int,
+                    keyframe: bool, now: float) -> None: ...
+
+    def offer_audio(self, uplink: Uplink, data: bytes, timestamp: int, now: float) -> None: ...
+
+    def resync(self) -> None: ...
 
 
 def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:
@@ -50,22 +71,26 @@ class Uplink(TappedPeer):
     """Owns a classroom's sendonly RTCPeerConnection (answerer) and taps its receivers.
 
     ``on_active(uplink, bool)`` reports media starting and stopping (``media_timeout``);
-    ``on_violation(uplink, code)`` reports an uplink over its cap (once per episode).
+    ``on_violation(uplink, code)`` reports an uplink over its cap (once per episode);
+    ``on_closed(uplink)`` that it closes. Its viewers (``slots``) and the stage add and
+    remove themselves; it knows them only by what it hands them.
     """
 
     watch_name = "uplink"
 
-    def __init__(self, lesson: RelayLesson, peer_id: str, pc: RTCPeerConnection, source: int,
-                 *, school: str | None, muted: bool,
+    def __init__(self, peer_id: str, pc: RTCPeerConnection, source: int, *,
+                 config: RelayConfig, school: str | None, muted: bool,
                  on_active: Callable[[Uplink, bool], None],
-                 on_violation: Callable[[Uplink, str], None]) -> None:
-        super().__init__(lesson, peer_id, pc, source, on_active, metrics.UPLINKS)
+                 on_violation: Callable[[Uplink, str], None],
+                 on_closed: Callable[[Uplink], None] | None = None) -> None:
+        super().__init__(peer_id, pc, source, config=config, on_active=on_active,
+                         gauge=metrics.UPLINKS, on_closed=on_closed)
         self.school = school
         self.muted = muted
         self._on_violation = on_violation
-        self.slots: list[GridSlot] = []
+        self.slots: list[UplinkViewer] = []
         """Grid slots showing this uplink (its VP8 frames go there, packetized once)."""
-        self.stage: Stage | None = None
+        self.stage: UplinkStage | None = None
         """The lesson's stage while this uplink is on it."""
         self.size: tuple[int, int] | None = None
         """From the last VP8 keyframe."""
@@ -114,7 +139,7 @@ class Uplink(TappedPeer):
         if stage is not None:
             stage.offer_video(self, codec.name, data, frame.timestamp, keyframe, now)
         if self.slots:
-            payloads = Vp8Encoder._packetize(data, self._picture_id)
+            payloads = webrtc_private.vp8_payloads(data, self._picture_id)
             self._picture_id = (self._picture_id + 1) % (1 << 15)
             for slot in self.slots:
                 slot.forward(self, data, frame.timestamp, keyframe, payloads, now)
@@ -135,7 +160,7 @@ class Uplink(TappedPeer):
     def check_rate(self, now: float) -> None:
         """Measure the rate over the last second; report and block an uplink over
         ``uplink_over_factor`` x its cap for ``uplink_over_seconds``; unblock under the cap."""
-        config = self.lesson.config
+        config = self.config
         rates = self._rates
         rates.append((now, self.bytes_in))
         while len(rates) > 2 and now - rates[1][0] >= _WINDOW:

@@ -172,7 +172,7 @@ async def test_probe_pads_with_rtx_copies_and_stops_with_the_probe(make_relay) -
     await wait_until(lambda: room.video.frames >= 10, 10, "video flowing")
     sub = relay._peers["c1"]
     stream = _stream(relay, "c1", "video")
-    ladder = sub.lesson.ladder
+    ladder = sub.ladder
     low = ladder.lowest_video
     sub.tier = low  # a classroom on low probing mid (no switch: padding only)
     mid = ladder.above(low)

@@ -1,0 +1,88 @@
+"""A lesson's media feeds: what its peers read from and write to, without the lesson.
+
+:class:`LessonMedia` holds the teacher's camera (a :class:`~.feed.VideoFeed`, always
+encoding its top tier), the teacher's share (a feed of its own, created on first use), the
+teacher's audio (:class:`AudioFanout`) and the stage (:class:`~.stage.Stage`). A
+:class:`~.lesson.RelayLesson` owns one and hands it to its children: a publisher writes the
+teacher's frames into it, a subscriber moves its lines between its feeds. ``share_active``
+is state the lesson pushes (its children read it, never set it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from . import capture_clock
+from .config import RelayConfig
+from .feed import VideoFeed
+from .packets import AUDIO_CLOCK, AUDIO_TIME_BASE, PacketMeta, Timeline, make_packet
+from .stage import Stage
+from .tracks import Sink, fan_out
+
+
+class AudioFanout:
+    """Forwards the publisher's Opus packets as received to every subscriber's audio sink."""
+
+    def __init__(self) -> None:
+        self._sinks: list[Sink] = []
+        self._timeline = Timeline(AUDIO_CLOCK)
+        self.packets = 0
+        self.capture = capture_clock.CaptureMap()  # output timestamp -> capture (latency)
+
+    def attach(self, track: Sink) -> None:
+        self._sinks.append(track)
+
+    def detach(self, track: Sink) -> None:
+        if track in self._sinks:
+            self._sinks.remove(track)
+
+    def forward(self, source: int, data: bytes, timestamp: int, ingress: float) -> None:
+        pts = self._timeline.map(source, timestamp)
+        self.packets += 1
+        self.capture.note(pts, capture_clock.delivering)
+        if not self._sinks:
+            return
+        meta = PacketMeta([data], pts & 0xFFFFFFFF, True, ingress)
+        meta.fanout = time.monotonic()
+        packet = make_packet(data, pts, AUDIO_TIME_BASE, meta)
+        fan_out(self._sinks, packet)
+
+    def close(self) -> None:
+        self._sinks.clear()
+
+
+class LessonMedia:
+    """The feeds of one lesson: camera, share, audio, stage; closing it closes them.
+
+    ``on_stage_change()`` is called when the stage gets or loses its uplink (what each
+    subscriber's link carries changed: the lesson re-budgets its subscribers).
+    """
+
+    def __init__(self, config: RelayConfig, *,
+                 on_stage_change: Callable[[], None] | None = None) -> None:
+        self.config = config
+        self.ladder = config.ladder
+        self.camera = VideoFeed(config, always_top=True)
+        self.audio = AudioFanout()
+        self.stage = Stage(config, on_change=on_stage_change)
+        self._share: VideoFeed | None = None
+        self.share_active = False
+        """A share is sent now (pushed by the lesson: its m-line is there and not off)."""
+
+    @property
+    def share(self) -> VideoFeed:
+        """The teacher's share (screen/slides), created on first use."""
+        if self._share is None:
+            self._share = VideoFeed(self.config, always_top=False)
+        return self._share
+
+    def share_stats(self) -> list[dict]:
+        return self._share.stats() if self._share is not None else []
+
+    async def close(self) -> None:
+        await self.camera.close()
+        await self.stage.close()
+        if self._share is not None:
+            await self._share.close()
+        self.audio.close()
