@@ -1,11 +1,14 @@
 """Encode-once media relay: one publisher per lesson, its video encoded once per tier and
 the same packets (and the teacher's Opus audio, as received) sent to every subscriber.
 
-Imports nothing from ``signaling`` or ``classroom_web``; they drive it through :class:`Relay`.
+Imports nothing from ``signaling`` or ``classroom_web``; they drive it through :class:`Relay`
+and hear from it through a :class:`RelayListener` (docs/architecture.md, "Relay").
 
 Object model (each with ``close()`` and ``stats()``)::
 
-    Relay -> RelayLesson -> Publisher      the teacher's RTCPeerConnection (replaceable)
+    Relay -> RelayLesson -> LessonMedia    the feeds its children get (lesson_media.py);
+                                           no child holds the lesson (on_closed=forget)
+                         -> Publisher      the teacher's RTCPeerConnection (replaceable)
                          -> VideoSource    decodes the teacher's video once (a thread)
                          -> Rendition      one VP8 encoder + thread per tier in use
                                            (ladder_spec; the top tier always, while media
@@ -58,6 +61,7 @@ name:
 """
 
 from .config import RelayConfig, RelayError
+from .listener import RelayListener, TierChange
 from .relay import Relay
 
-__all__ = ["Relay", "RelayConfig", "RelayError"]
+__all__ = ["Relay", "RelayConfig", "RelayError", "RelayListener", "TierChange"]
