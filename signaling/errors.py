@@ -80,6 +80,59 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
 }
 
 
+WHEN: dict[ErrorCode, str] = {
+    ErrorCode.BAD_JSON: "frame or body is not a JSON object, or holds what the contract "
+                        "refuses (NaN, Infinity, 1e400, an integer beyond +-2^53-1, nesting "
+                        "over 32, a lone surrogate); a binary frame",
+    ErrorCode.BAD_MESSAGE: "a field is missing, of the wrong type, too long, out of range or "
+                           "not one of its choices (the message says which, at `$.field`)",
+    ErrorCode.UNKNOWN_TYPE: "no such message type",
+    ErrorCode.TOO_LARGE: "a frame over 65,536 bytes of UTF-8 (the error is sent, then the "
+                         "socket is closed with 1009); a body over its limit",
+    ErrorCode.RATE_LIMITED: "over 20 messages/s (burst 40) or a feature's own rate; 200 drops "
+                            "close the socket (1008)",
+    ErrorCode.NOT_AUTHENTICATED: "a message before `hello`; an API call without a bearer token",
+    ErrorCode.ALREADY_AUTHENTICATED: "a second `hello`",
+    ErrorCode.INVALID_TOKEN: "bad signature, `alg: none`, malformed, missing claims, unknown "
+                             "role, non-numeric `exp`/`iat`, a lifetime over 30 days "
+                             "(close 1008)",
+    ErrorCode.TOKEN_EXPIRED: "`exp` passed: at `hello`, on the API, or on an open socket at "
+                             "the session's expiry unless refreshed (close 1008)",
+    ErrorCode.WRONG_LESSON: "the token names another lesson than the page (close 1008)",
+    ErrorCode.FORBIDDEN: "the role may not send this (the authorization table), or not to "
+                         "this object",
+    ErrorCode.BAD_SDP: "an offer that is not SDP or lacks the media it needs; a bad ICE "
+                       "candidate",
+    ErrorCode.MEDIA_FAILED: "the relay could not set up the peer connection",
+    ErrorCode.LESSON_NOT_FOUND: "no such lesson",
+    ErrorCode.LESSON_EXISTS: "`POST /api/lessons` with a taken id",
+    ErrorCode.LESSON_ENDED: "a media offer (or a call on stage) for an ended lesson",
+    ErrorCode.LESSON_NOT_LIVE: "`end-lesson` before the lesson started",
+    ErrorCode.NOT_FOUND: "unknown API path or object; a classroom not in the lesson",
+    ErrorCode.STORE_UNAVAILABLE: "Redis is unreachable (or a store call waited 1.5 s); retry",
+    ErrorCode.QUESTION_UNKNOWN: "no such round/question in this lesson (a `push-question` of "
+                                "an id not in the set, an empty test)",
+    ErrorCode.QUESTION_CLOSED: "the round was closed by the teacher / revealed / replaced",
+    ErrorCode.ANSWER_TOO_LATE: "received after `closes_at` (server time)",
+    ErrorCode.ANSWER_INVALID: "wrong type, option out of range, duplicate option, empty text, "
+                              "bad number, bad tally, tally from a student, bad `answer_id`, "
+                              "both or neither of `value` and `tally`",
+    ErrorCode.ANSWER_TOO_LONG: "fill-in text over 200 characters (a number's text over 64)",
+    ErrorCode.ALREADY_ANSWERED: "the sender already answered this question with another "
+                                "`answer_id`",
+    ErrorCode.ANSWER_ID_CONFLICT: "the `answer_id` was used by another sender or for "
+                                  "another question",
+    ErrorCode.NOT_YOUR_CLASSROOM: "`classroom` names another classroom (or a student sends it)",
+    ErrorCode.QUESTION_INVALID: "an inline `question` of `push-question` breaks the format",
+    ErrorCode.QUIZ_SET_INVALID: "a malformed question set on import",
+    ErrorCode.TOO_MANY_TRACKS: "an uplink offer with more than 1 video or 1 audio m-line",
+    ErrorCode.UPLINK_OVER_CAP: "a classroom's uplink sends over its cap (its video is held "
+                               "back until it is under; `ref: uplink`)",
+    ErrorCode.INTERNAL: "a bug: logged with its traceback; the client is told only this",
+}
+"""When each code is sent (docs/protocol.md's error table is generated from this)."""
+
+
 class ClassroomError(Exception):
     """A failure the client is told about, by code."""
 
