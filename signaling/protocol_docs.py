@@ -24,7 +24,15 @@ from msgspec import inspect as mi
 from . import authz
 from .errors import WHEN, ErrorCode
 from .messages import core
-from .messages.base import MAX_JSON_INT, Body, ClientMessage, ServerMessage, feature_messages
+from .messages.base import (
+    MAX_JSON_INT,
+    Body,
+    ClientMessage,
+    Registry,
+    ServerMessage,
+    WelcomeFields,
+    feature_messages,
+)
 from .protocol import MAX_JSON_DEPTH, MAX_MESSAGE_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,11 +56,18 @@ def _all() -> list[type]:
     return [cls for _, types in groups() for cls in types]
 
 
+def registry() -> Registry:
+    """The node's message types: ``welcome`` with every feature's fields."""
+    return Registry(_all())
+
+
 # --- reading the classes --------------------------------------------------------------------
 @cache
 def _attribute_docs(cls: type) -> dict[str, str]:
     """``{field: docstring}``: the string literal under each annotated field."""
     out: dict[str, str] = {}
+    for source in getattr(cls, "sources", ()):  # a welcome extended by features
+        out.update(_attribute_docs(source))
     for klass in reversed(cls.__mro__):
         if klass.__module__ in ("builtins", "msgspec") or klass.__module__.startswith("msgspec"):
             continue
@@ -219,13 +234,20 @@ def markdown() -> str:
         "the messages sent before it, so it serves as a barrier.",
         "",
     ]
+    node = registry()
     for title, types in groups():
         clients = [c for c in types if issubclass(c, ClientMessage)]
-        servers = [c for c in types if issubclass(c, ServerMessage)]
-        if not clients and not servers:
+        servers = [node.server[c.__struct_config__.tag] for c in types
+                   if issubclass(c, ServerMessage)]
+        welcome = [f.encode_name for c in types if issubclass(c, WelcomeFields)
+                   for f in mi.type_info(c).fields]
+        if not clients and not servers and not welcome:
             continue
         name = "Core" if title == "core" else f"Feature `{title}`"
         out += [f"## {name}", ""]
+        if welcome:
+            out += ["Adds to [`welcome`](#s-welcome): " + ", ".join(f"`{w}`" for w in welcome)
+                    + ".", ""]
         if clients:
             out += ["| client → server | who may send | reply |", "| --- | --- | --- |"]
             for c in clients:
@@ -295,9 +317,9 @@ def _structs(types: tuple[type, ...]) -> list[type]:
 
 
 def json_schema() -> dict[str, Any]:
-    types = _all()
-    clients = tuple(c for c in types if issubclass(c, ClientMessage))
-    servers = tuple(c for c in types if issubclass(c, ServerMessage))
+    node = registry()
+    clients = tuple(node.client.values())
+    servers = tuple(node.server.values())
     (client, server), components = msgspec.json.schema_components(
         [Union[clients], Union[servers]], ref_template="#/$defs/{name}")  # noqa: UP007
     named = {cls.__name__: cls for cls in _structs(clients + servers)}

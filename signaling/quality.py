@@ -44,6 +44,7 @@ from .messages import (
     ServerMessage,
     Str,
     UnsetType,
+    WelcomeFields,
 )
 from .protocol import Message
 from .quality_metrics import QUALITY, QualityMetrics
@@ -135,6 +136,13 @@ class QualityMark(ServerMessage, tag="quality-mark"):
     """freezes, audio_concealed, rtt, audio_only, jitter_buffer, low_tier, left or empty."""
     to: Str[16] | UnsetType = UNSET
     """Internal (the lesson event's addressee); never sent to a page."""
+
+
+class QualityWelcome(WelcomeFields):
+    quality_marks: list[dict[str, Any]] | UnsetType = UNSET
+    """Teacher: the classrooms' current marks (`quality-mark` without `type`)."""
+    quality_interval: Num | UnsetType = UNSET
+    """Seconds between two `quality` reports of a page."""
 
 
 def _refuse(text: str) -> ClassroomError:
@@ -358,7 +366,7 @@ class QualityFeature(Feature):
     """The ``quality`` message, its metrics, summaries and tile marks."""
 
     name = "quality"
-    messages = (QualityReport, QualityMark)
+    messages = (QualityReport, QualityMark, QualityWelcome)
 
     def __init__(self, metrics: QualityMetrics = QUALITY, store: QualityStore | None = None
                  ) -> None:

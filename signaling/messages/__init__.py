@@ -18,8 +18,9 @@ from .base import (
     Str,
     Timestamp,
     UnsetType,
+    WelcomeFields,
 )
 
 __all__ = ["UNSET", "Body", "ClientMessage", "ErrorCode", "Id", "Int", "Meta", "NonNegInt",
            "Num", "PeerId", "Registry", "Role", "Seconds", "ServerMessage", "Str",
-           "Timestamp", "UnsetType"]
+           "Timestamp", "UnsetType", "WelcomeFields"]

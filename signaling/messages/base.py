@@ -50,7 +50,7 @@ from signaling.errors import ClassroomError, ErrorCode
 __all__ = [
     "UNSET", "Meta", "UnsetType", "Role", "ErrorCode", "ClientMessage", "ServerMessage",
     "Body", "Int", "NonNegInt", "Num", "Seconds", "Timestamp", "Str", "PeerId", "Id",
-    "Registry", "FieldSpec", "MessageSpec", "MAX_JSON_INT",
+    "Registry", "FieldSpec", "MessageSpec", "MAX_JSON_INT", "WelcomeFields",
 ]
 
 MAX_JSON_INT = 2**53 - 1
@@ -119,6 +119,12 @@ class ServerMessage(_Message, omit_defaults=False):
     """A message the server sends: a reply, or a lesson event every socket hears."""
 
     sent_to: ClassVar[str] = ""
+
+
+class WelcomeFields(Body):
+    """Fields a feature adds to ``welcome`` (what ``Feature.welcome`` returns): list a
+    subclass in the feature's ``messages``; every field needs a default (``UNSET``: absent).
+    The node's ``welcome`` type is the core's with every feature's fields."""
 
 
 # --- the specs tests and the docs read (fields, kinds, limits) ------------------------------
@@ -199,13 +205,39 @@ def _decoder_of(types: tuple[type, ...]) -> msgspec.json.Decoder | None:
     return msgspec.json.Decoder(Union[types]) if types else None  # noqa: UP007
 
 
+def _extend(base: type[ServerMessage], parts: list[type[WelcomeFields]]
+            ) -> type[ServerMessage]:
+    """``base`` with the fields of ``parts`` (a feature's welcome fields), same tag."""
+    ns: dict[str, Any] = {"__annotations__": {}, "__module__": base.__module__,
+                          "__doc__": base.__doc__, "sources": tuple(parts)}
+    ns["__annotations__"]["sources"] = ClassVar[tuple[type, ...]]
+    taken = set(base.__struct_fields__)
+    for part in parts:
+        for f in msgspec.structs.fields(part):
+            if f.name in taken:
+                raise ValueError(f"welcome field {f.name!r} declared twice ({part.__name__})")
+            taken.add(f.name)
+            ns["__annotations__"][f.name] = f.type
+            if f.default_factory is not msgspec.NODEFAULT:
+                ns[f.name] = msgspec.field(default_factory=f.default_factory)
+            elif f.default is not msgspec.NODEFAULT:
+                ns[f.name] = f.default
+            else:
+                raise TypeError(f"{part.__name__}.{f.name}: a welcome field needs a default")
+    return _KwOnly(base.__name__, (base,), ns, tag=base.__struct_config__.tag)
+
+
 class Registry:
     """The message types of one node (core + its features), both directions."""
 
     def __init__(self, messages: Iterable[type[_Message]]) -> None:
         self.client: dict[str, type[ClientMessage]] = {}
         self.server: dict[str, type[ServerMessage]] = {}
+        self.welcome_fields: list[type[WelcomeFields]] = []
         for cls in messages:
+            if issubclass(cls, WelcomeFields):
+                self.welcome_fields.append(cls)
+                continue
             table: dict[str, Any] = self.client if issubclass(cls, ClientMessage) \
                 else self.server
             tag = cls.__struct_config__.tag
@@ -214,6 +246,8 @@ class Registry:
             if tag in table and table[tag] is not cls:
                 raise ValueError(f"message type {tag!r} defined twice")
             table[tag] = cls
+        if self.welcome_fields and "welcome" in self.server:
+            self.server["welcome"] = _extend(self.server["welcome"], self.welcome_fields)
         self._decoder = _decoder_of(tuple(self.client.values()))
         self._outgoing = _decoder_of(tuple(self.server.values()))
         self.specs: dict[str, MessageSpec] = {t: spec_of(c) for t, c in self.client.items()}

@@ -4,7 +4,7 @@ Every feature's messages live beside it (signaling/messages/stage.py, signaling/
 messages.py, signaling/messages/recording.py); base.py says how to declare one.
 """
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from .base import (
     UNSET,
@@ -180,22 +180,7 @@ class Welcome(ServerMessage, tag="welcome"):
     session_token: str | UnsetType = UNSET
     """A short-lived token to `refresh` with."""
     session_expires: Int | UnsetType = UNSET
-    # feature fields (signaling/stage, signaling/quiz, recording): present when the node
-    # runs the feature
-    quiz: Any = UNSET
-    """Practice and tests: `quiz-state` without its `type` (null when the store is down)."""
-    stage: Any = UNSET
-    """Two-way lesson: the classroom on stage `{peer_id, name, school, at}` or null."""
-    hands: Any = UNSET
-    """Two-way lesson: raised hands, oldest first `[{peer_id, name, school, at}]`."""
-    share: bool | UnsetType = UNSET
-    """Two-way lesson: the teacher's screen share is on."""
-    uplinks: Any = UNSET
-    """Two-way lesson (teacher): the classrooms' uplink tiles (`uplink` without `type`)."""
-    recording: Any = UNSET
-    """Recording: `recording` without its `type`."""
-    recording_consent_required: bool | UnsetType = UNSET
-    """Recording (classroom): its school has not yet acknowledged the recording notice."""
+    # + each feature's fields (its WelcomeFields: docs/protocol.md lists them)
 
 
 class ErrorMessage(ServerMessage, tag="error"):

@@ -2,7 +2,17 @@
 
 from typing import ClassVar, Literal
 
-from .base import UNSET, ClientMessage, Id, Role, ServerMessage, Str, UnsetType
+from .base import (
+    UNSET,
+    Body,
+    ClientMessage,
+    Id,
+    Role,
+    ServerMessage,
+    Str,
+    UnsetType,
+    WelcomeFields,
+)
 
 T, C = Role.TEACHER, Role.CLASSROOM
 
@@ -30,16 +40,26 @@ class RecordingConsent(ClientMessage, tag="recording-consent"):
     """Who acknowledges (default: the token's name)."""
 
 
-class Recording(ServerMessage, tag="recording"):
-    """The lesson's recording state (also `welcome.recording`, without `type`)."""
-
-    sent_to: ClassVar = "every socket of the lesson"
+class RecordingState(Body):
     state: Literal["off", "recording", "paused"]
     recording_id: Id | None
     consent_schools: list[str] | UnsetType = UNSET
     """Schools that acknowledged the recording notice."""
 
 
+class Recording(RecordingState, ServerMessage, tag="recording"):
+    """The lesson's recording state changed."""
+
+    sent_to: ClassVar = "every socket of the lesson"
+
+
+class RecordingWelcome(WelcomeFields):
+    recording: RecordingState | UnsetType = UNSET
+    """The lesson's recording state."""
+    recording_consent_required: bool | UnsetType = UNSET
+    """Classroom: its school has not yet acknowledged the recording notice."""
+
+
 CLIENT = (RecordingPause, RecordingResume, RecordingConsent)
-SERVER = (Recording,)
+SERVER = (Recording, RecordingWelcome)
 MESSAGES = CLIENT + SERVER

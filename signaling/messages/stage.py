@@ -12,6 +12,7 @@ from .base import (
     ServerMessage,
     Timestamp,
     UnsetType,
+    WelcomeFields,
 )
 
 MAX_GRID_VIEW = 256
@@ -133,16 +134,47 @@ class Removed(ServerMessage, tag="removed"):
     sent_to: ClassVar = "the classroom"
 
 
-class Uplink(ServerMessage, tag="uplink"):
+class UplinkTile(Body):
     """A classroom's uplink tile (the teacher's grid)."""
 
-    sent_to: ClassVar = "every socket of the lesson"
     peer_id: PeerId
     state: str
     """`none`, `connecting`, `active`, `inactive`, `failed`, `closed`."""
     audio: bool
     video: bool
     muted: bool
+
+
+class Uplink(UplinkTile, ServerMessage, tag="uplink"):
+    """A classroom's uplink tile changed (the teacher's grid)."""
+
+    sent_to: ClassVar = "every socket of the lesson"
+
+
+class OnStage(Body):
+    peer_id: PeerId
+    name: str
+    school: str
+    at: Timestamp
+
+
+class RaisedHand(Body):
+    peer_id: PeerId
+    name: str
+    school: str
+    at: Timestamp
+    """When it was raised (the queue's order)."""
+
+
+class StageWelcome(WelcomeFields):
+    stage: OnStage | None = None
+    """The classroom on stage, or null."""
+    hands: list[RaisedHand] = []
+    """Raised hands, oldest first (classrooms present now)."""
+    share: bool = False
+    """The teacher's screen share is on."""
+    uplinks: list[UplinkTile] | UnsetType = UNSET
+    """Teacher: the present classrooms' uplink tiles."""
 
 
 class Slot(Body):
@@ -159,5 +191,5 @@ class Grid(ServerMessage, tag="grid"):
 
 CLIENT = (RaiseHand, LowerHand, UplinkState, GridView, CallOnStage, LeaveStage,
           MuteClassroom, RemoveClassroom, Share)
-SERVER = (Hand, StageEvent, ShareEvent, Muted, Removed, Uplink, Grid)
+SERVER = (Hand, StageEvent, ShareEvent, Muted, Removed, Uplink, Grid, StageWelcome)
 MESSAGES = CLIENT + SERVER

@@ -22,6 +22,7 @@ from signaling.messages.base import (
     Str,
     Timestamp,
     UnsetType,
+    WelcomeFields,
 )
 
 from . import questions as q
@@ -300,10 +301,9 @@ class QuizTally(TallyBody, ServerMessage, tag="quiz-tally"):
     sent_to: ClassVar = "the lesson's teachers, when the answers or classrooms online change"
 
 
-class QuizStateReply(ServerMessage, tag="quiz-state"):
+class QuizStateBody(Body):
     """The current round, with the tally (teacher) or the sender's own answers."""
 
-    sent_to: ClassVar = "the sender of `quiz-state` (and `welcome.quiz`)"
     round: PublicRound | None
     server_time: Timestamp
     time_left: float | None
@@ -313,6 +313,18 @@ class QuizStateReply(ServerMessage, tag="quiz-state"):
     """Classroom, student."""
 
 
+class QuizStateReply(QuizStateBody, ServerMessage, tag="quiz-state"):
+    """The current round, with the tally (teacher) or the sender's own answers."""
+
+    sent_to: ClassVar = "the sender of `quiz-state`"
+
+
+class QuizWelcome(WelcomeFields):
+    quiz: QuizStateBody | None = None
+    """The current round and the sender's tally or own answers (null: store down)."""
+
+
 CLIENT = (PushQuestion, OpenTest, CloseRound, Reveal, QuizAnswer, QuizState)
-SERVER = (QuizAck, QuizQuestion, QuizTest, QuizClosed, QuizReveal, QuizTally, QuizStateReply)
+SERVER = (QuizAck, QuizQuestion, QuizTest, QuizClosed, QuizReveal, QuizTally, QuizStateReply,
+          QuizWelcome)
 MESSAGES = CLIENT + SERVER
