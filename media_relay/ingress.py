@@ -21,13 +21,26 @@ from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCRtpReceiver
-from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint32_gt
+
+from . import capture_clock
+from . import webrtc_private as private
+from .webrtc_private import JitterBufferBase, packet_data
 
 logger = logging.getLogger(__name__)
 
 Tap = Callable[[Any, JitterFrame], None]
+
+
+class RtpFrame(JitterFrame):
+    """A released frame that keeps its RTP timestamp as sent: aiortc rewrites ``timestamp``
+    (its TimestampMapper: from 0) before the decoder queue; sender reports use the sent one."""
+
+    def __init__(self, data: bytes, timestamp: int) -> None:
+        super().__init__(data, timestamp)
+        self.rtp_timestamp = timestamp
 
 
 class TapQueue(queue.Queue):
@@ -37,10 +50,13 @@ class TapQueue(queue.Queue):
     the stop sentinel ``None`` always passes so the decoder thread ends.
     """
 
-    def __init__(self, tap: Tap, decode: bool) -> None:
+    def __init__(self, tap: Tap, decode: bool,
+                 clock: capture_clock.SenderClock | None = None) -> None:
         super().__init__()
         self._tap: Tap | None = tap
         self._decode = decode
+        self.clock = clock
+        """The receiver's sender reports: the frame's capture time (capture_clock.py)."""
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if item is None:
@@ -48,10 +64,18 @@ class TapQueue(queue.Queue):
             return
         tap = self._tap
         if tap is not None:
+            clock = self.clock
+            if clock is not None:  # read by what the tap calls (VideoSource.offer_encoded)
+                clock.clock_rate = getattr(item[0], "clockRate", None) or clock.clock_rate
+                frame = item[1]
+                capture_clock.delivering = clock.capture_of(
+                    getattr(frame, "rtp_timestamp", frame.timestamp))
             try:
                 tap(item[0], item[1])
             except Exception:
                 logger.exception("ingress tap failed")
+            finally:
+                capture_clock.delivering = None
         if self._decode:
             super().put(item, block, timeout)
 
@@ -59,17 +83,18 @@ class TapQueue(queue.Queue):
         self._tap = None
 
 
-class VideoFrameBuffer(JitterBuffer):
+class VideoFrameBuffer(JitterBufferBase):
     """aiortc's video jitter buffer, but a frame is released when its marker packet arrives."""
 
     def __init__(self) -> None:
         super().__init__(capacity=512, is_video=True)
 
-    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+    def release_frame(self, sequence_number: int) -> JitterFrame | None:
         packets: list[RtpPacket] = []
         timestamp = None
-        for count in range(self.capacity):
-            packet = self._packets[(self._origin + count) % self._capacity]
+        slots, origin, capacity = self.slots, self.origin or 0, self.capacity
+        for count in range(capacity):
+            packet = slots[(origin + count) % capacity]
             if packet is None:
                 return None
             if timestamp is None:
@@ -77,11 +102,11 @@ class VideoFrameBuffer(JitterBuffer):
             elif packet.timestamp != timestamp:
                 # the previous frame's marker was lost: it is complete all the same
                 self.remove(count)
-                return JitterFrame(b"".join(p._data for p in packets), timestamp)  # type: ignore[attr-defined]
+                return RtpFrame(b"".join(map(packet_data, packets)), timestamp)
             packets.append(packet)
             if packet.marker:
                 self.remove(count + 1)
-                return JitterFrame(b"".join(p._data for p in packets), timestamp)  # type: ignore[attr-defined]
+                return RtpFrame(b"".join(map(packet_data, packets)), timestamp)
         return None
 
 
@@ -101,17 +126,20 @@ class AudioFrameBuffer:
         if self._last is not None and not uint32_gt(packet.timestamp, self._last):
             return False, None
         self._last = packet.timestamp
-        return False, JitterFrame(packet._data, packet.timestamp)  # type: ignore[attr-defined]
+        return False, RtpFrame(packet_data(packet), packet.timestamp)
 
 
 def install_tap(receiver: RTCRtpReceiver, tap: Tap, *, decode: bool) -> TapQueue:
     """Put a tap in front of ``receiver``'s decoder; must run before ``receive()``."""
-    if receiver._RTCRtpReceiver__decoder_thread is not None:  # type: ignore[attr-defined]
+    if private.receiver_started(receiver):
         raise RuntimeError("receiver already started: too late to tap it")
-    tap_queue = TapQueue(tap, decode)
-    receiver._RTCRtpReceiver__decoder_queue = tap_queue  # type: ignore[attr-defined]
-    kind = receiver._RTCRtpReceiver__kind  # type: ignore[attr-defined]
+    kind = private.receiver_kind(receiver)
+    clock = capture_clock.SenderClock(90_000 if kind == "video" else 48_000)
+    reports = capture_clock.SenderReports(clock)  # the frames' capture times
+    reports.original = private.replace_receiver_rtcp_handler(receiver, reports)
+    tap_queue = TapQueue(tap, decode, clock)
+    private.replace_decoder_queue(receiver, tap_queue)
     buffer = VideoFrameBuffer() if kind == "video" else AudioFrameBuffer()
-    receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
+    private.replace_jitter_buffer(receiver, buffer)
     return tap_queue
 

@@ -25,11 +25,10 @@ from collections.abc import Callable
 from typing import Any
 
 import av
-from aiortc.codecs.vpx import Vp8Encoder
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
-from . import h264, metrics
+from . import capture_clock, h264, metrics, webrtc_private
 from .config import RelayConfig
 from .ladder_spec import TierSpec
 from .packets import VIDEO_CLOCK, VIDEO_TIME_BASE, PacketMeta, Timeline, make_packet
@@ -80,6 +79,8 @@ class VideoSource:
         self.frames_decoded = 0
         self.frames_skipped = 0
         self.decode_errors = 0
+        self.capture = capture_clock.CaptureMap()
+        """Output timestamp -> the teacher's capture time (glass-to-glass latency)."""
         self._thread = threading.Thread(target=self._work, name="relay-video-decode",
                                         daemon=True)
         self._thread.start()
@@ -90,7 +91,8 @@ class VideoSource:
         if self._closed:
             return
         self.frames_in += 1
-        self._input.put((codec_name, data, ingress, source, timestamp, on_error))
+        self._input.put((codec_name, data, ingress, source, timestamp, on_error,
+                         capture_clock.delivering))
 
     def _work(self) -> None:
         decoder: Any = None
@@ -100,7 +102,7 @@ class VideoSource:
             item = self._input.get()
             if item is None:
                 break
-            codec_name, data, ingress, source, timestamp, on_error = item
+            codec_name, data, ingress, source, timestamp, on_error, capture = item
             if (codec_name, source) != decoder_key:
                 decoder = av.CodecContext.create(_DECODERS.get(codec_name, "libvpx"), "r")
                 decoder.thread_count = 1  # the renditions' encoders have the other core
@@ -137,6 +139,7 @@ class VideoSource:
                 continue
             frame = frames[-1]
             pts = self._timeline.map(source, frame.pts if frame.pts is not None else timestamp)
+            self.capture.note(pts, capture)
             decoded = Decoded(frame, pts, ingress, source)
             for rendition in self.targets:
                 rendition.offer_frame(decoded)
@@ -365,7 +368,7 @@ class Rendition:
             payloads, keyframe = h264.packetize(data)
         else:
             keyframe = not data[0] & 1  # VP8 frame tag: bit 0 clear on a keyframe
-            payloads = Vp8Encoder._packetize(data, self._picture_id)
+            payloads = webrtc_private.vp8_payloads(data, self._picture_id)
             self._picture_id = (self._picture_id + 1) % (1 << 15)
         if keyframe:
             self._last_keyframe = now
