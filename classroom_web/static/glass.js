@@ -17,10 +17,12 @@
  *   no samples; the server needs its offset for the capture times).
  *
  * ?glass_ms=N sets the report interval (default 3000, at least 1000: the server takes one
- * a second). window.classroomGlass() returns {sent, refused, offset_ms, rtt_ms, last}.
+ * a second). window.classroomGlass() returns {sent, refused, offset_ms, rtt_ms, last,
+ * peer_id} (the peer id of the page's welcome: its row in GET /api/lessons/{lesson}/glass).
  */
 
-import { onServerMessage, pageRole, peerConnections, sendMessage } from "./protocol.js";
+import { onServerMessage, pageIdentity, pageRole, peerConnections, sendMessage }
+  from "./protocol.js";
 
 const PREFIX = "glass:";
 const KEEP_CLOCK_SAMPLES = 8;
@@ -163,7 +165,7 @@ Object.assign(window, {
   classroomGlass: () => {
     const clock = bestClock();
     return { sent, refused, offset_ms: clock ? clock.offset : null,
-      rtt_ms: clock ? clock.rtt : null, last };
+      rtt_ms: clock ? clock.rtt : null, last, peer_id: pageIdentity().peer_id };
   }
 });
 
