@@ -23,8 +23,9 @@ import math
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
+import msgspec
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
@@ -35,7 +36,8 @@ from .auth import Claims, Role
 from .errors import ClassroomError, ErrorCode
 from .features import Feature
 from .handlers import relay_peer_id
-from .protocol import FieldSpec, Message, MessageSpec
+from .messages import Body, ClientMessage, Meta
+from .protocol import Message
 
 if TYPE_CHECKING:
     from .app import Node
@@ -142,15 +144,35 @@ def check_samples(samples: Any) -> list[tuple[str, int, int, float]]:
     return out
 
 
+_U32 = Annotated[int, Meta(ge=0, le=0xFFFFFFFF)]
+
+
+class GlassSample(Body):
+    """A receiver's newest ``getSynchronizationSources()`` entry."""
+
+    kind: Literal["video", "audio"]
+    ssrc: _U32
+    rtp: _U32
+    """RTP timestamp of the newest frame delivered to the track."""
+    at_ms: Annotated[float, Meta(gt=0)]
+    """When it was delivered, in the page's clock (ms)."""
+
+
+class Glass(ClientMessage, tag="glass"):
+    """The page's clock offset and (a classroom) its playout samples, every few seconds."""
+
+    roles: ClassVar = frozenset({Role.TEACHER, Role.CLASSROOM})
+    reply: ClassVar = "none (a notification); more than one a second: `error rate_limited`"
+    offset_ms: Annotated[float, Meta(ge=-MAX_OFFSET_MS, le=MAX_OFFSET_MS)]
+    """The page's clock minus the server's (from its best ping/pong)."""
+    rtt_ms: Annotated[float, Meta(ge=0, le=MAX_RTT_MS)]
+    """That ping/pong's round trip: the offset's error is at most half of it."""
+    samples: Annotated[list[GlassSample], Meta(max_length=MAX_SAMPLES)] | None = None
+
+
 class GlassFeature(Feature):
     name = "glass"
-    schemas = {
-        "glass": MessageSpec(frozenset({Role.TEACHER, Role.CLASSROOM}), {
-            "offset_ms": FieldSpec((int, float)),
-            "rtt_ms": FieldSpec((int, float)),
-            "samples": FieldSpec(list, False),
-        }),
-    }
+    messages = (Glass,)
 
     def __init__(self) -> None:
         self._node: Node | None = None
@@ -179,7 +201,8 @@ class GlassFeature(Feature):
             raise ClassroomError(ErrorCode.RATE_LIMITED, "glass: one report a second at most")
         self._last[session.peer_id] = now
         clock = check_clock(message.get("offset_ms"), message.get("rtt_ms"))
-        samples = check_samples(message.get("samples"))
+        samples = check_samples(msgspec.to_builtins(message.samples)
+                                if message.samples is not None else None)
         claims = session.claims
         assert claims is not None
         if claims.role == Role.TEACHER:
