@@ -1,4 +1,14 @@
-"""Lesson recording into the shared-classroom library (issue 6: not built yet).
+"""Lesson recording: the library of recorded lessons (pure library code, no signaling).
 
-The recorder will be one more relay subscriber that muxes the shared encoded packets.
+* ``recorder`` -- one more subscriber of a lesson: two typed sinks the relay attaches
+  (``media_relay.tracks.KindSink``), a writer thread muxing the shared packets into
+  crash-safe WebM segments (``segments``; ``recovery`` salvages a killed recording).
+* ``library`` -- a node's recordings: which lessons are recorded, the packaging children,
+  recovery at start, retention and quota, consent, the replay files.
+* ``packager`` (``python -m recording.packager``), ``chunks``, ``transcode`` -- segments to
+  HLS renditions, an MP4, posters and thumbnails; ``chapters`` -- lesson events to chapters.
+* ``catalog`` -- ``catalog.json`` and one folder per recording; ``cli`` -- ``classroom library``.
+
+The lesson side (when to record, the ``recording-*`` messages, the HTTP routes and who may
+use them) is ``signaling/recordings``.
 """

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .recorder import fsync_dir
+from .segments import fsync_dir
 
 logger = logging.getLogger(__name__)
 

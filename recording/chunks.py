@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from .recorder import SEGMENT_DIR, SegmentInfo, fsync_dir, read_index
+from .segments import SEGMENT_DIR, SegmentInfo, fsync_dir, read_index
 from .transcode import (
     PackagerConfig,
     Rung,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .catalog import Catalog, valid_id
 from .packager import REPLAY_DIR, PackagingError, package
-from .recorder import recover_segments
+from .recovery import recover_segments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -44,7 +44,7 @@ import av
 
 from . import chunks as chunking
 from .chapters import chapters_from_events, read_events, vtt_time
-from .recorder import SEGMENT_DIR, read_index
+from .segments import SEGMENT_DIR, read_index
 from .transcode import (
     PackagerConfig,
     PackagingError,

@@ -1,22 +1,17 @@
 """The recorder: one more subscriber of a lesson, writing its encoded packets to disk.
 
-A :class:`Recorder` hands out two sinks (``recorder.video`` and ``recorder.audio``, each
-with ``.kind`` and ``push(packet)``) that the relay attaches like any subscriber's track.
-Packets are never re-encoded and never changed: ``push`` only queues a reference, and the
-writer thread muxes a *copy* of the bytes with its own timestamps.
+A :class:`Recorder` hands out two sinks (``recorder.video`` and ``recorder.audio``, typed
+:class:`media_relay.tracks.KindSink`: ``.kind`` and ``push(packet)``) that the relay
+attaches like any subscriber's track (``Relay.attach_sink``); the recorder knows nothing
+else of the relay, and nothing of signaling. Packets are never re-encoded and never
+changed: ``push`` only queues a reference, and the writer thread muxes a *copy* of the
+bytes with its own timestamps.
 
-On disk (one folder per recording)::
-
-    segments/seg-000001.webm     VP8 + Opus, starts at a video keyframe, ~2 s, self-contained
-    segments/seg-000002.part     the segment being written (renamed when it is complete)
-    index.jsonl                  one JSON line per complete segment, appended and fsync'd
-
-A segment is closed, fsync'd and renamed before its index line is appended (one
-``write`` + ``fsync``), so a ``kill -9`` loses at most the segment being written, and
-even that is salvaged at restart from the bytes the OS already holds
-(:func:`recover_segments`). Timestamps in every segment are milliseconds on the
-recording's own timeline (from the first packet, pauses cut out), so the segments of one
-recording concatenate without any adjustment.
+On disk (segments.py): one folder per recording, self-contained WebM segments of ~2 s and
+an fsync'd index, so a ``kill -9`` loses at most the segment being written, and even that
+is salvaged at restart from the bytes the OS already holds (recovery.py). Timestamps in
+every segment are milliseconds on the recording's own timeline (from the first packet,
+pauses cut out), so the segments of one recording concatenate without any adjustment.
 
 Faults: a write error (a full disk, an I/O error) abandons the current segment, counts
 ``classroom_recording_errors_total{reason}``, and retries after ``retry_seconds`` at the
@@ -24,39 +19,39 @@ next keyframe; the live lesson never waits for the disk: when the writer falls b
 packets are dropped (counted) rather than queued without bound.
 """
 
+
 from __future__ import annotations
 
 import asyncio
 import errno
-import fractions
-import json
 import logging
-import os
 import queue
-import struct
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
 import av
 
 from . import metrics
+from .segments import (
+    SEGMENT_DIR,
+    Opener,
+    SegmentFile,
+    SegmentInfo,
+    append_index,
+    default_opener,
+    vp8_size,
+)
+
+if TYPE_CHECKING:
+    from media_relay.tracks import KindSink
 
 logger = logging.getLogger(__name__)
 
-MS = fractions.Fraction(1, 1000)
 VIDEO_CLOCK = 90_000
 AUDIO_CLOCK = 48_000
-SEGMENT_DIR = "segments"
-INDEX_FILE = "index.jsonl"
-SEGMENT_SUFFIX = ".webm"
-PART_SUFFIX = ".part"
-
-Opener = Callable[[Path], IO[bytes]]
-"""Opens a segment file for writing (tests inject faults here)."""
 
 
 @dataclass
@@ -74,51 +69,6 @@ class RecorderConfig:
     fsync: bool = True
 
 
-@dataclass
-class SegmentInfo:
-    seq: int
-    file: str
-    start_ms: int
-    end_ms: int
-    bytes: int
-    width: int = 0
-    height: int = 0
-    video_frames: int = 0
-    audio_packets: int = 0
-    salvaged: bool = False
-
-    @property
-    def duration_ms(self) -> int:
-        return max(0, self.end_ms - self.start_ms)
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SegmentInfo:
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        return cls(**known)
-
-
-def vp8_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height from a VP8 keyframe header (RFC 6386 9.1), else None."""
-    if len(data) < 10 or data[0] & 1 or data[3:6] != b"\x9d\x01\x2a":
-        return None
-    width, height = struct.unpack_from("<HH", data, 6)
-    return width & 0x3FFF, height & 0x3FFF
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def segment_name(seq: int, suffix: str = SEGMENT_SUFFIX) -> str:
-    return f"seg-{seq:06d}{suffix}"
-
 
 class RecorderSink:
     """What the relay attaches: ``kind`` and ``push(packet)``, like a subscriber's track."""
@@ -131,174 +81,6 @@ class RecorderSink:
         self._recorder.enqueue(self.kind, packet)
 
 
-class _GuardedFile:
-    """The segment's file as the muxer sees it: remembers a write error.
-
-    PyAV's I/O callbacks turn a Python exception into an FFmpeg error code that the
-    muxer may ignore, so the first error is kept here and raised by the segment.
-    """
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw = raw
-        self.error: BaseException | None = None
-
-    def write(self, data: bytes) -> int:
-        if self.error is not None:
-            raise self.error
-        try:
-            return self.raw.write(data)
-        except BaseException as exc:
-            self.error = exc
-            raise
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self.raw.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self.raw.tell()
-
-    def flush(self) -> None:
-        self.raw.flush()
-
-    def fileno(self) -> int:
-        return self.raw.fileno()
-
-    def close(self) -> None:
-        self.raw.close()
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-
-class _Segment:
-    """One WebM file being written by the writer thread."""
-
-    def __init__(self, directory: Path, seq: int, size: tuple[int, int] | None,
-                 opener: Opener, part_suffix: str = PART_SUFFIX) -> None:
-        self.seq = seq
-        self.part = directory / segment_name(seq, part_suffix)
-        self.final = directory / segment_name(seq)
-        self.size = size
-        self.file = _GuardedFile(opener(self.part))
-        try:
-            self.container = av.open(self.file, "w", format="webm")
-            self.vstream = None
-            if size is not None:
-                self.vstream = self.container.add_mux_stream("vp8", width=size[0],
-                                                             height=size[1])
-                self.vstream.time_base = MS
-            # an encoder stream only so the muxer writes a proper OpusHead; never encodes
-            self.astream = self.container.add_stream("libopus", rate=48000, layout="stereo")
-            self.astream.time_base = MS
-        except BaseException:
-            self.file.close()
-            raise
-        self.start_ms: int | None = None
-        self.end_ms = 0
-        self.video_frames = 0
-        self.audio_packets = 0
-        self.last_video_ms = 0
-        self.opened_at = time.monotonic()
-
-    @property
-    def has_video(self) -> bool:
-        return self.vstream is not None
-
-    def age_ms(self, ms: int) -> int:
-        return 0 if self.start_ms is None else ms - self.start_ms
-
-    def write(self, kind: str, data: bytes, ms: int, keyframe: bool, duration_ms: int) -> None:
-        packet = av.Packet(data)
-        packet.pts = packet.dts = ms
-        packet.time_base = MS
-        if kind == "video":
-            packet.stream = self.vstream
-            packet.is_keyframe = keyframe
-            self.video_frames += 1
-            self.last_video_ms = ms
-        else:
-            packet.stream = self.astream
-            packet.duration = duration_ms
-            self.audio_packets += 1
-        self.container.mux(packet)
-        self.file.check()
-        if self.start_ms is None or ms < self.start_ms:
-            self.start_ms = ms
-        self.end_ms = max(self.end_ms, ms + duration_ms)
-
-    def finish(self, fsync: bool) -> SegmentInfo:
-        self.container.close()
-        self.file.check()
-        self.file.flush()
-        if fsync:
-            os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.part, self.final)
-        if fsync:
-            fsync_dir(self.final.parent)
-        return SegmentInfo(
-            seq=self.seq, file=self.final.name, start_ms=self.start_ms or 0,
-            end_ms=self.end_ms, bytes=self.final.stat().st_size,
-            width=self.size[0] if self.size else 0, height=self.size[1] if self.size else 0,
-            video_frames=self.video_frames, audio_packets=self.audio_packets,
-        )
-
-    def abandon(self) -> None:
-        for close in (self.container.close, self.file.close):
-            try:
-                close()
-            except Exception:  # noqa: BLE001 - already failing: free what can be freed
-                pass
-        try:
-            self.part.unlink()
-        except OSError:
-            pass
-
-
-def _default_opener(path: Path) -> IO[bytes]:
-    return open(path, "wb")  # noqa: SIM115 - closed by _Segment
-
-
-def append_index(directory: Path, info: SegmentInfo, fsync: bool = True) -> None:
-    """Append one line to ``index.jsonl`` with a single write, then fsync."""
-    line = (json.dumps(info.to_json(), separators=(",", ":")) + "\n").encode()
-    fd = os.open(directory / INDEX_FILE, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line  # a torn last line (power loss): never glue onto it
-        os.write(fd, line)
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_index(directory: Path) -> list[SegmentInfo]:
-    """The complete segments an index names; a torn last line and missing files are skipped."""
-    path = directory / INDEX_FILE
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    out: dict[int, SegmentInfo] = {}
-    for line in raw.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            info = SegmentInfo.from_json(json.loads(line))
-        except (ValueError, TypeError):
-            continue
-        seg = directory / SEGMENT_DIR / info.file
-        if info.file != segment_name(info.seq) or not seg.is_file():
-            continue
-        if seg.stat().st_size != info.bytes:
-            continue
-        out[info.seq] = info
-    return [out[k] for k in sorted(out)]
-
-
 class Recorder:
     """Writes one lesson's packets into a folder of self-contained WebM segments."""
 
@@ -307,10 +89,10 @@ class Recorder:
                  time_offset_ms: int = 0) -> None:
         self.directory = Path(directory)
         self.config = config or RecorderConfig()
-        self._opener = opener or _default_opener
+        self._opener = opener or default_opener
         (self.directory / SEGMENT_DIR).mkdir(parents=True, exist_ok=True)
-        self.video = RecorderSink(self, "video")
-        self.audio = RecorderSink(self, "audio")
+        self.video: KindSink = RecorderSink(self, "video")
+        self.audio: KindSink = RecorderSink(self, "audio")
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._paused = False
         self._closed = False
@@ -366,9 +148,25 @@ class Recorder:
             self._queue.put(("resume", time.monotonic() if at is None else at))
 
     @property
+    def sinks(self) -> tuple[KindSink, KindSink]:
+        """``(video, audio)``: what the relay attaches (``Relay.attach_sink``)."""
+        return self.video, self.audio
+
+    @property
     def duration_ms(self) -> int:
         segs = self.segments
         return sum(s.duration_ms for s in segs)
+
+    def timeline_ms(self) -> int:
+        """Now on the recording's own timeline (pauses cut out): where a chapter event
+        that happens now lands."""
+        writer = self._writer
+        if writer.origin is None:
+            return writer.offset_ms
+        paused = writer.pause_total
+        if writer.paused_at is not None:
+            paused += time.monotonic() - writer.paused_at
+        return int((time.monotonic() - writer.origin - paused) * 1000) + writer.offset_ms
 
     async def stop(self) -> list[SegmentInfo]:
         """Finish the current segment and stop the writer (in an executor)."""
@@ -402,7 +200,7 @@ class _Writer:
         self.cfg = recorder.config
         self.dir = recorder.directory / SEGMENT_DIR
         self.seq = first_seq
-        self.segment: _Segment | None = None
+        self.segment: SegmentFile | None = None
         self.origin: float | None = None  # monotonic of the first packet
         self.offset_ms = time_offset_ms  # recording continues after a recovered part
         self.pause_total = 0.0
@@ -532,7 +330,7 @@ class _Writer:
         rec.packets += 1
 
     def _open(self, size: tuple[int, int] | None) -> None:
-        self.segment = _Segment(self.dir, self.seq, size, self.rec._opener)
+        self.segment = SegmentFile(self.dir, self.seq, size, self.rec._opener)
         self.seq += 1
 
     def _finish(self) -> None:
@@ -570,120 +368,3 @@ class _Writer:
         self.failed_until = self.last_arrival + self.cfg.retry_seconds
         logger.warning("recording write failed", extra={"dir": str(rec.directory),
                                                          "reason": reason, "error": str(exc)})
-
-
-# ---- recovery ------------------------------------------------------------------------------
-def probe_segment(path: Path) -> SegmentInfo | None:
-    """Read a segment file completely; None when it holds no decodable packet."""
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError, ValueError):
-        return None
-    start = end = None
-    frames = packets = 0
-    width = height = 0
-    try:
-        with container:
-            for stream in container.streams.video[:1]:
-                width, height = stream.codec_context.width, stream.codec_context.height
-            try:
-                for packet in container.demux():
-                    if packet.pts is None or packet.size == 0:
-                        continue
-                    ms = int(packet.pts * packet.time_base * 1000)
-                    if packet.stream.type == "video":
-                        frames += 1
-                    else:
-                        packets += 1
-                        ms_end = ms + 20
-                        end = ms_end if end is None else max(end, ms_end)
-                    start = ms if start is None else min(start, ms)
-                    end = ms if end is None else max(end, ms)
-            except (av.FFmpegError, OSError, ValueError):
-                pass
-    except (av.FFmpegError, OSError, ValueError):
-        return None
-    if start is None or end is None:
-        return None
-    seq = int(path.name[4:10]) if path.name[4:10].isdigit() else 0
-    return SegmentInfo(seq=seq, file=segment_name(seq), start_ms=start, end_ms=end,
-                       bytes=path.stat().st_size, width=width, height=height,
-                       video_frames=frames, audio_packets=packets)
-
-
-def _salvage(part: Path, fsync: bool) -> SegmentInfo | None:
-    """Remux the readable packets of a segment cut short by a crash into a complete one."""
-    seq = int(part.name[4:10]) if part.name[4:10].isdigit() else 0
-    try:
-        source = av.open(str(part))
-    except (av.FFmpegError, OSError, ValueError):
-        return None
-    packets: list[tuple[str, bytes, int, bool]] = []
-    size = None
-    with source:
-        if source.streams.video:
-            ctx = source.streams.video[0].codec_context
-            size = (ctx.width, ctx.height) if ctx.width and ctx.height else None
-        try:
-            for packet in source.demux():
-                if packet.pts is None or packet.size == 0:
-                    continue
-                kind = packet.stream.type
-                if kind not in ("video", "audio"):
-                    continue
-                ms = int(packet.pts * packet.time_base * 1000)
-                packets.append((kind, bytes(packet), ms, bool(packet.is_keyframe)))
-        except (av.FFmpegError, OSError, ValueError):
-            pass  # the torn end: keep what came before it
-    if not packets:
-        return None
-    try:
-        segment = _Segment(part.parent, seq, size, _default_opener, ".salvage")
-        for kind, data, ms, key in packets:
-            if kind == "video" and not segment.has_video:
-                continue
-            segment.write(kind, data, ms, key, 0 if kind == "video" else 20)
-        info = segment.finish(fsync)
-    except Exception:  # noqa: BLE001
-        logger.exception("salvage failed", extra={"file": str(part)})
-        return None
-    info.salvaged = True
-    return info
-
-
-def recover_segments(directory: Path, fsync: bool = True) -> list[SegmentInfo]:
-    """Make a recording folder consistent after a crash and return its complete segments.
-
-    Indexed segments are kept; complete segment files the index missed (killed between
-    the rename and the append) are probed and indexed; the ``.part`` being written at the
-    kill is salvaged into a complete segment (its readable packets) and removed.
-    Segments that cannot be read at all are moved aside as ``*.corrupt``.
-    """
-    directory = Path(directory)
-    segdir = directory / SEGMENT_DIR
-    if not segdir.is_dir():
-        return []
-    known = {s.seq: s for s in read_index(directory)}
-    for path in sorted(segdir.glob("seg-*" + SEGMENT_SUFFIX)):
-        info = probe_segment(path)
-        if info is None:
-            path.rename(path.with_suffix(".corrupt"))
-            known.pop(int(path.name[4:10]) if path.name[4:10].isdigit() else -1, None)
-            metrics.ERRORS.labels(reason="recovery").inc()
-            continue
-        if info.seq not in known:
-            append_index(directory, info, fsync)
-            known[info.seq] = info
-    for part in sorted(segdir.glob("seg-*" + PART_SUFFIX)):
-        seq = int(part.name[4:10]) if part.name[4:10].isdigit() else -1
-        if seq in known:
-            part.unlink()
-            continue
-        info = _salvage(part, fsync)
-        if info is not None:
-            append_index(directory, info, fsync)
-            known[info.seq] = info
-        part.unlink()
-    for stray in segdir.glob("*.salvage"):
-        stray.unlink()
-    return [known[k] for k in sorted(known)]

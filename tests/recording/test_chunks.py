@@ -14,7 +14,8 @@ import numpy as np
 from loadtests.packet_source import PacketSource
 from recording import chunks as chunking
 from recording.packager import REPLAY_DIR, PackagerConfig, package, package_chunks
-from recording.recorder import SEGMENT_DIR, Recorder, read_index
+from recording.recorder import Recorder
+from recording.segments import SEGMENT_DIR, read_index
 
 CFG = PackagerConfig(chunk_seconds=3.0)
 

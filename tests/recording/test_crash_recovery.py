@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
-from recording.recorder import read_index
+from recording.segments import read_index
 from signaling.auth import mint_token
 from tests.helpers import free_port
 from tests.recording.conftest import decode_counts, teacher_publishing

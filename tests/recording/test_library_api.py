@@ -10,7 +10,7 @@ import pytest
 from loadtests.packet_source import PacketSource
 from recording.catalog import new_recording_id
 from recording.recorder import Recorder
-from recording.routes import sign
+from signaling.recordings.routes import sign
 from tests.helpers import start_server
 
 
@@ -25,7 +25,7 @@ async def make_recording(feature, lesson: str, school: str, seconds: float = 4.0
     recorder = Recorder(feature.catalog.dir_of(rid))
     PacketSource().feed(recorder, seconds)
     await recorder.stop()
-    assert await feature.package(rid) is not None
+    assert await feature.library.package(rid) is not None
     assert feature.catalog.get(rid)["state"] == "ready"
     return rid
 
@@ -151,10 +151,10 @@ async def test_range_requests(library):
 async def test_delete_and_busy(library):
     server, feature, http, a, b = library
     url = f"{server.base_url}/api/recordings/{a}"
-    feature.packaging.add(a)
+    feature.library.packaging.add(a)
     async with http.delete(url, headers=bearer(server, "admin", "*")) as r:
         assert r.status == 409
-    feature.packaging.discard(a)
+    feature.library.packaging.discard(a)
     async with http.delete(url, headers=bearer(server, "student", "lib-a", "山村小学")) as r:
         assert r.status == 403
     async with http.delete(url, headers=bearer(server, "teacher", "lib-a")) as r:

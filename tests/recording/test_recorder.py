@@ -13,14 +13,9 @@ import pytest
 from loadtests.packet_source import PacketSource
 from recording import metrics
 from recording.packager import package
-from recording.recorder import (
-    INDEX_FILE,
-    SEGMENT_DIR,
-    Recorder,
-    RecorderConfig,
-    read_index,
-    recover_segments,
-)
+from recording.recorder import Recorder, RecorderConfig
+from recording.recovery import recover_segments
+from recording.segments import INDEX_FILE, SEGMENT_DIR, read_index
 from tests.recording.conftest import decode_counts
 
 

@@ -8,10 +8,10 @@ import time
 import aiohttp
 import pytest
 
-from recording.feature import RecordingFeature
-from recording.routes import sign
 from signaling.cli import _parser, _recording_options, main
 from signaling.config import Config
+from signaling.recordings.feature import RecordingFeature
+from signaling.recordings.routes import sign
 from tests.helpers import eventually, start_server
 from tests.recording.conftest import teacher_publishing
 from tests.recording.test_library_api import make_recording
@@ -68,7 +68,7 @@ async def test_quota_spares_the_recording_being_written_and_the_one_played():
         played = await make_recording(feature, "ret-a", "山村小学", seconds=2.0)
         idle = await make_recording(feature, "ret-b", "山村小学", seconds=2.0)
         expired = await make_recording(feature, "ret-c", "山村小学", seconds=2.0)
-        await eventually(lambda: not feature._tasks, timeout=10)  # their retention passes
+        await eventually(lambda: not feature.library.pending, timeout=10)  # their retention passes
         feature.config.quota_bytes = 1000
         old = time.time() - 40 * 86400
         feature.catalog.update(expired, started_at=old, ended_at=old)
@@ -78,7 +78,7 @@ async def test_quota_spares_the_recording_being_written_and_the_one_played():
         await teacher.start_lesson()
         live = (await teacher.next_message(
             "recording", where=lambda m: m["state"] == "recording", timeout=15))["recording_id"]
-        await eventually(lambda: feature.active["ret-live"].recorder.segments, timeout=20)
+        await eventually(lambda: feature.library.active["ret-live"].recorder.segments, timeout=20)
         # someone is playing `played` (its media was just served)
         exp = int(time.time()) + 60
         url = (f"{server.base_url}/media/{played}/{exp}/{sign(server.secret, played, exp)}"
@@ -86,7 +86,7 @@ async def test_quota_spares_the_recording_being_written_and_the_one_played():
         async with aiohttp.ClientSession() as http, http.get(url) as r:
             assert r.status == 200
 
-        deleted = await feature.enforce_retention()
+        deleted = await feature.library.enforce_retention()
         assert deleted[0] == expired  # retention first
         assert set(deleted) == {expired, idle}  # then the quota, never the busy ones
         ids = {r["id"] for r in feature.catalog.list()}
@@ -95,9 +95,9 @@ async def test_quota_spares_the_recording_being_written_and_the_one_played():
 
         # once nobody has played it for the play window, it may go; the live one may not
         feature.config.play_window = 0.0
-        assert await feature.enforce_retention() == [played]
+        assert await feature.library.enforce_retention() == [played]
         assert feature.catalog.get(live)["state"] == "recording"
-        assert feature.active["ret-live"].recorder.stats()["errors"] == 0
+        assert feature.library.active["ret-live"].recorder.stats()["errors"] == 0
     finally:
         if teacher is not None:
             await teacher.close()

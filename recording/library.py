@@ -1,25 +1,27 @@
-"""Recording as a signaling feature: every live lesson lands in the library by itself.
+"""A node's recording library: the lessons being recorded, packaging, recovery, retention.
 
-* A lesson that is ``live`` and whose teacher's media flows into this node is recorded:
-  a :class:`~recording.recorder.Recorder` is attached to the relay with
-  ``relay.attach_sink`` (it is just another subscriber; nothing is re-encoded). A teacher
-  who reconnects gets the recorder attached to the new source (``media`` event).
-* The teacher may pause and resume (``recording-pause`` / ``recording-resume``); every
-  socket of the lesson hears ``recording {state, recording_id, consent_schools}``, and a
-  classroom's ``welcome`` carries ``recording`` and ``recording_consent_required``: before
-  the first recording of a school its local teacher acknowledges a notice (告知-同意,
-  ``recording-consent``), kept in the catalog with who and when.
-* While the lesson is recorded, a background worker transcodes each ~``chunk_seconds`` of
+Pure library code with typed inputs: it knows a lesson only as :class:`LessonInfo`, the
+relay only as a :class:`SinkHost` (``attach_sink`` / ``detach_sink`` of the recorder's
+:class:`~media_relay.tracks.KindSink` s; ``media_relay.Relay`` is one), and tells its
+owner that a lesson's recording state changed through one callback (``on_change``). It
+imports nothing from signaling: the signaling side (``signaling/recordings``) decides
+*when* to record (lesson events, the relay's publisher), who may do what (the
+authorization table), and turns :meth:`RecordingLibrary.state` into messages.
+
+* :meth:`~RecordingLibrary.ensure` records a lesson (a
+  :class:`~recording.recorder.Recorder` attached as two sinks; nothing is re-encoded), or
+  re-attaches its recorder to a new source (a teacher who reconnected).
+* While a lesson is recorded, a background worker transcodes each ~``chunk_seconds`` of
   closed segments for replay (``python -m recording.packager --chunks-only``, a child at
-  the lowest priority, one at a time on the node), so that when ``lesson`` ``ended`` stops
-  the recorder (the last segment is closed) only the tail, the audio and the playlists
-  remain for the final packaging (the same child, niced).
-* At start, recordings left ``recording``/``paused``/``packaging`` by a killed process are
-  recovered (segments indexed, the torn segment salvaged) and packaged.
+  the lowest priority, one at a time on the node), so that when :meth:`stop` closes the
+  last segment only the tail, the audio and the playlists remain for the final packaging
+  (the same child, niced).
+* At :meth:`open`, recordings left ``recording``/``paused``/``packaging`` by a killed
+  process are recovered (segments indexed, the torn segment salvaged) and packaged.
 * Retention (days) and a disk quota run every ``retention_interval`` and after each
   packaging; they never delete a recording being written, packaged or played.
-
-HTTP (``routes.py``): ``/api/recordings...``, signed media URLs, ``/vendor/hls.min.js``.
+* Consent (告知-同意): before the first recording of a school its local teacher
+  acknowledges a notice, kept in the catalog with who and when.
 """
 
 from __future__ import annotations
@@ -28,32 +30,37 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
-
-from signaling.auth import Role
-from signaling.features import Feature
-from signaling.protocol import FieldSpec, MessageSpec
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import metrics
-from .catalog import Catalog, new_recording_id
+from .catalog import Catalog, dir_size, new_recording_id
 from .chapters import CHAPTER_TYPES, append_event
-from .recorder import Recorder, RecorderConfig, recover_segments
+from .packager import REPLAY_DIR
+from .recorder import Recorder, RecorderConfig
+from .recovery import recover_segments
 
 if TYPE_CHECKING:
-    from signaling.app import Node
-    from signaling.config import Config
-    from signaling.handlers import Session
-    from signaling.protocol import Message
+    from media_relay.tracks import KindSink
 
 logger = logging.getLogger(__name__)
 
 _UNFINISHED = ("recording", "paused", "interrupted", "packaging")
+CHAPTER_FIELDS = ("type", "round", "peer_id", "name", "school", "on_stage")
+"""The fields of a lesson event kept in the recording's chapter log."""
+MEDIA_FILE = re.compile(
+    r"^(hls/master\.m3u8|hls/[A-Za-z0-9_]{1,16}/(index\.m3u8|init\.mp4|s\d{5}\.m4s)"
+    r"|poster\.jpg|thumbs/t\d{5}\.jpg|thumbs\.vtt|chapters\.vtt|lesson\.mp4)$")
+"""The files of a packaged recording that replay links may serve (``replay/...``)."""
+# hls.js (Apache-2.0) shipped inside the package, so an installed wheel serves the replay page
+# with no repo checkout and no npm: the light build (playback + ABR, without subtitles/EME: a
+# third less to download). package.json pins the version; scripts/vendor-hls refreshes the copy.
+HLS_JS = Path(__file__).resolve().parent / "vendor" / "hls.light.min.js"
 
 
 @dataclass
@@ -81,6 +88,28 @@ class RecordingConfig:
     recorder: RecorderConfig = field(default_factory=RecorderConfig)
 
 
+@dataclass(frozen=True)
+class LessonInfo:
+    """What a recording's record takes from its lesson."""
+
+    id: str
+    title: str = ""
+    teacher: str = ""
+    school: str = ""
+
+
+class SinkHost(Protocol):
+    """Where a recorder's sinks attach: a lesson's media (``media_relay.Relay``)."""
+
+    def attach_sink(self, lesson_id: str, sink: KindSink) -> None: ...
+
+    def detach_sink(self, lesson_id: str, sink: KindSink) -> None: ...
+
+
+class NotRecording(Exception):
+    """Pause/resume of a lesson that is not being recorded."""
+
+
 class ActiveRecording:
     def __init__(self, record: dict[str, Any], recorder: Recorder, directory: Path) -> None:
         self.id: str = record["id"]
@@ -93,109 +122,68 @@ class ActiveRecording:
         self.covered_ms = 0.0
         """How much of the recording the background worker has transcoded."""
 
-    def now_ms(self) -> int:
-        writer = self.recorder._writer
-        if writer.origin is None:
-            return writer.offset_ms
-        paused = writer.pause_total
-        if writer.paused_at is not None:
-            paused += time.monotonic() - writer.paused_at
-        return int((time.monotonic() - writer.origin - paused) * 1000) + writer.offset_ms
 
-
-class RecordingFeature(Feature):
-    name = "recording"
-    schemas = {
-        "recording-pause": MessageSpec(frozenset({Role.TEACHER})),
-        "recording-resume": MessageSpec(frozenset({Role.TEACHER})),
-        "recording-consent": MessageSpec(
-            frozenset({Role.CLASSROOM, Role.TEACHER}),
-            {"name": FieldSpec(str, False, 100)}),
-    }
+class RecordingLibrary:
+    """The library folder of one node and the recordings it writes (see the module doc)."""
 
     def __init__(self, config: RecordingConfig | None = None) -> None:
         self.config = config or RecordingConfig()
-
-        self.node: Node | None = None
         self.catalog: Catalog | None = None
         self.active: dict[str, ActiveRecording] = {}  # lesson -> recording
         self.packaging: set[str] = set()
         self.played: dict[str, float] = {}
+        self._media: SinkHost | None = None
+        self._on_change: Callable[[str], Awaitable[None]] | None = None
         self._schools: dict[str, set[str]] = {}  # lesson -> schools seen in it
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._package_lock = asyncio.Lock()  # one final packaging at a time on the node
         self._chunk_lock = asyncio.Lock()  # one chunk job at a time on the node
         self._retention_task: asyncio.Task[None] | None = None
-        self._closing = False
-
-    @classmethod
-    def from_config(cls, config: Config) -> RecordingFeature:
-        """Recording on/off, retention and quota from the node's config (``classroom serve``
-        flags, environment defaults); ``CLASSROOM_PACKAGE_CHUNK_SECONDS`` sets the size of
-        the chunks transcoded while recording (``0``: package only after the lesson)."""
-        chunk = os.environ.get("CLASSROOM_PACKAGE_CHUNK_SECONDS", "").strip()
-        try:
-            chunk_seconds = float(chunk) if chunk else 60.0
-        except ValueError:
-            logger.warning("CLASSROOM_PACKAGE_CHUNK_SECONDS is not a number; using 60",
-                           extra={"value": chunk})
-            chunk_seconds = 60.0
-        gb = config.library_quota_gb
-        return cls(RecordingConfig(
-            enabled=config.recording,
-            retention_days=config.retention_days,
-            quota_bytes=int(gb * 1e9) if gb else None,
-            incremental=chunk_seconds > 0,
-            chunk_seconds=chunk_seconds if chunk_seconds > 0 else 60.0,
-        ))
+        self.closing = False
 
     # ---- lifetime ------------------------------------------------------------------------
-    async def start(self, node: Node) -> None:
-        self.node = node
-        self.catalog = await asyncio.to_thread(Catalog, node.config.library)
-        node.hub.add_listener(self._on_event)
+    async def open(self, root: Path, media: SinkHost,
+                   on_change: Callable[[str], Awaitable[None]]) -> None:
+        """Open the library at ``root``, recover what a killed process left, start retention.
+        ``on_change(lesson_id)`` is awaited whenever :meth:`state` of a lesson changed."""
+        self._media = media
+        self._on_change = on_change
+        self.catalog = await asyncio.to_thread(Catalog, root)
         await self._recover()
         self._retention_task = asyncio.get_running_loop().create_task(self._retention_loop())
 
     async def close(self) -> None:
-        self._closing = True
+        self.closing = True
         if self._retention_task is not None:
             self._retention_task.cancel()
         for lesson_id in list(self.active):
             # not packaged now (shutdown must be quick): the next start recovers it
-            await self._stop(lesson_id, package=False, state="interrupted")
+            await self.stop(lesson_id, package=False, state="interrupted")
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background until it ends or the library closes."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    # ---- lesson events -------------------------------------------------------------------
-    def _on_event(self, lesson_id: str, message: dict[str, Any]) -> None:
-        if self._closing:
-            return
-        kind = message.get("type")
-        if kind == "lesson":
-            state = message.get("lesson_state")
-            if state == "live":
-                self._spawn(self._ensure(lesson_id))
-            elif state == "ended":
-                self._spawn(self._stop(lesson_id, package=self.config.package))
-        elif kind == "media":
-            if message.get("publisher"):
-                self._spawn(self._ensure(lesson_id))
-        elif kind in CHAPTER_TYPES:
-            active = self.active.get(lesson_id)
-            if active is not None:
-                event = {k: v for k, v in message.items() if k in (
-                    "type", "round", "peer_id", "name", "school", "on_stage")}
-                event["t"] = active.now_ms()
-                self._spawn(asyncio.to_thread(append_event, active.directory, event))
+    @property
+    def pending(self) -> int:
+        """Background jobs still running (packaging, retention passes, chapter writes)."""
+        return len(self._tasks)
+
+    @property
+    def _catalog(self) -> Catalog:
+        assert self.catalog is not None, "library not open"
+        return self.catalog
+
+    async def _changed(self, lesson_id: str) -> None:
+        if self._on_change is not None:
+            await self._on_change(lesson_id)
 
     def _lock(self, lesson_id: str) -> asyncio.Lock:
         lock = self._locks.get(lesson_id)
@@ -203,12 +191,15 @@ class RecordingFeature(Feature):
             lock = self._locks[lesson_id] = asyncio.Lock()
         return lock
 
-    async def _ensure(self, lesson_id: str) -> None:
-        """Record the lesson if it is live and its media is here; re-attach after a reconnect."""
-        node = self.node
-        assert node is not None and self.catalog is not None
+    # ---- recording -----------------------------------------------------------------------
+    async def ensure(self, lesson_id: str, *, media_here: Callable[[], bool],
+                     live_lesson: Callable[[], Awaitable[LessonInfo | None]]) -> None:
+        """Record the lesson if its media is here (``media_here()``) and it is live
+        (``live_lesson()`` returns it, else None); re-attach after a reconnect. Both are
+        asked under the lesson's lock, so a :meth:`stop` never passes a start."""
+        catalog = self._catalog
         async with self._lock(lesson_id):
-            if self._closing or not node.relay_has_publisher(lesson_id):
+            if self.closing or not media_here():
                 return
             active = self.active.get(lesson_id)
             if active is not None:
@@ -216,8 +207,8 @@ class RecordingFeature(Feature):
                 return
             if not self.config.enabled:
                 return
-            lesson = await node.hub.store.get_lesson(lesson_id)
-            if lesson is None or lesson.state != "live":
+            lesson = await live_lesson()
+            if lesson is None:
                 return
             rid = new_recording_id(lesson_id)
             now = time.time()
@@ -230,30 +221,31 @@ class RecordingFeature(Feature):
                 "date": time.strftime("%Y-%m-%d", time.localtime(now)),
                 "started_at": now, "ended_at": None, "duration": 0.0, "chapters": [],
                 "renditions": [], "size": 0, "state": "recording", "segments": 0,
-                "errors": 0, "consents": [c for c in self.catalog.consents()
+                "errors": 0, "consents": [c for c in catalog.consents()
                                           if c.get("school") in schools],
             }
-            directory = self.catalog.dir_of(rid)
-            await asyncio.to_thread(self.catalog.create, record)
+            directory = catalog.dir_of(rid)
+            await asyncio.to_thread(catalog.create, record)
             recorder = Recorder(directory, config=self.config.recorder)
             active = ActiveRecording(record, recorder, directory)
             self.active[lesson_id] = active
             self._attach(active)
             if self.config.package and self.config.incremental:
-                active.worker = self._spawn(self._chunk_worker(active))
+                active.worker = self.spawn(self._chunk_worker(active))
             logger.info("recording started", extra={"lesson": lesson_id, "recording": rid})
-        await self._announce(lesson_id)
+        await self._changed(lesson_id)
 
     def _attach(self, active: ActiveRecording) -> None:
-        assert self.node is not None
+        assert self._media is not None
         try:
-            self.node.relay.attach_sink(active.lesson, active.recorder.video)
-            self.node.relay.attach_sink(active.lesson, active.recorder.audio)
+            for sink in active.recorder.sinks:
+                self._media.attach_sink(active.lesson, sink)
         except Exception:
             logger.exception("recorder could not attach", extra={"lesson": active.lesson})
 
-    async def _stop(self, lesson_id: str, *, package: bool, state: str = "packaging") -> None:
-        assert self.node is not None and self.catalog is not None
+    async def stop(self, lesson_id: str, *, package: bool, state: str = "packaging") -> None:
+        """Stop recording the lesson (the last segment is closed), then package it."""
+        catalog = self._catalog
         async with self._lock(lesson_id):
             active = self.active.pop(lesson_id, None)
             if active is None:
@@ -264,8 +256,9 @@ class RecordingFeature(Feature):
                 # busy node; the final packaging, less niced, redoes at most that chunk)
                 active.worker.cancel()
             try:
-                self.node.relay.detach_sink(lesson_id, active.recorder.video)
-                self.node.relay.detach_sink(lesson_id, active.recorder.audio)
+                assert self._media is not None
+                for sink in active.recorder.sinks:
+                    self._media.detach_sink(lesson_id, sink)
             except Exception:
                 logger.exception("recorder detach failed", extra={"lesson": lesson_id})
             segments = await active.recorder.stop()
@@ -281,13 +274,77 @@ class RecordingFeature(Feature):
             }
             if not segments:
                 fields["error"] = "nothing was recorded"
-            await asyncio.to_thread(self.catalog.update, active.id, **fields)
+            await asyncio.to_thread(catalog.update, active.id, **fields)
             logger.info("recording stopped", extra={"lesson": lesson_id,
                                                      "recording": active.id, **stats})
-        if not self._closing:
-            await self._announce(lesson_id)
+        if not self.closing:
+            await self._changed(lesson_id)
         if package and segments:
-            self._spawn(self.package(active.id))
+            self.spawn(self.package(active.id))
+
+    def chapter_event(self, lesson_id: str, event: dict[str, Any]) -> None:
+        """A lesson event of :data:`~recording.chapters.CHAPTER_TYPES` (quiz rounds, the
+        stage, ...) into the recording's chapter log, at now on its timeline."""
+        active = self.active.get(lesson_id)
+        if active is None or event.get("type") not in CHAPTER_TYPES:
+            return
+        entry = {k: v for k, v in event.items() if k in CHAPTER_FIELDS}
+        entry["t"] = active.recorder.timeline_ms()
+        self.spawn(asyncio.to_thread(append_event, active.directory, entry))
+
+    async def pause(self, lesson_id: str) -> None:
+        active = self.active.get(lesson_id)
+        if active is None:
+            raise NotRecording(lesson_id)
+        active.recorder.pause()
+        await asyncio.to_thread(self._catalog.update, active.id, state="paused")
+        await self._changed(lesson_id)
+
+    async def resume(self, lesson_id: str) -> None:
+        active = self.active.get(lesson_id)
+        if active is None:
+            raise NotRecording(lesson_id)
+        if active.recorder.paused:
+            active.recorder.resume()
+            self.chapter_event(lesson_id, {"type": "recording-resumed"})
+        await asyncio.to_thread(self._catalog.update, active.id, state="recording")
+        await self._changed(lesson_id)
+
+    # ---- schools and consent ------------------------------------------------------------
+    def note_school(self, lesson_id: str, school: str) -> None:
+        """A classroom or teacher of ``school`` joined the lesson: its recording lists it."""
+        self._schools.setdefault(lesson_id, set()).add(school)
+        active = self.active.get(lesson_id)
+        if active is not None and school not in active.record["schools"]:
+            active.record["schools"] = sorted({*active.record["schools"], school})
+            self.spawn(asyncio.to_thread(self._catalog.update, active.id,
+                                         schools=active.record["schools"]))
+
+    def consent_required(self, school: str) -> bool:
+        return self._catalog.consent(school) is None
+
+    async def add_consent(self, school: str, *, by: str, role: str, lesson_id: str) -> None:
+        """The school's teacher acknowledged the recording notice (kept with who and when)."""
+        catalog = self._catalog
+        active = self.active.get(lesson_id)
+        await asyncio.to_thread(catalog.add_consent, school, by=by, role=role,
+                                lesson=lesson_id, recording=active.id if active else None)
+        if active is not None:
+            consent = catalog.consent(school)
+            active.record.setdefault("consents", []).append(consent)
+            await asyncio.to_thread(catalog.update, active.id,
+                                    consents=active.record["consents"])
+        await self._changed(lesson_id)
+
+    def state(self, lesson_id: str) -> dict[str, Any]:
+        """``{state: off|recording|paused, recording_id, consent_schools}`` of the lesson."""
+        active = self.active.get(lesson_id)
+        if active is None:
+            return {"state": "off", "recording_id": None}
+        return {"state": "paused" if active.recorder.paused else "recording",
+                "recording_id": active.id,
+                "consent_schools": sorted(c["school"] for c in self.catalog.consents())
+                if self.catalog else []}
 
     # ---- packaging -----------------------------------------------------------------------
     def _packager_args(self) -> list[str]:
@@ -320,7 +377,7 @@ class RecordingFeature(Feature):
     async def _chunk_worker(self, active: ActiveRecording) -> None:
         """While the lesson is recorded, transcode each complete chunk of closed segments."""
         chunk_ms = self.config.chunk_seconds * 1000
-        while not active.stopping and not self._closing:
+        while not active.stopping and not self.closing:
             await asyncio.sleep(self.config.chunk_check)
             segments = active.recorder.segments
             if not segments or active.stopping:
@@ -351,13 +408,13 @@ class RecordingFeature(Feature):
 
     async def package(self, recording_id: str) -> dict[str, Any] | None:
         """Package one recording in a child process; updates the catalog."""
-        assert self.catalog is not None
+        catalog = self._catalog
         async with self._package_lock:
             self.packaging.add(recording_id)
             started = time.monotonic()
             try:
-                directory = self.catalog.dir_of(recording_id)
-                await asyncio.to_thread(self.catalog.update, recording_id, state="packaging")
+                directory = catalog.dir_of(recording_id)
+                await asyncio.to_thread(catalog.update, recording_id, state="packaging")
                 code, summary = await self._run_packager(
                     directory, self._packager_args(), self.config.packager_nice)
                 seconds = time.monotonic() - started
@@ -365,15 +422,15 @@ class RecordingFeature(Feature):
                     metrics.ERRORS.labels(reason="packaging").inc()
                     logger.warning("packaging failed", extra={
                         "recording": recording_id, "error": summary.get("error")})
-                    await asyncio.to_thread(self.catalog.update, recording_id, state="failed",
+                    await asyncio.to_thread(catalog.update, recording_id, state="failed",
                                             error=str(summary.get("error"))[:500])
                     return None
                 metrics.PACKAGING_SECONDS.observe(seconds)
-                record = self.catalog.get(recording_id) or {}
-                size = await asyncio.to_thread(_dir_size, directory)
+                record = catalog.get(recording_id) or {}
+                size = await asyncio.to_thread(dir_size, directory)
                 ended = record.get("ended_at")
                 await asyncio.to_thread(
-                    self.catalog.update, recording_id, state="ready",
+                    catalog.update, recording_id, state="ready",
                     duration=summary["duration"], chapters=summary["chapters"],
                     renditions=[{k: r[k] for k in ("name", "kind", "width", "height",
                                                    "average_bps", "peak_bps") if k in r}
@@ -395,38 +452,43 @@ class RecordingFeature(Feature):
                 return None
             finally:
                 self.packaging.discard(recording_id)
-                if not self._closing:
-                    self._spawn(self.enforce_retention())
+                if not self.closing:
+                    self.spawn(self.enforce_retention())
 
     # ---- recovery, retention -------------------------------------------------------------
     async def _recover(self) -> None:
-        assert self.catalog is not None
-        for record in self.catalog.list():
+        catalog = self._catalog
+        for record in catalog.list():
             if record.get("state") not in _UNFINISHED:
                 continue
             rid = record["id"]
-            directory = self.catalog.dir_of(rid)
+            directory = catalog.dir_of(rid)
             segments = await asyncio.to_thread(recover_segments, directory)
             metrics.RECOVERED.inc()
             if not segments:
-                await asyncio.to_thread(self.catalog.update, rid, state="failed",
+                await asyncio.to_thread(catalog.update, rid, state="failed",
                                         error="nothing was recorded")
                 continue
             duration = (segments[-1].end_ms - segments[0].start_ms) / 1000
             await asyncio.to_thread(
-                self.catalog.update, rid, state="packaging", segments=len(segments),
+                catalog.update, rid, state="packaging", segments=len(segments),
                 duration=round(duration, 3), recovered=True,
                 ended_at=record.get("ended_at") or (record.get("started_at") or 0) + duration,
                 size=sum(s.bytes for s in segments))
             logger.info("recording recovered", extra={"recording": rid,
                                                        "segments": len(segments)})
             if self.config.package:
-                self._spawn(self.package(rid))
+                self.spawn(self.package(rid))
+
+    def writing(self) -> set[str]:
+        """Recordings being written or packaged (they cannot be deleted)."""
+        return {a.id for a in self.active.values()} | set(self.packaging)
 
     def busy(self) -> set[str]:
+        """Recordings retention must spare: written, packaged, or played recently."""
         now = time.monotonic()
         played = {rid for rid, at in self.played.items() if now - at < self.config.play_window}
-        return {a.id for a in self.active.values()} | set(self.packaging) | played
+        return self.writing() | played
 
     async def enforce_retention(self) -> list[str]:
         if self.catalog is None or (self.config.retention_days is None
@@ -447,86 +509,22 @@ class RecordingFeature(Feature):
             except Exception:
                 logger.exception("retention pass failed")
 
-    # ---- state for pages -----------------------------------------------------------------
-    def state(self, lesson_id: str) -> dict[str, Any]:
-        active = self.active.get(lesson_id)
-        if active is None:
-            return {"type": "recording", "state": "off", "recording_id": None}
-        return {"type": "recording",
-                "state": "paused" if active.recorder.paused else "recording",
-                "recording_id": active.id,
-                "consent_schools": sorted(c["school"] for c in self.catalog.consents())
-                if self.catalog else []}
-
-    async def _announce(self, lesson_id: str) -> None:
-        assert self.node is not None
-        await self.node.hub.broadcast(lesson_id, self.state(lesson_id))
-
-    async def welcome(self, session: Session) -> dict[str, Any]:
-        claims = session.claims
-        assert claims is not None and self.catalog is not None
-        lesson_id = session.lesson_id
-        if claims.school and claims.role in (Role.TEACHER, Role.CLASSROOM):
-            self._schools.setdefault(lesson_id, set()).add(claims.school)
-            active = self.active.get(lesson_id)
-            if active is not None and claims.school not in active.record["schools"]:
-                active.record["schools"] = sorted({*active.record["schools"], claims.school})
-                self._spawn(asyncio.to_thread(self.catalog.update, active.id,
-                                              schools=active.record["schools"]))
-        state = self.state(lesson_id)
-        state.pop("type")
-        return {
-            "recording": state,
-            "recording_consent_required": bool(
-                claims.role == Role.CLASSROOM and claims.school
-                and self.catalog.consent(claims.school) is None),
-        }
-
-    async def handle(self, session: Session, message: Message) -> None:
-        from signaling.errors import ClassroomError, ErrorCode
-
-        assert self.catalog is not None and session.claims is not None
-        lesson_id = session.lesson_id
-        if message.type == "recording-consent":
-            school = session.claims.school
-            if not school:
-                raise ClassroomError(ErrorCode.BAD_MESSAGE, "the token names no school")
-            active = self.active.get(lesson_id)
-            await asyncio.to_thread(
-                self.catalog.add_consent, school,
-                by=message.get("name") or session.claims.name or session.claims.sub,
-                role=session.claims.role.value, lesson=lesson_id,
-                recording=active.id if active else None)
-            if active is not None:
-                consent = self.catalog.consent(school)
-                active.record.setdefault("consents", []).append(consent)
-                await asyncio.to_thread(self.catalog.update, active.id,
-                                        consents=active.record["consents"])
-            await self._announce(lesson_id)
-            return
-        active = self.active.get(lesson_id)
-        if active is None:
-            raise ClassroomError(ErrorCode.BAD_MESSAGE, "the lesson is not being recorded")
-        if message.type == "recording-pause":
-            active.recorder.pause()
-            await asyncio.to_thread(self.catalog.update, active.id, state="paused")
-        else:
-            if active.recorder.paused:
-                active.recorder.resume()
-                self._on_event(lesson_id, {"type": "recording-resumed"})
-            await asyncio.to_thread(self.catalog.update, active.id, state="recording")
-        await self._announce(lesson_id)
-
-    def add_routes(self, app: web.Application, node_key: web.AppKey) -> None:
-        from .routes import add_routes
-
-        add_routes(app, self)
-
-
-def _dir_size(path: Path) -> int:
-    from .catalog import dir_size
-
-    return dir_size(path)
+    # ---- replay files ---------------------------------------------------------------------
+    def replay_file(self, recording_id: str, name: str) -> Path | None:
+        """The packaged file ``name`` of a recording (one of :data:`MEDIA_FILE`), resolved
+        inside its ``replay/`` folder, else None; counts the recording as being played."""
+        catalog = self._catalog
+        if not MEDIA_FILE.match(name) or catalog.get(recording_id) is None:
+            return None
+        root = (catalog.dir_of(recording_id) / REPLAY_DIR).resolve()
+        try:
+            path = (root / name).resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None
+        if not path.is_relative_to(root) or not path.is_file():
+            return None
+        self.played[recording_id] = time.monotonic()
+        return path
 
 
 def _default_title(record: dict[str, Any]) -> str:

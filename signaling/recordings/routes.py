@@ -15,46 +15,40 @@
   404 if missing (the page then uses native HLS or the MP4).
 
 Who may see or change a recording is signaling/authz.py's table (lesson and school
-checked on every operation): a recording a token may not see is ``404`` (its existence
-is not told), one it sees but may not change is ``403``.
-Ids and file names are matched against strict patterns and resolved inside the
-recording's folder; anything else is ``404``.
+checked on every operation; every token verified by ``authz.guard``, nowhere else): a
+recording a token may not see is ``404`` (its existence is not told), one it sees but may
+not change is ``403``. The replay link is an HMAC of the recording id and expiry with the
+node's secret (``sign``; rows ``Lesson.SIGNED``). Ids and file names are matched against
+strict patterns and resolved inside the recording's folder (``RecordingLibrary.replay_file``);
+anything else is ``404``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import gzip
 import hashlib
 import hmac
-import re
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from recording.catalog import EDITABLE, valid_id
+from recording.library import HLS_JS
 from signaling import authz
 from signaling.auth import Claims
 from signaling.errors import ClassroomError, ErrorCode
 from signaling.protocol import decode_json
 
-from .catalog import EDITABLE, valid_id
-from .packager import REPLAY_DIR
-
 if TYPE_CHECKING:
     from .feature import RecordingFeature
 
-MEDIA_FILE = re.compile(
-    r"^(hls/master\.m3u8|hls/[A-Za-z0-9_]{1,16}/(index\.m3u8|init\.mp4|s\d{5}\.m4s)"
-    r"|poster\.jpg|thumbs/t\d{5}\.jpg|thumbs\.vtt|chapters\.vtt|lesson\.mp4)$")
 CONTENT_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.segment",
     ".mp4": "video/mp4", ".jpg": "image/jpeg", ".vtt": "text/vtt",
 }
-# hls.js (Apache-2.0) shipped inside the package, so an installed wheel serves the replay page
-# with no repo checkout and no npm: the light build (playback + ABR, without subtitles/EME: a
-# third less to download). package.json pins the version; scripts/vendor-hls refreshes the copy.
-HLS_JS = Path(__file__).resolve().parent / "vendor" / "hls.light.min.js"
 PUBLIC_FIELDS = ("id", "lesson", "title", "subject", "grade", "teacher", "school", "schools",
                  "published", "date", "started_at", "ended_at", "duration", "chapters",
                  "renditions", "size", "state", "poster", "recovered", "consents")
@@ -75,6 +69,8 @@ def check_signature(secret: str, recording_id: str, expires: str, signature: str
 
 
 def add_routes(app: web.Application, feature: RecordingFeature) -> None:
+    library = feature.library
+
     def secret() -> str:
         assert feature.node is not None
         return feature.node.config.secret
@@ -84,13 +80,12 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
 
     def record_for(request: web.Request, claims: Claims, action: str) -> dict[str, Any]:
         """The recording of the path, if the table lets this token do ``action`` on it."""
-        assert feature.catalog is not None
         rid = request.match_info["recording"]
         return authz.check_recording(action, claims,
                                      feature.catalog.get(rid) if valid_id(rid) else None)
 
     def link(rid: str, ttl: int | None = None) -> dict[str, Any]:
-        expires = int(time.time()) + (ttl or feature.config.link_ttl)
+        expires = int(time.time()) + (ttl or library.config.link_ttl)
         sig = sign(secret(), rid, expires)
         return {"url": f"/replay/{rid}?exp={expires}&sig={sig}", "expires": expires,
                 "media": f"/media/{rid}/{expires}/{sig}/"}
@@ -106,7 +101,6 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
 
     @guard("GET /api/recordings")
     async def list_recordings(request: web.Request, claims: Claims) -> web.Response:
-        assert feature.catalog is not None
         q = request.query.get("q", "").strip().lower()[:100]
         filters = {k: request.query.get(k, "").strip()[:100]
                    for k in ("subject", "grade", "teacher", "school", "lesson", "state")}
@@ -134,9 +128,6 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
 
     @guard("PATCH /api/recordings/{recording}")
     async def patch_recording(request: web.Request, claims: Claims) -> web.Response:
-        import asyncio
-
-        assert feature.catalog is not None
         record = record_for(request, claims, "PATCH /api/recordings/{recording}")
         try:
             body = await request.json(loads=decode_json)
@@ -162,11 +153,8 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
 
     @guard("DELETE /api/recordings/{recording}")
     async def delete_recording(request: web.Request, claims: Claims) -> web.Response:
-        import asyncio
-
-        assert feature.catalog is not None
         record = record_for(request, claims, "DELETE /api/recordings/{recording}")
-        if record["id"] in {a.id for a in feature.active.values()} | feature.packaging:
+        if record["id"] in library.writing():
             return web.json_response(
                 {"error": {"code": "recording_busy",
                            "message": "the recording is being written or packaged"}},
@@ -177,7 +165,7 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
     @guard("POST /api/recordings/{recording}/link")
     async def make_link(request: web.Request, claims: Claims) -> web.Response:
         record = record_for(request, claims, "POST /api/recordings/{recording}/link")
-        ttl = feature.config.link_ttl
+        ttl = library.config.link_ttl
         if request.body_exists:  # (can_read_body is False once the body-timeout middleware read it)
             try:
                 body = await request.json(loads=decode_json)
@@ -190,7 +178,6 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
 
     @authz.public("GET /api/replay/{recording}")
     async def replay_info(request: web.Request) -> web.Response:
-        assert feature.catalog is not None
         rid = request.match_info["recording"]
         if not check_signature(secret(), rid, request.query.get("exp", ""),
                                request.query.get("sig", "")):
@@ -206,21 +193,13 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
 
     @authz.public("GET /media/{recording}/{exp}/{sig}/{file}")
     async def media(request: web.Request) -> web.StreamResponse:
-        assert feature.catalog is not None
         info = request.match_info
         rid, name = info["recording"], info["file"]
         if not check_signature(secret(), rid, info["exp"], info["sig"]):
             raise web.HTTPForbidden(text="the link is invalid or has expired")
-        if not MEDIA_FILE.match(name) or feature.catalog.get(rid) is None:
+        path = library.replay_file(rid, name)
+        if path is None:
             raise web.HTTPNotFound()
-        root = (feature.catalog.dir_of(rid) / REPLAY_DIR).resolve()
-        try:
-            path = (root / name).resolve(strict=True)
-        except (OSError, RuntimeError):
-            raise web.HTTPNotFound() from None
-        if not path.is_relative_to(root) or not path.is_file():
-            raise web.HTTPNotFound()
-        feature.played[rid] = time.monotonic()
         headers = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff",
                    "Content-Type": CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
                    "Access-Control-Allow-Origin": "*"}
@@ -239,9 +218,6 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
         if "gzip" not in request.headers.get("Accept-Encoding", ""):
             return web.FileResponse(HLS_JS, headers=headers)
         if "body" not in gzipped:  # thin links: 120 KB instead of 390 KB
-            import asyncio
-            import gzip
-
             gzipped["body"] = await asyncio.to_thread(
                 lambda: gzip.compress(HLS_JS.read_bytes(), 9))
         return web.Response(body=gzipped["body"],

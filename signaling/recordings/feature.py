@@ -1,0 +1,173 @@
+"""Recording as a signaling feature: every live lesson lands in the library by itself.
+
+* A lesson that is ``live`` and whose teacher's media flows into this node is recorded
+  (:meth:`RecordingLibrary.ensure <recording.library.RecordingLibrary.ensure>`: the
+  recorder's two sinks attached to the relay, ``Relay.attach_sink``). A teacher who
+  reconnects gets the recorder attached to the new source (``media`` event); ``lesson``
+  ``ended`` stops it and packages the recording.
+* The teacher may pause and resume (``recording-pause`` / ``recording-resume``); every
+  socket of the lesson hears ``recording {state, recording_id, consent_schools}``, and a
+  classroom's ``welcome`` carries ``recording`` and ``recording_consent_required``: before
+  the first recording of a school its local teacher acknowledges a notice (告知-同意,
+  ``recording-consent``), kept in the catalog with who and when.
+* Quiz rounds, the stage and resumes become chapters (lesson events of
+  ``recording.chapters.CHAPTER_TYPES``).
+
+Packaging, recovery and retention are the library's (recording/library.py); HTTP is
+``routes.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from recording.chapters import CHAPTER_TYPES
+from recording.library import LessonInfo, NotRecording, RecordingConfig, RecordingLibrary
+from signaling.auth import Role
+from signaling.errors import ClassroomError, ErrorCode
+from signaling.features import Feature
+from signaling.messages import recording as recording_messages
+
+if TYPE_CHECKING:
+    from recording.catalog import Catalog
+    from signaling.app import Node
+    from signaling.config import Config
+    from signaling.handlers import Session
+    from signaling.protocol import Message
+
+logger = logging.getLogger(__name__)
+
+
+class RecordingFeature(Feature):
+    name = "recording"
+    messages = recording_messages.MESSAGES  # signaling/messages/recording.py
+
+    def __init__(self, config: RecordingConfig | None = None) -> None:
+        self.library = RecordingLibrary(config)
+        self.node: Node | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> RecordingFeature:
+        """Recording on/off, retention and quota from the node's config (``classroom serve``
+        flags, environment defaults); ``CLASSROOM_PACKAGE_CHUNK_SECONDS`` sets the size of
+        the chunks transcoded while recording (``0``: package only after the lesson)."""
+        chunk = os.environ.get("CLASSROOM_PACKAGE_CHUNK_SECONDS", "").strip()
+        try:
+            chunk_seconds = float(chunk) if chunk else 60.0
+        except ValueError:
+            logger.warning("CLASSROOM_PACKAGE_CHUNK_SECONDS is not a number; using 60",
+                           extra={"value": chunk})
+            chunk_seconds = 60.0
+        gb = config.library_quota_gb
+        return cls(RecordingConfig(
+            enabled=config.recording,
+            retention_days=config.retention_days,
+            quota_bytes=int(gb * 1e9) if gb else None,
+            incremental=chunk_seconds > 0,
+            chunk_seconds=chunk_seconds if chunk_seconds > 0 else 60.0,
+        ))
+
+    @property
+    def config(self) -> RecordingConfig:
+        return self.library.config
+
+    @property
+    def catalog(self) -> Catalog:
+        """The library's catalog (once the node started)."""
+        assert self.library.catalog is not None, "feature not started"
+        return self.library.catalog
+
+    @property
+    def _node(self) -> Node:
+        assert self.node is not None, "feature not started"
+        return self.node
+
+    # ---- lifetime ------------------------------------------------------------------------
+    async def start(self, node: Node) -> None:
+        self.node = node
+        await self.library.open(node.config.library, node.relay, self._announce)
+        node.hub.add_listener(self._on_event)
+
+    async def close(self) -> None:
+        await self.library.close()
+
+    def add_routes(self, app: web.Application, node_key: web.AppKey) -> None:
+        from .routes import add_routes
+
+        add_routes(app, self)
+
+    # ---- lesson events -------------------------------------------------------------------
+    def _on_event(self, lesson_id: str, message: dict[str, Any]) -> None:
+        library = self.library
+        if library.closing:
+            return
+        kind = message.get("type")
+        if kind == "lesson":
+            state = message.get("lesson_state")
+            if state == "live":
+                library.spawn(self._ensure(lesson_id))
+            elif state == "ended":
+                library.spawn(library.stop(lesson_id, package=library.config.package))
+        elif kind == "media":
+            if message.get("publisher"):
+                library.spawn(self._ensure(lesson_id))
+        elif kind in CHAPTER_TYPES:
+            library.chapter_event(lesson_id, message)
+
+    async def _ensure(self, lesson_id: str) -> None:
+        """Record the lesson if it is live and its media is here; re-attach after a reconnect."""
+        node = self._node
+
+        async def live_lesson() -> LessonInfo | None:
+            lesson = await node.hub.store.get_lesson(lesson_id)
+            if lesson is None or lesson.state != "live":
+                return None
+            return LessonInfo(lesson.id, lesson.title or "", lesson.teacher, lesson.school)
+
+        await self.library.ensure(lesson_id,
+                                  media_here=lambda: node.relay_has_publisher(lesson_id),
+                                  live_lesson=live_lesson)
+
+    # ---- state for pages -----------------------------------------------------------------
+    def state(self, lesson_id: str) -> dict[str, Any]:
+        """The ``recording`` message of a lesson."""
+        return {"type": "recording", **self.library.state(lesson_id)}
+
+    async def _announce(self, lesson_id: str) -> None:
+        await self._node.hub.broadcast(lesson_id, self.state(lesson_id))
+
+    async def welcome(self, session: Session) -> dict[str, Any]:
+        claims = session.claims
+        assert claims is not None
+        lesson_id = session.lesson_id
+        if claims.school and claims.role in (Role.TEACHER, Role.CLASSROOM):
+            self.library.note_school(lesson_id, claims.school)
+        return {
+            "recording": self.library.state(lesson_id),
+            "recording_consent_required": bool(
+                claims.role == Role.CLASSROOM and claims.school
+                and self.library.consent_required(claims.school)),
+        }
+
+    async def handle(self, session: Session, message: Message) -> None:
+        claims = session.claims
+        assert claims is not None
+        lesson_id = session.lesson_id
+        try:
+            if message.type == "recording-consent":
+                if not claims.school:
+                    raise ClassroomError(ErrorCode.BAD_MESSAGE, "the token names no school")
+                await self.library.add_consent(
+                    claims.school, by=message.get("name") or claims.name or claims.sub,
+                    role=claims.role.value, lesson_id=lesson_id)
+            elif message.type == "recording-pause":
+                await self.library.pause(lesson_id)
+            else:
+                await self.library.resume(lesson_id)
+        except NotRecording:
+            raise ClassroomError(ErrorCode.BAD_MESSAGE,
+                                 "the lesson is not being recorded") from None
