@@ -211,7 +211,14 @@ async def run_checks(prom: str, lossy: Reporter, healthy: Reporter, workdir: Pat
                      'sum(classroom_subscribers) >= 2',
                      'classroom_relay_forward_latency_seconds_bucket{kind="audio",le="+Inf"} > 0',
                      'classroom_event_loop_lag_seconds_count > 0',
-                     'classroom_client_reports_total{role="classroom",result="accepted"} >= 4'):
+                     'classroom_client_reports_total{role="classroom",result="accepted"} >= 4',
+                     # recording rules over the real series
+                     'instance:classroom_event_loop_lag_seconds:p99_5m >= 0',
+                     'job:classroom_relay_forward_latency_seconds:p95_5m{kind="audio"} > 0',
+                     'instance:classroom_library_filesystem_free:ratio > 0',
+                     f'school:classroom_client_audio_only_ratio:rate15m{{school="{HEALTHY}"}}'
+                     ' < 0.5',
+                     'school:classroom_client_packets_lost:rate5m{kind="audio"} > 0'):
             assert await query(http, prom, expr), expr
         schools = {r["metric"]["school"] for r in await query(
             http, prom, 'classroom_client_audio_samples_total{role="classroom"}')}
