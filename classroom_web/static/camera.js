@@ -36,7 +36,7 @@ export function openCamera(choices) {
   return attempt;
 }
 
-/** A refusal's name (NotAllowedError, NotFoundError, ...) for the page's words. */
+/** A refusal's name (NotAllowedError, NotFoundError, ...) for the page's words. @param {any} err */
 export function errorName(err) {
   return (err && (err.name || err.message)) || "error";
 }

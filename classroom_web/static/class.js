@@ -27,10 +27,10 @@
  */
 import { $ } from "./dom.js";
 import { applyI18n, t } from "./i18n.js";
-import { Notice, errorText } from "./notices.js";
-import { MediaLink, MediaSession, OfferLedger, preferCodec } from "./peer.js";
+import { Notice, errorText, startProblem } from "./notices.js";
+import { MediaLink, OfferLedger, errorTarget, preferCodec } from "./peer.js";
 import { Playback } from "./playback.js";
-import { Signal, TWO_WAY_TYPES, lessonFromPath, readToken } from "./protocol.js";
+import { Signal, lessonFromPath, lessonOf, readToken } from "./protocol.js";
 import { attachClassroomQuiz } from "./quiz-class.js";
 import { StatsTotals, rtpCounts } from "./stats.js";
 import { Uplink } from "./uplink.js";
@@ -284,14 +284,13 @@ function startMedia() {
   if (media.media || st.fatal || !st.welcomed || !signal || st.lessonState === "ended") {
     return;
   }
-  media.cancelRetry();
   const stream = new MediaStream();
   const shareStream = new MediaStream();
   const stageStream = new MediaStream();
   /** @type {Receivers} */
   const rx = {};
   const layout = st.layout;
-  const session = new MediaSession({
+  const session = media.open({
     purpose: "subscribe",
     signal,
     iceServers: st.iceServers,
@@ -318,9 +317,6 @@ function startMedia() {
     onOfferSent: () => ledger.sent("subscribe"),
     onTurnRefused: () => notice.show(t("turn_refused")),
     onTrack: (event) => {
-      if (session !== media.media) {
-        return;
-      }
       const tr = event.transceiver;
       let target = stream;
       let el = video;
@@ -335,19 +331,12 @@ function startMedia() {
       playback.show(el, target);
     },
     onConnected: () => {
-      if (session === media.media) {
-        media.trouble = false;
-        render();
-      }
+      media.trouble = false;
+      render();
     },
     onStateChange: () => render(),
-    onFail: (reason) => {
-      if (session === media.media) {
-        mediaFailed(reason);
-      }
-    }
+    onFail: mediaFailed
   });
-  media.media = session;
   st.stream = stream;
   st.rx = rx;
   st.sessionFrames = 0;
@@ -376,8 +365,11 @@ function mediaFailed(reason) {
 
 /* ------------------------------------------------------------ per-role stats */
 
+/** @type {("stageFrames" | "stageAudio" | "shareFrames")[]} */
+const ROLE_KEYS = ["stageFrames", "stageAudio", "shareFrames"];
+
 function foldRoleStats() {
-  for (const key of Object.keys(st.roleLive)) {
+  for (const key of ROLE_KEYS) {
     st.roleBase[key] += st.roleLive[key];
     st.roleLive[key] = 0;
   }
@@ -477,7 +469,7 @@ function onWelcome(msg) {
   st.school = msg.school || "";
   setRecording(msg.recording);
   st.consentNeeded = !!msg.recording_consent_required;
-  setLesson(msg.lesson_state || (msg.lesson_info && msg.lesson_info.state), msg.lesson_info);
+  setLesson(lessonOf(msg));
   startMedia();
   if (msg.role === "classroom" && st.lessonState !== "ended") {
     if (!uplink.local.audio || !uplink.local.video) {
@@ -489,8 +481,8 @@ function onWelcome(msg) {
   render();
 }
 
-/** @param {string | undefined} state @param {{title?: string} | undefined} info */
-function setLesson(state, info) {
+/** @param {ReturnType<typeof lessonOf>} lesson */
+function setLesson({ state, info }) {
   const previous = st.lessonState;
   if (state === "waiting" || state === "live" || state === "ended") {
     st.lessonState = state;
@@ -542,7 +534,7 @@ function onMessage(msg) {
       }
       break;
     case "lesson":
-      setLesson(msg.lesson_state || (msg.lesson_info && msg.lesson_info.state), msg.lesson_info);
+      setLesson(lessonOf(msg));
       break;
     case "roster":
       syncHand(msg.peers);
@@ -611,21 +603,9 @@ function onMessage(msg) {
 /** @param {Message} msg */
 function onError(msg) {
   const code = msg.code || "internal";
-  if (code === "unknown_type" && TWO_WAY_TYPES.has(msg.ref)) {
-    console.info("classroom: the server does not know " + msg.ref);
+  const { purpose, ignore } = errorTarget(msg, ledger, "subscribe");
+  if (ignore) {
     return;
-  }
-  /** @type {string | null} */
-  let purpose = null;
-  if (msg.ref === "offer") {
-    purpose = ledger.refused(msg) || "subscribe";
-  } else if (msg.ref === "ice") {
-    purpose = msg.purpose || null;
-    if (!purpose) {
-      return; // a late candidate of a refused connection: nothing to retry
-    }
-  } else if (code === "bad_sdp" || code === "media_failed") {
-    purpose = msg.purpose || "subscribe";
   }
   if (purpose === "uplink") {
     uplink.refused(code);
@@ -679,7 +659,7 @@ window.classroomStats = function () {
     const hasVideo = !!(st.stream && st.stream.getVideoTracks().length && media.media);
     /** @type {Record<string, number>} */
     const roles = {};
-    for (const key of Object.keys(st.roleBase)) {
+    for (const key of ROLE_KEYS) {
       roles[key] = st.roleBase[key] + st.roleLive[key];
     }
     return {
@@ -752,12 +732,9 @@ function main() {
   };
   document.addEventListener("visibilitychange", keepScreenOn);
 
-  if (!st.token) {
-    setFatal("no_token", "no_token_detail");
-    return;
-  }
-  if (typeof RTCPeerConnection === "undefined") {
-    setFatal("no_webrtc", "wrong_page_detail");
+  const problem = startProblem(st.token);
+  if (problem) {
+    setFatal(problem.title, problem.detail);
     return;
   }
 

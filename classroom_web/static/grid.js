@@ -8,7 +8,7 @@
  */
 import { $, el } from "./dom.js";
 import { hasText, t } from "./i18n.js";
-import { MediaLink, MediaSession, preferCodec } from "./peer.js";
+import { MediaLink, preferCodec } from "./peer.js";
 import { rtpCounts } from "./stats.js";
 import { LIVE } from "./strings.js";
 
@@ -115,14 +115,13 @@ export class Grid {
     if (this.link.media || this.disabled || !signal || !this.ctx.allowed()) {
       return;
     }
-    this.link.cancelRetry();
     /** @type {RTCRtpTransceiver[]} */
     const slots = [];
     /** @type {RTCRtpTransceiver | null} */
     let audioTx = null;
     /** @type {MediaStream[]} */
     const streams = [];
-    const session = new MediaSession({
+    const session = this.link.open({
       purpose: "grid",
       signal,
       iceServers: this.ctx.iceServers(),
@@ -138,9 +137,6 @@ export class Grid {
       },
       onOfferSent: () => this.ctx.ledger.sent("grid"),
       onTrack: (event) => {
-        if (session !== this.link.media) {
-          return;
-        }
         if (event.transceiver === audioTx || event.track.kind === "audio") {
           this.stageAudio.srcObject = new MediaStream([event.track]);
           this.stageAudio.play().catch(() => {});
@@ -153,21 +149,14 @@ export class Grid {
         }
       },
       onConnected: () => {
-        if (session === this.link.media) {
-          this.connected = true;
-          this.link.trouble = false;
-          this.link.attempt = 0;
-          this.ctx.render();
-        }
+        this.connected = true;
+        this.link.trouble = false;
+        this.link.attempt = 0;
+        this.ctx.render();
       },
       onStateChange: () => this.ctx.render(),
-      onFail: (reason) => {
-        if (session === this.link.media) {
-          this.failed(reason);
-        }
-      }
+      onFail: (reason) => this.failed(reason)
     });
-    this.link.media = session;
     this.slots = slots;
     this.streams = streams;
     this.connected = false;

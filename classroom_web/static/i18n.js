@@ -35,7 +35,10 @@ export function translator(table) {
   };
 }
 
-/** True when `table` has a text for `key` (in Chinese, which every key has). */
+/**
+ * True when `table` has a text for `key` (in Chinese, which every key has).
+ * @param {StringTable} table @param {string} key
+ */
 export function hasText(table, key) {
   return own.call(table.zh, key);
 }

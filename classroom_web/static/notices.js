@@ -45,3 +45,17 @@ export function errorText(code) {
 
 /** The page's {title, detail} keys once it has stopped for good. */
 /** @typedef {{title: string, detail: string}} Fatal */
+
+/**
+ * Why a live page cannot even start: no token in the link, or a browser without WebRTC.
+ * @param {string} token @returns {Fatal | null}
+ */
+export function startProblem(token) {
+  if (!token) {
+    return { title: "no_token", detail: "no_token_detail" };
+  }
+  if (typeof RTCPeerConnection === "undefined") {
+    return { title: "no_webrtc", detail: "wrong_page_detail" };
+  }
+  return null;
+}

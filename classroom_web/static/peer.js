@@ -4,7 +4,9 @@
  * (which offer an error answers) and preferCodec. Every connection made here is announced
  * to protocol.js onPeerConnection watchers.
  */
-import { backoffDelay, registerPeerConnection, unregisterPeerConnection } from "./protocol.js";
+import {
+  TWO_WAY_TYPES, backoffDelay, registerPeerConnection, unregisterPeerConnection
+} from "./protocol.js";
 
 /** @typedef {import("./protocol.js").Signal} Signal */
 /** @typedef {import("./stats.js").StatsTotals} StatsTotals */
@@ -269,6 +271,37 @@ export class MediaLink {
     this.trouble = false;
   }
 
+  /**
+   * A new connection of this link (the caller then sets up its state and calls start()):
+   * its onTrack, onConnected and onFail run only while it is still the link's current one.
+   * @param {MediaSessionOptions} options
+   * @returns {MediaSession}
+   */
+  open(options) {
+    this.cancelRetry();
+    const { onTrack, onConnected, onFail } = options;
+    const session = new MediaSession({
+      ...options,
+      onTrack: (event) => {
+        if (session === this.media && onTrack) {
+          onTrack(event);
+        }
+      },
+      onConnected: () => {
+        if (session === this.media && onConnected) {
+          onConnected();
+        }
+      },
+      onFail: (reason) => {
+        if (session === this.media && onFail) {
+          onFail(reason);
+        }
+      }
+    });
+    this.media = session;
+    return session;
+  }
+
   /** Cancel a pending retry (before starting anew by hand). */
   cancelRetry() {
     if (this.retry) {
@@ -347,6 +380,35 @@ export class OfferLedger {
   clear() {
     this.pending = [];
   }
+}
+
+/**
+ * Which of the page's connections a server `error` is about: an offer error answers the
+ * oldest offer in flight (or the purpose it names), an ice error names its purpose,
+ * bad_sdp / media_failed without a ref are about `fallback`. `ignore`: nothing to do (a
+ * two-way message an older server does not know, a late candidate of a refused connection).
+ * @param {Record<string, any>} msg the error
+ * @param {OfferLedger} ledger the page's offers in flight
+ * @param {string} fallback the page's main connection ("publish", "subscribe")
+ * @returns {{purpose: string | null, ignore: boolean}}
+ */
+export function errorTarget(msg, ledger, fallback) {
+  const code = msg.code || "internal";
+  if (code === "unknown_type" && TWO_WAY_TYPES.has(msg.ref)) {
+    console.info(fallback + ": the server does not know " + msg.ref);
+    return { purpose: null, ignore: true };
+  }
+  if (msg.ref === "offer") {
+    return { purpose: ledger.refused(msg) || fallback, ignore: false };
+  }
+  if (msg.ref === "ice") {
+    const purpose = typeof msg.purpose === "string" ? msg.purpose : null;
+    return { purpose, ignore: !purpose };
+  }
+  if (code === "bad_sdp" || code === "media_failed") {
+    return { purpose: msg.purpose || fallback, ignore: false };
+  }
+  return { purpose: null, ignore: false };
 }
 
 /**

@@ -76,7 +76,7 @@ export function lessonFromPath() {
   }
 }
 
-/** The `sub` claim of a token, "" when it is not readable (the page never verifies it). */
+/** The `sub` claim of a token, "" when it is not readable (the page never verifies it). @param {string} token */
 export function tokenSubject(token) {
   try {
     const body = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
@@ -114,7 +114,17 @@ export function apiJson(path, token, options = {}) {
   );
 }
 
-/** The delay before reconnect number `attempt` (0, 1, ...): 0.5 s doubling to 5 s. */
+/**
+ * The lesson state and info a welcome or lesson message carries.
+ * @param {Record<string, any>} msg
+ * @returns {{state: string | undefined, info: {title?: string, state?: string} | undefined}}
+ */
+export function lessonOf(msg) {
+  const info = msg.lesson_info || undefined;
+  return { state: msg.lesson_state || (info && info.state), info };
+}
+
+/** The delay before reconnect number `attempt` (0, 1, ...): 0.5 s doubling to 5 s. @param {number} attempt */
 export function backoffDelay(attempt) {
   return Math.min(5000, 500 * Math.pow(2, attempt));
 }

@@ -76,7 +76,7 @@ export class StatsTotals {
     this.pairs = new Map();
   }
 
-  /** The selected candidate pair of `pc` at its last poll (null before one). */
+  /** The selected candidate pair of `pc` at its last poll (null before one). @param {RTCPeerConnection} pc */
   candidate(pc) {
     return (pc && this.pairs.get(pc)) || null;
   }
@@ -128,7 +128,7 @@ export class StatsTotals {
     );
   }
 
-  /** Take a last reading, fold it into the base, then close the connection. */
+  /** Take a last reading, fold it into the base, then close the connection. @param {RTCPeerConnection} pc */
   retire(pc) {
     const finish = () => {
       const counts = this.live.get(pc);

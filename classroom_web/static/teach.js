@@ -17,9 +17,9 @@ import { cameraUnavailable, errorName, openCamera } from "./camera.js";
 import { $, el } from "./dom.js";
 import { Grid, actionButton, classrooms, roomName } from "./grid.js";
 import { applyI18n, lang, params, t } from "./i18n.js";
-import { Notice, errorText } from "./notices.js";
-import { MediaLink, MediaSession, OfferLedger, preferCodec } from "./peer.js";
-import { Signal, TWO_WAY_TYPES, lessonFromPath, readToken } from "./protocol.js";
+import { Notice, errorText, startProblem } from "./notices.js";
+import { MediaLink, OfferLedger, errorTarget, preferCodec } from "./peer.js";
+import { Signal, lessonFromPath, lessonOf, readToken } from "./protocol.js";
 import { attachTeacherQuiz } from "./quiz-teacher.js";
 import { Share } from "./share.js";
 import { StatsTotals } from "./stats.js";
@@ -327,9 +327,8 @@ function startPublish() {
   if (publish.media || !stream || !signal || !allowed()) {
     return;
   }
-  publish.cancelRetry();
   const shareStream = share.stream;
-  const session = new MediaSession({
+  const session = publish.open({
     purpose: "publish",
     signal,
     iceServers: st.iceServers,
@@ -356,26 +355,19 @@ function startPublish() {
     },
     onOfferSent: () => ledger.sent("publish"),
     onConnected: () => {
-      if (session === publish.media) {
-        st.mediaConnected = true;
-        publish.trouble = false;
-        publish.attempt = 0;
-        const sharing = !!shareStream && shareStream === share.stream;
-        if (sharing) {
-          share.tuneSender();
-        }
-        signal && signal.send({ type: "share", on: sharing });
-        render();
+      st.mediaConnected = true;
+      publish.trouble = false;
+      publish.attempt = 0;
+      const sharing = !!shareStream && shareStream === share.stream;
+      if (sharing) {
+        share.tuneSender();
       }
+      signal && signal.send({ type: "share", on: sharing });
+      render();
     },
     onStateChange: () => render(),
-    onFail: (reason) => {
-      if (session === publish.media) {
-        publishFailed(reason);
-      }
-    }
+    onFail: publishFailed
   });
-  publish.media = session;
   st.publishes += 1; // publish connections made (the share does not make one)
   st.mediaConnected = false;
   session.start();
@@ -506,8 +498,8 @@ function onAction(action, peer, target) {
 
 /* ------------------------------------------------------------ messages */
 
-/** @param {string | undefined} state @param {{title?: string} | undefined} info */
-function setLesson(state, info) {
+/** @param {ReturnType<typeof lessonOf>} lesson */
+function setLesson({ state, info }) {
   const previous = st.lessonState;
   if (state === "waiting" || state === "live" || state === "ended") {
     st.lessonState = state;
@@ -576,7 +568,7 @@ function onWelcome(msg) {
   }
   const roster = msg.roster;
   setRoster(roster && !Array.isArray(roster) ? roster.peers : roster);
-  setLesson(msg.lesson_state || (msg.lesson_info && msg.lesson_info.state), msg.lesson_info);
+  setLesson(lessonOf(msg));
   startPublish();
   grid.start();
   if (st.mediaConnected && signal) {
@@ -594,7 +586,7 @@ function onMessage(msg) {
       }
       break;
     case "lesson":
-      setLesson(msg.lesson_state || (msg.lesson_info && msg.lesson_info.state), msg.lesson_info);
+      setLesson(lessonOf(msg));
       break;
     case "roster":
       setRoster(msg.peers);
@@ -645,21 +637,9 @@ function onMessage(msg) {
 /** @param {Message} msg */
 function onError(msg) {
   const code = msg.code || "internal";
-  if (code === "unknown_type" && TWO_WAY_TYPES.has(msg.ref)) {
-    console.info("teacher: the server does not know " + msg.ref);
+  const { purpose, ignore } = errorTarget(msg, ledger, "publish");
+  if (ignore) {
     return;
-  }
-  /** @type {string | null} */
-  let purpose = null;
-  if (msg.ref === "offer") {
-    purpose = ledger.refused(msg) || "publish";
-  } else if (msg.ref === "ice") {
-    purpose = msg.purpose || null;
-    if (!purpose) {
-      return; // a late candidate of a refused connection
-    }
-  } else if (code === "bad_sdp" || code === "media_failed") {
-    purpose = msg.purpose || "publish";
   }
   if (purpose === "grid") {
     grid.refused(code);
@@ -702,7 +682,7 @@ window.classroomStats = function () {
       connectionState: pc ? pc.connectionState : "new",
       framesDecoded: totals.framesDecoded,
       audioBytesReceived: totals.audioBytesReceived,
-      videoTier: null,
+      videoTier: /** @type {string | null} */ (null),
       lessonState: st.lessonState || "waiting",
       framesEncoded: totals.framesEncoded,
       audioBytesSent: totals.audioBytesSent
@@ -737,12 +717,9 @@ function main() {
     onAction(action, target.getAttribute("data-peer-id") || "", target);
   });
 
-  if (!st.token) {
-    setFatal("no_token", "no_token_detail");
-    return;
-  }
-  if (typeof RTCPeerConnection === "undefined") {
-    setFatal("no_webrtc", "wrong_page_detail");
+  const problem = startProblem(st.token);
+  if (problem) {
+    setFatal(problem.title, problem.detail);
     return;
   }
 

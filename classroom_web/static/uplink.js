@@ -7,7 +7,7 @@
  * lesson: it only receives.
  */
 import { cameraUnavailable, errorName, openCamera, stopTracks } from "./camera.js";
-import { MediaLink, MediaSession, preferCodec } from "./peer.js";
+import { MediaLink, preferCodec } from "./peer.js";
 import { rtpCounts } from "./stats.js";
 
 /** @typedef {import("./protocol.js").Signal} Signal */
@@ -209,8 +209,7 @@ export class Uplink {
     if (this.link.media || this.disabled || !stream || !signal || !this.ctx.allowed()) {
       return;
     }
-    this.link.cancelRetry();
-    const session = new MediaSession({
+    const session = this.link.open({
       purpose: "uplink",
       signal,
       iceServers: this.ctx.iceServers(),
@@ -239,22 +238,15 @@ export class Uplink {
       },
       onOfferSent: () => this.ctx.ledger.sent("uplink"),
       onConnected: () => {
-        if (session === this.link.media) {
-          this.connected = true;
-          this.link.trouble = false;
-          this.link.attempt = 0;
-          this.applyEncoding();
-          this.ctx.render();
-        }
+        this.connected = true;
+        this.link.trouble = false;
+        this.link.attempt = 0;
+        this.applyEncoding();
+        this.ctx.render();
       },
       onStateChange: () => this.ctx.render(),
-      onFail: (reason) => {
-        if (session === this.link.media) {
-          this.failed(reason);
-        }
-      }
+      onFail: (reason) => this.failed(reason)
     });
-    this.link.media = session;
     this.connected = false;
     session.start();
     this.ctx.render();
