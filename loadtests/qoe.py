@@ -8,13 +8,15 @@ tokens, ``--lessons`` lessons with one teacher socket each, ``--schools`` distin
 claims) and then, in the same run and on the same sockets:
 
 1. **idle** for ``--duration`` s: the sockets stay open, nothing is sent;
-2. **reports** for ``--duration`` s: every classroom sends a ``quality`` report every 10 s
-   (cumulative totals as the pages send them; first reports spread uniformly over the
-   first interval);
+2. **reports**: every classroom sends a ``quality`` report every 10 s (cumulative totals
+   as the pages send them; first reports spread uniformly over the first interval); the
+   first interval (every classroom's first report and first tile mark: a lesson's joins)
+   is measured on its own (``ingest_cpu_first_interval``), then ``--duration`` s of steady
+   reporting (``ingest_cpu``);
 3. **scrapes**: ``/metrics`` fetched 20 times, 0.5 s apart (outside the CPU phases).
 
 ``ingest_cpu`` is the server process's CPU (utime + stime from /proc) in cores during the
-reports minus during idle: the cores attributable to the reports (target <= 0.02).
+steady reports minus during idle: the cores attributable to the reports (target <= 0.02).
 ``scrape_ms`` is the p95 of the ``/metrics`` GET times (target <= 50). ``metrics_series``
 counts the exposition's sample lines (all of them, and the ``classroom_client_*`` ones) at
 the end of the run; a second, short run with ``--compare-schools`` schools (one round of
@@ -244,12 +246,17 @@ async def one_run(args: argparse.Namespace, schools: int, duration: float, idle:
             out["idle_cpu"] = (c1 - c0) / (w1 - w0)
         sent = [0]
         c0, w0 = server.cpu(), time.monotonic()
-        until = w0 + duration
+        warm = INTERVAL if idle else 0.0  # the first interval: every classroom's first report
+        until = w0 + warm + duration
         loops = [asyncio.ensure_future(r.report_loop(until, sent, min(INTERVAL, duration)))
                  for r in rooms]
+        await asyncio.sleep(max(0.0, w0 + warm - time.monotonic()))
+        cw, ww, sent_warm = server.cpu(), time.monotonic(), sent[0]
         await asyncio.gather(*loops)
         c1, w1 = server.cpu(), time.monotonic()
-        report_cpu = (c1 - c0) / (w1 - w0)
+        report_cpu = (c1 - cw) / (w1 - ww)
+        if idle:
+            out["first_interval_cpu"] = (cw - c0) / (ww - w0)
         await asyncio.sleep(1)  # the last reports land
         # scrapes after the CPU phases (Prometheus scrapes idle and busy nodes alike)
         scrapes: list[float] = []
@@ -266,8 +273,10 @@ async def one_run(args: argparse.Namespace, schools: int, duration: float, idle:
                    marks_to_teachers=sum(t.marks for t in teachers))
         if idle:
             out["ingest_cpu"] = report_cpu - out["idle_cpu"]
+            out["ingest_cpu_first_interval"] = out["first_interval_cpu"] - out["idle_cpu"]
+            out["reports_measured"] = sent[0] - sent_warm
             out["server_cpu_us_per_report"] = (
-                (c1 - c0 - out["idle_cpu"] * (w1 - w0)) / max(1, sent[0]) * 1e6)
+                (c1 - cw - out["idle_cpu"] * (w1 - ww)) / max(1, sent[0] - sent_warm) * 1e6)
         return out
     finally:
         for p in peers:
@@ -294,6 +303,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": args.duration,
         "interval_s": INTERVAL,
         "ingest_cpu": round(main["ingest_cpu"], 4),
+        "ingest_cpu_first_interval": round(main["ingest_cpu_first_interval"], 4),
+        "reports_measured": main["reports_measured"],
         "idle_cpu": round(main["idle_cpu"], 4),
         "report_cpu": round(main["report_cpu"], 4),
         "server_cpu_us_per_report": round(main["server_cpu_us_per_report"], 1),
