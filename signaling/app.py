@@ -238,13 +238,14 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
 
 def default_features(config: Config) -> list[Feature]:
     """The features every node runs (each issue's capability registers here)."""
+    from .glass import GlassFeature
     from .quality import QualityFeature
     from .quiz.feature import QuizFeature
     from .recordings.feature import RecordingFeature
     from .stage.feature import StageFeature
 
     return [QuizFeature(), StageFeature(), RecordingFeature.from_config(config),
-            QualityFeature()]
+            QualityFeature(), GlassFeature()]
 
 
 def build_app(config: Config, features: list[Feature] | None = None) -> web.Application:

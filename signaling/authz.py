@@ -161,6 +161,11 @@ TABLE: dict[str, Rule] = _rules(
          note="a page's getStats() report; one per 5 s per socket"),
     Rule("GET /api/lessons/{lesson}/quality", frozenset({T, A, OP}), Lesson.PATH,
          note="per-classroom quality summaries of the lesson"),
+    # WebSocket and HTTP: glass-to-glass latency (signaling/glass.py) ---------------------
+    Rule("ws glass", frozenset({T, C}), Lesson.SOCKET,
+         note="clock offset; a classroom's playout samples"),
+    Rule("GET /api/lessons/{lesson}/glass", frozenset({T, A, OP}), Lesson.PATH,
+         note="each classroom's glass-to-glass p50/p95"),
 )
 
 
