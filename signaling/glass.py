@@ -38,6 +38,7 @@ from .features import Feature
 from .handlers import relay_peer_id
 from .messages import Body, ClientMessage, Meta
 from .protocol import Message
+from .quality_metrics import SchoolLabels
 
 if TYPE_CHECKING:
     from .app import Node
@@ -176,6 +177,9 @@ class GlassFeature(Feature):
 
     def __init__(self) -> None:
         self._node: Node | None = None
+        self._schools = SchoolLabels()
+        """The bounded ``school`` label (as the quality series: 200 schools, then
+        ``other``; no claim: ``unknown``)."""
         self._teachers: dict[str, Clock] = {}
         """lesson id -> the teacher page's clock (the publisher's offset)."""
         self._last: dict[str, float] = {}
@@ -237,7 +241,7 @@ class GlassFeature(Feature):
         if not MIN_GLASS <= value <= MAX_GLASS:
             return "absurd"
         value = max(0.0, value)
-        GLASS.labels(school=claims.school or "", kind=kind).observe(value)
+        GLASS.labels(school=self._schools.label(claims.school), kind=kind).observe(value)
         self._keep(session.lesson_id, session.peer_id, kind, value)
         return "ok"
 
