@@ -515,8 +515,9 @@ def add_parser(sub: Any, parse_ports: Callable[[str], tuple[int, int]]) -> None:
     doctor.add_argument("--redis-url", default=os.environ.get("CLASSROOM_REDIS_URL"))
     doctor.add_argument("--library", type=Path, default=None)
     doctor.add_argument("--library-quota-gb", type=float,
-                        default=float(os.environ["CLASSROOM_LIBRARY_QUOTA_GB"])
-                        if os.environ.get("CLASSROOM_LIBRARY_QUOTA_GB") else None)
+                        # a string default: argparse converts it only when doctor runs,
+                        # so a bad value never breaks `classroom serve`'s own message
+                        default=os.environ.get("CLASSROOM_LIBRARY_QUOTA_GB") or None)
     doctor.add_argument("--timeout", type=float, default=CHECK_TIMEOUT,
                         help="seconds per network check")
     doctor.add_argument("--json", action="store_true", help="print the results as JSON")
