@@ -33,10 +33,7 @@ import json
 import os
 import random
 import resource
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from typing import Any
@@ -44,6 +41,9 @@ from typing import Any
 import aiohttp
 
 from signaling.auth import mint_token
+
+from . import quiz_burst
+from .quiz_burst import percentile
 
 INTERVAL = 10.0
 SCRAPE_EVERY = 0.5
@@ -53,19 +53,6 @@ TARGET_SCRAPE_MS = 50.0
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (and its reaped children), in seconds."""
     with open(f"/proc/{pid}/stat") as f:
@@ -73,44 +60,14 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / TICK
 
 
-class Server:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.secret = "qoe-" + uuid.uuid4().hex
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.NamedTemporaryFile(prefix="qoe-server-", suffix=".log",
-                                               delete=False)
-        cmd = [sys.executable, "-m", "signaling.cli", "serve", "--port", str(self.port),
-               "--secret", self.secret, "--no-demo", "--log-level", "warning",
-               "--no-recording", "--max-connections-per-address", "0",
-               "--library", tempfile.mkdtemp(prefix="qoe-lib-")]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+class Server(quiz_burst.Server):
+    """The same server process as the quiz burst's, without recording."""
 
-    async def wait_ready(self, http: aiohttp.ClientSession) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"server exited; see {self.log.name}")
-            try:
-                async with http.get(self.base + "/readyz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        raise SystemExit("server not ready in 30 s")
+    def __init__(self) -> None:
+        super().__init__(None, name="qoe", extra_args=("--no-recording",))
 
     def cpu(self) -> float:
         return cpu_seconds(self.proc.pid)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
 
 class Peer:
     """One socket: a classroom that reports, or a teacher that hears the tile marks."""
@@ -216,7 +173,7 @@ async def one_run(args: argparse.Namespace, schools: int, duration: float, idle:
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     peers: list[Peer] = []
     try:
-        await server.wait_ready(http)
+        await server.wait_healthy(http)
         lessons = [f"qoe-{i}" for i in range(args.lessons)]
         teachers = [Peer(mint_token(server.secret, role="teacher", lesson=lesson,
                                     sub=f"t-{i}", name=f"老师{i}", school="city-school"))

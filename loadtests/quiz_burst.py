@@ -93,16 +93,19 @@ class Redis:
 
 
 class Server:
-    def __init__(self, redis_url: str | None) -> None:
+    """``classroom serve`` in a child process on a free loopback port (also used by qoe)."""
+
+    def __init__(self, redis_url: str | None, *, name: str = "quiz-burst",
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
-        self.secret = "burst-" + uuid.uuid4().hex
+        self.secret = f"{name}-" + uuid.uuid4().hex
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.NamedTemporaryFile(prefix="quiz-burst-server-", suffix=".log",
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-server-", suffix=".log",
                                                delete=False)
         cmd = [sys.executable, "-m", "signaling.cli", "serve", "--port", str(self.port),
                "--secret", self.secret, "--no-demo", "--log-level", "warning",
-               "--max-connections-per-address", "0",  # every student is on loopback here
-               "--library", tempfile.mkdtemp(prefix="quiz-burst-lib-")]
+               "--max-connections-per-address", "0",  # every client is on loopback here
+               "--library", tempfile.mkdtemp(prefix=f"{name}-lib-"), *extra_args]
         if redis_url:
             cmd += ["--redis-url", redis_url]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
