@@ -83,6 +83,7 @@ class ServerProcess:
         self.library = workdir / "library"
         self.log_path = workdir / "server.log"
         self.extra_args = extra_args
+        self.env: dict[str, str] = {}  # added to the child's environment (e.g. a TURN secret)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -111,7 +112,7 @@ class ServerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         log.write(f"\n--- start #{self.starts}: {' '.join(self.command)}\n".encode())
         log.flush()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self.proc = subprocess.Popen(
             self.command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env
         )

@@ -116,15 +116,8 @@ def server(lab: NetLab | None, link: Any) -> Iterator[ServerProcess]:
     srv = ServerProcess(args, workdir)
     if lab is not None:
         srv.host = "0.0.0.0"  # the host's pages on loopback, the namespace's on the veth
-    saved = os.environ.get("CLASSROOM_TURN_SECRET")
-    os.environ["CLASSROOM_TURN_SECRET"] = TURN_SECRET
-    try:
-        srv.start()
-    finally:
-        if saved is None:
-            os.environ.pop("CLASSROOM_TURN_SECRET", None)
-        else:
-            os.environ["CLASSROOM_TURN_SECRET"] = saved
+    srv.env["CLASSROOM_TURN_SECRET"] = TURN_SECRET
+    srv.start()
     yield srv
     srv.stop()
 

@@ -101,16 +101,9 @@ def serve(lab: NetLab, workdir: Path, turn_args: list[str], secret: str | None) 
     srv = ServerProcess(["--no-recording", *turn_args], workdir)
     srv.host = lab.host_ip
     srv.base_url = f"http://{lab.host_ip}:{srv.port}"
-    saved = os.environ.get("CLASSROOM_TURN_SECRET")
     if secret is not None:
-        os.environ["CLASSROOM_TURN_SECRET"] = secret
-    try:
-        srv.start()
-    finally:
-        if saved is None:
-            os.environ.pop("CLASSROOM_TURN_SECRET", None)
-        else:
-            os.environ["CLASSROOM_TURN_SECRET"] = saved
+        srv.env["CLASSROOM_TURN_SECRET"] = secret
+    srv.start()
     return srv
 
 
