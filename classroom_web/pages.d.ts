@@ -19,5 +19,7 @@ interface Window {
   studentQuiz?: unknown;
   teacherQuiz?: unknown;
   libraryState?: () => { count: number; status: string };
+  /** The admin console's panels (admin.js). */
+  adminState?: () => Record<string, any>;
   quizReport?: unknown;
 }

@@ -33,6 +33,7 @@ _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?
 _PAGE_FILES = {"teach": "teach.html", "class": "class.html",
                "library": "library.html", "replay": "replay.html"}
 _PAGE_FILES.update({"answer": "answer.html", "report": "report.html"})  # quiz pages
+_PAGE_FILES["admin"] = "admin.html"  # the admin console (directory, timetable, devices, stats)
 # Recording ids in /replay/{recording} (the recording package checks them again).
 RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 # Content types by suffix, not from the host's mime.types: the pages' scripts are ES modules,
@@ -61,6 +62,12 @@ def add_routes(app: web.Application) -> None:
     # practice and tests (signaling/quiz): the student's phone page and the learning report
     app.router.add_get("/answer/{lesson}", answer_page)
     app.router.add_get("/report/{lesson}", report_page)
+    app.router.add_get("/admin", admin_page)
+
+
+async def admin_page(request: web.Request) -> web.Response:
+    """/admin: the admin console (token in the fragment; the API enforces its scope)."""
+    return _render(request, "admin")
 
 
 async def answer_page(request: web.Request) -> web.Response:

@@ -115,7 +115,7 @@ TABLE: dict[str, Rule] = _rules(
         ("/ws", "the socket authenticates with its first message, hello"),
         ("/vendor/hls.min.js", ""), ("/static/{path}", ""), ("/teach/{lesson}", ""),
         ("/class/{lesson}", ""), ("/answer/{lesson}", ""), ("/report/{lesson}", ""),
-        ("/library", ""), ("/replay/{recording}", ""))),
+        ("/library", ""), ("/replay/{recording}", ""), ("/admin", ""))),
     # WebSocket: core -----------------------------------------------------------------------
     Rule("ws hello", ALL, Lesson.SOCKET,
          note="token's lesson = the page's; '*' tokens refused (wrong_lesson)"),

@@ -88,25 +88,33 @@ export function tokenSubject(token) {
 
 /**
  * fetch() of the HTTP API with the page's token as a bearer; resolves to the JSON body,
- * rejects with an Error whose `code` is the API's error code (or the HTTP status).
+ * rejects with an Error whose `code` is the API's error code (or the HTTP status), `status`
+ * the HTTP status and `detail` the whole `error` object (e.g. a conflict's `other`).
+ * 204 resolves to {}; another body that is not JSON (a route this server lacks: aiohttp's
+ * text 404) rejects with code = the status.
  * @param {string} path
  * @param {string} token
- * @param {{method?: string, body?: unknown}} [options] a string body is sent as it is
+ * @param {{method?: string, body?: unknown, type?: string}} [options] a string or Blob (a
+ *   chosen file) body is sent as it is, with Content-Type `type` (default application/json)
  * @returns {Promise<any>}
  */
 export function apiJson(path, token, options = {}) {
   /** @type {RequestInit & {headers: Record<string, string>}} */
   const init = { method: options.method || "GET", headers: { Authorization: "Bearer " + token } };
   if (options.body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = typeof options.body === "string" ? options.body : JSON.stringify(options.body);
+    init.headers["Content-Type"] = options.type || "application/json";
+    const raw = typeof options.body === "string" || options.body instanceof Blob;
+    init.body = raw ? /** @type {string | Blob} */ (options.body) : JSON.stringify(options.body);
   }
   return fetch(path, init).then((resp) =>
-    resp.json().then((data) => {
-      if (!resp.ok) {
+    resp.json().catch(() => /** @type {any} */ (null)).then((data) => {
+      if (resp.status === 204) {
+        return {};
+      }
+      if (!resp.ok || data === null) {
         const error = (data && data.error) || {};
         throw Object.assign(new Error(error.message || String(resp.status)), {
-          code: error.code || String(resp.status)
+          code: error.code || String(resp.status), status: resp.status, detail: error
         });
       }
       return data;
