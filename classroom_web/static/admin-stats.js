@@ -83,13 +83,11 @@ export function mountStats(panel, dir, t) {
   /** @type {ReturnType<typeof statRow>[]} */
   let rows = [];
   const out = el("div", { className: "stats-out", "data-stats": "" });
-  const downloads = el("div", { className: "buttons" });
   const csvButton = el("button", { type: "button", "data-action": "stats-csv" }, t("download_csv"));
   const jsonButton = el("button", { type: "button", "data-action": "stats-json" }, t("download_json"));
-  downloads.append(csvButton, jsonButton);
   const all = (/** @type {string} */ key) => ({ value: "", label: t(key) });
   const filters = form({
-    title: t("stats_filters"), action: "stats-query", submit: t("stats_query"), extra: [],
+    title: t("stats_filters"), action: "stats-query", submit: t("stats_query"), extra: [csvButton, jsonButton],
     fields: [
       { name: "from", label: t("field_from"), type: "date" },
       { name: "to", label: t("field_to"), type: "date" },
@@ -141,12 +139,18 @@ export function mountStats(panel, dir, t) {
       return;
     }
     const charts = el("div", { className: "charts" });
-    charts.appendChild(barChart({
+    /** @param {string} caption @param {SVGElement} chart */
+    const figure = (caption, chart) => {
+      const fig = el("figure");
+      fig.append(el("figcaption", null, caption), chart);
+      charts.appendChild(fig);
+    };
+    figure(t("chart_rates"), barChart({
       title: t("chart_rates"), chart: "rates", max: 1, format: (v) => Math.round(v * 100) + "%",
       series: [{ key: "held", name: t("col_held_rate"), color: "#1f5fae" }, { key: "joined", name: t("col_join_rate"), color: "#2e8b57" }],
       groups: rows.map((r) => ({ label: r.label || r.key, values: { held: r.heldRate || 0, joined: r.joinRate || 0 } }))
     }));
-    charts.appendChild(barChart({
+    figure(t("chart_tiers"), barChart({
       title: t("chart_tiers"), chart: "tiers", stacked: true, format: (v) => String(Math.round(v)),
       series: TIERS.map(([key, color]) => ({ key, color, name: t("tier_" + key) })),
       groups: rows.map((r) => ({ label: r.label || r.key, values: r.tiers }))
@@ -168,7 +172,7 @@ export function mountStats(panel, dir, t) {
   };
   dir.onChange(refreshChoices);
   const section = el("div", { className: "entity wide" });
-  section.append(heading(t("tab_stats")), filters, downloads, out);
+  section.append(heading(t("tab_stats")), el("p", { className: "note" }, t("stats_privacy")), filters, out);
 
   return {
     refresh: () => {

@@ -367,6 +367,11 @@ export function mountTimetable(panel, dir, t) {
       return c.message;
     }
     const slots = new Map(week.slots.map((s) => [s.id, s]));
+    if (c.slot_id && c.other_id) {
+      /** @param {string} id */
+      const name = (id) => (slots.has(id) ? slotText(slots.get(id), dir, t) : id);
+      return name(c.slot_id) + " ⇄ " + name(c.other_id) + (c.what ? " · " + c.what : "");
+    }
     return Array.from(strings(c, new Set())).map((id) => (slots.has(id) ? slotText(slots.get(id), dir, t) : id)).join(" ⇄ ");
   };
 
