@@ -25,6 +25,7 @@ from .messages import core as core_messages
 from .messages.base import ClientMessage, Registry, feature_messages
 from .protocol import MessageSpec
 from .quality_metrics import QUALITY
+from .school.db import SchoolDB, open_school_db
 from .store import StoreUnavailable, open_store
 from .ws_limits import LimitedWebSocket
 
@@ -47,6 +48,8 @@ class Node:
     def __init__(self, config: Config, features: list[Feature] | None = None) -> None:
         self.config = config
         self.store = open_store(config.redis_url, presence_ttl=config.presence_ttl)
+        self.school_db: SchoolDB = open_school_db(config)
+        """Directory, timetable, devices, usage (signaling/school/db.py)."""
         self.hub = LessonHub(
             self.store, roster_poll=config.roster_poll, on_lesson_ended=self._lesson_ended,
             media_live=self.relay_has_publisher,  # rebuilds a lesson record the store lost
@@ -81,6 +84,7 @@ class Node:
         self.schemas: dict[str, MessageSpec] = self.protocol.specs
 
     async def start(self) -> None:
+        await self.school_db.start()
         await self.hub.start()
         for feature in self.features:
             await feature.start(self)
@@ -92,6 +96,7 @@ class Node:
         for feature in reversed(self.features):
             await feature.close()
         await self.hub.close()
+        await self.school_db.close()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

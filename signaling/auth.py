@@ -34,11 +34,20 @@ class Role(str, Enum):
     STUDENT = "student"
     OPS = "ops"
     ADMIN = "admin"
+    SCHOOL_ADMIN = "school_admin"
+    """Administers one school's directory, timetable, devices and statistics (its
+    ``school`` claim, required); bound to no lesson: its ``lesson`` claim is ``*``, which
+    gives it no lesson at all (docs/school-week.md)."""
 
     @property
     def all_lessons(self) -> bool:
-        """Admin and ops tokens may carry ``lesson: "*"``."""
+        """Admin and ops tokens may carry ``lesson: "*"`` (every lesson)."""
         return self in (Role.OPS, Role.ADMIN)
+
+    @property
+    def lessonless(self) -> bool:
+        """Tokens of this role name no lesson (``lesson: "*"``, meaning none)."""
+        return self is Role.SCHOOL_ADMIN
 
 
 @dataclass(frozen=True)
@@ -80,8 +89,10 @@ def mint_token(
     role = Role(role)
     if not lesson:
         raise ValueError("lesson is required")
-    if lesson == ANY_LESSON and not role.all_lessons:
+    if lesson == ANY_LESSON and not (role.all_lessons or role.lessonless):
         raise ValueError(f"role {role.value} must name one lesson, not '*'")
+    if role.lessonless and (lesson != ANY_LESSON or not school):
+        raise ValueError(f"role {role.value} names lesson '*' and its school")
     if not 0 < ttl <= MAX_TTL_SECONDS:
         raise ValueError(f"ttl must be between 1 and {MAX_TTL_SECONDS} seconds")
     issued = int(now if now is not None else time.time())
@@ -168,8 +179,12 @@ def verify_token(secret: str, token: object, *, leeway: float = 5.0,
     lesson = data["lesson"]
     if not isinstance(lesson, str) or not lesson:
         raise ClassroomError(ErrorCode.INVALID_TOKEN, "token names no lesson")
-    if lesson == ANY_LESSON and not role.all_lessons:
+    if lesson == ANY_LESSON and not (role.all_lessons or role.lessonless):
         raise ClassroomError(ErrorCode.INVALID_TOKEN, "only admin and ops may hold '*'")
+    if role.lessonless and (lesson != ANY_LESSON or not data.get("school")
+                            or not isinstance(data.get("school"), str)):
+        raise ClassroomError(ErrorCode.INVALID_TOKEN,
+                             f"a {role.value} token names lesson '*' and its school")
     cap = data.get("cap_kbps")
     if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap <= 0):
         raise ClassroomError(ErrorCode.INVALID_TOKEN, "cap_kbps must be a positive integer")

@@ -28,6 +28,7 @@ from .errors import ClassroomError, ErrorCode
 ALL = frozenset(Role)
 NOBODY: frozenset[Role] = frozenset()
 T, C, S, OP, A = Role.TEACHER, Role.CLASSROOM, Role.STUDENT, Role.OPS, Role.ADMIN
+SA = Role.SCHOOL_ADMIN
 KEY_HOLDERS = frozenset({T, A, OP})
 """Roles that see a lesson's answer key before the reveal (they may read the set anyway)."""
 
@@ -50,6 +51,7 @@ class School(str, Enum):
     ANY = "any"
     RECORD = "record"  # a school that took part in the recorded lesson (or published)
     MINT = "mint"  # minted tokens carry the minter's school unless the minter is '*'
+    SCOPE = "scope"  # objects of the token's schools only (school_scope; others: 404)
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,29 @@ def in_lesson(claims: Claims, lesson_id: str) -> bool:
     return claims.lesson == lesson_id or (claims.role.all_lessons and claims.lesson == ANY_LESSON)
 
 
+def school_scope(claims: Claims) -> set[str] | None:
+    """The schools whose directory, timetable, devices and statistics this token sees:
+    None for every school ('*' admin and ops), its ``school`` claim for school_admin and
+    the lesson roles (a role without a school claim: none). Whether it may *change* them
+    is :func:`may_administer`."""
+    if claims.role.all_lessons and claims.lesson == ANY_LESSON:
+        return None
+    return {claims.school} if claims.school else set()
+
+
+def in_scope(claims: Claims, school_id: str) -> bool:
+    scope = school_scope(claims)
+    return scope is None or school_id in scope
+
+
+def may_administer(claims: Claims, school_id: str | None = None) -> bool:
+    """The '*' admin administers every school (and the district: ``school_id`` None); a
+    school_admin its own school only; nobody else."""
+    if claims.role == A and claims.lesson == ANY_LESSON:
+        return True
+    return claims.role == SA and school_id is not None and claims.school == school_id
+
+
 def _allow(rule: Rule | None, role: Role) -> Rule:
     if rule is None or role not in rule.roles:
         what = rule.action if rule is not None else "this"
@@ -263,8 +288,8 @@ def _school_fits(claims: Claims, schools: set[str]) -> bool:
 
 
 def may_see_recording(claims: Claims, record: dict[str, Any]) -> bool:
-    if record.get("published") or claims.lesson == ANY_LESSON:
-        return True  # '*' is only ever held by admin/ops (auth.verify_token)
+    if record.get("published") or (claims.role.all_lessons and claims.lesson == ANY_LESSON):
+        return True  # a school_admin's '*' means no lesson, not every lesson
     schools = {*(record.get("schools") or []), *([record["school"]] if record.get("school")
                                                  else [])}
     if (claims.role in KEY_HOLDERS and claims.lesson == record.get("lesson")

@@ -76,6 +76,17 @@ def _rtc_ports(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _timezone(text: str) -> str:
+    """An IANA zone name zoneinfo knows ("Asia/Shanghai"), else a clear argparse error."""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise argparse.ArgumentTypeError(f"unknown time zone {text!r}") from None
+    return text
+
+
 def _recording_options(args: argparse.Namespace) -> dict:
     """The recording flags given on the command line (the rest come from the environment)."""
     options: dict = {}
@@ -133,6 +144,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--session-token-ttl", type=_positive, default=None, metavar="SECONDS",
                        help="life of the session token an open page renews itself with "
                             "(default 3600)")
+    serve.add_argument("--timezone", type=_timezone,
+                       default=os.environ.get("CLASSROOM_TZ", "Asia/Shanghai"),
+                       metavar="ZONE", help="the district's time zone for timetables "
+                       "(or CLASSROOM_TZ; default Asia/Shanghai)")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--no-demo", action="store_true", help="do not print demo links")
     serve.add_argument("--retention-days", type=_positive, default=None, metavar="DAYS",
@@ -253,6 +268,7 @@ def serve(args: argparse.Namespace) -> int:
             turn=turn,
             video_bitrate=args.video_bitrate,
             rtc_ports=args.rtc_ports,
+            timezone=args.timezone,
             **_recording_options(args),
         )
     except ValueError as exc:  # a bad CLASSROOM_RETENTION_DAYS / _LIBRARY_QUOTA_GB

@@ -67,6 +67,9 @@ class Config:
     # reverse proxies whose X-Forwarded-* headers are believed, besides loopback
     trusted_proxies: list[str] = field(default_factory=list)  # --trusted-proxy CIDR
     rtc_ports: tuple[int, int] | None = None  # --rtc-ports LOW-HIGH: media UDP ports
+    # a school's week: the district's local time (timetable slots, statistics days)
+    timezone: str = field(default_factory=lambda: os.environ.get("CLASSROOM_TZ",
+                                                                 "Asia/Shanghai"))
 
 
 def parse_ice_server(url: str) -> dict:

@@ -46,6 +46,8 @@ class ErrorCode(str, Enum):
     # two-way lesson (signaling/stage)
     TOO_MANY_TRACKS = "too_many_tracks"  # an uplink offer with > 1 video or > 1 audio m-line
     UPLINK_OVER_CAP = "uplink_over_cap"  # a classroom's uplink sends over its cap
+    # a school's week (signaling/school)
+    CONFLICT = "conflict"  # the change collides with what exists (names the other object)
     INTERNAL = "internal"
 
     @property
@@ -77,6 +79,7 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.ANSWER_ID_CONFLICT: 409,
     ErrorCode.NOT_YOUR_CLASSROOM: 403,
     ErrorCode.UPLINK_OVER_CAP: 429,
+    ErrorCode.CONFLICT: 409,
 }
 
 
@@ -109,7 +112,9 @@ WHEN: dict[ErrorCode, str] = {
     ErrorCode.LESSON_ENDED: "a media offer (or a call on stage) for an ended lesson",
     ErrorCode.LESSON_NOT_LIVE: "`end-lesson` before the lesson started",
     ErrorCode.NOT_FOUND: "unknown API path or object; a classroom not in the lesson",
-    ErrorCode.STORE_UNAVAILABLE: "Redis is unreachable (or a store call waited 1.5 s); retry",
+    ErrorCode.STORE_UNAVAILABLE: "Redis is unreachable (or a store call waited 1.5 s); the "
+                                 "database file is locked by another process or its disk is "
+                                 "full (nothing was written); retry",
     ErrorCode.QUESTION_UNKNOWN: "no such round/question in this lesson (a `push-question` of "
                                 "an id not in the set, an empty test)",
     ErrorCode.QUESTION_CLOSED: "the round was closed by the teacher / revealed / replaced",
@@ -128,6 +133,9 @@ WHEN: dict[ErrorCode, str] = {
     ErrorCode.TOO_MANY_TRACKS: "an uplink offer with more than 1 video or 1 audio m-line",
     ErrorCode.UPLINK_OVER_CAP: "a classroom's uplink sends over its cap (its video is held "
                                "back until it is under; `ref: uplink`)",
+    ErrorCode.CONFLICT: "a directory/timetable change that collides with what exists: a "
+                        "school that still has classrooms, a classroom of another school, "
+                        "a slot overlapping another (the message names it)",
     ErrorCode.INTERNAL: "a bug: logged with its traceback; the client is told only this",
 }
 """When each code is sent (docs/protocol.md's error table is generated from this)."""

@@ -22,6 +22,8 @@ from signaling.auth import Role, verify_token
 from tests.helpers import start_server
 
 A, B = "lesson-a", "lesson-b"
+LESSON_ROLES = [r for r in Role if not r.lessonless]
+"""Roles whose tokens name a lesson (school_admin's names none: lesson '*')."""
 S1, S2, OTHER = "山村小学", "河口教学点", "别的学校"
 SECURITY_DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 QSET = {"format": "classroom-quiz", "version": 1, "title": "t", "questions": [
@@ -33,13 +35,14 @@ def principals(server) -> dict[str, str]:
     """name -> token: every role in lesson A (school S1), of another school, of lesson B,
     and the '*' admin and ops."""
     out = {}
-    for role in Role:
+    for role in LESSON_ROLES:
         out[f"{role.value}@A"] = server.token(role.value, A, school=S1, sub=f"{role.value}-a")
         out[f"{role.value}@A/other-school"] = server.token(role.value, A, school=OTHER,
                                                            sub=f"{role.value}-o")
         out[f"{role.value}@B"] = server.token(role.value, B, school=S1, sub=f"{role.value}-b")
     out["admin@*"] = server.token("admin", "*")
     out["ops@*"] = server.token("ops", "*")
+    out["school_admin@S1"] = server.token("school_admin", "*", school=S1)
     return out
 
 
@@ -220,7 +223,7 @@ async def test_every_message_by_every_role(server):
     problems: list[str] = []
     n = 0
     async with aiohttp.ClientSession() as http:
-        for role in Role:
+        for role in LESSON_ROLES:
             token = server.token(role.value, A, school=S1)
             async with http.ws_connect(server.base_url + "/ws") as ws:
                 await ws.send_json({"type": "hello", "token": token, "lesson": A})
@@ -240,7 +243,7 @@ async def test_every_message_by_every_role(server):
                     if not allow and "forbidden" not in codes:
                         problems.append(f"{action} by {role.value}: {codes or 'accepted'}")
     assert not problems, "\n".join(problems)
-    assert n == len(actions) * len(Role)
+    assert n == len(actions) * len(LESSON_ROLES)
 
 
 @pytest.mark.parametrize("who", ["admin@*", "ops@*", "teacher@B", "student@B"])
