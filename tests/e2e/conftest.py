@@ -3,8 +3,11 @@
 * ``server``: ``python -m signaling.cli serve`` on a free port with its own secret and
   library folder, healthy on ``/healthz`` before the test starts; ``kill()`` / ``start()``
   restart it on the same port. The store backend is a fixture parameter
-  (``server_backend``): memory and Redis by default, ``CLASSROOM_E2E_BACKENDS=memory``
-  runs one (Redis comes from the ``redis_url`` fixture of tests/conftest.py).
+  (``server_backend``): memory by default (the store's two backends are tested against
+  each other in tests/signaling and tests/quiz; a page does not see which one serves it).
+  A test where the store matters to the page (a restart, two nodes) runs on both with
+  ``@BOTH_STORES``; ``CLASSROOM_E2E_BACKENDS=memory,redis`` runs every test on both
+  (Redis comes from the ``redis_url`` fixture of tests/conftest.py).
 * ``browser``: headless Chromium from ``/usr/bin/chromium`` with fake camera and
   microphone, autoplay allowed; ``launch_browser(autoplay=False)`` starts one that
   blocks autoplay with sound.
@@ -165,8 +168,12 @@ class ServerProcess:
 
 
 def _backends() -> list[str]:
-    names = os.environ.get("CLASSROOM_E2E_BACKENDS", "memory,redis")
+    names = os.environ.get("CLASSROOM_E2E_BACKENDS", "memory")
     return [n.strip() for n in names.split(",") if n.strip()]
+
+
+BOTH_STORES = pytest.mark.parametrize("server_backend", ["memory", "redis"], indirect=True)
+"""A test where the store matters to what the page shows runs on memory and on Redis."""
 
 
 @pytest.fixture(params=_backends())

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import BLOCK_UNMUTED_PLAY
+from tests.e2e.conftest import BLOCK_UNMUTED_PLAY, BOTH_STORES
 from tests.e2e.pages import (
     ENDED,
     LIVE,
@@ -40,6 +40,7 @@ def open_classroom(server, open_page, lesson, name, browser=None, init_script=No
     return open_page(server.page_url("class", lesson, token), browser, init_script), token
 
 
+@BOTH_STORES
 def test_teacher_and_two_classrooms_see_and_hear_the_lesson(server, open_page):
     lesson = "e2e-live"
     teacher, teacher_token = open_teacher(server, open_page, lesson)
@@ -107,6 +108,7 @@ def test_teacher_and_two_classrooms_see_and_hear_the_lesson(server, open_page):
     assert stats(rooms[0][0])["framesDecoded"] > frames_at_end
 
 
+@BOTH_STORES
 def test_classroom_recovers_after_server_restart_without_a_click(server, open_page):
     lesson = "e2e-restart"
     teacher, _ = open_teacher(server, open_page, lesson)

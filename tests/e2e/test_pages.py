@@ -80,33 +80,31 @@ def _bad_token(server, kind: str, lesson: str) -> str:
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["expired", "forged", "wrong_lesson", "garbage"])
-def test_bad_link_says_invalid_and_does_not_retry(server, open_page, kind):
+def test_bad_link_says_invalid_and_does_not_retry(server, open_page):
+    """Four kinds of bad classroom link and a forged teacher link, all at once (one wait
+    for reconnects covers them all)."""
     lesson = "e2e-bad"
-    page = open_page(server.page_url("class", lesson, _bad_token(server, kind, lesson)))
-    wait_status(page, INVALID, timeout=15)
-    assert page.locator("#status").get_attribute("data-state") == "fatal"
-    assert page.locator("#detail").inner_text().strip() == "请向老师索取新的链接。"
-    sockets = len(page.sockets)
-    assert sockets == 1
-    # Longer than the first three reconnect delays (0.5 + 1 + 2 s): no new socket appears.
-    time.sleep(4)
-    assert len(page.sockets) == sockets, "the page kept reconnecting with a bad link"
-    assert page.locator("#status").inner_text().strip() == INVALID
-
-
-def test_teacher_console_with_forged_link(server, open_page):
-    lesson = "e2e-bad-teacher"
+    pages = {kind: open_page(server.page_url("class", lesson, _bad_token(server, kind, lesson)))
+             for kind in ("expired", "forged", "wrong_lesson", "garbage")}
     from signaling.auth import mint_token
 
-    forged = mint_token("wrong-secret-" + "y" * 24, role="teacher", lesson=lesson)
-    page = open_page(server.page_url("teach", lesson, forged, "?lang=en&res=360"))
-    status = page.locator("#status")
+    forged = mint_token("wrong-secret-" + "y" * 24, role="teacher", lesson="e2e-bad-teacher")
+    teacher = open_page(server.page_url("teach", "e2e-bad-teacher", forged, "?lang=en&res=360"))
+    status = teacher.locator("#status")
     wait_until(lambda: "invalid or has expired" in status.inner_text(), 15, "no invalid message")
     assert status.get_attribute("data-fatal") == "true"
-    assert page.locator('[data-action="start-lesson"]').is_disabled()
+    assert teacher.locator('[data-action="start-lesson"]').is_disabled()
+    for kind, page in pages.items():
+        wait_status(page, INVALID, timeout=15)
+        assert page.locator("#status").get_attribute("data-state") == "fatal", kind
+        assert page.locator("#detail").inner_text().strip() == "请向老师索取新的链接。", kind
+        assert len(page.sockets) == 1, kind
+    # Longer than the first three reconnect delays (0.5 + 1 + 2 s): no new socket appears.
     time.sleep(4)
-    assert len(page.sockets) == 1
+    for kind, page in pages.items():
+        assert len(page.sockets) == 1, f"the page kept reconnecting with a bad link ({kind})"
+        assert page.locator("#status").inner_text().strip() == INVALID, kind
+    assert len(teacher.sockets) == 1, "the teacher console kept reconnecting with a forged link"
 
 
 def test_link_without_token_says_so_and_opens_no_socket(server, open_page):
