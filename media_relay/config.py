@@ -82,6 +82,10 @@ class RelayConfig:
     connect_timeout: float = 30.0
     """A peer that is not connected this long after its answer is closed."""
     max_sdp_bytes: int = 65536
+    on_air_gate: bool = False
+    """True (signaling sets it): a classroom subscriber gets media only while its lesson is
+    on air (``Relay.set_on_air``: the lesson is ``live``); False: always (relay tests, load
+    tests without signaling). The teacher's grid and the recorder are never gated."""
     # ---- two-way lesson (issue 7) ----
     uplink_max_bitrate: int = 400_000
     """A classroom's uplink cap, video + audio (bit/s): written into the answer (b=AS/TIAS)

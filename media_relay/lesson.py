@@ -49,12 +49,14 @@ class RelayLesson:
 
     Built with what the relay remembers for it: the node's ``node_load`` (shared by every
     lesson of a Relay), the school ``caps`` (the relay's dict for this lesson: a cap set
-    later is seen here), who is on ``stage`` and the teacher's last ``share_on``.
+    later is seen here), who is on ``stage``, the teacher's last ``share_on`` and whether
+    the lesson is ``on_air`` (classrooms get media only then: :meth:`set_on_air`).
     """
 
     def __init__(self, lesson_id: str, config: RelayConfig, *,
                  node_load: NodeLoad | None = None, caps: dict[str, int] | None = None,
-                 stage: str | None = None, share_on: bool | None = None) -> None:
+                 stage: str | None = None, share_on: bool | None = None,
+                 on_air: bool = True) -> None:
         self.lesson_id = lesson_id
         self.config = config
         self.node_load = node_load or NodeLoad(config.busy_lag, config.busy_hold)
@@ -74,6 +76,7 @@ class RelayLesson:
         self.closed = False
         self._sources = 0
         self.media.stage.set(stage)
+        self.media.on_air = on_air
 
     # ---- the feeds ---------------------------------------------------------------------
     @property
@@ -200,6 +203,19 @@ class RelayLesson:
             # keyframe now (a still screen may not send another for seconds)
             self.publisher.request_share_keyframe()
 
+    def set_on_air(self, on: bool) -> None:
+        """The lesson went live (or left it): every subscriber starts receiving, from a
+        keyframe of each of its feeds at once, or stops receiving anything."""
+        if on == self.media.on_air:
+            return
+        self.media.on_air = on
+        for subscriber in list(self.subscribers.values()):
+            subscriber.on_air_changed()
+
+    @property
+    def on_air(self) -> bool:
+        return self.media.on_air
+
     def _budget_changed(self) -> None:
         """The stage got or lost its uplink: what each subscriber's link carries changed."""
         for subscriber in list(self.subscribers.values()):
@@ -261,6 +277,7 @@ class RelayLesson:
             "subscribers": {pid: s.stats() for pid, s in self.subscribers.items()},
             "uplinks": [u.stats() for u in self.uplinks.values()],
             "grids": {pid: g.stats() for pid, g in self.grids.items()},
+            "on_air": self.media.on_air,
             "stage": self.stage.stats(),
             "share": {"active": self.media.share_active,
                       "renditions": self.media.share_stats()},

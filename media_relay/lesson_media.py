@@ -5,7 +5,7 @@ encoding its top tier), the teacher's share (a feed of its own, created on first
 teacher's audio (:class:`AudioFanout`) and the stage (:class:`~.stage.Stage`). A
 :class:`~.lesson.RelayLesson` owns one and hands it to its children: a publisher writes the
 teacher's frames into it, a subscriber moves its lines between its feeds. ``share_active``
-is state the lesson pushes (its children read it, never set it).
+and ``on_air`` are state the lesson pushes (its children read them, never set them).
 """
 
 from __future__ import annotations
@@ -69,6 +69,9 @@ class LessonMedia:
         self._share: VideoFeed | None = None
         self.share_active = False
         """A share is sent now (pushed by the lesson: its m-line is there and not off)."""
+        self.on_air = True
+        """Classrooms receive media now (pushed by the lesson: the lesson is live, or the
+        relay does not gate). Off air a subscriber is attached to no feed at all."""
 
     @property
     def share(self) -> VideoFeed:
@@ -76,6 +79,36 @@ class LessonMedia:
         if self._share is None:
             self._share = VideoFeed(self.config, always_top=False)
         return self._share
+
+    # ---- the recorder's share and stage lines (Relay.attach_sink does camera and audio) ---
+    def attach_track_sink(self, sink: Sink, kind: str) -> None:
+        """Attach a recorder sink to the share (``"share"``), the stage video (``"stage"``)
+        or the stage audio (``"stage-audio"``): the packets every classroom gets, as
+        encoded once (a tier in use when there is one; the stage at most the uplink's size)."""
+        self.detach_track_sink(sink, kind)
+        if kind == "share":
+            feed = self.share
+            tier = next(iter(feed.tiers_in_use()), self.ladder.top)
+            sink.tier = tier  # type: ignore[attr-defined]
+            feed.attach(sink, tier)
+        elif kind == "stage":
+            sink.tier = None  # type: ignore[attr-defined]
+            self.stage.attach_line(sink, self.ladder.top)  # type: ignore[arg-type]
+        elif kind == "stage-audio":
+            self.stage.audio.attach(sink, None)
+        else:
+            raise ValueError(f"track kind must be share, stage or stage-audio, not {kind!r}")
+
+    def detach_track_sink(self, sink: Sink, kind: str) -> None:
+        """Undo :meth:`attach_track_sink` (no-op when it is not attached)."""
+        tier = getattr(sink, "tier", None)
+        if kind == "share" and self._share is not None and tier is not None:
+            self._share.detach(sink, tier)
+            sink.tier = None  # type: ignore[attr-defined]
+        elif kind == "stage":
+            self.stage.detach_line(sink)  # type: ignore[arg-type]
+        elif kind == "stage-audio":
+            self.stage.audio.detach(sink)
 
     def share_stats(self) -> list[dict]:
         return self._share.stats() if self._share is not None else []

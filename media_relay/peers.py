@@ -71,7 +71,8 @@ class PeerRegistry:
             lesson = self.lessons[lesson_id] = RelayLesson(
                 lesson_id, self.config, node_load=self.node_load,
                 caps=settings.caps_of(lesson_id), stage=settings.stages.get(lesson_id),
-                share_on=settings.shares.get(lesson_id))
+                share_on=settings.shares.get(lesson_id),
+                on_air=not self.config.on_air_gate or lesson_id in settings.on_air)
         return lesson
 
     def home(self, peer: Peer) -> RelayLesson | None:

@@ -199,6 +199,25 @@ class Relay:
         if lesson is not None:
             lesson.set_share_on(on)
 
+    def set_on_air(self, lesson_id: str, on: bool) -> None:
+        """The lesson is live (``on``) or not: with ``config.on_air_gate`` its classrooms
+        receive media only while it is (going live gives each a keyframe at once).
+        Remembered for a lesson the relay builds later. Without the gate: no effect."""
+        _check_arg("lesson_id", lesson_id)
+        if not self.config.on_air_gate:
+            return
+        if on:
+            self.settings.on_air.add(lesson_id)
+        else:
+            self.settings.on_air.discard(lesson_id)
+        lesson = self.registry.lessons.get(lesson_id)
+        if lesson is not None:
+            lesson.set_on_air(bool(on))
+
+    def on_air(self, lesson_id: str) -> bool:
+        """Whether the lesson's classrooms receive media now (always, without the gate)."""
+        return not self.config.on_air_gate or lesson_id in self.settings.on_air
+
     def share_state(self, lesson_id: str) -> bool | None:
         """The lesson's last ``set_share`` (None: never said)."""
         return self.settings.shares.get(lesson_id)

@@ -24,6 +24,8 @@ class RememberedSettings:
     """grid peer id -> the teacher's view (kept for a grid that connects later)."""
     low_bandwidth: dict[str, bool] = field(default_factory=dict)
     """Subscriber peer ids with the low-bandwidth button on."""
+    on_air: set[str] = field(default_factory=set)
+    """Lesson ids on air (``set_on_air``: live); only what is live is kept."""
 
     def caps_of(self, lesson_id: str) -> dict[str, int]:
         """The lesson's school caps (the same dict every time: a lesson keeps it)."""
@@ -53,3 +55,4 @@ class RememberedSettings:
         self.caps.pop(lesson_id, None)
         self.stages.pop(lesson_id, None)
         self.shares.pop(lesson_id, None)
+        self.on_air.discard(lesson_id)

@@ -54,6 +54,11 @@ class Subscriber:
     (``node_load``), its first ``cap``; the lesson calls :meth:`set_cap`, :meth:`route`
     and :meth:`budget_changed` when those change. ``on_tier(subscriber, tier, reason,
     direction)`` reports a switch, ``on_closed(subscriber)`` that it closes.
+
+    On air (``media.on_air``, pushed by the lesson through :meth:`on_air_changed`): off air
+    an attached subscriber is attached to no feed (camera, share, stage, audio): nothing of
+    the lesson leaves the relay towards this classroom before the lesson is live or after
+    it; going on air attaches every line again, each from a keyframe requested at once.
     """
 
     def __init__(self, peer_id: str, pc: RTCPeerConnection, *, config: RelayConfig,
@@ -88,6 +93,8 @@ class Subscriber:
         self._closed = False
         self.replaced = False
         self._attached = False
+        self._flowing = False
+        """Attached to the lesson's feeds (attached and on air)."""
         self.lines: dict[str, OutLine] = {}
         """Extra m-lines by purpose: share, stage_video, stage_audio."""
         self.camera_tier: str | None = None
@@ -195,7 +202,8 @@ class Subscriber:
         if stream is None:
             return
         padding = None
-        if decision.probe_bitrate and decision.probe_tier and decision.tier == self.tier:
+        if self.media.on_air and decision.probe_bitrate and decision.probe_tier \
+                and decision.tier == self.tier:
             # the probe tier's budget above the current one (both count every line)
             padding = decision.probe_bitrate - self.controller.required(self.tier)
         if padding != stream.padding_bitrate:
@@ -232,18 +240,51 @@ class Subscriber:
         return self.video, self.audio
 
     def attach(self) -> None:
-        """Start receiving the lesson's packets (video from the next keyframe)."""
+        """The connection is up: receive the lesson's packets while it is on air (video
+        from the next keyframe)."""
         if self._attached or self._closed:
             return
         self._attached = True
-        video, audio = self._sinks()
+        for stream in self.streams.values():
+            stream.on_report = self._on_report
+            stream.on_remb = self._on_remb
+        if self.media.on_air:
+            self._start_media()
+
+    def on_air_changed(self) -> None:
+        """The lesson went on air or off air (``media.on_air``): start or stop receiving."""
+        if not self._attached or self._closed:
+            return
+        if self.media.on_air:
+            self._start_media()
+        else:
+            self._stop_media()
+
+    def _start_media(self) -> None:
+        """Attach every line to its feed: each rendition it joins is asked for a keyframe
+        now (``Rendition.attach``), so going live does not wait for the next GOP."""
+        if self._flowing:
+            return
+        self._flowing = True
+        _, audio = self._sinks()
         self.route("join")
         self._attach_stage_audio()
         if audio is not None:
             self.media.audio.attach(audio)
-        for stream in self.streams.values():
-            stream.on_report = self._on_report
-            stream.on_remb = self._on_remb
+
+    def _stop_media(self) -> None:
+        """Detach every line from its feed (the RTP streams stay, and restart at a keyframe
+        when attached again)."""
+        if not self._flowing:
+            return
+        self._flowing = False
+        _, audio = self._sinks()
+        if audio is not None:
+            self.media.audio.detach(audio)
+        self._detach_feeds()
+        stream = self.streams.get("video")
+        if stream is not None:
+            stream.set_padding(None)
 
     async def close(self) -> None:
         if self._closed:
@@ -251,7 +292,9 @@ class Subscriber:
         if self._on_closed is not None:
             self._on_closed(self)
         video, audio = self._sinks()
-        self._detach_lines()
+        self._detach_feeds()
+        for line in self.lines.values():
+            line.close()
         self._closed = True
         if audio is not None:
             self.media.audio.detach(audio)
@@ -283,6 +326,7 @@ class Subscriber:
                         "wait_ms_max": round(1000 * track.wait_max, 3)}
         for purpose, line in self.lines.items():
             stats[purpose] = line.stats()
+        stats["on_air"] = self._flowing
         stats["camera_tier"] = self.camera_tier
         stats["share_tier"] = self.share_tier
         remb = [e.remb_bitrate for e in self._encoders if e.remb_bitrate is not None]
@@ -360,7 +404,7 @@ class Subscriber:
     def route(self, reason: str = "switch") -> None:
         """Attach the camera, share and stage video lines to the renditions this
         subscriber's tier and the share priority call for (moving what changed)."""
-        if self._closed or not self._attached:
+        if self._closed or not self._flowing:
             return
         if reason in ("join", "share"):
             self.budget_changed()
@@ -382,19 +426,21 @@ class Subscriber:
         if line is not None:
             self.media.stage.audio.attach(line.sink, session_of(self.peer_id))
 
-    def _detach_lines(self) -> None:
+    def _detach_feeds(self) -> None:
+        """Detach the camera, share and stage lines from their feeds (each sink restarts:
+        it sends nothing until a keyframe of the feed it joins next)."""
         video, _ = self._sinks()
         if video is not None and self.camera_tier is not None:
-            self.media.camera.detach(video, self.camera_tier)
+            self.media.camera.move(video, self.camera_tier, None, "off_air", video.restart)
         self.camera_tier = None
         share_line = self.lines.get("share")
         if share_line is not None and self.share_tier is not None:
-            self.media.share.detach(share_line.sink, self.share_tier)
+            self.media.share.move(share_line.sink, self.share_tier, None, "off_air",
+                                  share_line.restart)
         self.share_tier = None
         if self._stage_line is not None:
             self.media.stage.detach_line(self._stage_line)
+            self._stage_line.restart()
         audio_line = self.lines.get("stage_audio")
         if audio_line is not None:
             self.media.stage.audio.detach(audio_line.sink)
-        for line in self.lines.values():
-            line.close()

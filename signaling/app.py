@@ -53,6 +53,7 @@ class Node:
         self.hub = LessonHub(
             self.store, roster_poll=config.roster_poll, on_lesson_ended=self._lesson_ended,
             media_live=self.relay_has_publisher,  # rebuilds a lesson record the store lost
+            on_state=self._lesson_state,  # the relay's on-air gate (docs/media.md)
         )
         self.relay = Relay(
             RelayConfig(
@@ -60,6 +61,7 @@ class Node:
                 video_bitrate=config.video_bitrate,
                 keyframe_interval=config.keyframe_interval,
                 rtc_ports=config.rtc_ports,
+                on_air_gate=True,  # classrooms get media only while the lesson is live
             ),
             on_peer_state=self._on_peer_state,
             on_publisher=self._on_publisher,
@@ -112,6 +114,11 @@ class Node:
         except RelayError as exc:
             code = _RELAY_CODES.get(exc.reason, ErrorCode.MEDIA_FAILED)
             raise ClassroomError(code, str(exc) or code.value) from None
+
+    def _lesson_state(self, lesson_id: str, state: str) -> None:
+        """Every lesson state this node learns: classrooms receive media only while
+        ``live`` (the gate is in the relay, where packets leave: no page can skip it)."""
+        self.relay.set_on_air(lesson_id, state == "live")
 
     def relay_has_publisher(self, lesson_id: str) -> bool:
         return lesson_id in self._publishers
@@ -247,10 +254,15 @@ def default_features(config: Config) -> list[Feature]:
     from .quality import QualityFeature
     from .quiz.feature import QuizFeature
     from .recordings.feature import RecordingFeature
+    from .school.devices_api import DevicesFeature
+    from .school.stats_api import StatsFeature
+    from .school.timetable_api import TimetableFeature
+    from .school.usage import UsageFeature
     from .stage.feature import StageFeature
 
     return [QuizFeature(), StageFeature(), RecordingFeature.from_config(config),
-            QualityFeature(), GlassFeature()]
+            QualityFeature(), GlassFeature(), DevicesFeature(), TimetableFeature(),
+            UsageFeature(), StatsFeature()]
 
 
 def build_app(config: Config, features: list[Feature] | None = None) -> web.Application:

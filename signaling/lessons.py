@@ -46,12 +46,16 @@ class LessonHub:
         roster_poll: float = 5.0,
         on_lesson_ended: Callable[[str], Awaitable[None]] | None = None,
         media_live: Callable[[str], bool] | None = None,
+        on_state: Callable[[str, str], None] | None = None,
     ) -> None:
         self.store = store
         self.roster_poll = roster_poll
         self._on_lesson_ended = on_lesson_ended
         self._media_live = media_live or (lambda lesson_id: False)
         """True while the relay receives the lesson's teacher media (rebuilding a record)."""
+        self._on_state = on_state
+        """``on_state(lesson_id, state)`` whenever this node learns a lesson's state (hello,
+        start/end, an announcement, a resync): the relay's on-air gate follows it."""
         self._known: dict[str, LessonRecord] = {}  # the newest record seen, per local lesson
         self._peers: dict[str, dict[str, LocalPeer]] = {}  # lesson -> peer_id -> peer
         self._last_roster: dict[str, list[dict[str, Any]]] = {}
@@ -115,6 +119,11 @@ class LessonHub:
     def _remember(self, lesson: LessonRecord) -> None:
         # Forgotten when the lesson's last local socket leaves (leave()).
         self._known[lesson.id] = copy.copy(lesson)
+        if self._on_state is not None:
+            try:
+                self._on_state(lesson.id, lesson.state)
+            except Exception:
+                logger.exception("lesson state hook failed", extra={"lesson": lesson.id})
 
     def _rebuilt(self, lesson_id: str, fields: dict[str, Any] | None = None) -> LessonRecord:
         """A record for a lesson the store does not have: as this node last saw it, else
@@ -269,6 +278,7 @@ class LessonHub:
             lesson = await self.store.get_lesson(lesson_id)
             if lesson is None:
                 continue
+            self._remember(lesson)
             if lesson.state == "live":
                 self._live.add(lesson_id)
             else:

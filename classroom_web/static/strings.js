@@ -63,6 +63,10 @@ export const LIVE = {
     no_classrooms: "还没有课堂加入",
     roster_summary: "{online} 个课堂在线，{connected} 个正在接收",
     hand_mark: "举手",
+    conn_lost: "与服务器的连接已断开，正在重连…",
+    after_lesson: "本节课已结束：", report_link: "学情报告", library_link: "课程录像库",
+    replay_link: "观看回放", recording_none: "本节课没有录像",
+    recording_packaging: "录像正在生成，稍后可在录像库观看…",
     preview: "本地预览",
     camera_opening: "正在打开摄像头和麦克风…",
     camera_failed: "无法打开摄像头或麦克风（{reason}）。请检查设备和浏览器权限后刷新页面。",
@@ -76,7 +80,7 @@ export const LIVE = {
     publish_connecting: "正在连接媒体服务器…",
     publish_ok: "您的画面和声音正在发送到服务器",
     publish_retry: "媒体连接中断，正在重新连接…",
-    publisher_on: "各课堂可以看到您的画面",
+    publisher_on: "服务器已收到您的画面",
     ready_to_start: "准备就绪，可以开始上课",
     lesson_live_teacher: "正在上课，各课堂可以看到并听到您",
     lesson_ended_teacher: "本节课已结束，可以再次开始上课",
@@ -89,8 +93,10 @@ export const LIVE = {
     media_active: "画面正常",
     media_inactive: "暂无画面",
     // two-way lesson (classroom page)
-    mute_room: "本班静音",
-    unmute_room: "取消静音",
+    mute_room: "关闭本班麦克风",
+    unmute_room: "打开本班麦克风",
+    share_on: "老师正在共享屏幕",
+    show_quiz: "显示题目",
     camera_off: "关闭摄像头",
     camera_on: "打开摄像头",
     muted_by_teacher: "主讲老师已将本班静音",
@@ -198,6 +204,10 @@ export const LIVE = {
     no_classrooms: "No classroom has joined yet",
     roster_summary: "online: {online}, receiving: {connected}",
     hand_mark: "raised",
+    conn_lost: "The connection to the server is lost, reconnecting…",
+    after_lesson: "The lesson has ended:", report_link: "Learning report", library_link: "Recordings library",
+    replay_link: "Watch the replay", recording_none: "This lesson was not recorded",
+    recording_packaging: "The recording is being prepared; it will be in the library shortly…",
     preview: "Local preview",
     camera_opening: "Opening camera and microphone…",
     camera_failed: "Cannot open the camera or microphone ({reason}). Check the devices and the browser's permission, then reload.",
@@ -210,7 +220,7 @@ export const LIVE = {
     publish_connecting: "Connecting to the media server…",
     publish_ok: "Your video and sound are reaching the server",
     publish_retry: "Media connection lost, reconnecting…",
-    publisher_on: "The classrooms can see you",
+    publisher_on: "The server receives your video",
     ready_to_start: "Ready: you can start the lesson",
     lesson_live_teacher: "Lesson in progress: the classrooms see and hear you",
     lesson_ended_teacher: "The lesson has ended; you can start it again",
@@ -222,8 +232,10 @@ export const LIVE = {
     media_closed: "closed",
     media_active: "live",
     media_inactive: "no picture",
-    mute_room: "Mute room",
-    unmute_room: "Unmute room",
+    mute_room: "Mute our classroom mic",
+    unmute_room: "Unmute our classroom mic",
+    share_on: "The teacher is sharing the screen",
+    show_quiz: "Show the question",
     camera_off: "Camera off",
     camera_on: "Camera on",
     muted_by_teacher: "The teacher has muted this classroom",
@@ -290,7 +302,11 @@ export const QUIZ = {
     e_answer_too_late: "时间到，答案未被接受", e_question_closed: "老师已结束本题",
     e_already_answered: "本题已经作答", e_answer_invalid: "答案格式不对",
     e_answer_too_long: "答案太长", e_question_unknown: "题目已更新",
-    e_not_your_classroom: "不能替其他课堂作答", student_title: "课堂答题"
+    e_not_your_classroom: "不能替其他课堂作答", student_title: "课堂答题",
+    summary_title: "我的成绩", summary_correct: "答对 {c} 题（已作答 {a} 题，共 {n} 题）",
+    summary_unanswered: "未作答 {u} 题", summary_score: "得分 {s} / {m}",
+    dismiss: "关闭题目", confirm_q: "确认提交全班的答案：{a}？", confirm: "确认提交", cancel: "取消",
+    confirm_tally: "全班统计 {a}"
   },
   en: {
     practice: "Practice", test: "Test", time_left: "{s} left", closed: "Answers closed",
@@ -302,7 +318,11 @@ export const QUIZ = {
     e_answer_too_late: "Time is up: the answer was not accepted", e_question_closed: "The teacher closed this question",
     e_already_answered: "Already answered", e_answer_invalid: "That answer is not valid",
     e_answer_too_long: "The answer is too long", e_question_unknown: "The question has changed",
-    e_not_your_classroom: "You cannot answer for another classroom", student_title: "Answer"
+    e_not_your_classroom: "You cannot answer for another classroom", student_title: "Answer",
+    summary_title: "My result", summary_correct: "{c} right ({a} answered of {n})",
+    summary_unanswered: "{u} not answered", summary_score: "Score {s} / {m}",
+    dismiss: "Close the question", confirm_q: "Send this as the whole class's answer: {a}?", confirm: "Confirm", cancel: "Cancel",
+    confirm_tally: "class count {a}"
   }
 };
 
@@ -316,8 +336,12 @@ export const QUIZ_TEACHER = {
     close: "结束作答", reveal: "公布答案", report: "学情报告", current: "当前", none: "暂无题目",
     answers: "已作答", not_answered: "未作答课堂", by_class: "各课堂", option: "选项", count: "人数",
     classroom: "课堂", school: "学校", result: "结果", correct_n: "正确 {c}/{n}", students: "学生 {n} 人",
+    students_one: "学生 {n} 人", saved_one: "已保存 {n} 道题",
     saved: "已保存 {n} 道题", left: "剩余 {s}", closed: "已结束", revealed: "已公布答案",
-    answer_help: "单选填序号 0,1,2…；多选如 0,2；判断填 对/错；填空可用 | 分隔多个答案；数值如 3.14±0.01",
+    answer_help: "单选、多选：勾选正确选项的字母（A、B、C…）；判断填 对/错；填空可用 | 分隔多个答案；数值如 3.14±0.01",
+    import_text: "粘贴题库 JSON", import_file: "或选择 JSON 文件", options_ph: "每行一个选项",
+    tf_ph: "对 / 错", fill_ph: "答案，可用 | 分隔", num_ph: "如 3.14±0.01",
+    need_text: "请填写题目", need_options: "请至少填写两个选项", need_letter: "请勾选正确答案的字母",
     bad: "出错了（{code}）：{msg}", yes: "对", no: "错", practice: "练习", test: "测试"
   },
   en: {
@@ -328,8 +352,12 @@ export const QUIZ_TEACHER = {
     close: "Close answers", reveal: "Reveal answer", report: "Learning report", current: "Current", none: "No question yet",
     answers: "Answers", not_answered: "Not answered", by_class: "Classrooms", option: "Option", count: "Count",
     classroom: "Classroom", school: "School", result: "Result", correct_n: "{c}/{n} right", students: "{n} students",
+    students_one: "{n} student", saved_one: "Saved {n} question",
     saved: "Saved {n} questions", left: "{s} left", closed: "closed", revealed: "answer revealed",
-    answer_help: "single: index 0,1,2…; multiple: e.g. 0,2; true/false: true/false; fill: alternatives separated by |; numeric: 3.14±0.01",
+    answer_help: "single and multiple choice: tick the letters of the right options (A, B, C…); true/false: true/false; fill: alternatives separated by |; numeric: 3.14±0.01",
+    import_text: "Paste a question set (JSON)", import_file: "or choose a JSON file", options_ph: "one option per line",
+    tf_ph: "true / false", fill_ph: "answer; alternatives separated by |", num_ph: "e.g. 3.14±0.01",
+    need_text: "Type the question", need_options: "Type at least two options", need_letter: "Tick the letter of the right answer",
     bad: "Error ({code}): {msg}", yes: "True", no: "False", practice: "Practice", test: "Test"
   }
 };
@@ -341,14 +369,38 @@ export const REPORT = {
     classrooms: "课堂", schools: "学校", students: "学生", missed: "错误最多的题", times: "作答用时（秒，自出题起）",
     q: "题目", type: "题型", resp: "作答", right: "正确", name: "名称", school: "学校", score: "得分",
     print: "打印", none: "还没有作答", p50: "中位数", scope_classroom: "（仅本课堂）", scope_student: "（仅本人）",
-    per_q: "各题正确率", options: "选项分布"
+    per_q: "各题正确率", options: "选项分布",
+    type_single: "单选题", type_multiple: "多选题", type_truefalse: "判断题", type_fill: "填空题", type_numeric: "数值题",
+    date: "日期", teacher: "主讲老师", expected: "应答", unanswered: "未作答", not_answered_q: "无人作答",
+    acc_answered: "正确率（作答者）", acc_all: "正确率（全部应答）", answered: "已答", score_ratio: "得分率",
+    unanswered_rooms: "未作答课堂", json: "下载 JSON", csv: "下载 CSV", print_btn: "打印",
+    legend: "深色：作答者中的正确率；浅色：全部应答者中的正确率（未作答算错）", mode_practice: "练习", mode_test: "测试",
+    mode: "类型"
   },
   en: {
     title: "Learning report", lesson: "Lesson", answers: "Answers", accuracy: "Accuracy", questions: "Questions",
     classrooms: "Classrooms", schools: "Schools", students: "Students", missed: "Most missed", times: "Answer time (s since the question opened)",
     q: "Question", type: "Type", resp: "Responses", right: "Right", name: "Name", school: "School", score: "Score",
     print: "Print", none: "No answers yet", p50: "median", scope_classroom: "(your classroom only)", scope_student: "(your answers only)",
-    per_q: "Accuracy per question", options: "Options"
+    per_q: "Accuracy per question", options: "Options",
+    type_single: "Single choice", type_multiple: "Multiple choice", type_truefalse: "True / false", type_fill: "Fill in the blank", type_numeric: "Numeric",
+    date: "Date", teacher: "Teacher", expected: "Expected", unanswered: "Unanswered", not_answered_q: "nobody answered",
+    acc_answered: "Accuracy (of answers)", acc_all: "Accuracy (of all expected)", answered: "Answered", score_ratio: "Score %",
+    unanswered_rooms: "Classrooms not answering", json: "Download JSON", csv: "Download CSV", print_btn: "Print",
+    legend: "Dark: accuracy among those who answered; light: among everyone expected (unanswered counts as wrong)", mode_practice: "Practice", mode_test: "Test",
+    mode: "Kind"
+  }
+};
+
+/** The on-air badge of the teacher console and the classroom TV (onair.js). @type {StringTable} */
+export const ONAIR = {
+  zh: {
+    live: "直播中", teacher_waiting: "未开始 — 仅您可见", teacher_ended: "已下课 — 各课堂已停止接收",
+    class_waiting: "等待老师开始上课", class_ended: "本节课已结束"
+  },
+  en: {
+    live: "On air", teacher_waiting: "Not started — only you see this", teacher_ended: "Ended — the classrooms no longer receive",
+    class_waiting: "Waiting for the teacher to start the lesson", class_ended: "This lesson has ended"
   }
 };
 
@@ -397,7 +449,12 @@ export const REPLAY = {
     expired: "链接无效或已过期，请重新获取",
     not_ready: "回放正在生成，请稍后再试",
     loading: "正在加载…",
-    audio_level: "仅声音"
+    audio_level: "仅声音",
+    no_player: "此浏览器无法播放本回放，请下载 MP4 观看",
+    view_teacher: "老师", view_share: "课件", view_stage: "上台课堂",
+    view_label: "画面",
+    chapter_start: "开始上课", chapter_practice: "练习", chapter_test: "测试",
+    chapter_stage: "上台", chapter_resume: "继续录制", chapter_part: "重启后继续"
   },
   en: {
     replay_title: "Lesson replay",
@@ -408,6 +465,11 @@ export const REPLAY = {
     expired: "The link is invalid or has expired",
     not_ready: "The replay is being prepared; try again soon",
     loading: "Loading…",
-    audio_level: "audio only"
+    audio_level: "audio only",
+    no_player: "This browser cannot play this replay; download the MP4 instead",
+    view_teacher: "Teacher", view_share: "Slides", view_stage: "On stage",
+    view_label: "View",
+    chapter_start: "Lesson start", chapter_practice: "Practice", chapter_test: "Test",
+    chapter_stage: "On stage", chapter_resume: "Recording resumed", chapter_part: "Continued after a restart"
   }
 };

@@ -69,6 +69,7 @@ async def test_teacher_reconnect_keeps_classrooms_going(server):
 
 async def test_classroom_reconnect_gets_video_quickly(server):
     teacher = await teacher_publishing(server)
+    await teacher.start_lesson()  # classrooms get media only while live (docs/media.md)
     room = await classroom(server, "A")
     await room.wait_for(lambda: room.video_frames >= 10, timeout=20)
     await room.close()
@@ -154,6 +155,7 @@ async def test_low_bandwidth_button_cap_endpoint_and_tier_events(server):
 
 async def test_cap_claim_in_a_classroom_token(server):
     teacher = await teacher_publishing(server, lesson="abr-2")
+    await teacher.start_lesson()
     room = ClassroomClient(server.base_url, server.token("classroom", "abr-2", school="hamlet",
                                                          cap_kbps=250))
     await room.connect()

@@ -187,6 +187,7 @@ async def test_stage_called_from_another_node(redis_url):
         speaker = await connect(two, "classroom", name="讲")
         listener = await connect(two, "classroom", name="听")
         clients += [teacher, speaker, listener]
+        await teacher.start_lesson()  # node two hears it: its relay lets the stage out
         await publish_uplink(speaker, video, audio)
         viewer = await subscribe_with_stage(listener)
         await teacher.next_message("uplink", since=0, timeout=20, where=lambda m: (

@@ -1,0 +1,80 @@
+// @ts-check
+/* The on-air badge of the teacher console and the classroom TV (docs/media.md, "On air").
+ *
+ * The relay sends a classroom media only while the lesson is live (the gate is on the
+ * server: media_relay, Relay.set_on_air); this badge says so on both pages. It plugs in like
+ * quality.js (its own <script type="module">) and reads the lesson state from the server's
+ * `welcome` and `lesson` messages through protocol.js. Markup: an element `#on-air` (hidden
+ * until the first state); it gets `data-state` = waiting | live | ended and its text:
+ *
+ *   teacher:   live "直播中" / "On air";  waiting "未开始 — 仅您可见" (the console's preview:
+ *              the classrooms get nothing yet);  ended "已下课 — 各课堂已停止接收"
+ *   classroom: live "直播中";  waiting "等待老师开始上课";  ended "本节课已结束"
+ *
+ * `window.classroomOnAir()` gives {state, role, text} (tests).
+ */
+import { translator } from "./i18n.js";
+import { onServerMessage, pageRole } from "./protocol.js";
+import { ONAIR } from "./strings.js";
+
+const t = translator(ONAIR);
+const STATES = new Set(["waiting", "live", "ended"]);
+
+/** @type {{state: string | null, role: string | null}} */
+const seen = { state: null, role: null };
+
+/** The badge's text for a state and role. @param {string} state @param {string | null} role */
+export function onAirText(state, role) {
+  if (state === "live") {
+    return t("live");
+  }
+  const who = role === "teacher" ? "teacher" : "class";
+  return t(who + "_" + (state === "ended" ? "ended" : "waiting"));
+}
+
+function render() {
+  const badge = document.getElementById("on-air");
+  if (!badge || !seen.state) {
+    return;
+  }
+  badge.hidden = false;
+  badge.setAttribute("data-state", seen.state);
+  badge.setAttribute("data-role", seen.role === "teacher" ? "teacher" : "classroom");
+  badge.textContent = onAirText(seen.state, seen.role);
+}
+
+/** @param {string} state @param {string | null} role */
+function update(state, role) {
+  if (!STATES.has(state)) {
+    return;
+  }
+  seen.state = state;
+  seen.role = role || seen.role || pageRole();
+  render();
+}
+
+onServerMessage((msg) => {
+  if (msg.type === "welcome" || msg.type === "lesson") {
+    update(String(msg.lesson_state || ""), msg.type === "welcome" ? msg.role : pageRole());
+  }
+  return false;
+});
+
+// loaded after the page's welcome came (a slow module fetch): ask the page
+const stats = /** @type {any} */ (window).classroomStats;
+if (pageRole() && typeof stats === "function") {
+  /** @param {{lessonState?: string}} s */
+  const fromStats = (s) => {
+    if (!seen.state && s && s.lessonState) {
+      update(s.lessonState, pageRole());
+    }
+  };
+  stats().then(fromStats, () => { /* the page has no stats yet: the next message tells */ });
+}
+
+/** @returns {{state: string | null, role: string | null, text: string}} */
+function classroomOnAir() {
+  return { state: seen.state, role: seen.role,
+           text: seen.state ? onAirText(seen.state, seen.role) : "" };
+}
+/** @type {any} */ (window).classroomOnAir = classroomOnAir;
