@@ -100,7 +100,9 @@ async def start_server(secret: str = TEST_SECRET, *, bind: str = "127.0.0.1",
     cfg = Config(host=bind, port=port, secret=secret,
                  library=Path(tempfile.mkdtemp(prefix="classroom-lib-")), **config)
     app = build_app(cfg)
-    runner = web.AppRunner(app, handle_signals=False)
+    # A test's open sockets are its own to close; aiohttp's default waits up to 60 s for
+    # handlers still running at cleanup (a test asserting a timeout leaves one behind).
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, bind, port).start()
     return RunningServer(f"http://127.0.0.1:{port}", app, runner, secret)
