@@ -1,8 +1,10 @@
 // @ts-check
 /* The devices panel (教室终端): each classroom device with online, last seen, current lesson,
  * tier and RTT; pairing (the code a new TV's /room page shows + the classroom it is in) and
- * revocation with a confirm. Tier and RTT come from the device record when the API gives
- * them, else from /api/relay's subscriber of the device's current lesson.
+ * revocation with a confirm. Online, last seen and the current lesson are the device
+ * record's (GET /api/devices); tier and RTT are the live lesson's: the device's classroom in
+ * the lesson's roster (GET /api/lessons/{lesson}: its peer and tier) and that peer's
+ * subscriber in GET /api/relay (its rate controller's RTT). "—" when not in a lesson.
  */
 import { el } from "./dom.js";
 import { listOf, notAvailable, seg } from "./admin-api.js";
@@ -26,22 +28,26 @@ export function ago(when, t) {
 }
 
 /**
- * The relay's view of a device: its subscriber (tier, RTT) in its current lesson, if any.
- * @param {any} relay GET /api/relay @param {any} device
+ * A device's place in its live lesson: its roster entry (the classroom token the device was
+ * given carries its classroom's name and school) and its relay subscriber.
+ * @param {any} device @param {Record<string, any[]>} rosters lesson -> roster
+ * @param {any} relay GET /api/relay @param {string} classroomName
+ * @returns {{tier: string, rtt: number | null} | null}
  */
-function relayOf(relay, device) {
-  const lesson = relay && relay.lessons && device.lesson_id ? relay.lessons[device.lesson_id] : null;
-  if (!lesson || !lesson.subscribers) {
+export function liveOf(device, rosters, relay, classroomName) {
+  const roster = device.lesson_id ? rosters[device.lesson_id] : null;
+  if (!roster || device.revoked_at) {
     return null;
   }
-  return Object.values(lesson.subscribers).find((s) => s && (s.peer_id === device.peer_id ||
-    s.device === device.id || s.classroom === device.classroom_id)) || null;
-}
-
-/** @param {any} d @param {any} sub */
-function rttOf(d, sub) {
-  const rtt = d.rtt_ms ?? (d.quality && d.quality.rtt_ms) ?? (sub && sub.rate_control && sub.rate_control.rtt_ms);
-  return typeof rtt === "number" ? Math.round(rtt) + " ms" : "—";
+  const peer = roster.find((p) => p.role === "classroom" && p.name === classroomName &&
+    (!p.school || p.school === device.school_id));
+  if (!peer) {
+    return null;
+  }
+  const lesson = relay && relay.lessons ? relay.lessons[device.lesson_id] : null;
+  const sub = lesson && lesson.subscribers ? lesson.subscribers[peer.peer_id] : null;
+  const rtt = sub && sub.rate_control && typeof sub.rate_control.rtt === "number" ? sub.rate_control.rtt : null;
+  return { tier: peer.tier || (sub && sub.tier) || "", rtt: rtt === null ? null : rtt * 1000 };
 }
 
 /**
@@ -55,6 +61,8 @@ export function mountDevices(panel, dir, t) {
   let devices = [];
   /** @type {any} */
   let relay = null;
+  /** @type {Record<string, any[]>} lesson -> its roster, for the devices in a lesson */
+  let rosters = {};
   const schoolPick = el("select", { id: "dev-school", "data-action": "pick-device-school" });
   const reloadButton = el("button", { type: "button", "data-action": "reload-devices" }, t("reload"));
   const listBox = el("div", { className: "table-box" });
@@ -96,11 +104,13 @@ export function mountDevices(panel, dir, t) {
       { head: t("last_seen"), cell: (d) => ago(d.last_seen, t) },
       { head: t("current_lesson"), cell: (d) => d.lesson_title || d.lesson_id || (d.lesson && (d.lesson.title || d.lesson.id)) || "—" },
       { head: t("tier"), cell: (d) => {
-        const sub = relayOf(relay, d);
-        const tier = d.tier || (sub && sub.tier);
-        return tier ? t("tier_" + tier) : "—";
+        const live = liveOf(d, rosters, relay, dir.classroomName(d.classroom_id));
+        return live && live.tier ? t("tier_" + live.tier) : "—";
       } },
-      { head: "RTT", cell: (d) => rttOf(d, relayOf(relay, d)) },
+      { head: "RTT", cell: (d) => {
+        const live = liveOf(d, rosters, relay, dir.classroomName(d.classroom_id));
+        return live && live.rtt !== null ? Math.round(live.rtt) + " ms" : "—";
+      } },
       { head: "", cell: (d) => d.revoked_at ? null : confirmButton({
         label: t("revoke"), confirm: t("confirm_revoke"), cancel: t("cancel"), action: "revoke-device",
         act: () => {
@@ -118,6 +128,11 @@ export function mountDevices(panel, dir, t) {
     ]).then(([body, rel]) => {
       devices = listOf(body, "devices");
       relay = rel;
+      const lessons = Array.from(new Set(devices.filter((d) => d.lesson_id && !d.revoked_at).map((d) => String(d.lesson_id))));
+      return Promise.all(lessons.map((id) => api.get(`/api/lessons/${seg(id)}`)
+        .then((l) => [id, listOf(l, "roster")], () => /** @type {[string, any[]]} */ ([id, []]))));
+    }).then((pairs) => {
+      rosters = Object.fromEntries(pairs);
       render();
     });
   };
