@@ -33,6 +33,8 @@ _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?
 _PAGE_FILES = {"teach": "teach.html", "class": "class.html",
                "library": "library.html", "replay": "replay.html"}
 _PAGE_FILES.update({"answer": "answer.html", "report": "report.html"})  # quiz pages
+# a school's week (signaling/school): the classroom device, the teacher's day, students' code
+_PAGE_FILES.update({"room": "room.html", "today": "today.html", "join": "join.html"})
 _PAGE_FILES["admin"] = "admin.html"  # the admin console (directory, timetable, devices, stats)
 # Recording ids in /replay/{recording} (the recording package checks them again).
 RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
@@ -62,6 +64,9 @@ def add_routes(app: web.Application) -> None:
     # practice and tests (signaling/quiz): the student's phone page and the learning report
     app.router.add_get("/answer/{lesson}", answer_page)
     app.router.add_get("/report/{lesson}", report_page)
+    # a school's week: /room (a classroom device), /teach (the teacher's day), /join (students)
+    for path, name in (("/room", "room"), ("/teach", "today"), ("/join", "join")):
+        app.router.add_get(path, _named_page(name))
     app.router.add_get("/admin", admin_page)
 
 
@@ -78,6 +83,14 @@ async def answer_page(request: web.Request) -> web.Response:
 async def report_page(request: web.Request) -> web.Response:
     """/report/{lesson}: the printable learning report (学情报告)."""
     return _page(request, "report")
+
+
+def _named_page(name: str):  # noqa: ANN202 - a handler factory
+    async def page(request: web.Request) -> web.Response:
+        return _render(request, name)
+
+    page.__name__ = f"{name}_page"
+    return page
 
 
 def _load_pages() -> _Pages:

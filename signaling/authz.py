@@ -43,6 +43,7 @@ class Lesson(str, Enum):
     RECORD = "record"  # the recording's lesson (see may_see_recording / may_edit_recording)
     SIGNED = "signed"  # no token: an HMAC-signed, expiring link
     PUBLIC = "public"  # no token
+    DEVICE = "device"  # no token: a classroom device's credential (school/devices.py)
 
 
 class School(str, Enum):
@@ -76,8 +77,6 @@ _REC = "published: any token; '*' admin/ops; teacher/admin/ops of its lesson (sc
        "of a taking-part school); any token of a taking-part school"
 _EDIT = "'*' admin; admin or teacher of its lesson whose school is the recording's (or none); " \
         "others who may see it: 403, the rest 404"
-
-_TT_EDIT = "'*' admin, or the school_admin of the main classroom's school"
 
 TABLE: dict[str, Rule] = _rules(
     # HTTP: lessons, tokens, relay ----------------------------------------------------------
@@ -170,23 +169,30 @@ TABLE: dict[str, Rule] = _rules(
          note="clock offset; a classroom's playout samples"),
     Rule("GET /api/lessons/{lesson}/glass", frozenset({T, A, OP}), Lesson.PATH,
          note="each classroom's glass-to-glass p50/p95"),
-    # HTTP: timetable and usage statistics (signaling/school/timetable_api.py, stats_api.py)
-    *(Rule(action, roles, Lesson.NONE, School.SCOPE, note=note) for action, roles, note in (
-        ("GET /api/terms", frozenset({A, SA, OP}), "district-wide"),
-        ("POST /api/terms", frozenset({A}), "'*' admin only"),
-        ("PUT /api/terms/{term}", frozenset({A}), "'*' admin only"),
-        ("DELETE /api/terms/{term}", frozenset({A}), "'*' admin; 409 while it has slots"),
-        ("GET /api/timetable", frozenset({A, SA, OP}),
-         "slots touching the token's schools (main or receiving classroom)"),
-        ("POST /api/timetable/slots", frozenset({A, SA}), _TT_EDIT),
-        ("PUT /api/timetable/slots/{slot}", frozenset({A, SA}), _TT_EDIT),
-        ("DELETE /api/timetable/slots/{slot}", frozenset({A, SA}), _TT_EDIT),
-        ("POST /api/timetable/import", frozenset({A, SA}), _TT_EDIT + "; every row"),
-        ("GET /api/timetable/export.csv", frozenset({A, SA, OP}), "as GET /api/timetable"),
-        ("GET /api/stats", frozenset({A, SA, OP}),
-         "aggregates of the token's schools only; no per-student rows"),
-        ("GET /api/stats.csv", frozenset({A, SA, OP}), "as GET /api/stats"),
-    )),
+    # HTTP: classroom devices, the teacher's day, join codes (signaling/school/devices_api.py)
+    Rule("POST /api/pairing", NOBODY, Lesson.PUBLIC,
+         note="a new /room page asks for a pairing code; 20 per 10 min per address"),
+    Rule("GET /api/pairing/{code}/status", NOBODY, Lesson.PUBLIC,
+         note="X-Pairing-Token header (the page's poll token); wrong: 404, counted"),
+    Rule("POST /api/devices", frozenset({A, SA}), Lesson.NONE, School.SCOPE,
+         note="pair: a classroom of the token's schools; wrong codes 10 per 10 min"),
+    Rule("GET /api/devices", frozenset({A, SA}), Lesson.NONE, School.SCOPE,
+         note="the devices of the token's schools"),
+    Rule("GET /api/devices/{device}", frozenset({A, SA}), Lesson.NONE, School.SCOPE,
+         note="of the token's schools; others 404"),
+    Rule("DELETE /api/devices/{device}", frozenset({A, SA}), Lesson.NONE, School.SCOPE,
+         note="revoke: of the token's schools (others 404); its sockets close"),
+    Rule("GET /api/room/next", NOBODY, Lesson.DEVICE,
+         note="Authorization: Device <credential>; mints a classroom token of its lesson"),
+    Rule("POST /api/teacher/links", frozenset({A, SA}), Lesson.NONE, School.SCOPE,
+         note="a teacher's day token (lesson '@today') of a teacher of the token's schools"),
+    Rule("GET /api/teacher/today", frozenset({T}), Lesson.NONE,
+         note="a day token only: today's lessons, each with a token for that lesson only"),
+    Rule("POST /api/lessons/{lesson}/join-code", frozenset({T, A}), Lesson.PATH,
+         note="students' code of one classroom, until the lesson's end + overrun"),
+    Rule("POST /api/join", NOBODY, Lesson.PUBLIC,
+         note="a join code -> a student token of its lesson and school; 30 wrong/10 min"),
+    *(Rule(f"GET {path}", NOBODY, Lesson.PUBLIC) for path in ("/room", "/teach", "/join")),
 )
 
 

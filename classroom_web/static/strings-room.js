@@ -1,0 +1,77 @@
+// @ts-check
+/* Texts of the classroom device (/room), the teacher's day (/teach) and the students' code
+ * entry (/join): zh-CN (default) and English (?lang=en). Same rules as strings.js. */
+
+/** @type {import("./strings.js").StringTable} */
+export const ROOM = {
+  zh: {
+    room_title: "教室终端",
+    pair_heading: "请在管理后台输入配对码",
+    pair_hint: "管理员在“教室终端”页输入下面的数字，并选择本教室",
+    pair_expires: "{minutes} 分钟内有效",
+    pair_wait: "正在获取配对码…",
+    pair_limited: "请求过于频繁，稍后自动重试",
+    paired: "配对成功",
+    idle: "当前没有课程",
+    next_lesson: "下一节课",
+    no_next: "近期没有排课",
+    starts_in: "{time} 后开始",
+    starts_at: "{time} 开始",
+    waiting_teacher: "等待老师开始上课",
+    join_code: "学生扫码或输入：",
+    offline: "网络中断，正在重试…",
+    revoked: "本终端已被停用，请重新配对",
+    // teacher's day
+    today_title: "今天的课",
+    today_none: "今天没有排课",
+    today_open: "进入课堂",
+    today_need_link: "请使用管理员发给你的“今日课程”链接打开本页",
+    state_countdown: "未开始",
+    state_waiting: "待开课",
+    state_live: "上课中",
+    state_ended: "已结束",
+    state_missed: "未上课",
+    // students
+    join_title: "加入课堂答题",
+    join_label: "请输入大屏上的 6 位课堂码",
+    join_name: "你的名字（可不填）",
+    join_go: "加入",
+    join_bad: "课堂码不对或已过期",
+    join_limited: "尝试次数过多，请稍后再试",
+    join_failed: "加入失败：{error}"
+  },
+  en: {
+    room_title: "Classroom device",
+    pair_heading: "Enter this pairing code in the admin console",
+    pair_hint: "An administrator enters the digits below on the Devices page and picks this classroom",
+    pair_expires: "valid for {minutes} min",
+    pair_wait: "Getting a pairing code…",
+    pair_limited: "Too many requests; retrying shortly",
+    paired: "Paired",
+    idle: "No lesson now",
+    next_lesson: "Next lesson",
+    no_next: "Nothing scheduled soon",
+    starts_in: "starts in {time}",
+    starts_at: "starts at {time}",
+    waiting_teacher: "Waiting for the teacher to start",
+    join_code: "Students scan or enter:",
+    offline: "Network lost, retrying…",
+    revoked: "This device was revoked; pair it again",
+    today_title: "Today's lessons",
+    today_none: "No lessons today",
+    today_open: "Open the console",
+    today_need_link: "Open this page with the 'today' link your administrator sent you",
+    state_countdown: "not started",
+    state_waiting: "due",
+    state_live: "live",
+    state_ended: "ended",
+    state_missed: "missed",
+    join_title: "Join the lesson's questions",
+    join_label: "Enter the 6-character code on the big screen",
+    join_name: "Your name (optional)",
+    join_go: "Join",
+    join_bad: "Wrong or expired code",
+    join_limited: "Too many tries; wait a little",
+    join_failed: "Could not join: {error}"
+  }
+};
