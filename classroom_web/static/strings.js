@@ -454,7 +454,8 @@ export const REPLAY = {
     view_teacher: "老师", view_share: "课件", view_stage: "上台课堂",
     view_label: "画面",
     chapter_start: "开始上课", chapter_practice: "练习", chapter_test: "测试",
-    chapter_stage: "上台", chapter_resume: "继续录制", chapter_part: "重启后继续"
+    chapter_stage: "上台", chapter_resume: "继续录制", chapter_part: "重启后继续",
+    chapter_with: "{kind}：{label}"
   },
   en: {
     replay_title: "Lesson replay",
@@ -470,6 +471,7 @@ export const REPLAY = {
     view_teacher: "Teacher", view_share: "Slides", view_stage: "On stage",
     view_label: "View",
     chapter_start: "Lesson start", chapter_practice: "Practice", chapter_test: "Test",
-    chapter_stage: "On stage", chapter_resume: "Recording resumed", chapter_part: "Continued after a restart"
+    chapter_stage: "On stage", chapter_resume: "Recording resumed", chapter_part: "Continued after a restart",
+    chapter_with: "{kind}: {label}"
   }
 };

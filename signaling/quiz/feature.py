@@ -30,7 +30,7 @@ from signaling.store import StoreUnavailable
 from . import messages as msgs
 from . import questions as qmod
 from . import scoring
-from .report import build_report, learner_report, report_csv
+from .report import build_report, learner_report, report_csv, timetable_classrooms
 from .store import DUPLICATE, TAKEN, QuizStore, open_quiz_store
 
 if TYPE_CHECKING:
@@ -536,13 +536,21 @@ class QuizFeature(Feature):
             rounds = await self._store.rounds(lesson)
             answers = {r["round_id"]: await self._store.answers(lesson, r["round_id"])
                        for r in rounds}
+            record = await request.app[node_key].hub.store.get_lesson(lesson)
+            info = record.to_json() if record is not None else None  # title, teacher, date
             if authz.sees_answer_key(claims):
-                report = build_report(lesson, rounds, answers, scope="lesson")
+                report = build_report(lesson, rounds, answers, scope="lesson",
+                                      rooms=await self._store.rooms(lesson),
+                                      slot_classrooms=await timetable_classrooms(lesson),
+                                      lesson_info=info)
             else:  # a classroom or a student: its own answers, keys of revealed rounds only
                 mine = responder_of(claims)
                 answers = {rid: [a for a in lst if a["responder"] == mine]
                            for rid, lst in answers.items()}
-                report = learner_report(lesson, rounds, answers, scope=claims.role.value)
+                report = learner_report(lesson, rounds, answers, scope=claims.role.value,
+                                        me=(claims.sub, {"name": claims.name,
+                                                         "school": claims.school}),
+                                        lesson_info=info)
             fmt = request.query.get("format", "json")
             if request.path.endswith(".csv") or fmt == "csv":
                 return web.Response(
