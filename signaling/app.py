@@ -255,14 +255,15 @@ def default_features(config: Config) -> list[Feature]:
     from .quiz.feature import QuizFeature
     from .recordings.feature import RecordingFeature
     from .school.devices_api import DevicesFeature
+    from .school.directory import DirectoryFeature
     from .school.stats_api import StatsFeature
     from .school.timetable_api import TimetableFeature
     from .school.usage import UsageFeature
     from .stage.feature import StageFeature
 
     return [QuizFeature(), StageFeature(), RecordingFeature.from_config(config),
-            QualityFeature(), GlassFeature(), DevicesFeature(), TimetableFeature(),
-            UsageFeature(), StatsFeature()]
+            QualityFeature(), GlassFeature(), DirectoryFeature(), DevicesFeature(),
+            TimetableFeature(), UsageFeature(), StatsFeature()]
 
 
 def build_app(config: Config, features: list[Feature] | None = None) -> web.Application:

@@ -43,7 +43,6 @@ class Lesson(str, Enum):
     RECORD = "record"  # the recording's lesson (see may_see_recording / may_edit_recording)
     SIGNED = "signed"  # no token: an HMAC-signed, expiring link
     PUBLIC = "public"  # no token
-    DEVICE = "device"  # no token: a classroom device's credential (school/devices.py)
 
 
 class School(str, Enum):
@@ -77,6 +76,9 @@ _REC = "published: any token; '*' admin/ops; teacher/admin/ops of its lesson (sc
        "of a taking-part school); any token of a taking-part school"
 _EDIT = "'*' admin; admin or teacher of its lesson whose school is the recording's (or none); " \
         "others who may see it: 403, the rest 404"
+
+_SCOPED = "of the token's schools; others 404"
+_SCOPED_EDIT = "'*' admin, or the school_admin of its school; a lesson admin 403; others 404"
 
 TABLE: dict[str, Rule] = _rules(
     # HTTP: lessons, tokens, relay ----------------------------------------------------------
@@ -169,30 +171,28 @@ TABLE: dict[str, Rule] = _rules(
          note="clock offset; a classroom's playout samples"),
     Rule("GET /api/lessons/{lesson}/glass", frozenset({T, A, OP}), Lesson.PATH,
          note="each classroom's glass-to-glass p50/p95"),
-    # HTTP: classroom devices, the teacher's day, join codes (signaling/school/devices_api.py)
-    Rule("POST /api/pairing", NOBODY, Lesson.PUBLIC,
-         note="a new /room page asks for a pairing code; 20 per 10 min per address"),
-    Rule("GET /api/pairing/{code}/status", NOBODY, Lesson.PUBLIC,
-         note="X-Pairing-Token header (the page's poll token); wrong: 404, counted"),
-    Rule("POST /api/devices", frozenset({A, SA}), Lesson.NONE, School.SCOPE,
-         note="pair: a classroom of the token's schools; wrong codes 10 per 10 min"),
-    Rule("GET /api/devices", frozenset({A, SA}), Lesson.NONE, School.SCOPE,
-         note="the devices of the token's schools"),
-    Rule("GET /api/devices/{device}", frozenset({A, SA}), Lesson.NONE, School.SCOPE,
-         note="of the token's schools; others 404"),
-    Rule("DELETE /api/devices/{device}", frozenset({A, SA}), Lesson.NONE, School.SCOPE,
-         note="revoke: of the token's schools (others 404); its sockets close"),
-    Rule("GET /api/room/next", NOBODY, Lesson.DEVICE,
-         note="Authorization: Device <credential>; mints a classroom token of its lesson"),
-    Rule("POST /api/teacher/links", frozenset({A, SA}), Lesson.NONE, School.SCOPE,
-         note="a teacher's day token (lesson '@today') of a teacher of the token's schools"),
-    Rule("GET /api/teacher/today", frozenset({T}), Lesson.NONE,
-         note="a day token only: today's lessons, each with a token for that lesson only"),
-    Rule("POST /api/lessons/{lesson}/join-code", frozenset({T, A}), Lesson.PATH,
-         note="students' code of one classroom, until the lesson's end + overrun"),
-    Rule("POST /api/join", NOBODY, Lesson.PUBLIC,
-         note="a join code -> a student token of its lesson and school; 30 wrong/10 min"),
-    *(Rule(f"GET {path}", NOBODY, Lesson.PUBLIC) for path in ("/room", "/teach", "/join")),
+    # HTTP: the school directory (signaling/school/directory.py) --------------------------
+    *(Rule(action, roles, Lesson.NONE, School.SCOPE, note=note) for action, roles, note in (
+        ("GET /api/schools", frozenset({A, SA}), "the token's schools ('*' admin: all)"),
+        ("POST /api/schools", frozenset({A}), "'*' admin only"),
+        ("GET /api/schools/{school}", frozenset({A, SA}), _SCOPED),
+        ("PUT /api/schools/{school}", frozenset({A, SA}), _SCOPED_EDIT),
+        ("DELETE /api/schools/{school}", frozenset({A}),
+         "'*' admin; 409 while it has classrooms, teachers or devices"),
+        ("GET /api/clusters", frozenset({A, SA}), "clusters holding one of the token's schools"),
+        ("POST /api/clusters", frozenset({A}), "'*' admin only"),
+        ("GET /api/clusters/{cluster}", frozenset({A, SA}), _SCOPED),
+        ("PUT /api/clusters/{cluster}", frozenset({A}), "'*' admin only"),
+        ("DELETE /api/clusters/{cluster}", frozenset({A}), "'*' admin only"),
+        ("GET /api/schools/{school}/classrooms", frozenset({A, SA}), _SCOPED),
+        ("POST /api/schools/{school}/classrooms", frozenset({A, SA}), _SCOPED_EDIT),
+        ("PUT /api/classrooms/{classroom}", frozenset({A, SA}), _SCOPED_EDIT),
+        ("DELETE /api/classrooms/{classroom}", frozenset({A, SA}), _SCOPED_EDIT),
+        ("GET /api/schools/{school}/teachers", frozenset({A, SA}), _SCOPED),
+        ("POST /api/schools/{school}/teachers", frozenset({A, SA}), _SCOPED_EDIT),
+        ("PUT /api/teachers/{teacher}", frozenset({A, SA}), _SCOPED_EDIT),
+        ("DELETE /api/teachers/{teacher}", frozenset({A, SA}), _SCOPED_EDIT),
+    )),
 )
 
 
