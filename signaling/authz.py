@@ -43,6 +43,7 @@ class Lesson(str, Enum):
     RECORD = "record"  # the recording's lesson (see may_see_recording / may_edit_recording)
     SIGNED = "signed"  # no token: an HMAC-signed, expiring link
     PUBLIC = "public"  # no token
+    DEVICE = "device"  # no token: a classroom device's credential (school/devices.py)
 
 
 class School(str, Enum):
@@ -193,6 +194,30 @@ TABLE: dict[str, Rule] = _rules(
         ("PUT /api/teachers/{teacher}", frozenset({A, SA}), _SCOPED_EDIT),
         ("DELETE /api/teachers/{teacher}", frozenset({A, SA}), _SCOPED_EDIT),
     )),
+    # HTTP: classroom devices, the teacher's day, join codes (signaling/school/devices_api.py)
+    Rule("POST /api/pairing", NOBODY, Lesson.PUBLIC,
+         note="a new /room page asks for a pairing code; 20 per 10 min per address"),
+    Rule("GET /api/pairing/{code}/status", NOBODY, Lesson.PUBLIC,
+         note="X-Pairing-Token header (the page's poll token); wrong: 404, counted"),
+    Rule("POST /api/devices", frozenset({A, SA}), Lesson.NONE, School.SCOPE,
+         note="pair: a classroom of the token's schools; wrong codes 10 per 10 min"),
+    Rule("GET /api/devices", frozenset({A, SA}), Lesson.NONE, School.SCOPE,
+         note="the devices of the token's schools"),
+    Rule("GET /api/devices/{device}", frozenset({A, SA}), Lesson.NONE, School.SCOPE,
+         note="of the token's schools; others 404"),
+    Rule("DELETE /api/devices/{device}", frozenset({A, SA}), Lesson.NONE, School.SCOPE,
+         note="revoke: of the token's schools (others 404); its sockets close"),
+    Rule("GET /api/room/next", NOBODY, Lesson.DEVICE,
+         note="Authorization: Device <credential>; mints a classroom token of its lesson"),
+    Rule("POST /api/teacher/links", frozenset({A, SA}), Lesson.NONE, School.SCOPE,
+         note="a teacher's day token (lesson '@today') of a teacher of the token's schools"),
+    Rule("GET /api/teacher/today", frozenset({T}), Lesson.NONE,
+         note="a day token only: today's lessons, each with a token for that lesson only"),
+    Rule("POST /api/lessons/{lesson}/join-code", frozenset({T, A}), Lesson.PATH,
+         note="students' code of one classroom, until the lesson's end + overrun"),
+    Rule("POST /api/join", NOBODY, Lesson.PUBLIC,
+         note="a join code -> a student token of its lesson and school; 30 wrong/10 min"),
+    *(Rule(f"GET {path}", NOBODY, Lesson.PUBLIC) for path in ("/room", "/teach", "/join")),
 )
 
 
