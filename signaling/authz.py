@@ -81,6 +81,8 @@ _EDIT = "'*' admin; admin or teacher of its lesson whose school is the recording
 _SCOPED = "of the token's schools; others 404"
 _SCOPED_EDIT = "'*' admin, or the school_admin of its school; a lesson admin 403; others 404"
 
+_TT_EDIT = "'*' admin, or the school_admin of the main classroom's school"
+
 TABLE: dict[str, Rule] = _rules(
     # HTTP: lessons, tokens, relay ----------------------------------------------------------
     Rule("GET /api/lessons", ALL, Lesson.NONE, note="only the token's lesson ('*': all)"),
@@ -193,6 +195,23 @@ TABLE: dict[str, Rule] = _rules(
         ("POST /api/schools/{school}/teachers", frozenset({A, SA}), _SCOPED_EDIT),
         ("PUT /api/teachers/{teacher}", frozenset({A, SA}), _SCOPED_EDIT),
         ("DELETE /api/teachers/{teacher}", frozenset({A, SA}), _SCOPED_EDIT),
+    )),
+    # HTTP: timetable and usage statistics (signaling/school/timetable_api.py, stats_api.py)
+    *(Rule(action, roles, Lesson.NONE, School.SCOPE, note=note) for action, roles, note in (
+        ("GET /api/terms", frozenset({A, SA, OP}), "district-wide"),
+        ("POST /api/terms", frozenset({A}), "'*' admin only"),
+        ("PUT /api/terms/{term}", frozenset({A}), "'*' admin only"),
+        ("DELETE /api/terms/{term}", frozenset({A}), "'*' admin; 409 while it has slots"),
+        ("GET /api/timetable", frozenset({A, SA, OP}),
+         "slots touching the token's schools (main or receiving classroom)"),
+        ("POST /api/timetable/slots", frozenset({A, SA}), _TT_EDIT),
+        ("PUT /api/timetable/slots/{slot}", frozenset({A, SA}), _TT_EDIT),
+        ("DELETE /api/timetable/slots/{slot}", frozenset({A, SA}), _TT_EDIT),
+        ("POST /api/timetable/import", frozenset({A, SA}), _TT_EDIT + "; every row"),
+        ("GET /api/timetable/export.csv", frozenset({A, SA, OP}), "as GET /api/timetable"),
+        ("GET /api/stats", frozenset({A, SA, OP}),
+         "aggregates of the token's schools only; no per-student rows"),
+        ("GET /api/stats.csv", frozenset({A, SA, OP}), "as GET /api/stats"),
     )),
     # HTTP: classroom devices, the teacher's day, join codes (signaling/school/devices_api.py)
     Rule("POST /api/pairing", NOBODY, Lesson.PUBLIC,
