@@ -11,9 +11,10 @@ from pathlib import Path
 
 def test_loadtest_smoke(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
-    subprocess.run([sys.executable, "-m", "loadtests.timetable", "--schools", "8", "--weeks",
-                    "1", "--sockets", "10", "--window", "0.5", "--settle", "0", "--queries", "10", "--json",
-                    str(out)], check=False, timeout=120, capture_output=True)
+    args = ["--schools", "8", "--weeks", "1", "--sockets", "10", "--window", "0.5",
+            "--settle", "0", "--queries", "10", "--json", str(out)]
+    subprocess.run([sys.executable, "-m", "loadtests.timetable", *args], check=False,
+                   timeout=120, capture_output=True)
     result = json.loads(out.read_text(encoding="utf-8"))
     for key in ("stats_query_p95_ms", "import_rows_per_second", "idle_devices_cpu",
                 "baseline_cpu", "loadavg"):
