@@ -5,11 +5,15 @@ recording's folder (``{"t": ms, "type": ..., ...}``, ``t`` on the recording's ti
 :func:`chapters_from_events` turns them into chapters ``{start, title, kind, ref}``:
 the lesson start, each practice question pushed (``quiz-question``), each test opened
 (``quiz-test``), each classroom called on stage (the ``stage {peer_id, name, school, at}``
-lesson event of the two-way lesson, docs/two-way.md: "上台 On stage: <name>"; ``peer_id``
+lesson event of the two-way lesson, docs/two-way.md: "上台：<name>"; ``peer_id``
 null clears the stage and starts no chapter; the same classroom announced again while it
 is still on stage is not a new chapter), and the recording resuming after a pause. The
 same chapter again (same kind and reference) within ``min_gap`` seconds is dropped (a
 re-sent event); two different classrooms called in quick succession are two chapters.
+A recording that continues after a server restart starts a chapter at each new part.
+
+A chapter's ``title`` is in the default language (zh-CN, for ``chapters.vtt``); pages show
+their own language from ``kind`` and ``label`` (the question or the classroom), never both.
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ from typing import Any
 
 EVENTS_FILE = "events.jsonl"
 
-CHAPTER_TYPES = {"quiz-question", "quiz-test", "stage", "recording-resumed"}
+CHAPTER_TYPES = {"quiz-question", "quiz-test", "stage", "recording-resumed", "recording-part"}
+KIND_TITLES = {"start": "开始上课", "practice": "练习", "test": "测试", "stage": "上台",
+               "resume": "继续录制", "part": "重启后继续"}
+"""The zh-CN name of each chapter kind (the pages have both languages in strings.js)."""
+
+
+def title_of(kind: str, label: str) -> str:
+    return f"{KIND_TITLES[kind]}：{label}" if label else KIND_TITLES[kind]
 
 
 def vtt_time(ms: float) -> str:
@@ -66,7 +77,7 @@ def _text(value: Any, limit: int = 80) -> str:
 
 
 def chapter_for(event: dict[str, Any]) -> tuple[str, str, str] | None:
-    """``(kind, title, ref)`` of the chapter an event starts, or None."""
+    """``(kind, label, ref)`` of the chapter an event starts, or None."""
     kind = event.get("type")
     if kind in ("quiz-question", "quiz-test"):
         rnd = event.get("round") if isinstance(event.get("round"), dict) else {}
@@ -75,26 +86,25 @@ def chapter_for(event: dict[str, Any]) -> tuple[str, str, str] | None:
             questions = rnd.get("questions") if isinstance(rnd.get("questions"), list) else []
             if questions and isinstance(questions[0], dict):
                 title = _text(questions[0].get("text"))
-        label = "练习 Practice" if kind == "quiz-question" else "测试 Test"
-        return ("practice" if kind == "quiz-question" else "test",
-                f"{label}: {title}" if title else label, _text(rnd.get("round_id"), 64))
+        return ("practice" if kind == "quiz-question" else "test", title,
+                _text(rnd.get("round_id"), 64))
     if kind == "stage":
         if event.get("on_stage") is False or not _text(event.get("peer_id")):
             return None
         name = _text(event.get("name")) or _text(event.get("school"))
-        return "stage", f"上台 On stage: {name}" if name else "上台 On stage", _text(
-            event.get("peer_id"), 64)
+        return "stage", name, _text(event.get("peer_id"), 64)
     if kind == "recording-resumed":
-        return "resume", "继续 Resumed", ""
+        return "resume", "", ""
+    if kind == "recording-part":
+        return "part", "", str(event.get("part") or "")
     return None
 
 
 def chapters_from_events(events: list[dict[str, Any]], duration_ms: int,
-                         offset_ms: int = 0, min_gap: float = 5.0,
-                         first_title: str = "开始上课 Lesson start") -> list[dict[str, Any]]:
-    """Chapters ``{start, title, kind, ref}`` (seconds from the recording's start)."""
+                         offset_ms: int = 0, min_gap: float = 5.0) -> list[dict[str, Any]]:
+    """Chapters ``{start, title, kind, label, ref}`` (seconds from the recording's start)."""
     chapters: list[dict[str, Any]] = [
-        {"start": 0.0, "title": first_title, "kind": "start", "ref": ""}]
+        {"start": 0.0, "title": KIND_TITLES["start"], "kind": "start", "label": "", "ref": ""}]
     on_stage = ""  # the classroom on stage now (its peer id)
     for event in events:
         if event.get("type") == "stage":
@@ -108,9 +118,10 @@ def chapters_from_events(events: list[dict[str, Any]], duration_ms: int,
         start = round(max(0.0, (event["t"] - offset_ms) / 1000), 3)
         if start >= duration_ms / 1000:
             continue
-        kind, title, ref = found
+        kind, label, ref = found
         last = chapters[-1]
         if start - last["start"] < min_gap and last["kind"] == kind and last["ref"] == ref:
             continue  # the same thing again right away (a re-sent event)
-        chapters.append({"start": start, "title": title, "kind": kind, "ref": ref})
+        chapters.append({"start": start, "title": title_of(kind, label), "kind": kind,
+                         "label": label, "ref": ref})
     return chapters

@@ -42,8 +42,10 @@ from . import metrics
 from .catalog import Catalog, dir_size, new_recording_id
 from .chapters import CHAPTER_TYPES, append_event
 from .packager import REPLAY_DIR
-from .recorder import Recorder, RecorderConfig
+from .recorder import LINES, Recorder, RecorderConfig
 from .recovery import recover_segments
+from .segments import read_index
+from .tracks import TRACK_DIR
 
 if TYPE_CHECKING:
     from media_relay.tracks import KindSink
@@ -55,7 +57,8 @@ CHAPTER_FIELDS = ("type", "round", "peer_id", "name", "school", "on_stage")
 """The fields of a lesson event kept in the recording's chapter log."""
 MEDIA_FILE = re.compile(
     r"^(hls/master\.m3u8|hls/[A-Za-z0-9_]{1,16}/(index\.m3u8|init\.mp4|s\d{5}\.m4s)"
-    r"|poster\.jpg|thumbs/t\d{5}\.jpg|thumbs\.vtt|chapters\.vtt|lesson\.mp4)$")
+    r"|poster\.jpg|thumbs/t\d{5}\.jpg|thumbs\.vtt|chapters\.vtt|lesson\.mp4"
+    r"|share\.mp4|stage\.mp4)$")
 """The files of a packaged recording that replay links may serve (``replay/...``)."""
 # hls.js (Apache-2.0) shipped inside the package, so an installed wheel serves the replay page
 # with no repo checkout and no npm: the light build (playback + ABR, without subtitles/EME: a
@@ -86,6 +89,9 @@ class RecordingConfig:
     """Seconds between looks at the recorder for a complete chunk."""
     packager_args: list[str] = field(default_factory=list)
     recorder: RecorderConfig = field(default_factory=RecorderConfig)
+    resume_seconds: float = 600.0
+    """A recording cut by a restart while its lesson stayed live waits this long for the
+    teacher's media to return (then it continues as a new part), else it is packaged."""
 
 
 @dataclass(frozen=True)
@@ -111,11 +117,14 @@ class NotRecording(Exception):
 
 
 class ActiveRecording:
-    def __init__(self, record: dict[str, Any], recorder: Recorder, directory: Path) -> None:
+    def __init__(self, record: dict[str, Any], recorder: Recorder, directory: Path,
+                 lines: dict[str, Recorder] | None = None) -> None:
         self.id: str = record["id"]
         self.lesson: str = record["lesson"]
         self.record = record
         self.recorder = recorder
+        self.lines = lines or {}
+        """The share and stage recorders (``tracks/<line>/``), on the teacher's timeline."""
         self.directory = directory
         self.stopping = False
         self.worker: asyncio.Task[None] | None = None
@@ -140,17 +149,22 @@ class RecordingLibrary:
         self._package_lock = asyncio.Lock()  # one final packaging at a time on the node
         self._chunk_lock = asyncio.Lock()  # one chunk job at a time on the node
         self._retention_task: asyncio.Task[None] | None = None
+        self.resumable: dict[str, str] = {}
+        """lesson -> recording cut by a restart, waiting for the teacher's media."""
         self.closing = False
 
     # ---- lifetime ------------------------------------------------------------------------
     async def open(self, root: Path, media: SinkHost,
-                   on_change: Callable[[str], Awaitable[None]]) -> None:
+                   on_change: Callable[[str], Awaitable[None]],
+                   lesson_live: Callable[[str], Awaitable[bool]] | None = None) -> None:
         """Open the library at ``root``, recover what a killed process left, start retention.
-        ``on_change(lesson_id)`` is awaited whenever :meth:`state` of a lesson changed."""
+        ``on_change(lesson_id)`` is awaited whenever :meth:`state` of a lesson changed;
+        ``lesson_live(lesson_id)``: whether a lesson is still live (its recording, cut by
+        the restart, then continues as a new part when the teacher's media returns)."""
         self._media = media
         self._on_change = on_change
         self.catalog = await asyncio.to_thread(Catalog, root)
-        await self._recover()
+        await self._recover(lesson_live)
         self._retention_task = asyncio.get_running_loop().create_task(self._retention_loop())
 
     async def close(self) -> None:
@@ -197,7 +211,6 @@ class RecordingLibrary:
         """Record the lesson if its media is here (``media_here()``) and it is live
         (``live_lesson()`` returns it, else None); re-attach after a reconnect. Both are
         asked under the lesson's lock, so a :meth:`stop` never passes a start."""
-        catalog = self._catalog
         async with self._lock(lesson_id):
             if self.closing or not media_here():
                 return
@@ -210,45 +223,104 @@ class RecordingLibrary:
             lesson = await live_lesson()
             if lesson is None:
                 return
-            rid = new_recording_id(lesson_id)
-            now = time.time()
-            schools = sorted(self._schools.get(lesson_id, set()) | (
-                {lesson.school} if lesson.school else set()))
-            record = {
-                "id": rid, "lesson": lesson_id, "title": lesson.title or "",
-                "subject": "", "grade": "", "teacher": lesson.teacher, "school": lesson.school,
-                "schools": schools, "published": False,
-                "date": time.strftime("%Y-%m-%d", time.localtime(now)),
-                "started_at": now, "ended_at": None, "duration": 0.0, "chapters": [],
-                "renditions": [], "size": 0, "state": "recording", "segments": 0,
-                "errors": 0, "consents": [c for c in catalog.consents()
-                                          if c.get("school") in schools],
-            }
-            directory = catalog.dir_of(rid)
-            await asyncio.to_thread(catalog.create, record)
-            recorder = Recorder(directory, config=self.config.recorder)
-            active = ActiveRecording(record, recorder, directory)
-            self.active[lesson_id] = active
-            self._attach(active)
-            if self.config.package and self.config.incremental:
-                active.worker = self.spawn(self._chunk_worker(active))
-            logger.info("recording started", extra={"lesson": lesson_id, "recording": rid})
+            if lesson_id in self.resumable:
+                await self._continue(lesson_id, self.resumable.pop(lesson_id))
+            else:
+                await self._create(lesson_id, lesson)
         await self._changed(lesson_id)
+
+    async def _create(self, lesson_id: str, lesson: LessonInfo) -> None:
+        """A new recording of the lesson (its record in the catalog, its recorders)."""
+        catalog = self._catalog
+        rid = new_recording_id(lesson_id)
+        now = time.time()
+        schools = sorted(self._schools.get(lesson_id, set()) | (
+            {lesson.school} if lesson.school else set()))
+        record = {
+            "id": rid, "lesson": lesson_id, "title": lesson.title or "",
+            "subject": "", "grade": "", "teacher": lesson.teacher, "school": lesson.school,
+            "schools": schools, "published": False,
+            "date": time.strftime("%Y-%m-%d", time.localtime(now)),
+            "started_at": now, "ended_at": None, "duration": 0.0, "chapters": [],
+            "renditions": [], "size": 0, "state": "recording", "segments": 0,
+            "errors": 0, "consents": [c for c in catalog.consents()
+                                      if c.get("school") in schools],
+        }
+        record["parts"] = [{"start": 0.0, "started_at": now}]
+        directory = catalog.dir_of(rid)
+        await asyncio.to_thread(catalog.create, record)
+        self._start(record, directory)
+        logger.info("recording started", extra={"lesson": lesson_id, "recording": rid})
+
+    def _start(self, record: dict[str, Any], directory: Path, first_seq: int = 1,
+               offset_ms: int = 0, line_seqs: dict[str, int] | None = None) -> None:
+        """The teacher's recorder, a recorder per line (share, stage) on its timeline."""
+        cfg = self.config.recorder
+        recorder = Recorder(directory, config=cfg, first_seq=first_seq,
+                            time_offset_ms=offset_ms)
+        lines = {name: Recorder(directory / TRACK_DIR / name, config=cfg, line=name,
+                                clock=recorder, first_seq=(line_seqs or {}).get(name, 1))
+                 for name in LINES}
+        active = ActiveRecording(record, recorder, directory, lines)
+        self.active[record["lesson"]] = active
+        self._attach(active)
+        if self.config.package and self.config.incremental:
+            active.worker = self.spawn(self._chunk_worker(active))
+
+    async def _continue(self, lesson_id: str, rid: str) -> None:
+        """The teacher's media is back after a restart: the recording goes on, a new part
+        right after the last segment of the one before (one recording, parts in sequence)."""
+        catalog = self._catalog
+        directory = catalog.dir_of(rid)
+        record = catalog.get(rid) or {}
+
+        def last_segments() -> tuple[int, int, dict[str, int]]:
+            segs = read_index(directory)
+            seqs = {}
+            for name in LINES:
+                line = read_index(directory / TRACK_DIR / name)
+                seqs[name] = line[-1].seq + 1 if line else 1
+            ends = [segs[-1].end_ms] + [s[-1].end_ms for name in LINES
+                                        if (s := read_index(directory / TRACK_DIR / name))]
+            return (segs[-1].seq + 1 if segs else 1, max(ends) + 1 if segs else 0, seqs)
+
+        first_seq, offset_ms, seqs = await asyncio.to_thread(last_segments)
+        first_ms = (await asyncio.to_thread(read_index, directory) or [None])[0]
+        start = (offset_ms - first_ms.start_ms) / 1000 if first_ms else 0.0
+        parts = list(record.get("parts") or [{"start": 0.0,
+                                              "started_at": record.get("started_at")}])
+        parts.append({"start": round(start, 3), "started_at": time.time()})
+        record = await asyncio.to_thread(
+            catalog.update, rid, state="recording", ended_at=None, parts=parts) or record
+        await asyncio.to_thread(append_event, directory,
+                                {"t": offset_ms, "type": "recording-part",
+                                 "part": len(parts)})
+        self._start(record, directory, first_seq, offset_ms, seqs)
+        logger.info("recording continues", extra={"lesson": lesson_id, "recording": rid,
+                                                   "part": len(parts)})
+
+    @staticmethod
+    def _sinks(active: ActiveRecording) -> list[KindSink]:
+        return [s for r in (active.recorder, *active.lines.values()) for s in r.sinks]
 
     def _attach(self, active: ActiveRecording) -> None:
         assert self._media is not None
-        try:
-            for sink in active.recorder.sinks:
+        for sink in self._sinks(active):
+            try:
                 self._media.attach_sink(active.lesson, sink)
-        except Exception:
-            logger.exception("recorder could not attach", extra={"lesson": active.lesson})
+            except Exception:
+                logger.exception("recorder could not attach", extra={
+                    "lesson": active.lesson, "line": getattr(sink, "line", sink.kind)})
 
     async def stop(self, lesson_id: str, *, package: bool, state: str = "packaging") -> None:
         """Stop recording the lesson (the last segment is closed), then package it."""
         catalog = self._catalog
         async with self._lock(lesson_id):
             active = self.active.pop(lesson_id, None)
+            waiting = self.resumable.pop(lesson_id, None)
             if active is None:
+                if waiting is not None and package:  # ended while the teacher was away
+                    self.spawn(self.package(waiting))
                 return
             active.stopping = True
             if active.worker is not None:
@@ -257,12 +329,17 @@ class RecordingLibrary:
                 active.worker.cancel()
             try:
                 assert self._media is not None
-                for sink in active.recorder.sinks:
+                for sink in self._sinks(active):
                     self._media.detach_sink(lesson_id, sink)
             except Exception:
                 logger.exception("recorder detach failed", extra={"lesson": lesson_id})
+            for line in active.lines.values():
+                await line.stop()
             segments = await active.recorder.stop()
             stats = active.recorder.stats()
+            if len(active.record.get("parts") or []) > 1:  # every part, not this one's
+                segments = await asyncio.to_thread(read_index, active.directory)
+                stats["bytes"] = sum(s.bytes for s in segments)
             fields = {
                 "ended_at": time.time(), "segments": len(segments),
                 "duration": round((segments[-1].end_ms - segments[0].start_ms) / 1000, 3)
@@ -296,7 +373,9 @@ class RecordingLibrary:
         active = self.active.get(lesson_id)
         if active is None:
             raise NotRecording(lesson_id)
-        active.recorder.pause()
+        at = time.monotonic()
+        for recorder in (active.recorder, *active.lines.values()):
+            recorder.pause(at)
         await asyncio.to_thread(self._catalog.update, active.id, state="paused")
         await self._changed(lesson_id)
 
@@ -305,7 +384,9 @@ class RecordingLibrary:
         if active is None:
             raise NotRecording(lesson_id)
         if active.recorder.paused:
-            active.recorder.resume()
+            at = time.monotonic()
+            for recorder in (active.recorder, *active.lines.values()):
+                recorder.resume(at)
             self.chapter_event(lesson_id, {"type": "recording-resumed"})
         await asyncio.to_thread(self._catalog.update, active.id, state="recording")
         await self._changed(lesson_id)
@@ -435,6 +516,7 @@ class RecordingLibrary:
                     renditions=[{k: r[k] for k in ("name", "kind", "width", "height",
                                                    "average_bps", "peak_bps") if k in r}
                                 for r in summary["renditions"]],
+                    lines=summary.get("lines") or [],
                     size=size, poster=summary["poster"], thumbnails=summary["thumbnails"],
                     packaging_seconds=round(seconds, 3), audio=summary.get("audio"),
                     chunks=summary.get("chunks"), packaged_at=time.time(),
@@ -456,7 +538,7 @@ class RecordingLibrary:
                     self.spawn(self.enforce_retention())
 
     # ---- recovery, retention -------------------------------------------------------------
-    async def _recover(self) -> None:
+    async def _recover(self, lesson_live: Callable[[str], Awaitable[bool]] | None) -> None:
         catalog = self._catalog
         for record in catalog.list():
             if record.get("state") not in _UNFINISHED:
@@ -464,7 +546,20 @@ class RecordingLibrary:
             rid = record["id"]
             directory = catalog.dir_of(rid)
             segments = await asyncio.to_thread(recover_segments, directory)
+            for name in LINES:
+                if (directory / TRACK_DIR / name).is_dir():
+                    await asyncio.to_thread(recover_segments, directory / TRACK_DIR / name)
             metrics.RECOVERED.inc()
+            lesson = record.get("lesson") or ""
+            if (segments and record.get("state") != "packaging" and lesson_live is not None
+                    and lesson not in self.resumable and await lesson_live(lesson)):
+                # cut by the restart, the lesson goes on: wait for the teacher's media
+                self.resumable[lesson] = rid
+                await asyncio.to_thread(catalog.update, rid, state="interrupted",
+                                        segments=len(segments), recovered=True)
+                self.spawn(self._resume_deadline(lesson, rid))
+                logger.info("recording waits for its lesson", extra={"recording": rid})
+                continue
             if not segments:
                 await asyncio.to_thread(catalog.update, rid, state="failed",
                                         error="nothing was recorded")
@@ -480,9 +575,20 @@ class RecordingLibrary:
             if self.config.package:
                 self.spawn(self.package(rid))
 
+    async def _resume_deadline(self, lesson_id: str, rid: str) -> None:
+        """The teacher's media did not return in time: package what was recorded."""
+        await asyncio.sleep(self.config.resume_seconds)
+        async with self._lock(lesson_id):
+            if self.resumable.get(lesson_id) != rid:
+                return
+            del self.resumable[lesson_id]
+        if self.config.package:
+            await self.package(rid)
+
     def writing(self) -> set[str]:
         """Recordings being written or packaged (they cannot be deleted)."""
-        return {a.id for a in self.active.values()} | set(self.packaging)
+        return ({a.id for a in self.active.values()} | set(self.packaging)
+                | set(self.resumable.values()))
 
     def busy(self) -> set[str]:
         """Recordings retention must spare: written, packaged, or played recently."""

@@ -43,6 +43,7 @@ from typing import Any
 import av
 
 from . import chunks as chunking
+from . import tracks
 from .chapters import chapters_from_events, read_events, vtt_time
 from .segments import SEGMENT_DIR, read_index
 from .transcode import (
@@ -141,7 +142,9 @@ def package_chunks(directory: Path, cfg: PackagerConfig | None = None) -> dict[s
         raise PackagingError(f"no recording in {directory}")
     with chunking.locked(Path(directory)):
         chunks, made = chunking.update(Path(directory), cfg, final=False)
+    lines = tracks.update_chunks(Path(directory), cfg, final=False)
     return {"chunks": len(chunks), "made": made,
+            "lines": {n: d["made"] for n, d in lines.items()},
             "covered": chunking.covered_seconds(chunks),
             "seconds": round(time.monotonic() - started, 3)}
 
@@ -175,6 +178,9 @@ def _package(directory: Path, cfg: PackagerConfig,
     audio_path = work / "audio.mkv"
     audio_result: dict[str, Any] = {}
     audio_job: dict[str, Any] = {}
+    # the share and the stage first (their tails are short): the stage's voice is mixed in
+    lines = tracks.update_chunks(directory, cfg, final=True)
+    stage_pcm = tracks.stage_audio(directory, offset_ms)
 
     def start_audio(kept: list[chunking.Chunk], pending: list[dict[str, Any]]) -> None:
         """The whole lesson's loudness is known: encode the AAC beside the tail's video."""
@@ -183,8 +189,8 @@ def _package(directory: Path, cfg: PackagerConfig,
         peak = max([c.info["loudness"]["peak"] for c in kept]
                    + [a.get("peak", 0) for a in pending] + [0])
         gain = gain_from_blocks(blocks, peak, cfg)
-        pieces = itertools.chain(chunking.audio_pieces(kept), (
-            (a["first"], a["pcm"]) for a in pending if a.get("pcm") is not None))
+        pieces = tracks.mix(itertools.chain(chunking.audio_pieces(kept), (
+            (a["first"], a["pcm"]) for a in pending if a.get("pcm") is not None)), stage_pcm)
         thread = threading.Thread(target=encode_aac, args=(
             pieces, audio_path, gain["gain_db"], cfg, audio_result), daemon=True)
         thread.start()
@@ -243,6 +249,19 @@ def _package(directory: Path, cfg: PackagerConfig,
 
     mp4_inputs = ([rungs[0][1]] if rungs else []) + ([[audio_path]] if has_audio else [])
     _remux(mp4_inputs, str(out / "lesson.mp4"), "mp4", {"movflags": "+faststart"})
+    line_entries = []
+    for name, done in lines.items():
+        path = directory / tracks.TRACK_DIR / name
+        line_plan = json.loads((path / chunking.CHUNK_DIR / chunking.PLAN_FILE).read_text())
+        if not line_plan["rungs"]:
+            continue
+        rung = line_plan["rungs"][0]
+        files = [c.directory / f"{rung['name']}.mkv" for c in done["chunks"]
+                 if rung["name"] in c.info["rungs"]]
+        if not files:
+            continue
+        _remux([files], str(out / f"{name}.mp4"), "mp4", {"movflags": "+faststart"})
+        line_entries.append(tracks.entry(name, path, offset_ms, rung, f"{name}.mp4"))
 
     if poster is not None:
         shutil.copyfile(poster, out / "poster.jpg")
@@ -258,6 +277,7 @@ def _package(directory: Path, cfg: PackagerConfig,
     summary = {
         "duration": round(duration_ms / 1000, 3),
         "renditions": renditions,
+        "lines": line_entries,
         "chapters": chapters,
         "thumbnails": len(thumbs),
         "poster": (out / "poster.jpg").exists(),
@@ -280,7 +300,7 @@ def _package(directory: Path, cfg: PackagerConfig,
     else:
         os.replace(out, final)
     # the replay holds everything now: the intermediates go (a re-package starts over)
-    for c in chunks:
+    for c in chunks + [c for done in lines.values() for c in done["chunks"]]:
         shutil.rmtree(c.directory, ignore_errors=True)
     summary["size"] = sum(f.stat().st_size for f in final.rglob("*") if f.is_file())
     return summary

@@ -70,12 +70,27 @@ class RecorderConfig:
 
 
 
-class RecorderSink:
-    """What the relay attaches: ``kind`` and ``push(packet)``, like a subscriber's track."""
+LINES = {"share": ("share",), "stage": ("stage", "stage-audio")}
+"""The lines recorded beside the teacher (camera + voice), each its own folder of segments
+(``tracks/<line>/``) on the same timeline, and the relay's sink kinds of each: the share's
+video; the stage classroom's video and its Opus."""
 
-    def __init__(self, recorder: Recorder, kind: str) -> None:
+
+class RecorderSink:
+    """What the relay attaches: ``kind`` and ``push(packet)``, like a subscriber's track.
+
+    ``line`` says which of the lesson's media it takes: ``"video"``/``"audio"`` (the
+    teacher), or ``"share"``, ``"stage"``, ``"stage-audio"`` (:data:`LINES`)."""
+
+    def __init__(self, recorder: Recorder, kind: str, line: str | None = None) -> None:
         self.kind = kind
+        self.line = line or kind
+        self.tier: str | None = None  # the relay notes the tier it attached a video line to
         self._recorder = recorder
+
+    def restart(self) -> None:
+        """The relay moved this line to another tier: it starts again at a keyframe (the
+        writer cuts a segment at the next keyframe of another size by itself)."""
 
     def push(self, packet: av.Packet) -> None:
         self._recorder.enqueue(self.kind, packet)
@@ -86,13 +101,20 @@ class Recorder:
 
     def __init__(self, directory: Path, *, config: RecorderConfig | None = None,
                  opener: Opener | None = None, first_seq: int = 1,
-                 time_offset_ms: int = 0) -> None:
+                 time_offset_ms: int = 0, line: str = "main",
+                 clock: Recorder | None = None) -> None:
+        """``line``: ``"main"`` (the teacher) or one of :data:`LINES`; ``clock``: the main
+        recorder whose timeline a line's timestamps are on (its first packet is time 0)."""
         self.directory = Path(directory)
+        self.line = line
+        self.clock = clock
         self.config = config or RecorderConfig()
         self._opener = opener or default_opener
         (self.directory / SEGMENT_DIR).mkdir(parents=True, exist_ok=True)
-        self.video: KindSink = RecorderSink(self, "video")
-        self.audio: KindSink = RecorderSink(self, "audio")
+        names = LINES.get(line, ("video", "audio"))
+        self.video: KindSink = RecorderSink(self, "video", names[0])
+        self.audio: KindSink | None = (RecorderSink(self, "audio", names[1])
+                                       if len(names) > 1 else None)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._paused = False
         self._closed = False
@@ -148,9 +170,9 @@ class Recorder:
             self._queue.put(("resume", time.monotonic() if at is None else at))
 
     @property
-    def sinks(self) -> tuple[KindSink, KindSink]:
-        """``(video, audio)``: what the relay attaches (``Relay.attach_sink``)."""
-        return self.video, self.audio
+    def sinks(self) -> tuple[KindSink, ...]:
+        """``(video, audio)`` (the share: video only): what the relay attaches."""
+        return (self.video,) if self.audio is None else (self.video, self.audio)
 
     @property
     def duration_ms(self) -> int:
@@ -266,7 +288,15 @@ class _Writer:
     def _packet(self, kind: str, packet: av.Packet, arrival: float) -> None:
         rec = self.rec
         if self.origin is None:
-            self.origin = arrival
+            clock = rec.clock
+            if clock is None:
+                self.origin = arrival
+            elif clock._writer.origin is None:  # the teacher's timeline has not begun
+                rec.dropped += 1
+                return
+            else:
+                self.origin = clock._writer.origin
+                self.offset_ms = clock._writer.offset_ms
         self.last_arrival = arrival
         if kind == "video":
             self.last_video_arrival = arrival

@@ -33,6 +33,9 @@ INDEX_FILE = "index.jsonl"
 SEGMENT_SUFFIX = ".webm"
 PART_SUFFIX = ".part"
 
+SPAN_GAP_MS = 4000
+"""No video frame for this long: the line was off (a still screen sends a frame a second)."""
+
 Opener = Callable[[Path], IO[bytes]]
 """Opens a segment file for writing (tests inject faults here)."""
 
@@ -48,13 +51,19 @@ class SegmentInfo:
     video_frames: int = 0
     audio_packets: int = 0
     salvaged: bool = False
+    spans: list[list[int]] | None = None
+    """Where video flowed ``[[start_ms, end_ms], ...]`` (a pause in the frames longer than
+    :data:`SPAN_GAP_MS` splits a span): a share or stage line is not always on."""
 
     @property
     def duration_ms(self) -> int:
         return max(0, self.end_ms - self.start_ms)
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        if out.get("spans") is None:
+            out.pop("spans", None)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SegmentInfo:
@@ -150,6 +159,7 @@ class SegmentFile:
         self.video_frames = 0
         self.audio_packets = 0
         self.last_video_ms = 0
+        self.spans: list[list[int]] = []
         self.opened_at = time.monotonic()
 
     @property
@@ -168,6 +178,10 @@ class SegmentFile:
             packet.is_keyframe = keyframe
             self.video_frames += 1
             self.last_video_ms = ms
+            if self.spans and ms - self.spans[-1][1] <= SPAN_GAP_MS:
+                self.spans[-1][1] = ms + 1
+            else:
+                self.spans.append([ms, ms + 1])
         else:
             packet.stream = self.astream
             packet.duration = duration_ms
@@ -193,6 +207,7 @@ class SegmentFile:
             end_ms=self.end_ms, bytes=self.final.stat().st_size,
             width=self.size[0] if self.size else 0, height=self.size[1] if self.size else 0,
             video_frames=self.video_frames, audio_packets=self.audio_packets,
+            spans=self.spans or None,
         )
 
     def abandon(self) -> None:

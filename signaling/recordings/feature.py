@@ -33,6 +33,8 @@ from signaling.features import Feature
 from signaling.messages import recording as recording_messages
 
 if TYPE_CHECKING:
+    from media_relay import Relay
+    from media_relay.tracks import KindSink
     from recording.catalog import Catalog
     from signaling.app import Node
     from signaling.config import Config
@@ -40,6 +42,31 @@ if TYPE_CHECKING:
     from signaling.protocol import Message
 
 logger = logging.getLogger(__name__)
+
+
+class RecordingMedia:
+    """The relay as the library's :class:`~recording.library.SinkHost`: the teacher's
+    camera and voice through ``Relay.attach_sink``, the share and the stage lines (a sink's
+    ``line``) on the lesson's feeds (``LessonMedia.attach_track_sink``)."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    def attach_sink(self, lesson_id: str, sink: KindSink) -> None:
+        line = getattr(sink, "line", sink.kind)
+        if line in ("video", "audio"):
+            self.relay.attach_sink(lesson_id, sink)
+        else:
+            self.relay.registry.lesson(lesson_id).media.attach_track_sink(sink, line)
+
+    def detach_sink(self, lesson_id: str, sink: KindSink) -> None:
+        line = getattr(sink, "line", sink.kind)
+        if line in ("video", "audio"):
+            self.relay.detach_sink(lesson_id, sink)
+            return
+        lesson = self.relay.registry.lessons.get(lesson_id)
+        if lesson is not None:
+            lesson.media.detach_track_sink(sink, line)
 
 
 class RecordingFeature(Feature):
@@ -89,7 +116,12 @@ class RecordingFeature(Feature):
     # ---- lifetime ------------------------------------------------------------------------
     async def start(self, node: Node) -> None:
         self.node = node
-        await self.library.open(node.config.library, node.relay, self._announce)
+        async def lesson_live(lesson_id: str) -> bool:
+            lesson = await node.hub.store.get_lesson(lesson_id)
+            return lesson is not None and lesson.state == "live"
+
+        await self.library.open(node.config.library, RecordingMedia(node.relay),
+                                self._announce, lesson_live)
         node.hub.add_listener(self._on_event)
 
     async def close(self) -> None:

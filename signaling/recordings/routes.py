@@ -51,7 +51,8 @@ CONTENT_TYPES = {
 }
 PUBLIC_FIELDS = ("id", "lesson", "title", "subject", "grade", "teacher", "school", "schools",
                  "published", "date", "started_at", "ended_at", "duration", "chapters",
-                 "renditions", "size", "state", "poster", "recovered", "consents")
+                 "renditions", "lines", "parts", "size", "state", "poster", "recovered",
+                 "consents")
 
 
 def sign(secret: str, recording_id: str, expires: int) -> str:

@@ -88,7 +88,7 @@ async def test_full_lesson_is_recorded_and_packaged():
         # pushed ~2 s after the resume, ~4 s before the end (the timeline has no pause)
         assert 0.3 < practice[0]["start"] < record["duration"] - 2.5, practice
         stage = [c for c in record["chapters"] if c["kind"] == "stage"]
-        assert [c["title"] for c in stage] == ["上台 On stage: 一年级1班"], record["chapters"]
+        assert [c["title"] for c in stage] == ["上台：一年级1班"], record["chapters"]
         assert abs(stage[0]["start"] - practice[0]["start"]) < 1.0
         assert record["size"] > 0
         # chunks transcoded during the lesson were reused by the final packaging
