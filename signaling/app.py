@@ -123,6 +123,10 @@ class Node:
     def relay_has_publisher(self, lesson_id: str) -> bool:
         return lesson_id in self._publishers
 
+    def published_lessons(self) -> set[str]:
+        """Lessons whose teacher media flows into this node's relay (their origin)."""
+        return set(self._publishers)
+
     # relay callbacks (plain functions called from the relay) ---------------------------
     def _on_peer_state(self, lesson_id: str, relay_id: str, state: str) -> None:
         session = self.sessions_by_relay_id.get(relay_id)
@@ -251,6 +255,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
 def default_features(config: Config) -> list[Feature]:
     """The features every node runs (each issue's capability registers here)."""
     from .glass import GlassFeature
+    from .nodes import NodesFeature
     from .quality import QualityFeature
     from .quiz.feature import QuizFeature
     from .recordings.feature import RecordingFeature
@@ -261,7 +266,7 @@ def default_features(config: Config) -> list[Feature]:
     from .school.usage import UsageFeature
     from .stage.feature import StageFeature
 
-    return [QuizFeature(), StageFeature(), RecordingFeature.from_config(config),
+    return [NodesFeature(), QuizFeature(), StageFeature(), RecordingFeature.from_config(config),
             QualityFeature(), GlassFeature(), DirectoryFeature(), DevicesFeature(),
             TimetableFeature(), UsageFeature(), StatsFeature()]
 

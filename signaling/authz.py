@@ -94,6 +94,8 @@ TABLE: dict[str, Rule] = _rules(
               "school, expiring no later than its own token"),
     Rule("GET /api/relay", frozenset({OP, A}), Lesson.NONE,
          note="'*': every lesson and node totals; else its lesson's stats only"),
+    Rule("GET /api/nodes", frozenset({OP, A}), Lesson.NONE,
+         note="node records (addresses, load); origins of the lessons the token sees"),
     Rule("POST /api/lessons/{lesson}/caps", frozenset({A, T}), Lesson.PATH),
     # HTTP: practice and tests --------------------------------------------------------------
     Rule("GET /api/lessons/{lesson}/quiz/set", KEY_HOLDERS, Lesson.PATH,

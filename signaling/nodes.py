@@ -1,0 +1,243 @@
+"""Nodes on Redis: who is serving, how loaded, and which node is each lesson's origin.
+
+Every node writes its record (id, advertised HTTP and media addresses, load: CPU,
+subscribers, publishers, lessons) every ``heartbeat`` seconds with a TTL of ``ttl``: a node
+that stops (killed, frozen, cut off) disappears by itself within ``ttl``. A lesson's
+**origin** is the node its teacher publishes to; the claim is a compare-and-set
+(``SET NX``, or take-over of a claim whose node is gone, in one Lua script), so two nodes
+claiming one origin cannot both win, and the holder refreshes it with its heartbeat.
+``GET /api/nodes`` (ops/admin) lists both. Without Redis the node is the only one and
+the same answers come from memory. Placement, edges and failover build on this
+(docs/cascade.md).
+
+Redis keys: ``classroom:node:{id}`` (JSON, PX ttl), ``classroom:nodes`` (SET of ids, pruned
+of expired ones when read), ``classroom:origin:{lesson}`` (node id, PX ttl).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from . import authz
+from .auth import Claims
+from .features import Feature
+from .store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from .app import Node
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT = 2.0
+"""Seconds between a node's record writes."""
+TTL = 6.0
+"""Seconds a record (and an origin claim) lives without a heartbeat: three missed beats."""
+
+_CLAIM = """
+local cur = redis.call('GET', KEYS[1])
+if (not cur) or cur == ARGV[1] or redis.call('EXISTS', KEYS[2] .. cur) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+return cur
+"""
+"""Claim an origin: free, already ours, or held by a node whose record expired."""
+
+
+class CpuMeter:
+    """This process's CPU use (cores) between two reads: what placement compares."""
+
+    def __init__(self) -> None:
+        self._wall = time.monotonic()
+        self._cpu = time.process_time()
+
+    def read(self) -> float:
+        wall, cpu = time.monotonic(), time.process_time()
+        span = wall - self._wall
+        used = (cpu - self._cpu) / span if span > 0 else 0.0
+        self._wall, self._cpu = wall, cpu
+        return round(used, 3)
+
+
+class NodeBoard:
+    """The node records and origin claims (memory: this node only; Redis: shared)."""
+
+    def __init__(self, redis_url: str | None, ttl: float = TTL) -> None:
+        self.ttl = ttl
+        self._link = None
+        self._memory: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._origins: dict[str, tuple[float, str]] = {}
+        if redis_url:
+            from .store.redis import RedisLink
+
+            self._link = RedisLink(redis_url)
+
+    async def close(self) -> None:
+        if self._link is not None:
+            await self._link.close()
+
+    async def put(self, record: dict[str, Any]) -> None:
+        if self._link is None:
+            self._memory[record["id"]] = (time.monotonic() + self.ttl, record)
+            return
+        r = self._link._redis
+        await self._link._call(r.set(f"classroom:node:{record['id']}", json.dumps(record),
+                                     px=int(self.ttl * 1000)))
+        await self._link._call(r.sadd("classroom:nodes", record["id"]))
+
+    async def remove(self, node_id: str) -> None:
+        if self._link is None:
+            self._memory.pop(node_id, None)
+            return
+        r = self._link._redis
+        await self._link._call(r.delete(f"classroom:node:{node_id}"))
+        await self._link._call(r.srem("classroom:nodes", node_id))
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Live nodes, by id (expired ones are dropped from the index here)."""
+        if self._link is None:
+            now = time.monotonic()
+            return [rec for _, (until, rec) in sorted(self._memory.items()) if until > now]
+        r = self._link._redis
+        ids = sorted(v.decode() if isinstance(v, bytes) else v
+                     for v in await self._link._call(r.smembers("classroom:nodes")))
+        if not ids:
+            return []
+        raw = await self._link._call(r.mget([f"classroom:node:{i}" for i in ids]))
+        gone = [i for i, doc in zip(ids, raw, strict=True) if doc is None]
+        if gone:
+            await self._link._call(r.srem("classroom:nodes", *gone))
+        return [json.loads(doc) for doc in raw if doc is not None]
+
+    async def claim_origin(self, lesson_id: str, node_id: str) -> str:
+        """Make ``node_id`` the lesson's origin unless a live node holds it; the holder."""
+        if self._link is None:
+            now = time.monotonic()
+            until, holder = self._origins.get(lesson_id, (0.0, ""))
+            if until <= now or holder == node_id or holder not in self._memory:
+                self._origins[lesson_id] = (now + self.ttl, node_id)
+                return node_id
+            return holder
+        r = self._link._redis
+        held = await self._link._call(r.eval(_CLAIM, 2, f"classroom:origin:{lesson_id}",
+                                             "classroom:node:", node_id,
+                                             int(self.ttl * 1000)))
+        return held.decode() if isinstance(held, bytes) else str(held)
+
+    async def origin(self, lesson_id: str) -> str | None:
+        if self._link is None:
+            until, holder = self._origins.get(lesson_id, (0.0, ""))
+            return holder if until > time.monotonic() else None
+        held = await self._link._call(self._link._redis.get(f"classroom:origin:{lesson_id}"))
+        return None if held is None else (held.decode() if isinstance(held, bytes) else held)
+
+
+class NodesFeature(Feature):
+    """Registers this node, keeps its origin claims and answers ``GET /api/nodes``."""
+
+    name = "nodes"
+
+    def __init__(self, heartbeat: float = HEARTBEAT, ttl: float = TTL) -> None:
+        self.heartbeat = heartbeat
+        self.ttl = ttl
+        self.board: NodeBoard | None = None
+        self.node: Node | None = None
+        self.cpu = CpuMeter()
+        self.started_at = time.time()
+        self.origins: dict[str, str] = {}
+        """Lesson -> origin node, for the lessons this node publishes (last claim)."""
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, node: Node) -> None:
+        self.node = node
+        self.board = NodeBoard(node.config.redis_url, self.ttl)
+        await self.beat()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.board is not None and self.node is not None:
+            try:
+                await self.board.remove(self.node.config.node_id)
+            except StoreUnavailable:
+                pass  # its record expires by TTL
+            await self.board.close()
+
+    def record(self) -> dict[str, Any]:
+        """This node's record as the others read it."""
+        assert self.node is not None
+        cfg = self.node.config
+        stats = self.node.relay.stats()
+        return {
+            "id": cfg.node_id,
+            "pid": os.getpid(),
+            "http_url": getattr(cfg, "public_url", None) or f"http://{cfg.host}:{cfg.port}",
+            "media": {"host": cfg.host, "rtc_ports": list(cfg.rtc_ports) if cfg.rtc_ports
+                      else None},
+            "started_at": self.started_at,
+            "seen_at": time.time(),
+            "load": {"cpu": self.cpu.read(), "subscribers": stats["subscribers"],
+                     "publishers": stats["publishers"], "uplinks": stats["uplinks"],
+                     "lessons": len(stats["lessons"])},
+        }
+
+    async def beat(self) -> None:
+        """Write this node's record and renew the origin of every lesson it publishes."""
+        assert self.board is not None and self.node is not None
+        await self.board.put(self.record())
+        me = self.node.config.node_id
+        for lesson_id in sorted(self.node.published_lessons()):
+            holder = await self.board.claim_origin(lesson_id, me)
+            if self.origins.get(lesson_id) != holder:
+                logger.info("origin", extra={"lesson": lesson_id, "origin": holder,
+                                             "node": me})
+            self.origins[lesson_id] = holder
+        for lesson_id in set(self.origins) - self.node.published_lessons():
+            del self.origins[lesson_id]
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                await self.beat()
+            except StoreUnavailable as exc:  # Redis gone: lessons go on, records lapse
+                logger.warning("node heartbeat failed", extra={"error": str(exc)})
+            except Exception:  # noqa: BLE001 - the heartbeat must outlive one bad beat
+                logger.exception("node heartbeat")
+
+    async def media_started(self, session: Any, purpose: str) -> None:
+        """A teacher's media arrives here: claim the lesson's origin at once."""
+        if purpose == "publish" and self.board is not None and self.node is not None:
+            try:
+                self.origins[session.lesson_id] = await self.board.claim_origin(
+                    session.lesson_id, self.node.config.node_id)
+            except StoreUnavailable:
+                pass  # the next heartbeat claims it
+
+    def add_routes(self, app: web.Application, node_key: web.AppKey) -> None:
+        feature = self
+
+        @authz.guard("GET /api/nodes", lambda request: request.app[node_key].config.secret)
+        async def list_nodes(request: web.Request, claims: Claims) -> web.Response:
+            assert feature.board is not None
+            nodes = await feature.board.nodes()
+            lessons = {lsn.id for lsn in await request.app[node_key].hub.store.list_lessons()
+                       if lsn.state != "ended" and authz.in_lesson(claims, lsn.id)}
+            origins = {}
+            for lesson_id in sorted(lessons):
+                holder = await feature.board.origin(lesson_id)
+                if holder is not None:
+                    origins[lesson_id] = holder
+            return web.json_response({"nodes": nodes, "origins": origins,
+                                      "heartbeat": feature.heartbeat, "ttl": feature.ttl})
+
+        app.router.add_get("/api/nodes", list_nodes)
