@@ -16,8 +16,9 @@ eight schools); classroom figures are the sum over the schools in the filter/sco
 Only aggregates exist here: no per-student row, no ranking of pupils.
 
 Speed: the per-occurrence facts are built once per ``SchoolDB.version()`` in a worker
-thread (a district's term: ~20k occurrences); a query filters and sums them, also in a
-thread, and its answer is cached for the minute.
+thread (a district's term: ~40k occurrences); a query filters and sums them, also in a
+thread, and its answer is cached for those facts. After a write the last facts keep
+answering while newer ones are built (:class:`Stats`): figures lag by one rebuild.
 """
 
 from __future__ import annotations
@@ -234,7 +235,10 @@ def _add(row: dict[str, Any], f: Fact, parts: dict[str, dict[str, Any]]) -> None
 
 
 class Stats:
-    """Facts cached by the database version (rebuilt at most every ``ttl`` s for 'now')."""
+    """Facts cached by the database version. The first query builds them; later ones get
+    the last built facts at once while a newer version is rebuilt in the background
+    (stale-while-revalidate: live lessons write usage every 10 s, and a district's
+    rebuild takes about a second, which no query should wait for)."""
 
     def __init__(self, tz: str, ttl: float = 60.0) -> None:
         self.tz = tz
@@ -242,18 +246,34 @@ class Stats:
         self._facts: dict[int, Facts] = {}
         self._answers: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._lock = asyncio.Lock()
+        self._refresh: asyncio.Task[Facts] | None = None
+
+    def _fresh(self, cached: Facts | None, version: int) -> bool:
+        return cached is not None and cached.version == version \
+            and time.time() - cached.built_at < self.ttl
 
     async def facts(self, db: Any) -> Facts:
         version = await db.version()
         cached = self._facts.get(id(db))
-        if cached is not None and cached.version == version \
-                and time.time() - cached.built_at < self.ttl:
+        if self._fresh(cached, version):
+            return cached  # type: ignore[return-value]
+        if cached is not None:
+            if self._refresh is None or self._refresh.done():
+                self._refresh = asyncio.get_running_loop().create_task(self._build(db))
             return cached
+        return await self._build(db)
+
+    async def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+            await asyncio.gather(self._refresh, return_exceptions=True)
+
+    async def _build(self, db: Any) -> Facts:
         async with self._lock:  # one rebuild at a time, the others wait for it
+            version = await db.version()
             cached = self._facts.get(id(db))
-            if cached is not None and cached.version == version \
-                    and time.time() - cached.built_at < self.ttl:
-                return cached
+            if self._fresh(cached, version):
+                return cached  # type: ignore[return-value]
             snap = await tt.snapshot(db)
             classrooms = {c["id"]: c for c in await db.list("classroom")}
             usage = await db.list("usage")

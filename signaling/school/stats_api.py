@@ -51,6 +51,10 @@ class StatsFeature(Feature):
         self.node = node
         self.stats = st.Stats(getattr(node.config, "timezone", "") or tt.default_timezone())
 
+    async def close(self) -> None:
+        if self.stats is not None:
+            await self.stats.close()
+
     async def answer(self, request: web.Request, claims: Claims) -> dict[str, Any]:
         assert self.node is not None and self.stats is not None
         q = parse_query(request.query)

@@ -59,6 +59,24 @@ class LessonUsage:
     rounds: dict[str, int] = field(default_factory=dict)
     answers: dict[str, Any] = field(default_factory=dict)
     quiz_read_at: float | None = None
+    merge_stored: bool = False  # written before, then forgotten here: add to what is stored
+
+    def merge(self, doc: dict[str, Any]) -> None:
+        """Add a stored document of this lesson and node (written before it was forgotten)."""
+        old = LessonUsage.from_json(doc)
+        if old.started_at is not None:
+            self.started_at = min(filter(None, (self.started_at, old.started_at)))
+        if old.ended_at is not None and (self.ended_at or 0) < old.ended_at:
+            self.ended_at = old.ended_at
+        for sub, r in old.classrooms.items():
+            mine = self.room(sub, r.get("school", ""))
+            mine["joins"] += r.get("joins", 0)
+            mine["seconds"] += r.get("seconds", 0.0)
+            for tier, sec in (r.get("tiers") or {}).items():
+                mine["tiers"][tier] = mine["tiers"].get(tier, 0.0) + sec
+        if self.quiz_read_at is None and old.quiz_read_at is not None:
+            self.rounds, self.answers, self.quiz_read_at = old.rounds, old.answers, \
+                old.quiz_read_at
 
     def room(self, sub: str, school: str) -> dict[str, Any]:
         r = self.classrooms.get(sub)
@@ -102,6 +120,7 @@ class UsageFeature(Feature):
         self.lessons: dict[str, LessonUsage] = {}
         self._open: dict[str, _Open] = {}  # session peer id -> its open connection
         self._dirty: set[str] = set()
+        self._forgotten: set[str] = set()  # lessons written and dropped from memory
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, node: Node) -> None:
@@ -126,7 +145,8 @@ class UsageFeature(Feature):
         u = self.lessons.get(lesson_id)
         if u is None:
             assert self.node is not None
-            u = self.lessons[lesson_id] = LessonUsage(lesson_id, self.node.config.node_id)
+            u = self.lessons[lesson_id] = LessonUsage(lesson_id, self.node.config.node_id,
+                                                      merge_stored=lesson_id in self._forgotten)
         return u
 
     def _on_event(self, lesson_id: str, event: dict[str, Any]) -> None:
@@ -219,6 +239,17 @@ class UsageFeature(Feature):
         if db is None or not self._dirty:
             return
         dirty, self._dirty = self._dirty, set()
+        for lid in dirty:
+            u = self.lessons.get(lid)
+            if u is not None and u.merge_stored:
+                try:
+                    stored = await db.get("usage", usage_id(lid, self.node.config.node_id))
+                except ClassroomError:
+                    self._dirty |= dirty
+                    return
+                if stored is not None:
+                    u.merge(stored)
+                u.merge_stored = False
         puts = [("usage", usage_id(lid, self.node.config.node_id),
                  self.lessons[lid].to_json()) for lid in dirty if lid in self.lessons]
         try:
@@ -232,6 +263,7 @@ class UsageFeature(Feature):
             if u is not None and u.ended_at is not None and u.quiz_read_at is not None \
                     and lid not in open_lessons:
                 del self.lessons[lid]
+                self._forgotten.add(lid)
 
     async def _loop(self) -> None:
         while True:

@@ -14,7 +14,7 @@ from classroom_client import ClassroomClient
 from signaling.school import stats as st
 from signaling.school import timetable as tt
 from signaling.school.usage import UsageFeature, usage_id
-from tests.helpers import start_server
+from tests.helpers import eventually, start_server
 
 TZ = "Asia/Shanghai"
 TERM = {"id": "t1", "name": "秋", "starts": "2026-09-01", "ends": "2026-12-31",
@@ -139,6 +139,16 @@ async def test_a_played_lesson_reaches_the_stats_api() -> None:
         await usage_feature.flush()
         doc = await db.get("usage", usage_id(lesson, srv.node.config.node_id))
         assert doc is not None and doc["classrooms"]["ruralA"]["joins"] == 1
+        assert doc["started_at"] is not None and doc["ended_at"] >= doc["started_at"]
+        # the ended lesson is dropped from memory once written; a late join adds to it
+        await eventually(lambda: lesson not in usage_feature.lessons)
+        late = ClassroomClient(srv.base_url, srv.token("classroom", lesson, sub="ruralA",
+                                                       school="rural1"))
+        await late.connect()
+        await late.close()
+        await usage_feature.flush()
+        doc = await db.get("usage", usage_id(lesson, srv.node.config.node_id))
+        assert doc["classrooms"]["ruralA"]["joins"] == 2 and doc["started_at"] is not None
         admin = {"Authorization": "Bearer " + srv.token("admin", "*")}
         async with http.get(srv.base_url + f"/api/stats?group_by=school&from={today}&to={today}",
                             headers=admin) as r:
