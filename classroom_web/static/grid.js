@@ -53,7 +53,16 @@ export function roomName(peers, peer) {
   return p ? p.name || peer : peer;
 }
 
-/** A button acting on one classroom. @param {string} action @param {string} key @param {string} peer */
+/**
+ * Disable or enable a button so that it looks it and says it (aria-disabled too).
+ * @param {HTMLButtonElement} b @param {boolean} off
+ */
+export function setDisabled(b, off) {
+  b.disabled = off;
+  b.setAttribute("aria-disabled", off ? "true" : "false");
+}
+
+/** A button acting on one classroom (a tile's, the hand queue's). @param {string} action @param {string} key @param {string} peer */
 export function actionButton(action, key, peer) {
   return el("button", { type: "button", "data-action": action, "data-peer-id": peer }, t(key));
 }
@@ -347,7 +356,7 @@ export class Grid {
     v.setAttribute("playsinline", "");
     const top = el("div", { className: "tile-top" });
     top.appendChild(el("span", { className: "tile-name" }));
-    top.appendChild(el("span", { className: "tile-hand" }, "✋ " + t("hand_mark")));
+    top.appendChild(el("span", { className: "tile-hand" }, t("hand_mark")));
     top.appendChild(el("span", { className: "tile-badges" }));
     const actions = el("div", { className: "tile-actions" });
     actions.appendChild(actionButton("call-on-stage", "call_on_stage", peer));
@@ -368,8 +377,8 @@ export class Grid {
     const visible = this.visibleRooms();
     const pages = pageCount(rooms.length);
     $("#grid-page").textContent = t("grid_page", { page: view.page + 1, pages });
-    $('[data-action="grid-prev"]', HTMLButtonElement).disabled = view.page <= 0;
-    $('[data-action="grid-next"]', HTMLButtonElement).disabled = view.page >= pages - 1;
+    setDisabled($('[data-action="grid-prev"]', HTMLButtonElement), view.page <= 0);
+    setDisabled($('[data-action="grid-next"]', HTMLButtonElement), view.page >= pages - 1);
     const stageEl = $("#stage-now");
     stageEl.textContent = view.stage
       ? t("stage_now", { name: view.stage.name || roomName(view.peers, view.stage.peer_id) })
@@ -460,7 +469,7 @@ export class Grid {
     const remove = $('[data-action="remove-classroom"]', HTMLButtonElement, tile);
     call.hidden = onStage;
     leave.hidden = !onStage;
-    call.disabled = leave.disabled = mute.disabled = remove.disabled = !canAct;
+    [call, leave, mute, remove].forEach((b) => setDisabled(b, !canAct));
     mute.setAttribute("aria-pressed", muted ? "true" : "false");
     mute.textContent = t(muted ? "unmute_classroom" : "mute_classroom");
     const confirming = !!view.confirmRemove[peer] && Date.now() - view.confirmRemove[peer] < 5000;

@@ -15,12 +15,12 @@
  */
 import { cameraUnavailable, errorName, openCamera } from "./camera.js";
 import { $, el } from "./dom.js";
-import { Grid, actionButton, classrooms, roomName } from "./grid.js";
+import { Grid, actionButton, classrooms, roomName, setDisabled } from "./grid.js";
 import { applyI18n, lang, params, t } from "./i18n.js";
 import { Notice, errorText, startProblem } from "./notices.js";
 import { MediaLink, OfferLedger, errorTarget, preferCodec } from "./peer.js";
-import { Signal, lessonFromPath, lessonOf, readToken } from "./protocol.js";
-import { attachTeacherQuiz } from "./quiz-teacher.js";
+import { Signal, apiJson, lessonFromPath, lessonOf, readToken } from "./protocol.js";
+import { attachTeacherQuiz, reportUrl } from "./quiz-teacher.js";
 import { Share } from "./share.js";
 import { StatsTotals } from "./stats.js";
 
@@ -41,6 +41,9 @@ const endButton = $('[data-action="end-lesson"]', HTMLButtonElement);
 const rosterBody = $("#roster-body");
 const shareButton = $('[data-action="share-screen"]', HTMLButtonElement);
 const handQueueEl = $("[data-hand-queue]");
+const connLostEl = $("#conn-lost");
+const lessonEndEl = $("#lesson-end");
+const endReplay = $("#end-replay", HTMLAnchorElement);
 
 /** @type {Record<string, {width: number, height: number}>} */
 const RESOLUTIONS = {
@@ -88,7 +91,11 @@ const st = {
   /** @type {Record<string, number>} peer_id -> time of the first press of remove-classroom */
   confirmRemove: {},
   publishes: 0,
-  startWarning: false // start pressed with no camera: the notice and start-anyway are shown
+  startWarning: false, // start pressed with no camera: the notice and start-anyway are shown
+  /** @type {string | null} the lesson's last recording (announced by `recording` messages) */
+  recordingId: null,
+  /** @type {string | null} its signed replay link, once it is packaged */
+  replayUrl: null
 };
 const publish = new MediaLink("teacher: publish");
 const stats = new StatsTotals();
@@ -165,9 +172,12 @@ function render() {
   badge.setAttribute("data-state", state);
   $("#lesson-name").textContent = st.lessonTitle || st.lesson;
 
-  startButton.disabled = !st.welcomed || state === "live";
+  setDisabled(startButton, !st.welcomed || state === "live");
   renderStartWarning(state);
-  endButton.disabled = !st.welcomed || state !== "live";
+  setDisabled(endButton, !st.welcomed || state !== "live");
+  // the socket is down (not a fatal stop): a banner that stays until it is back
+  connLostEl.hidden = !(st.lost && !st.welcomed && !st.fatal);
+  renderLessonEnd(state);
 
   const media = [];
   if (publish.media && publish.media.pc) {
@@ -180,13 +190,66 @@ function render() {
     media.push(t("sharing"));
   }
   mediaStatusEl.textContent = media.join(" · ");
-  shareButton.disabled = !st.welcomed || !st.stream || share.pending ||
-    share.unsupported || state === "ended";
+  setDisabled(shareButton, !st.welcomed || !st.stream || share.pending ||
+    share.unsupported || state === "ended");
   shareButton.setAttribute("aria-pressed", share.stream ? "true" : "false");
   $("#share-text").textContent = t(share.stream ? "stop_share" : "share_screen");
   renderRoster();
   renderHands();
   grid.render();
+}
+
+/** After the end: the learning report, the library and, once packaged, the replay. @param {string} state */
+function renderLessonEnd(state) {
+  const ended = state === "ended";
+  lessonEndEl.hidden = !ended;
+  if (!ended) {
+    return;
+  }
+  $("#end-report", HTMLAnchorElement).href = reportUrl();
+  $("#end-library", HTMLAnchorElement).href = "/library" + (lang === "en" ? "?lang=en" : "") +
+    "#token=" + encodeURIComponent(st.token);
+  endReplay.hidden = !st.replayUrl;
+  if (st.replayUrl) {
+    endReplay.href = st.replayUrl + (lang === "en" ? "&lang=en" : "");
+  }
+  $("#end-recording").textContent = !st.recordingId ? t("recording_none")
+    : st.replayUrl ? "" : t("recording_packaging");
+}
+
+/**
+ * Ask the library for the lesson's recording (the one announced while live, else its
+ * newest) until it is packaged, about half a minute after the end, and show its replay
+ * link; stops when the lesson is live again. Also finds it after a reload of the console.
+ * @param {number} tries
+ */
+function watchReplay(tries) {
+  if (st.replayUrl || st.lessonState !== "ended" || tries <= 0) {
+    return;
+  }
+  const again = () => setTimeout(() => watchReplay(tries - 1), 5000);
+  apiJson("/api/recordings?lesson=" + encodeURIComponent(st.lesson), st.token).then((body) => {
+    /** @type {any[]} */
+    const mine = (body && Array.isArray(body.recordings) ? body.recordings : [])
+      .filter((/** @type {any} */ r) => r && r.lesson === st.lesson);
+    const rec = mine.find((r) => r.id === st.recordingId) || (st.recordingId ? null : mine[0]);
+    if (rec) {
+      st.recordingId = rec.id;
+      st.replayUrl = typeof rec.replay_url === "string" ? rec.replay_url : null;
+      render();
+    }
+    if (!st.replayUrl && (st.recordingId || tries > 55)) {
+      again(); // packaging; or the catalog has not listed it yet
+    }
+  }, again);
+}
+
+/** @param {any} rec the recording state of welcome / a `recording` message */
+function setRecording(rec) {
+  if (rec && typeof rec.recording_id === "string" && rec.recording_id !== st.recordingId) {
+    st.recordingId = rec.recording_id;
+    st.replayUrl = null;
+  }
 }
 
 /** Why the camera is not on, in words, for the start-without-camera notice. */
@@ -258,10 +321,10 @@ function renderRoster() {
     if (typeof link.loss === "number") {
       parts.push(t("loss") + " " + (100 * link.loss).toFixed(1) + "%");
     }
-    tr.appendChild(el("td", { className: "name" }, p.name || p.peer_id || ""));
-    tr.appendChild(el("td", null, p.school || ""));
+    const name = p.name || p.peer_id || "";
+    tr.appendChild(el("td", { className: "name", title: [name, p.school].filter(Boolean).join(" · ") }, name));
     tr.appendChild(mediaCell);
-    tr.appendChild(el("td", { className: "link" }, parts.join(" · ")));
+    tr.appendChild(el("td", { className: "link", title: parts.join(" · ") }, parts.join(" · ")));
     tr.appendChild(el("td", { className: "hand" }, p.hand ? t("hand_mark") : ""));
     rosterBody.appendChild(tr);
   });
@@ -447,7 +510,7 @@ function renderHands() {
     const onStage = !!(st.stage && st.stage.peer_id === peer);
     if (!onStage) {
       const b = actionButton("call-on-stage", "call_on_stage", peer);
-      b.disabled = !st.welcomed || st.lessonState === "ended";
+      setDisabled(b, !st.welcomed || st.lessonState === "ended");
       li.appendChild(b);
     }
     handQueueEl.appendChild(li);
@@ -508,6 +571,9 @@ function setLesson({ state, info }) {
     st.lessonTitle = String(info.title);
   }
   if (st.lessonState === "ended") {
+    if (previous !== "ended") {
+      watchReplay(60);
+    }
     stopPublish();
     grid.stop();
     publish.trouble = false;
@@ -566,6 +632,7 @@ function onWelcome(msg) {
   if (Array.isArray(ups)) {
     ups.forEach(setUplink);
   }
+  setRecording(msg.recording);
   const roster = msg.roster;
   setRoster(roster && !Array.isArray(roster) ? roster.peers : roster);
   setLesson(lessonOf(msg));
@@ -610,6 +677,9 @@ function onMessage(msg) {
       break;
     case "media":
       st.publisher = !!msg.publisher;
+      break;
+    case "recording":
+      setRecording(msg);
       break;
     case "tier":
       // a classroom moved to another tier; rtt_ms / loss: its link at that moment
