@@ -47,7 +47,8 @@ class Node:
 
     def __init__(self, config: Config, features: list[Feature] | None = None) -> None:
         self.config = config
-        self.store = open_store(config.redis_url, presence_ttl=config.presence_ttl)
+        self.store = open_store(config.redis_url, presence_ttl=config.presence_ttl,
+                                library=config.library)  # lessons survive a restart
         self.school_db: SchoolDB = open_school_db(config)
         """Directory, timetable, devices, usage (signaling/school/db.py)."""
         self.hub = LessonHub(
@@ -213,7 +214,7 @@ async def readyz(request: web.Request) -> web.Response:
     up = await node.store.ping()
     metrics.STORE_UP.set(1 if up else 0)
     events = node.store.events_connected
-    backend = "redis" if node.config.redis_url else "memory"
+    backend = "redis" if node.config.redis_url else "sqlite"
     body = {"ok": up and events, "store": backend, "store_reachable": up, "events": events}
     up = up and events
     return web.json_response(body, status=200 if up else 503)

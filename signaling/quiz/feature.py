@@ -150,7 +150,7 @@ class QuizFeature(Feature):
     # lifecycle --------------------------------------------------------------------------
     async def start(self, node: Node) -> None:
         self.node = node
-        self.store = open_quiz_store(node.config.redis_url)
+        self.store = open_quiz_store(node.config.redis_url, node.config.library)
         await self.store.start()
         try:
             for lesson, rid, closes_at in await self.store.timed_rounds():

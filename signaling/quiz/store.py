@@ -1,4 +1,5 @@
-"""Quiz persistence behind one interface: in-process memory or Redis.
+"""Quiz persistence behind one interface: in-process memory, SQLite (the embedded
+default, store_sqlite.py) or Redis.
 
 What is kept per lesson: the question set, the rounds (a practice question or a test:
 ``{round_id, mode, questions, opened_at, closes_at, closed_at, revealed_at, ...}``), the
@@ -27,6 +28,7 @@ from __future__ import annotations
 import abc
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 from signaling.store.redis import FeatureRedis
@@ -340,5 +342,15 @@ class RedisQuizStore(FeatureRedis, QuizStore):
         return int(raw or 0)
 
 
-def open_quiz_store(redis_url: str | None) -> QuizStore:
-    return RedisQuizStore(redis_url) if redis_url else MemoryQuizStore()
+def open_quiz_store(redis_url: str | None, library: Path | None = None) -> QuizStore:
+    """Redis when a URL is given, else ``<library>/classroom.db`` (kept across a
+    restart: store_sqlite.py), else memory."""
+    if redis_url:
+        return RedisQuizStore(redis_url)
+    if library is not None:
+        from signaling.store.sqlite_file import DB_NAME
+
+        from .store_sqlite import SqliteQuizStore
+
+        return SqliteQuizStore(library / DB_NAME)
+    return MemoryQuizStore()

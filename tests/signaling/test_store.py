@@ -8,14 +8,17 @@ from signaling.store import LessonRecord, PresenceRecord, open_store
 from tests.helpers import eventually
 
 
-@pytest.fixture
-async def store(backend):
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def store(request, tmp_path):
+    """Each backend: memory, SQLite in a library folder (the embedded default), Redis."""
     events = []
 
     async def on_event(lesson_id, event):
         events.append((lesson_id, event))
 
-    s = open_store(backend, presence_ttl=0.6)
+    backend = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    library = tmp_path if request.param == "sqlite" else None
+    s = open_store(backend, presence_ttl=0.6, library=library)
     await s.start(on_event)
     s.events = events
     if backend:
