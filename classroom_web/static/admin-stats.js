@@ -56,14 +56,17 @@ export function statRow(row) {
     held: num(row, ["held", "lessons_held"]),
     heldRate: ratio(row, ["held_rate", "rate_held", "kaike_rate"], "held", "scheduled"),
     onTime: num(row, ["on_time", "on_time_starts"]),
+    onTimeRate: ratio(row, ["on_time_rate"], "on_time", "held"),
     minutesLive: num(row, ["minutes_live", "live_minutes"]),
     expected: num(row, ["classrooms_expected", "expected"]),
     joined: num(row, ["classrooms_joined", "joined"]),
     joinRate: ratio(row, ["attendance_rate", "joined_rate", "rate_joined", "daoke_rate"], "classrooms_joined", "classrooms_expected")
       ?? ratio(row, [], "joined", "expected"),
     minutesConnected: num(row, ["minutes_connected", "connected_minutes"]),
-    practice: num(row, ["practice_participation", "practice.participation", "practice_answers"]),
-    test: num(row, ["test_participation", "test.participation", "test_answers"]),
+    practice: num(row, ["practice_rounds", "practice_participation"]),
+    test: num(row, ["test_rounds", "test_participation"]),
+    classroomAnswers: num(row, ["classroom_answers"]),
+    studentAnswers: num(row, ["student_answers"]),
     tiers
   };
 }
@@ -82,6 +85,8 @@ export function mountStats(panel, dir, t) {
   const api = dir.api;
   /** @type {ReturnType<typeof statRow>[]} */
   let rows = [];
+  /** @type {ReturnType<typeof statRow> | null} the totals row ("" key) */
+  let totals = null;
   const out = el("div", { className: "stats-out", "data-stats": "" });
   const csvButton = el("button", { type: "button", "data-action": "stats-csv" }, t("download_csv"));
   const jsonButton = el("button", { type: "button", "data-action": "stats-json" }, t("download_json"));
@@ -126,15 +131,16 @@ export function mountStats(panel, dir, t) {
       { head: t("col_scheduled"), cell: (r) => n(r.scheduled) },
       { head: t("col_held"), cell: (r) => n(r.held) },
       { head: t("col_held_rate"), cell: (r) => pct(r.heldRate) },
-      { head: t("col_on_time"), cell: (r) => n(r.onTime) },
+      { head: t("col_on_time"), cell: (r) => n(r.onTime) + (r.onTimeRate === null ? "" : " (" + pct(r.onTimeRate) + ")") },
       { head: t("col_minutes_live"), cell: (r) => n(r.minutesLive) },
       { head: t("col_expected"), cell: (r) => n(r.expected) },
       { head: t("col_joined"), cell: (r) => n(r.joined) },
       { head: t("col_join_rate"), cell: (r) => pct(r.joinRate) },
       { head: t("col_minutes_connected"), cell: (r) => n(r.minutesConnected) },
       { head: t("col_practice"), cell: (r) => n(r.practice) },
-      { head: t("col_test"), cell: (r) => n(r.test) }
-    ], rows, t("stats_empty"), (r) => ({ "data-group": r.key })));
+      { head: t("col_test"), cell: (r) => n(r.test) },
+      { head: t("col_answers"), cell: (r) => n(r.classroomAnswers) + " / " + n(r.studentAnswers) }
+    ], totals ? [...rows, totals] : rows, t("stats_empty"), (r) => ({ "data-group": r.key })));
     if (!rows.length) {
       return;
     }
@@ -158,11 +164,29 @@ export function mountStats(panel, dir, t) {
     out.appendChild(charts);
   };
 
+  /** A group's name: the directory's for schools, teachers and clusters; else its key. @param {string} key */
+  const nameOf = (key) => {
+    const by = control(filters, "group_by").value;
+    if (by === "school") {
+      return dir.schoolName(key);
+    }
+    if (by === "teacher") {
+      return dir.teacherName(key);
+    }
+    const cluster = by === "cluster" ? dir.clusters.find((c) => c.id === key) : null;
+    return cluster ? cluster.name || key : key;
+  };
   const load = () => api.get("/api/stats?" + query()).then((body) => {
     rows = listOf(body, "groups").map(statRow);
     if (!rows.length) {
       rows = listOf(body, "rows").map(statRow);
     }
+    rows.forEach((r) => {
+      if (!r.label || r.label === r.key) {
+        r.label = nameOf(r.key);
+      }
+    });
+    totals = body && body.totals ? Object.assign(statRow(body.totals), { key: "", label: t("totals") }) : null;
     render();
   });
   const refreshChoices = () => {

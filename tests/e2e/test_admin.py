@@ -43,12 +43,12 @@ def srv() -> Iterator[ServerProcess]:
 
 
 def api(server: ServerProcess, method: str, path: str, token: str | None,
-        body: Any = None) -> tuple[int, Any]:
+        body: Any = None, authorization: str = "") -> tuple[int, Any]:
     """One HTTP call to the server's API: (status, JSON body)."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(server.base_url + path, data=data, method=method)
-    if token:
-        req.add_header("Authorization", "Bearer " + token)
+    if token or authorization:
+        req.add_header("Authorization", authorization or "Bearer " + token)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
@@ -116,20 +116,23 @@ def layout_clean(page: Any) -> None:
     from tests.e2e import layout
 
     problems = layout.overflow(page) + layout.low_contrast(page)
-    # the console scrolls: each control is checked once scrolled into view (the grid's
-    # "+" buttons by a sample, its first row)
-    count = page.evaluate("""() => {
-      document.querySelectorAll('[data-layout-i]').forEach((e) => e.removeAttribute('data-layout-i'));
-      const all = [...document.querySelectorAll('[data-action]')].filter((e) =>
-        e.getClientRects().length && !(e.classList.contains('add') &&
-        e.closest('tr') !== e.closest('tbody').rows[0]));
-      all.forEach((e, i) => e.setAttribute('data-layout-i', String(i)));
-      return all.length;
-    }""")
-    for i in range(count):
-        one = f'[data-layout-i="{i}"]'
-        page.locator(one).scroll_into_view_if_needed()
-        problems += layout.covered_controls(page, one)
+    # the console scrolls: screen by screen, the controls wholly inside the viewport are
+    # checked (each control is wholly inside on some screen)
+    top = 0
+    while True:
+        more = page.evaluate("""(y) => {
+          window.scrollTo(0, y);
+          const h = document.documentElement.clientHeight;
+          document.querySelectorAll('[data-action]').forEach((e) => {
+            const r = e.getBoundingClientRect();
+            e.toggleAttribute('data-in-view', r.height > 0 && r.top >= 0 && r.bottom <= h);
+          });
+          return window.scrollY + h < document.documentElement.scrollHeight;
+        }""", top)
+        problems += layout.covered_controls(page, "[data-in-view]")
+        if not more:
+            break
+        top += 600
     page.evaluate("() => window.scrollTo(0, 0)")
     assert problems == [], problems
 
@@ -222,6 +225,16 @@ def test_pair_and_revoke_a_device(browser: Any, srv: ServerProcess) -> None:
     wait_until(lambda: row.count() == 1, 10, "the paired device is not listed")
     device = row.get_attribute("data-device")
     assert row.get_attribute("data-revoked") == "no"
+    assert row.locator("[data-online]").get_attribute("data-online") == "no"
+    # the TV asks for its plan with its credential (the poll token is its first secret):
+    # online, seen just now
+    status, plan = api(srv, "GET", "/api/room/next", None,
+                       authorization=f"Device {device}.{pairing['poll_token']}")
+    assert status == 200, plan
+    page.locator('[data-action="reload-devices"]').click()
+    online = row.locator('[data-online="yes"]')
+    wait_until(lambda: online.count() == 1, 10, "the polling device is not shown online")
+    assert "秒前" in row.inner_text(), row.inner_text()
     layout_clean(page)
     # revoke asks once more; cancel keeps it, confirm revokes
     row.locator('[data-action="revoke-device"]').click()
