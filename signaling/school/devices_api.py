@@ -430,7 +430,9 @@ class DevicesFeature(Feature):
         """Today's lessons of the day token's teacher, each with a teacher token for that
         lesson only (one click from /teach to /teach/{lesson})."""
         if claims.lesson != TODAY or not claims.sub.startswith("teacher:"):
-            raise ClassroomError(ErrorCode.FORBIDDEN, "a teacher's day link is needed")
+            # a one-lesson teacher token has no day list (404, not a refusal of the role)
+            raise ClassroomError(ErrorCode.NOT_FOUND,
+                                 "no day list for this token: a teacher's day link is needed")
         assert self.node is not None
         teacher_id = claims.sub.split(":", 1)[1]
         now = self.clock()

@@ -279,7 +279,7 @@ async def test_teacher_day_link_gives_per_lesson_tokens(server):
     assert status == 403
     lesson_tok = {"Authorization": "Bearer " + today["lessons"][0]["token"]}
     status, body = await call(srv, "GET", "/api/teacher/today", lesson_tok)
-    assert (status, body["error"]["code"]) == (403, "forbidden")
+    assert (status, body["error"]["code"]) == (404, "not_found")
     # the teacher asks a join code for the main classroom
     status, body = await call(srv, "POST", "/api/lessons/math3-20261005/join-code", lesson_tok,
                               {})
