@@ -148,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
                        default=os.environ.get("CLASSROOM_TZ", "Asia/Shanghai"),
                        metavar="ZONE", help="the district's time zone for timetables "
                        "(or CLASSROOM_TZ; default Asia/Shanghai)")
+    serve.add_argument("--overrun-minutes", type=_non_negative_int, default=10, metavar="N",
+                       help="a timetable lesson ends by itself N minutes after its end "
+                            "(拖堂; a warning 5 minutes before; default 10)")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--no-demo", action="store_true", help="do not print demo links")
     serve.add_argument("--retention-days", type=_positive, default=None, metavar="DAYS",
@@ -269,6 +272,7 @@ def serve(args: argparse.Namespace) -> int:
             video_bitrate=args.video_bitrate,
             rtc_ports=args.rtc_ports,
             timezone=args.timezone,
+            overrun_minutes=args.overrun_minutes,
             **_recording_options(args),
         )
     except ValueError as exc:  # a bad CLASSROOM_RETENTION_DAYS / _LIBRARY_QUOTA_GB

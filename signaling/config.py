@@ -70,6 +70,7 @@ class Config:
     # a school's week: the district's local time (timetable slots, statistics days)
     timezone: str = field(default_factory=lambda: os.environ.get("CLASSROOM_TZ",
                                                                  "Asia/Shanghai"))
+    overrun_minutes: float = 10.0  # --overrun-minutes: a timetable lesson ends at its end + this
 
 
 def parse_ice_server(url: str) -> dict:

@@ -101,12 +101,12 @@ class DevicesFeature(Feature):
         from .timetable import default_timezone
 
         assert self.node is not None
-        return getattr(self.node.config, "timezone", "") or default_timezone()
+        return self.node.config.timezone or default_timezone()
 
     @property
     def overrun(self) -> float:
         assert self.node is not None
-        return float(getattr(self.node.config, "overrun_minutes", 10.0)) * 60.0
+        return float(self.node.config.overrun_minutes) * 60.0
 
     @property
     def db(self) -> SchoolDB:
