@@ -9,6 +9,7 @@ import urllib.request
 from typing import Any
 
 from tests.e2e.conftest import ServerProcess
+from tests.e2e.layout import covered_controls, low_contrast
 
 # Sockets of "classrooms" opened from a helper page: window.rooms[name] = {ws, msgs}.
 OPEN_ROOM = """
@@ -65,3 +66,17 @@ def open_room(helper: Any, srv: ServerProcess, lesson: str, name: str, sub: str,
     token = srv.token(role, lesson, name=name, school="山村小学", sub=sub)
     ws_url = srv.base_url.replace("http", "ws") + "/ws"
     return str(helper.evaluate(OPEN_ROOM, [ws_url, token, lesson, name]))
+
+
+def layout_problems(page: Any) -> list[str]:
+    """Covered controls and low contrast over the whole page, scrolled a screen at a time
+    (a control below the fold of a page that scrolls is not covered, it is further down)."""
+    found: list[str] = []
+    height = page.evaluate("() => innerHeight")
+    total = page.evaluate("() => document.scrollingElement.scrollHeight")
+    for y in range(0, max(1, total), max(1, int(height * 0.8))):
+        page.evaluate("(y) => window.scrollTo(0, y)", y)
+        found += [c for c in covered_controls(page) if not c.endswith("off screen")]
+        found += low_contrast(page)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    return sorted(set(found))

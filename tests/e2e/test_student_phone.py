@@ -13,14 +13,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import ServerProcess
-from tests.e2e.layout import covered_controls, low_contrast, screenshot
+from tests.e2e.layout import screenshot
 from tests.e2e.pages import missing_browser_reason, wait_until
-from tests.e2e.quiz_sockets import SEND, open_room, open_sized, put_set
+from tests.e2e.quiz_sockets import SEND, layout_problems, open_room, open_sized, put_set
 
 _reason = missing_browser_reason()
 if _reason:
@@ -50,20 +49,6 @@ def phone_server() -> Iterator[ServerProcess]:
     srv.start()
     yield srv
     srv.stop()
-
-
-def layout_problems(page: Any) -> list[str]:
-    """Covered controls and low contrast over the whole page, scrolled a screen at a time
-    (a control below the fold of a page that scrolls is not covered, it is further down)."""
-    found: list[str] = []
-    height = page.evaluate("() => innerHeight")
-    total = page.evaluate("() => document.scrollingElement.scrollHeight")
-    for y in range(0, max(1, total), max(1, int(height * 0.8))):
-        page.evaluate("(y) => window.scrollTo(0, y)", y)
-        found += [c for c in covered_controls(page) if not c.endswith("off screen")]
-        found += low_contrast(page)
-    page.evaluate("() => window.scrollTo(0, 0)")
-    return sorted(set(found))
 
 
 def test_phone_keeps_typing_across_an_ack_and_shows_own_result(phone_server, browser):
