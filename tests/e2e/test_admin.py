@@ -168,6 +168,20 @@ def test_directory_timetable_conflict_and_csv(browser: Any, srv: ServerProcess) 
     fill(page, "save-teacher", {"id": "t1", "name": "王老师", "subjects": "数学, 语文"})
     submit(page, "save-teacher")
     wait_row(page, "teacher", "t1")
+    # edit: the id is fixed, the name changes; delete: a school with classrooms is refused
+    # (409, shown beside its table) after the second press
+    s2 = page.locator('[data-entity="school"] tr[data-row="s2"]')
+    s2.locator('[data-action="edit-school"]').click()
+    assert page.locator('[data-form="save-school"] [data-field="id"]').is_disabled()
+    fill(page, "save-school", {"name": "城郊中学（初中部）"})
+    submit(page, "save-school")
+    wait_until(lambda: "初中部" in s2.inner_text(), 10, "the edited name is not listed")
+    s1 = page.locator('[data-entity="school"] tr[data-row="s1"]')
+    s1.locator('[data-action="delete-school"]').click()
+    s1.locator('[data-action="confirm-delete-school"]').click()
+    wait_until(lambda: error_of(page, "delete-school"), 10, "no refusal beside the schools")
+    assert "r1" in error_of(page, "delete-school"), error_of(page, "delete-school")
+    assert s1.count() == 1
     layout_clean(page)
 
     # timetable: a term, a slot from a grid cell, a second slot in the same classroom and
@@ -205,7 +219,38 @@ def test_directory_timetable_conflict_and_csv(browser: Any, srv: ServerProcess) 
     assert page.locator('[data-action="csv-import"]').is_disabled()
     after = api(srv, "GET", f"/api/timetable?week={MONDAY}", admin_token(srv))[1]
     assert len(after["slots"]) == len(before["slots"])
+    # the file mended: a clean dry run unlocks Import, and the lesson is on the grid
+    page.locator('[data-field="csv"]').set_input_files(files=[{
+        "name": "课表.csv", "mimeType": "text/csv",
+        "buffer": (header + "csv-ok,term1,语文,三年级,t1,r1,,,2,,10:00,10:40,\n").encode("gbk")}])
+    page.locator('[data-action="csv-dry-run"]').click()
+    wait_until(lambda: page.locator('[data-action="csv-import"]').is_enabled(), 10,
+               "a clean dry run did not unlock Import")
+    assert page.locator('.lesson[data-slot="csv-ok"]').count() == 0
+    page.locator('[data-action="csv-import"]').click()
+    wait_until(lambda: page.locator('.lesson[data-slot="csv-ok"]').count() == 1, 10,
+               "the imported lesson is not on the grid")
+    with page.expect_download() as download:
+        page.locator('[data-action="export-csv"]').click()
+    exported = Path(download.value.path()).read_bytes().decode("utf-8-sig")
+    assert "csv-ok" in exported and "math-mon" in exported
     layout_clean(page)
+
+    # lesson links: a one-off lesson today, its teacher console, classroom view and report
+    status, answer = api(srv, "POST", "/api/timetable/slots", admin_token(srv), {
+        "id": "today-once", "term_id": "term1", "subject": "科学", "grade": "三年级",
+        "teacher_id": "t1", "main_classroom_id": "r1", "date": date.today().isoformat(),
+        "starts": "19:00", "ends": "19:40"})
+    assert status == 201, answer
+    tab(page, "lessons")
+    lesson = page.locator(f'tr[data-lesson="today-once-{date.today():%Y%m%d}"]')
+    wait_until(lambda: lesson.count() == 1, 10, "today's lesson is not listed")
+    lesson.locator('[data-action="make-links"]').click()
+    links = lesson.locator("a[data-link]")
+    wait_until(lambda: links.count() == 3, 10, "no lesson links")
+    hrefs = [a.get_attribute("href") for a in links.all()]
+    assert [h.split("/")[3] for h in hrefs] == ["teach", "class", "report"], hrefs
+    assert all("#token=" in h and "?" not in h for h in hrefs), hrefs
     assert page.errors == []
     page.context.close()
     TIMES["directory_timetable"] = time.monotonic() - started
@@ -289,9 +334,14 @@ def test_stats_chart_and_school_admin_scope(browser: Any, srv: ServerProcess) ->
     submit(page, "stats-query")
     bars = page.locator('svg[data-chart="rates"] rect[data-bar]')
     wait_until(lambda: bars.count() >= 2, 10, "no bars in the rates chart")
-    groups = set(bars.evaluate_all("els => els.map(e => e.dataset.group)"))
-    assert {"石门小学", "城郊中学"} <= groups or {"s1", "s2"} <= groups, groups
+    names = {s["id"]: s["name"] for s in api(srv, "GET", "/api/schools", token)[1]["schools"]}
+    assert bars_of(page) == {names["s1"], names["s2"]}, bars_of(page)
+    # two series (开课率, 到课率) per school
+    assert bars.count() == 4
     assert page.locator('svg[data-chart="tiers"]').count() == 1
+    with page.expect_download() as download:
+        page.locator('[data-action="stats-csv"]').click()
+    assert "s1" in Path(download.value.path()).read_bytes().decode("utf-8-sig")
     layout_clean(page)
     page.context.close()
 
