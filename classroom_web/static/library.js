@@ -59,10 +59,12 @@ function card(rec) {
   const body = el("div", { className: "body" });
   body.appendChild(el("div", { className: "title" }, rec.title || rec.lesson));
   body.appendChild(el("div", { className: "sub" },
-    [rec.teacher, rec.school, rec.subject, rec.grade, rec.date, duration(rec.duration)].filter(Boolean).join(" · ")));
+    [rec.teacher, rec.school, rec.subject, rec.grade, rec.date, duration(rec.duration),
+      (rec.parts || []).length > 1 ? t("parts", { n: rec.parts.length }) : ""].filter(Boolean).join(" · ")));
   if (rec.state !== "ready") {
-    body.appendChild(el("div", { className: "state" },
-      t(rec.state === "failed" ? "failed_state" : rec.state === "recording" ? "recording" : "packaging")));
+    /** @type {Record<string, string>} */
+    const states = { failed: "failed_state", recording: "recording", interrupted: "interrupted" };
+    body.appendChild(el("div", { className: "state" }, t(states[rec.state] || "packaging")));
   }
   a.appendChild(body);
   li.appendChild(a);

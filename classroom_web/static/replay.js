@@ -2,10 +2,17 @@
 /* Replay of a recorded lesson from a signed link (/replay/{id}?exp=...&sig=...), on a phone
  * or a thin link: adaptive HLS (hls.js when the browser has MSE, else the browser's own HLS,
  * else the MP4), chapter marks on the timeline, an audio-only switch. hls.js is a classic
- * script (/vendor/hls.min.js) loaded before this module: window.Hls.
+ * script (/vendor/hls.min.js) this module loads when the browser has MSE: window.Hls; when it
+ * is missing the page still plays (the browser's own HLS, else the MP4, else a message).
+ *
+ * What the classrooms saw (docs/recording.md): the teacher's HLS carries the sound; the
+ * shared slides and the classroom on stage are their own MP4s (info.lines: offset, ranges
+ * in lesson seconds), kept in step with the teacher's clock. While a share is on the slides
+ * are the main picture with the teacher small in a corner; while a classroom is on stage it
+ * is beside the teacher; the viewer can pick another view (the buttons under the player).
  */
 import { $, el } from "./dom.js";
-import { applyI18n, translator } from "./i18n.js";
+import { applyI18n, lang, translator } from "./i18n.js";
 import { REPLAY } from "./strings.js";
 
 const t = translator(REPLAY);
@@ -25,6 +32,12 @@ let audioMode = "";
 let lowTicks = 0;
 let highTicks = 0;
 let lowestVideo = 0;
+/** @type {"auto" | "teacher" | "share" | "stage"} the viewer's choice */
+let view = "auto";
+/** @type {Record<string, {el: HTMLVideoElement, offset: number, ranges: number[][]}>} */
+const lines = {};
+const player = $("#player");
+const corner = $("#corner", HTMLCanvasElement);
 
 /** @param {number} s */
 function fmt(s) {
@@ -42,7 +55,19 @@ function tier() {
 
 function showLevel() {
   const name = tier();
-  $("#level").textContent = name === "audio" ? t("audio_level") : name;
+  /* the player in use (hls.js, native-hls, mp4) is for tests, not for people */
+  document.body.dataset.player = mode;
+  const l = hls ? levels[hls.currentLevel] : null;
+  $("#level").textContent = name === "audio" ? t("audio_level") : l ? name : "";
+}
+
+/** A chapter's title in the page's language only. @param {any} ch */
+function chapterTitle(ch) {
+  if (typeof ch.label !== "string" || !ch.kind) {
+    return ch.title; /* a recording packaged before chapters had labels */
+  }
+  const kind = t("chapter_" + ch.kind);
+  return ch.label ? t("chapter_with", { kind, label: ch.label }) : kind;
 }
 
 /** @param {{start: number, title: string}[] | undefined} list @param {number} total */
@@ -51,8 +76,9 @@ function chapters(list, total) {
   const bar = $("#timeline");
   (list || []).forEach((ch, i) => {
     const li = el("li");
+    const title = chapterTitle(ch);
     const b = el("button", { type: "button", "data-action": "seek-chapter", "data-start": ch.start, "data-index": i },
-      fmt(ch.start) + "  " + ch.title);
+      fmt(ch.start) + "  " + title);
     b.addEventListener("click", () => {
       video.currentTime = ch.start + 0.01;
       video.play().catch(() => {});
@@ -60,7 +86,7 @@ function chapters(list, total) {
     li.appendChild(b);
     ol.appendChild(li);
     if (total > 0) {
-      const m = el("span", { className: "mark", title: ch.title });
+      const m = el("span", { className: "mark", title });
       m.style.left = (100 * ch.start / total) + "%";
       bar.appendChild(m);
     }
@@ -186,7 +212,7 @@ function start() {
   track.src = base + "chapters.vtt";
   track.default = true;
   video.appendChild(track);
-  if (window.Hls && window.Hls.isSupported()) {
+  if (window.Hls && window.Hls.isSupported && window.Hls.isSupported()) {
     mode = "hls.js";
     makeHls(master, 0, false);
     video.addEventListener("play", () => {
@@ -203,7 +229,118 @@ function start() {
     mode = "mp4";
     video.src = base + "lesson.mp4";
   }
+  video.addEventListener("error", () => {
+    status.textContent = t("no_player");
+  });
   showLevel();
+  setupLines();
+}
+
+/** hls.js (when the browser has MSE and the server has it), then `done`. @param {() => void} done */
+function loadHls(done) {
+  if (!window.MediaSource || window.Hls) {
+    done();
+    return;
+  }
+  const script = document.createElement("script");
+  script.src = "/vendor/hls.min.js";
+  script.onload = done;
+  script.onerror = done; /* missing: the browser's own HLS, else the MP4 */
+  document.head.appendChild(script);
+}
+
+// ---- the share and the stage -------------------------------------------------------------
+/** @param {{ranges: number[][]}} line @param {number} at lesson seconds */
+function onAt(line, at) {
+  return line.ranges.some((r) => at >= r[0] && at < r[1]);
+}
+
+function setupLines() {
+  for (const entry of info.lines || []) {
+    if (entry.kind !== "share" && entry.kind !== "stage") {
+      continue;
+    }
+    const lineEl = $("#" + entry.kind, HTMLVideoElement);
+    lineEl.src = info.media + entry.uri;
+    lines[entry.kind] = { el: lineEl, offset: entry.offset || 0, ranges: entry.ranges || [] };
+    $('[data-view="' + entry.kind + '"]').hidden = false;
+  }
+  if (!Object.keys(lines).length) {
+    return;
+  }
+  $("#views").hidden = false;
+  document.querySelectorAll('[data-action="view"]').forEach((b) => {
+    b.addEventListener("click", () => {
+      const wanted = /** @type {any} */ (b.getAttribute("data-view"));
+      view = view === wanted ? "auto" : wanted; /* pressing the pressed one: follow the lesson */
+      layout();
+    });
+  });
+  ["play", "pause", "seeking", "seeked", "ratechange", "timeupdate"].forEach((e) => video.addEventListener(e, layout));
+  setInterval(layout, 250);
+  requestAnimationFrame(drawCorner);
+  layout();
+}
+
+/** Which picture is the main one now: the viewer's choice, else what the lesson showed. */
+function current() {
+  const at = video.currentTime;
+  if (view !== "auto") {
+    return view === "teacher" || (lines[view] && onAt(lines[view], at)) ? view : "teacher";
+  }
+  if (lines.share && onAt(lines.share, at)) {
+    return "share";
+  }
+  if (lines.stage && onAt(lines.stage, at)) {
+    return "stage";
+  }
+  return "teacher";
+}
+
+function layout() {
+  const shown = current();
+  player.dataset.layout = shown;
+  corner.hidden = shown !== "share" || audioMode !== "";
+  for (const [name, line] of Object.entries(lines)) {
+    const on = name === shown;
+    line.el.hidden = !on;
+    if (!on) {
+      if (!line.el.paused) {
+        line.el.pause();
+      }
+      continue;
+    }
+    const target = Math.max(0, video.currentTime - line.offset);
+    if (Math.abs(line.el.currentTime - target) > 0.4 && !line.el.seeking) {
+      line.el.currentTime = target;
+    }
+    line.el.playbackRate = video.playbackRate;
+    if (video.paused && !line.el.paused) {
+      line.el.pause();
+    } else if (!video.paused && line.el.paused) {
+      line.el.play().catch(() => {});
+    }
+  }
+  document.querySelectorAll('[data-action="view"]').forEach((b) => {
+    const name = b.getAttribute("data-view");
+    b.setAttribute("aria-pressed", String(name === shown));
+    /** @type {HTMLButtonElement} */ (b).disabled = name !== "teacher" && !!lines[name || ""] && !onAt(lines[name || ""], video.currentTime);
+  });
+}
+
+/** The teacher, small in a corner over the slides (the same element's frames: no 2nd download). */
+function drawCorner() {
+  if (!corner.hidden && video.videoWidth) {
+    const ctx = corner.getContext("2d");
+    const h = Math.round(corner.width * video.videoHeight / video.videoWidth);
+    if (corner.height !== h) {
+      corner.height = h;
+    }
+    if (ctx) {
+      ctx.drawImage(video, 0, 0, corner.width, corner.height);
+    }
+  }
+  requestAnimationFrame(drawCorner);
 }
 
 window.classroomStats = function () {
@@ -219,7 +356,15 @@ window.classroomStats = function () {
     currentTime: video.currentTime,
     paused: video.paused,
     bandwidthEstimate: hls ? hls.bandwidthEstimate : 0,
-    levels: levels.map((l) => l.height + "p").concat(audioRung ? ["audio"] : [])
+    levels: levels.map((l) => l.height + "p").concat(audioRung ? ["audio"] : []),
+    player: mode,
+    lang,
+    view,
+    layout: player.dataset.layout,
+    lines: Object.fromEntries(Object.entries(lines).map(([name, line]) => [name, {
+      currentTime: line.el.currentTime, paused: line.el.paused, hidden: line.el.hidden,
+      videoWidth: line.el.videoWidth, readyState: line.el.readyState
+    }]))
   });
 };
 
@@ -251,7 +396,7 @@ function main() {
       }
       status.textContent = "";
       chapters(info.chapters, info.duration);
-      start();
+      loadHls(start);
     })
     .catch(() => {
       status.textContent = t("expired");

@@ -419,7 +419,9 @@ export const LIBRARY = {
     failed: "加载失败：",
     packaging: "正在生成回放…",
     recording: "正在录制",
-    failed_state: "录制失败"
+    failed_state: "录制失败",
+    interrupted: "服务器重启，等待老师继续上课",
+    parts: "{n} 段"
   },
   en: {
     library_title: "Shared classroom · Lesson library",
@@ -434,7 +436,9 @@ export const LIBRARY = {
     failed: "Could not load: ",
     packaging: "Preparing replay…",
     recording: "Recording",
-    failed_state: "Recording failed"
+    failed_state: "Recording failed",
+    interrupted: "Server restarted; waiting for the teacher to continue",
+    parts: "{n} parts"
   }
 };
 

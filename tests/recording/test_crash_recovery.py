@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
+from classroom_client import ClassroomClient
 from recording.segments import read_index
 from signaling.auth import mint_token
 from tests.helpers import free_port
@@ -98,6 +99,12 @@ async def test_sigkill_mid_lesson_recovers_recording(tmp_path):
 
         second = ServerProcess(library, tmp_path / "server2.log")
         await second.start()
+        # the teacher ends the lesson: a store that kept it live would hold the recording
+        # for the teacher's media (a new part); the memory store forgot it (packaged now)
+        closer = ClassroomClient(second.base_url, mint_token(
+            SECRET, role="teacher", lesson=LESSON, name="李老师", school="城区二小"))
+        await closer.connect()
+        await closer.send({"type": "end-lesson"})
         admin = mint_token(SECRET, role="admin", lesson="*")
         deadline = time.monotonic() + 90
         while True:
@@ -125,6 +132,7 @@ async def test_sigkill_mid_lesson_recovers_recording(tmp_path):
         student = mint_token(SECRET, role="student", lesson=LESSON, school="城区二小")
         listed = await api(second.base_url, "/api/recordings", student)
         assert [r["id"] for r in listed["recordings"]] == [rid]
+        await closer.close()
     finally:
         if teacher is not None:
             await teacher.close()
