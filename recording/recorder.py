@@ -13,6 +13,11 @@ is salvaged at restart from the bytes the OS already holds (recovery.py). Timest
 every segment are milliseconds on the recording's own timeline (from the first packet,
 pauses cut out), so the segments of one recording concatenate without any adjustment.
 
+Lines: the teacher's recorder (camera + voice) is the lesson's clock; the share and the
+stage are recorders of their own (``line``, :data:`LINES`, in ``tracks/<line>/``) whose
+timestamps are on its timeline (``clock``), so each line is a recording folder like any
+other (same segments, salvage, chunks) and the replay keeps them in step (tracks.py).
+
 Faults: a write error (a full disk, an I/O error) abandons the current segment, counts
 ``classroom_recording_errors_total{reason}``, and retries after ``retry_seconds`` at the
 next keyframe; the live lesson never waits for the disk: when the writer falls behind,
@@ -131,7 +136,8 @@ class Recorder:
         self._writer = _Writer(self, first_seq, time_offset_ms)
         self._thread = threading.Thread(target=self._writer.run, name="recorder", daemon=True)
         self._thread.start()
-        metrics.ACTIVE.inc()
+        if clock is None:  # one recording, however many lines it has
+            metrics.ACTIVE.inc()
 
     # ---- event loop side ---------------------------------------------------------------
     def enqueue(self, kind: str, packet: av.Packet, arrival: float | None = None) -> None:
@@ -195,7 +201,8 @@ class Recorder:
         if not self._closed:
             self._closed = True
             self._queue.put(None)
-            metrics.ACTIVE.dec()
+            if self.clock is None:
+                metrics.ACTIVE.dec()
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         return list(self.segments)
 
