@@ -30,36 +30,52 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from . import timetable as tt
 
 ON_TIME_MINUTES = 5
 GROUPS = ("school", "teacher", "subject", "cluster", "day")
 COUNTS = ("scheduled", "held", "on_time", "classrooms_expected", "classrooms_joined",
           "practice_rounds", "test_rounds", "classroom_answers", "student_answers")
-LESSON_FIGURES = ("scheduled", "held", "on_time", "minutes_live", "practice_rounds",
-                  "test_rounds")
 
 
-@dataclass
-class Fact:
-    """One due occurrence: its lesson-level figures and, per school, the classroom ones."""
+TIERS = ("high", "mid", "low", "audio")
+LESSON_COLS = ("scheduled", "held", "on_time", "minutes_live", "practice_rounds",
+               "test_rounds")
+PART_COLS = ("classrooms_expected", "classrooms_joined", "minutes_connected",
+             "classroom_answers", "student_answers", *(f"tier:{t}" for t in TIERS))
 
-    lesson_id: str
-    date: str
-    starts_at: float
-    teacher_id: str
-    subject: str
-    cluster_id: str
-    lesson: dict[str, float]
-    schools: dict[str, dict[str, Any]]
+
+class Codes:
+    """Strings to small ints (and back) for the columns."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.names: list[str] = []
+
+    def __call__(self, name: str) -> int:
+        code = self.index.get(name)
+        if code is None:
+            code = self.index[name] = len(self.names)
+            self.names.append(name)
+        return code
 
 
 @dataclass
 class Facts:
+    """Due occurrences as columns (one row each, sorted by date) and their per-school
+    parts (one row per occurrence and school it touches)."""
+
     version: int
     built_at: float
-    facts: list[Fact] = field(default_factory=list)  # sorted by date
-    dates: list[str] = field(default_factory=list)
+    dates: list[str] = field(default_factory=list)  # per fact, sorted
+    keys: dict[str, np.ndarray] = field(default_factory=dict)  # teacher/subject/cluster/day
+    lesson: np.ndarray = field(default_factory=lambda: np.zeros((0, len(LESSON_COLS))))
+    part_fact: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    part_school: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    part: np.ndarray = field(default_factory=lambda: np.zeros((0, len(PART_COLS))))
+    codes: dict[str, Codes] = field(default_factory=dict)
 
 
 def merge_usage(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -71,25 +87,29 @@ def merge_usage(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             continue
         m = out.get(lid)
         if m is None:
-            m = out[lid] = {"started_at": None, "ended_at": None, "classrooms": {},
-                            "rounds": {}, "answers": {}, "quiz_read_at": -1.0}
+            out[lid] = d  # most lessons have one node's document: used as it is
+            continue
+        if m.get("_merged") is None:
+            m = out[lid] = {**m, "_merged": True,
+                            "classrooms": {k: {**r, "tiers": dict(r.get("tiers") or {})}
+                                           for k, r in (m.get("classrooms") or {}).items()}}
         if d.get("started_at") is not None:
-            m["started_at"] = d["started_at"] if m["started_at"] is None else min(
+            m["started_at"] = d["started_at"] if m.get("started_at") is None else min(
                 m["started_at"], d["started_at"])
         if d.get("ended_at") is not None:
-            m["ended_at"] = d["ended_at"] if m["ended_at"] is None else max(
+            m["ended_at"] = d["ended_at"] if m.get("ended_at") is None else max(
                 m["ended_at"], d["ended_at"])
         for sub, r in (d.get("classrooms") or {}).items():
             t = m["classrooms"].setdefault(sub, {"school": r.get("school", ""), "seconds": 0.0,
                                                  "tiers": {}})
-            t["seconds"] += float(r.get("seconds") or 0)
+            t["seconds"] = float(t.get("seconds") or 0) + float(r.get("seconds") or 0)
             for tier, s in (r.get("tiers") or {}).items():
                 t["tiers"][tier] = t["tiers"].get(tier, 0.0) + float(s)
-        if (d.get("quiz_read_at") or 0) > m["quiz_read_at"]:
-            m["quiz_read_at"] = d.get("quiz_read_at") or 0
+        if (d.get("quiz_read_at") or 0) > (m.get("quiz_read_at") or 0):
+            m["quiz_read_at"] = d.get("quiz_read_at")
             m["rounds"] = d.get("rounds") or {}
             m["answers"] = d.get("answers") or {}
-        elif not m["rounds"] and d.get("rounds"):
+        elif not m.get("rounds") and d.get("rounds"):
             m["rounds"] = d["rounds"]
     return out
 
@@ -100,64 +120,82 @@ def build_facts(version: int, slots: dict[str, dict[str, Any]],
     """Every due occurrence of every term with its figures (CPU only: run in a thread)."""
     usage = merge_usage(usage_docs)
     school_of = {cid: c.get("school_id", "") for cid, c in classrooms.items()}
-    facts: list[Fact] = []
+    occs = []
     for slot in slots.values():
-        term = terms.get(slot["term_id"])
-        for day in tt.slot_dates(slot, term):
+        for day in tt.slot_dates(slot, terms.get(slot["term_id"])):
             occ = tt.occurrence(slot, day, tz)
-            if occ.starts_at > now:
-                continue
-            facts.append(_fact(slot, occ, usage.get(occ.lesson_id), school_of, now))
-    facts.sort(key=lambda f: (f.date, f.starts_at))
-    return Facts(version, now, facts, [f.date for f in facts])
+            if occ.starts_at <= now:
+                occs.append((occ.date, occ.starts_at, occ.lesson_id, slot))
+    occs.sort(key=lambda o: (o[0], o[1]))
+    codes = {k: Codes() for k in ("teacher", "subject", "cluster", "day", "school")}
+    keys: dict[str, list[int]] = {k: [] for k in ("teacher", "subject", "cluster", "day")}
+    lesson: list[tuple[float, ...]] = []
+    part_fact: list[int] = []
+    part_school: list[int] = []
+    part: list[list[float]] = []
+    school_code = codes["school"]
+    tier_col = {t: 5 + i for i, t in enumerate(TIERS)}
+    late = ON_TIME_MINUTES * 60
+    for i, (date, starts_at, lesson_id, slot) in enumerate(occs):
+        keys["teacher"].append(codes["teacher"](slot["teacher_id"]))
+        keys["subject"].append(codes["subject"](slot["subject"]))
+        keys["cluster"].append(codes["cluster"](slot.get("cluster_id", "")))
+        keys["day"].append(codes["day"](date))
+        u = usage.get(lesson_id)
+        started = u.get("started_at") if u else None
+        if started is None:
+            lesson.append((1, 0, 0, 0.0, 0, 0))
+            u = None
+        else:
+            rounds = u.get("rounds") or {}
+            live = max(0.0, (u.get("ended_at") or now) - started) / 60
+            lesson.append((1, 1, int(started <= starts_at + late), live,
+                           rounds.get("practice", 0), rounds.get("test", 0)))
+        rows: dict[str, list[float]] = {}
 
+        def row(school: str, rows: dict[str, list[float]] = rows) -> list[float]:
+            r = rows.get(school)
+            if r is None:
+                r = rows[school] = [0.0] * len(PART_COLS)
+            return r
 
-def _fact(slot: dict[str, Any], occ: Any, u: dict[str, Any] | None,
-          school_of: dict[str, str], now: float) -> Fact:
-    started = u.get("started_at") if u else None
-    ended = u.get("ended_at") if u else None
-    held = started is not None
-    live = max(0.0, (ended or now) - started) / 60 if held else 0.0
-    rounds = (u or {}).get("rounds") or {}
-    lesson = {"scheduled": 1, "held": int(held),
-              "on_time": int(held and started <= occ.starts_at + ON_TIME_MINUTES * 60),
-              "minutes_live": live, "practice_rounds": rounds.get("practice", 0),
-              "test_rounds": rounds.get("test", 0)}
-    schools: dict[str, dict[str, Any]] = {}
-
-    def of(school: str) -> dict[str, Any]:
-        s = schools.get(school)
-        if s is None:
-            s = schools[school] = {"classrooms_expected": 0, "classrooms_joined": 0,
-                                   "minutes_connected": 0.0, "tier_minutes": {},
-                                   "classroom_answers": 0, "student_answers": 0}
-        return s
-
-    of(school_of.get(slot["main_classroom_id"], ""))
-    rooms = (u or {}).get("classrooms") or {}
-    for cid in slot.get("receiving_classroom_ids", ()):
-        s = of(school_of.get(cid, ""))
-        s["classrooms_expected"] += 1
-        if cid in rooms and rooms[cid]["seconds"] > 0:
-            s["classrooms_joined"] += 1
-    for sub, r in rooms.items():
-        school = school_of.get(sub) or r.get("school") or ""
-        if school not in schools:
-            continue  # a classroom of a school the lesson does not involve
-        s = schools[school]
-        s["minutes_connected"] += r["seconds"] / 60
-        for tier, sec in r["tiers"].items():
-            s["tier_minutes"][tier] = s["tier_minutes"].get(tier, 0.0) + sec / 60
-    answers = (u or {}).get("answers") or {}
-    for sub, n in (answers.get("classrooms") or {}).items():
-        school = school_of.get(sub, "")
-        if school in schools:
-            schools[school]["classroom_answers"] += n
-    for school, n in (answers.get("students") or {}).items():
-        if school in schools:
-            schools[school]["student_answers"] += n
-    return Fact(occ.lesson_id, occ.date, occ.starts_at, slot["teacher_id"], slot["subject"],
-                slot.get("cluster_id", ""), lesson, schools)
+        row(school_of.get(slot["main_classroom_id"], ""))
+        rooms = (u.get("classrooms") or {}) if u else {}
+        for cid in slot.get("receiving_classroom_ids", ()):
+            r = row(school_of.get(cid, ""))
+            r[0] += 1
+            got = rooms.get(cid)
+            if got is not None and (got.get("seconds") or 0) > 0:
+                r[1] += 1
+        if u is not None:
+            for sub, got in rooms.items():
+                r = rows.get(school_of.get(sub) or got.get("school") or "")
+                if r is None:
+                    continue  # a classroom of a school the lesson does not involve
+                r[2] += (got.get("seconds") or 0) / 60
+                for tier, sec in (got.get("tiers") or {}).items():
+                    col = tier_col.get(tier)
+                    if col is not None:
+                        r[col] += sec / 60
+            answers = u.get("answers") or {}
+            for sub, n in (answers.get("classrooms") or {}).items():
+                r = rows.get(school_of.get(sub, ""))
+                if r is not None:
+                    r[3] += n
+            for school, n in (answers.get("students") or {}).items():
+                r = rows.get(school)
+                if r is not None:
+                    r[4] += n
+        for school, r in rows.items():
+            part_fact.append(i)
+            part_school.append(school_code(school))
+            part.append(r)
+    return Facts(
+        version, now, [o[0] for o in occs],
+        {k: np.asarray(v, dtype=np.int64) for k, v in keys.items()},
+        np.asarray(lesson, dtype=np.float64).reshape(-1, len(LESSON_COLS)),
+        np.asarray(part_fact, dtype=np.int64), np.asarray(part_school, dtype=np.int64),
+        np.asarray(part, dtype=np.float64).reshape(-1, len(PART_COLS)), codes)
 
 
 @dataclass(frozen=True)
@@ -171,9 +209,14 @@ class Query:
     group_by: str | None = None
 
 
-def _empty() -> dict[str, Any]:
-    return {**{k: 0 for k in COUNTS}, "minutes_live": 0.0, "minutes_connected": 0.0,
-            "tier_minutes": {}}
+def _row(lesson: np.ndarray, part: np.ndarray) -> dict[str, Any]:
+    r: dict[str, Any] = dict(zip(LESSON_COLS, map(float, lesson), strict=True))
+    r.update(zip(PART_COLS, map(float, part), strict=True))
+    for k in COUNTS:
+        r[k] = int(round(r[k]))
+    tiers = {t: r.pop(f"tier:{t}") for t in TIERS}
+    r["tier_minutes"] = {t: m for t, m in tiers.items() if m > 0}
+    return _finish(r)
 
 
 def _finish(row: dict[str, Any]) -> dict[str, Any]:
@@ -192,46 +235,54 @@ def _finish(row: dict[str, Any]) -> dict[str, Any]:
 
 def compute(facts: Facts, q: Query, scope: set[str] | None) -> dict[str, Any]:
     """Sum the facts matching the query within ``scope`` (None: every school)."""
+    n = len(facts.dates)
     lo = bisect.bisect_left(facts.dates, q.date_from) if q.date_from else 0
-    hi = bisect.bisect_right(facts.dates, q.date_to) if q.date_to else len(facts.dates)
+    hi = bisect.bisect_right(facts.dates, q.date_to) if q.date_to else n
+    fm = np.zeros(n, dtype=bool)
+    fm[lo:hi] = True
+    for name, value in (("teacher", q.teacher), ("subject", q.subject),
+                        ("cluster", q.cluster)):
+        if value is not None:
+            code = facts.codes[name].index.get(value, -1) if facts.codes else -1
+            fm &= facts.keys[name] == code
     schools = scope if q.school is None else ({q.school} if scope is None or q.school in scope
                                               else set())
-    totals = _empty()
-    groups: dict[str, dict[str, Any]] = {}
-    for f in facts.facts[lo:hi]:
-        if (q.teacher and f.teacher_id != q.teacher) or (q.subject and f.subject != q.subject) \
-                or (q.cluster and f.cluster_id != q.cluster):
-            continue
-        parts = f.schools if schools is None else {
-            k: v for k, v in f.schools.items() if k in schools}
-        if not parts:
-            continue
-        _add(totals, f, parts)
-        if q.group_by == "school":
-            for school, part in parts.items():
-                _add(groups.setdefault(school, _empty()), f, {school: part})
-        elif q.group_by:
-            key = {"teacher": f.teacher_id, "subject": f.subject, "cluster": f.cluster_id,
-                   "day": f.date}[q.group_by]
-            _add(groups.setdefault(key, _empty()), f, parts)
+    pm = fm[facts.part_fact] if n else np.zeros(0, dtype=bool)
+    if schools is not None:
+        wanted = [facts.codes["school"].index[s] for s in schools
+                  if facts.codes and s in facts.codes["school"].index]
+        pm &= np.isin(facts.part_school, wanted)
+        fm = np.zeros(n, dtype=bool)
+        fm[facts.part_fact[pm]] = True  # a lesson counts if one of its schools is in
     out: dict[str, Any] = {"from": q.date_from, "to": q.date_to, "group_by": q.group_by,
-                           "on_time_minutes": ON_TIME_MINUTES, "totals": _finish(totals)}
+                           "on_time_minutes": ON_TIME_MINUTES,
+                           "totals": _row(facts.lesson[fm].sum(axis=0),
+                                          facts.part[pm].sum(axis=0))}
+    if q.group_by == "school":
+        key = facts.part_school[pm]
+        names = facts.codes["school"].names if facts.codes else []
+        lesson = facts.lesson[facts.part_fact[pm]]  # once per (lesson, school)
+        part = facts.part[pm]
+    elif q.group_by:
+        kname = "day" if q.group_by == "day" else q.group_by
+        names = facts.codes[kname].names if facts.codes else []
+        fkey = facts.keys[kname] if n else np.zeros(0, dtype=np.int64)
+        key = fkey[fm]
+        lesson = facts.lesson[fm]
+        pkey = fkey[facts.part_fact[pm]] if n else np.zeros(0, dtype=np.int64)
+        part = facts.part[pm]
     if q.group_by:
-        out["groups"] = [{"key": k, **_finish(v)} for k, v in sorted(groups.items())]
+        size = len(names)
+        lsum = np.stack([np.bincount(key, weights=lesson[:, c], minlength=size)
+                         for c in range(len(LESSON_COLS))], axis=1) if size else None
+        pkey = key if q.group_by == "school" else pkey
+        psum = np.stack([np.bincount(pkey, weights=part[:, c], minlength=size)
+                         for c in range(len(PART_COLS))], axis=1) if size else None
+        present = np.bincount(key, minlength=size) > 0 if size else []
+        groups = [{"key": names[g], **_row(lsum[g], psum[g])}  # type: ignore[index]
+                  for g in range(size) if present[g]]
+        out["groups"] = sorted(groups, key=lambda g: g["key"])
     return out
-
-
-def _add(row: dict[str, Any], f: Fact, parts: dict[str, dict[str, Any]]) -> None:
-    for k in LESSON_FIGURES:
-        row[k] += f.lesson[k]
-    for part in parts.values():
-        for k in ("classrooms_expected", "classrooms_joined", "classroom_answers",
-                  "student_answers"):
-            row[k] += part[k]
-        row["minutes_connected"] += part["minutes_connected"]
-        tiers = row["tier_minutes"]
-        for tier, m in part["tier_minutes"].items():
-            tiers[tier] = tiers.get(tier, 0.0) + m
 
 
 class Stats:
@@ -240,7 +291,7 @@ class Stats:
     (stale-while-revalidate: live lessons write usage every 10 s, and a district's
     rebuild takes about a second, which no query should wait for)."""
 
-    def __init__(self, tz: str, ttl: float = 60.0) -> None:
+    def __init__(self, tz: str, ttl: float = 300.0) -> None:
         self.tz = tz
         self.ttl = ttl
         self._facts: dict[int, Facts] = {}
