@@ -17,9 +17,10 @@ const DEVICE_KINDS = ["tv", "whiteboard", "pc"];
 
 /** What the panels share: the directory as the API last gave it. */
 export class Directory {
-  /** @param {Api} api */
-  constructor(api) {
+  /** @param {Api} api @param {string} [role] the token's role claim (what to offer, not what is allowed) */
+  constructor(api, role = "") {
     this.api = api;
+    this.role = role;
     /** @type {any[]} */ this.schools = [];
     /** @type {any[]} */ this.clusters = [];
     /** @type {Record<string, any[]>} school id -> classrooms */ this.classrooms = {};
@@ -112,7 +113,7 @@ export class Directory {
  *   toDoc: (form: HTMLFormElement) => Record<string, any>,
  *   fill: (form: HTMLFormElement, row: any) => void,
  *   refresh?: (form: HTMLFormElement) => void,
- *   disabled?: () => string
+ *   disabled?: (editing: boolean) => string
  * }} EntitySpec
  */
 
@@ -143,6 +144,19 @@ function entitySection(spec, t, reload) {
       });
     }
   });
+  /** Lock the save button (with its reason beside it) when this token may not save. */
+  const lock = () => {
+    const why = spec.disabled ? spec.disabled(editing !== null) : "";
+    const save = /** @type {HTMLButtonElement} */ (f.querySelector(`[data-action="save-${spec.kind}"]`));
+    if (why) {
+      save.setAttribute("data-locked", "");
+    } else {
+      save.removeAttribute("data-locked");
+    }
+    busy(f, false);
+    save.title = why;
+    f.querySelector(".form-error").textContent = why;
+  };
   const stopEditing = () => {
     editing = null;
     f.reset();
@@ -150,6 +164,7 @@ function entitySection(spec, t, reload) {
     f.querySelector("h3").textContent = t("new_" + spec.kind);
     f.querySelector(`[data-action="save-${spec.kind}"]`).textContent = t("create");
     cancel.hidden = true;
+    lock();
   };
   cancel.onclick = stopEditing;
   cancel.hidden = true;
@@ -164,6 +179,7 @@ function entitySection(spec, t, reload) {
     f.querySelector("h3").textContent = t("edit_" + spec.kind, { id: row.id });
     f.querySelector(`[data-action="save-${spec.kind}"]`).textContent = t("save");
     cancel.hidden = false;
+    lock();
   };
 
   /** @param {any} row */
@@ -197,16 +213,7 @@ function entitySection(spec, t, reload) {
     if (spec.refresh) {
       spec.refresh(f);
     }
-    const why = spec.disabled ? spec.disabled() : "";
-    const save = /** @type {HTMLButtonElement} */ (f.querySelector(`[data-action="save-${spec.kind}"]`));
-    if (why) {
-      save.setAttribute("data-locked", "");
-    } else {
-      save.removeAttribute("data-locked");
-    }
-    busy(f, false);
-    save.title = why;
-    f.querySelector(".form-error").textContent = why;
+    lock();
   };
   return { node, render };
 }
@@ -234,6 +241,8 @@ export function mountDirectory(panel, dir, t) {
   const schoolChoices = () => dir.schools.map((s) => ({ value: s.id, label: s.name + " (" + s.id + ")" }));
   const idField = { name: "id", label: t("field_id"), required: true, pattern: "[A-Za-z0-9][A-Za-z0-9_\\-]{0,63}", placeholder: t("id_hint") };
   const needSchool = () => (current() ? "" : t("need_school"));
+  /** A school_admin edits its school but creates no school and changes no cluster. */
+  const districtOnly = (/** @type {boolean} */ editing) => (dir.role === "school_admin" && !editing ? t("district_only") : "");
 
   /** @type {EntitySpec[]} */
   const specs = [
@@ -249,6 +258,7 @@ export function mountDirectory(panel, dir, t) {
       update: (id, doc) => api.put(`/api/schools/${seg(id)}`, doc),
       remove: (id) => api.del(`/api/schools/${seg(id)}`),
       toDoc: (f) => ({ id: val(f, "id"), name: val(f, "name"), district: val(f, "district"), kind: val(f, "kind") }),
+      disabled: districtOnly,
       fill: (f, r) => {
         control(f, "name").value = r.name || "";
         control(f, "district").value = r.district || "";
@@ -273,7 +283,8 @@ export function mountDirectory(panel, dir, t) {
           n.checked = (r.school_ids || []).includes(n.value);
         });
       },
-      refresh: (f) => setChecks(control(f, "school_ids"), schoolChoices())
+      refresh: (f) => setChecks(control(f, "school_ids"), schoolChoices()),
+      disabled: () => (dir.role === "school_admin" ? t("district_only") : "")
     },
     {
       kind: "classroom", title: t("classrooms"),

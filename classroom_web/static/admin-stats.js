@@ -126,7 +126,9 @@ export function mountStats(panel, dir, t) {
   const render = () => {
     out.textContent = "";
     const groupLabel = t("group_" + control(filters, "group_by").value);
-    out.appendChild(table([
+    const box = el("div", { className: "table-box" });
+    out.appendChild(box);
+    box.appendChild(table([
       { head: groupLabel, cell: (r) => r.label || r.key },
       { head: t("col_scheduled"), cell: (r) => n(r.scheduled) },
       { head: t("col_held"), cell: (r) => n(r.held) },

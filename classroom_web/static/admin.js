@@ -6,7 +6,7 @@
  */
 import { $ } from "./dom.js";
 import { applyI18n, lang, translator } from "./i18n.js";
-import { readToken } from "./protocol.js";
+import { readToken, tokenClaims } from "./protocol.js";
 import { createApi } from "./admin-api.js";
 import { Directory, mountDirectory } from "./admin-directory.js";
 import { mountTimetable } from "./admin-timetable.js";
@@ -30,7 +30,7 @@ function main() {
     status.textContent = t("no_token");
     return;
   }
-  const dir = new Directory(createApi(token));
+  const dir = new Directory(createApi(token), String(tokenClaims(token).role || ""));
   /** @type {Record<string, Panel>} */
   const panels = {
     directory: mountDirectory($("#panel-directory"), dir, t),

@@ -76,14 +76,24 @@ export function lessonFromPath() {
   }
 }
 
-/** The `sub` claim of a token, "" when it is not readable (the page never verifies it). @param {string} token */
-export function tokenSubject(token) {
+/**
+ * The claims of a token, {} when they are not readable. The page never verifies them: it
+ * uses them only to shape what it shows (the server decides what the token may do).
+ * @param {string} token @returns {Record<string, any>}
+ */
+export function tokenClaims(token) {
   try {
     const body = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return String(JSON.parse(atob(body)).sub || "");
+    const claims = JSON.parse(atob(body));
+    return claims && typeof claims === "object" ? claims : {};
   } catch (e) {
-    return "";
+    return {};
   }
+}
+
+/** The `sub` claim of a token, "" when it is not readable. @param {string} token */
+export function tokenSubject(token) {
+  return String(tokenClaims(token).sub || "");
 }
 
 /**

@@ -353,6 +353,9 @@ def test_stats_chart_and_school_admin_scope(browser: Any, srv: ServerProcess) ->
     wait_row(page, "school", "s1")
     assert page.locator('[data-entity="school"] tr[data-row="s2"]').count() == 0
     assert page.locator('[data-entity="school"] th').first.inner_text().strip() == "ID"
+    # it creates no school (the district does): the button is disabled, the reason beside it
+    assert page.locator('[data-form="save-school"] [data-action="save-school"]').is_disabled()
+    assert "district" in error_of(page, "save-school")
     tab(page, "stats")
     fill(page, "stats-query", {"from": LAST_MONDAY, "to": week_end, "group_by": "school"})
     submit(page, "stats-query")
