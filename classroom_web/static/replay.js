@@ -298,7 +298,7 @@ function current() {
 }
 
 function layout() {
-  const shown = current();
+  const shown = audioMode ? "teacher" : current(); /* audio only: no picture is downloaded */
   player.dataset.layout = shown;
   corner.hidden = shown !== "share" || audioMode !== "";
   for (const [name, line] of Object.entries(lines)) {
