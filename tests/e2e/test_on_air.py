@@ -79,9 +79,9 @@ def test_classrooms_get_media_only_while_the_lesson_is_live(on_air_server, open_
     wait_status(room, ENDED)
     wait_until(lambda: badge(room) == ("ended", "本节课已结束"), 10, "TV badge after the end")
     assert badge(teacher)[0] == "ended"
-    time.sleep(1.0)  # what was in flight lands
+    time.sleep(0.5)  # what was in flight lands
     ended = stats(room)
-    time.sleep(2.0)
+    time.sleep(1.5)
     after = stats(room)
     assert (after["framesDecoded"], after["audioBytesReceived"]) == (
         ended["framesDecoded"], ended["audioBytesReceived"]), (ended, after)
