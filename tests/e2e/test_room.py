@@ -1,8 +1,8 @@
 """A classroom device left alone (docs/school-week.md): /room with no token shows a
 pairing code; paired once through the API, it is never touched again. It joins its
 scheduled lesson when the teacher starts it (frames decoded in the classroom view it
-loads), goes on to the next lesson after the end and joins that one, and drops back to
-pairing when revoked. The teacher opens each console from the day list (/teach).
+loads), goes on to the next lesson after the end and joins that one, carries on through
+a server restart in the middle of that lesson, and drops back to pairing when revoked. The teacher opens each console from the day list (/teach).
 
 Slots are one-off lessons today a few minutes apart; the server's time zone is chosen
 so that local time is around noon (no slot crosses midnight)."""
@@ -155,6 +155,16 @@ def test_room_joins_its_lessons_by_itself_and_drops_out_when_revoked(room_server
     wait_until(lambda: frames(room) >= 15 and room_state(room)["state"] == "live", 40,
                "the TV decoded no frames of lesson B")
     print(f"lesson B live on the TV after {time.monotonic() - t0:.1f}s")
+
+    # the server dies mid-lesson and comes back: the TV carries on by itself
+    srv.kill()
+    before = frames(room)
+    srv.start()
+    wait_until(lambda: frames(room) >= before + 15, 60,
+               "the TV did not resume lesson B after the server restart")
+    state = room_state(room)
+    assert (state["lesson"], state["state"], state["paired"]) == (lesson_b, "live", True)
+    print(f"lesson B resumed after a restart at {time.monotonic() - t0:.1f}s")
 
     status, _ = api(srv, "DELETE", f"/api/devices/{device['id']}", token=admin)
     assert status == 200
