@@ -49,6 +49,8 @@ const video = $("#teacher-video", HTMLVideoElement);
 const statusEl = $("#status");
 const detailEl = $("#detail");
 const overlay = $("#overlay");
+const noticesRow = $("#tv-notices");
+const mediaRow = $("#tv-media");
 const joinButton = $('[data-action="join"]', HTMLButtonElement);
 const joinHint = $("#join-hint");
 const raiseButton = $('[data-action="raise-hand"]', HTMLButtonElement);
@@ -167,11 +169,21 @@ function render() {
   const showJoin = playback.autoplayBlocked && !st.fatal && st.welcomed && st.lessonState !== "ended";
   joinButton.hidden = !showJoin;
   joinHint.hidden = !showJoin;
-  // With the picture playing, the status shrinks to a corner badge.
-  const compact = kind === "live" && st.flowing && !showJoin && !detail;
+  // Live, the status is a small badge in the notices row (with its detail): the picture
+  // row is left to the videos and the quiz. Otherwise it fills the picture row.
+  const compact = kind === "live" && !showJoin;
   overlay.classList.toggle("compact", compact);
   overlay.setAttribute("data-kind", kind);
+  const home = compact ? noticesRow : mediaRow;
+  if (overlay.parentElement !== home) {
+    if (compact) {
+      home.prepend(overlay);
+    } else {
+      home.appendChild(overlay);
+    }
+  }
   document.body.setAttribute("data-kind", kind);
+  document.body.setAttribute("data-join", showJoin ? "on" : "off");
 
   const canHand = st.welcomed && st.role === "classroom" && st.lessonState !== "ended";
   raiseButton.hidden = st.hand || st.role !== "classroom";
@@ -206,6 +218,7 @@ function renderTwoWay(kind, canAct) {
   document.body.setAttribute("data-share", shareOn ? "on" : "off");
   document.body.setAttribute("data-stage", stageKind);
   shareVideo.hidden = !shareOn;
+  $("#share-note").hidden = !shareOn;
   $("#stage-box").hidden = stageKind !== "other";
   $("#stage-name").textContent = st.stage
     ? t("stage_label", { name: [st.stage.school, st.stage.name].filter(Boolean).join(" · ") })

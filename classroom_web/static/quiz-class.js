@@ -9,6 +9,11 @@
  * (data-action="answer") or enters the class's count per option and sends it
  * (data-action="answer-tally"). Every answer has an answer_id kept in localStorage and is
  * resent until acknowledged, so a reconnect or a reload never loses nor doubles it.
+ *
+ * On the TV a tap answers for a whole class: it asks first (data-action="confirm-answer" /
+ * "cancel-answer"). The panel can be closed (data-action="dismiss-quiz"; the page's bar
+ * offers "show-quiz" while the round lasts) and closes itself REVEAL_SHOW_S after the
+ * reveal, when the right answer has been marked (✓, bold border) long enough to be read.
  */
 import { el } from "./dom.js";
 import { hasText, translator } from "./i18n.js";
@@ -45,6 +50,9 @@ import { QUIZ } from "./strings.js";
  */
 
 export const t = translator(QUIZ);
+
+/** Seconds the TV shows a revealed answer before giving the picture back. */
+export const REVEAL_SHOW_S = 6;
 
 /** Message refs whose errors belong to the quiz panels, not the page's notices. */
 export const QUIZ_REFS = /^(quiz-|push-question|open-test|close-round|reveal)/;
@@ -101,6 +109,14 @@ export class AnswerPanel {
     /** @type {Record<string, {ok: boolean, text: string}>} */
     this.notes = {};
     this._renderedOpen = false;
+    /** @type {string | null} the round the local teacher closed on the TV */
+    this.dismissed = null;
+    /** @type {{qid: string, value: any, tally: Record<string, number> | null, text: string} | null} */
+    this.confirming = null;
+    /** @type {Record<string, Record<string, string>>} typed class counts per question */
+    this.tallyDrafts = {};
+    /** @type {() => void} called after each render (the TV's "show question" button) */
+    this.onRender = () => {};
     setInterval(() => this._tick(), 250);
     setInterval(() => this._resend(), 3000);
   }
@@ -166,6 +182,9 @@ export class AnswerPanel {
         this.own = {};
         this.revealed = null;
         this.notes = {};
+        this.dismissed = null;
+        this.confirming = null;
+        this.tallyDrafts = {};
         this.render();
         break;
       case "quiz-closed":
@@ -266,7 +285,37 @@ export class AnswerPanel {
     return !(r.closes_at && this.now() > r.closes_at);
   }
 
+  /** The TV has shown the revealed answer long enough. */
+  _revealDone() {
+    const r = this.round;
+    return this.mode === "classroom" && !!r && !!r.revealed_at &&
+      this.now() - r.revealed_at > REVEAL_SHOW_S;
+  }
+
+  /** The local teacher closed this round's panel, and it could be shown again. */
+  canShowAgain() {
+    return this.mode === "classroom" && !!this.round && this.dismissed === this.round.round_id &&
+      !this._revealDone();
+  }
+
+  dismiss() {
+    if (this.round) {
+      this.dismissed = this.round.round_id;
+      this.confirming = null;
+      this.render();
+    }
+  }
+
+  showAgain() {
+    this.dismissed = null;
+    this.render();
+  }
+
   _tick() {
+    if (this._revealDone() && !this.root.hidden) {
+      this.render(); // the answer was shown: give the picture back
+      return;
+    }
     const cd = this.root.querySelector(".quiz-countdown");
     const r = this.round;
     if (!cd || !r) {
@@ -290,6 +339,11 @@ export class AnswerPanel {
   }
 
   render() {
+    this._render();
+    this.onRender();
+  }
+
+  _render() {
     const root = this.root;
     root.textContent = "";
     const r = this.round;
@@ -307,11 +361,21 @@ export class AnswerPanel {
       root.hidden = true; // give the video back after a closed, unrevealed question
       return;
     }
+    if (this.mode === "classroom" && (this.dismissed === r.round_id || this._revealDone())) {
+      root.hidden = true;
+      return;
+    }
     root.hidden = false;
     const head = el("div", { className: "quiz-head" });
     head.appendChild(el("span", { className: "quiz-mode" },
       (r.mode === "test" ? t("test") : t("practice")) + (r.title ? " · " + r.title : "")));
     head.appendChild(el("span", { className: "quiz-countdown", "data-role": "countdown" }));
+    if (this.mode === "classroom") {
+      const close = el("button", { type: "button", className: "quiz-close", "data-action": "dismiss-quiz",
+        "aria-label": t("dismiss") }, "✕ " + t("dismiss"));
+      close.addEventListener("click", () => this.dismiss());
+      head.appendChild(close);
+    }
     root.appendChild(head);
     this._renderedOpen = this._open();
     r.questions.forEach((q, i) => root.appendChild(this._question(q, i, r.questions.length)));
@@ -346,13 +410,17 @@ export class AnswerPanel {
       /** @type {HTMLButtonElement[]} */
       const buttons = [];
       labels.forEach((label, i) => {
+        const isRight = rightIdx.indexOf(i) >= 0;
         const b = el("button", { type: "button", "data-action": "answer", "data-option": String(i) },
-          (q.type === "truefalse" ? "" : letter(i) + ". ") + label);
-        if (picked.indexOf(i) >= 0) {
+          (isRight ? "✓ " : "") + (q.type === "truefalse" ? "" : letter(i) + ". ") + label);
+        const confirming = this.confirming && this.confirming.qid === q.id ? this.confirming : null;
+        if (picked.indexOf(i) >= 0 || (confirming && [].concat(confirming.value).indexOf(i) >= 0)) {
           b.classList.add("chosen");
         }
-        if (rightIdx.indexOf(i) >= 0) {
+        if (isRight) {
           b.classList.add("right");
+        } else if (revealed && picked.indexOf(i) >= 0) {
+          b.classList.add("wrong-pick");
         }
         b.disabled = locked;
         b.addEventListener("click", () => {
@@ -360,7 +428,7 @@ export class AnswerPanel {
             b.classList.toggle("chosen");
             return;
           }
-          this.submit(q, i, null);
+          this._answer(q, i, null, (q.type === "truefalse" ? "" : letter(i) + ". ") + label);
         });
         buttons.push(b);
         opts.appendChild(b);
@@ -377,13 +445,16 @@ export class AnswerPanel {
             }
           });
           if (chosen.length) {
-            this.submit(q, chosen, null);
+            this._answer(q, chosen, null, chosen.map(letter).join(", "));
           }
         });
         box.appendChild(go);
       }
       if (this.mode === "classroom" && q.type !== "multiple" && !locked) {
         box.appendChild(this._tallyForm(q, labels));
+      }
+      if (this.confirming && this.confirming.qid === q.id && !locked) {
+        box.appendChild(this._confirmBox(q));
       }
       if (mine && mine.tally) {
         const tally = mine.tally;
@@ -409,11 +480,14 @@ export class AnswerPanel {
       btn.addEventListener("click", () => {
         const v = input.value.trim();
         if (v) {
-          this.submit(q, v, null);
+          this._answer(q, v, null, v);
         }
       });
       row.appendChild(btn);
       box.appendChild(row);
+      if (this.confirming && this.confirming.qid === q.id && !locked) {
+        box.appendChild(this._confirmBox(q));
+      }
       if (revealed) {
         const shown = q.type === "fill" ? [].concat(q.answer).join(" / ")
           : String(q.answer) + (q.unit ? " " + q.unit : "");
@@ -435,8 +509,46 @@ export class AnswerPanel {
     return box;
   }
 
+  /**
+   * An answer from the page: the phone sends it; the TV (a whole class) asks first.
+   * @param {Question} q @param {any} value @param {Record<string, number> | null} tally
+   * @param {string} text the answer in words, for the confirm
+   */
+  _answer(q, value, tally, text) {
+    if (this.mode !== "classroom") {
+      this.submit(q, value, tally);
+      return;
+    }
+    this.confirming = { qid: q.id, value, tally, text };
+    this.render();
+  }
+
+  /** "Send this as the whole class's answer?" with confirm / cancel. @param {Question} q */
+  _confirmBox(q) {
+    const c = this.confirming;
+    const box = el("div", { className: "quiz-confirm", role: "group", "data-role": "confirm" });
+    box.appendChild(el("span", null, t("confirm_q", { a: c ? c.text : "" })));
+    const ok = el("button", { type: "button", "data-action": "confirm-answer" }, t("confirm"));
+    ok.addEventListener("click", () => {
+      const now = this.confirming;
+      this.confirming = null;
+      if (now && now.qid === q.id) {
+        this.submit(q, now.value, now.tally);
+      }
+    });
+    const no = el("button", { type: "button", "data-action": "cancel-answer" }, t("cancel"));
+    no.addEventListener("click", () => {
+      this.confirming = null;
+      this.render();
+    });
+    box.appendChild(ok);
+    box.appendChild(no);
+    return box;
+  }
+
   /** The class's count per option (classroom TV). @param {Question} q @param {string[]} labels */
   _tallyForm(q, labels) {
+    const drafts = this.tallyDrafts[q.id] = this.tallyDrafts[q.id] || {};
     const tally = el("div", { className: "quiz-tally" });
     tally.appendChild(el("span", null, t("tally_hint")));
     /** @type {HTMLInputElement[]} */
@@ -444,6 +556,10 @@ export class AnswerPanel {
     labels.forEach((label, i) => {
       const lab = el("label", null, q.type === "truefalse" ? label : letter(i));
       const inp = el("input", { type: "number", min: "0", max: "1000", inputmode: "numeric", "data-tally-option": String(i) });
+      inp.value = drafts[String(i)] || "";
+      inp.addEventListener("input", () => {
+        drafts[String(i)] = inp.value;
+      });
       inputs.push(inp);
       lab.appendChild(inp);
       tally.appendChild(lab);
@@ -461,7 +577,9 @@ export class AnswerPanel {
         }
       });
       if (total > 0) {
-        this.submit(q, null, counts);
+        const words = Object.keys(counts).map((k) =>
+          (q.type === "truefalse" ? labels[+k] : letter(+k)) + ": " + counts[k]).join("  ");
+        this._answer(q, null, counts, t("confirm_tally", { a: words }));
       }
     });
     tally.appendChild(send);
@@ -484,6 +602,13 @@ export function attachClassroomQuiz() {
     who: "classroom",
     send: sendMessage
   });
+  const again = document.querySelector('[data-action="show-quiz"]');
+  if (again instanceof HTMLButtonElement) {
+    again.addEventListener("click", () => panel.showAgain());
+    panel.onRender = () => {
+      again.hidden = !panel.canShowAgain();
+    };
+  }
   onServerMessage((msg) => {
     if (msg.type === "welcome") {
       panel.welcome(msg.quiz);
