@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .peers import publish, subscribe, wait_until
+from .peers import open_grid, publish, publish_uplink, subscribe, subscribe_lines, wait_until
 
 
 async def test_classrooms_get_media_only_on_air_and_a_keyframe_at_once(make_relay) -> None:
@@ -65,3 +65,25 @@ async def test_on_air_is_remembered_for_a_lesson_built_later(make_relay) -> None
     ungated = make_relay()
     ungated.set_on_air("x", False)  # no gate: no effect
     assert ungated.on_air("x") is True
+
+
+async def test_the_stage_reaches_other_classrooms_only_on_air(make_relay) -> None:
+    """A classroom on stage before the start: the teacher's grid sees and hears it (the
+    attendance check), the other classrooms get neither its video nor its sound."""
+    relay = make_relay(on_air_gate=True, rate_control=False, keyframe_interval=30.0)
+    speaker = await publish_uplink(relay, "OS", "a/uplink", width=320, height=180)
+    viewer = await subscribe_lines(relay, "OS", "v/subscribe")
+    grid = await open_grid(relay, "OS", slots=1)
+    relay.set_stage("OS", "a/uplink")
+    await wait_until(lambda: grid.slots[0].frames >= 5 and grid.audio.frames >= 25, 15,
+                     "the stage classroom seen and heard on the teacher's grid")
+    await asyncio.sleep(0.5)
+    assert (viewer["stage_video"].frames, viewer["stage_audio"].frames) == (0, 0)
+    assert relay.subscriber("v/subscribe").bytes_sent() == 0
+
+    relay.set_on_air("OS", True)
+    await wait_until(lambda: viewer["stage_video"].frames >= 1
+                     and viewer["stage_audio"].frames >= 10, 3,
+                     "the stage at the other classroom once live (a keyframe at once)")
+    for peer in (viewer, grid, speaker):
+        await peer.close()
