@@ -290,4 +290,31 @@ async def test_pairing_requests_are_limited_per_address(server):
     srv = server
     srv.feature.pairings = dev.Attempts(20, 600.0)
     statuses = [(await call(srv, "POST", "/api/pairing"))[0] for _ in range(22)]
+    srv.feature.pairings = dev.Attempts(20, 600.0)
     assert statuses == [201] * 20 + [429] * 2
+
+
+async def hello(srv, token: str, lesson: str) -> dict[str, Any]:
+    async with srv.http.ws_connect(srv.base_url.replace("http", "ws") + "/ws") as ws:
+        await ws.send_json({"type": "hello", "token": token, "lesson": lesson})
+        while True:
+            msg = await ws.receive_json(timeout=5)
+            if msg["type"] in ("welcome", "error"):
+                return msg
+
+
+async def test_revoked_device_and_day_tokens_are_refused_at_hello(server):
+    srv = server
+    srv.clock.now = at("2026-10-12", "07:55")
+    cred = await paired(srv, "ruralA")
+    status, plan = await call(srv, "GET", "/api/room/next", device_auth(cred))
+    lesson, token = plan["current"]["lesson_id"], plan["current"]["token"]
+    assert (await hello(srv, token, lesson))["type"] == "welcome"
+    status, _ = await call(srv, "DELETE", f"/api/devices/{cred.split('.')[0]}", srv.admin)
+    assert status == 200
+    refused = await hello(srv, token, lesson)  # the token has not expired: the device has
+    assert (refused["type"], refused["code"]) == ("error", "invalid_token")
+    status, body = await call(srv, "POST", "/api/teacher/links", srv.admin,
+                              {"teacher_id": "wang"})
+    refused = await hello(srv, body["token"], "@today")
+    assert (refused["type"], refused["code"]) == ("error", "wrong_lesson")
