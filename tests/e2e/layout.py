@@ -5,7 +5,8 @@ Small API, each a plain function on a Playwright ``page`` (sync API):
 * ``covered_controls(page, selector="[data-action]") -> list[str]``: every visible control
   whose centre point ``document.elementFromPoint`` does not return the control itself (or
   a descendant): something else is drawn over it, so a tap would miss it. Controls
-  outside the viewport count as covered (a TV has no scrolling for the back row).
+  outside the viewport count as covered (a TV has no scrolling for the back row);
+  ``offscreen=False`` lets a scrolling page keep controls below the fold.
 * ``covered(page, selector) -> list[str]``: the same check for any element (a notice).
 * ``overflow(page) -> list[str]``: the document wider than the viewport, elements that
   stick out of it horizontally, and text containers that clip their text
@@ -57,10 +58,10 @@ const visible = (el) => {
 };
 const describe = (el) => {
   let d = el.tagName.toLowerCase();
-  if (el.id) d += '#' + el.id;
-  if (typeof el.className === 'string' && el.className.trim()) {
-    d += '.' + el.className.trim().split(/\\s+/).join('.');
-  }
+  const id = el.getAttribute('id');  // not el.id: a form's input named "id" shadows it
+  if (id) d += '#' + id;
+  const cls = el.getAttribute('class');
+  if (cls && cls.trim()) d += '.' + cls.trim().split(/\\s+/).join('.');
   const act = el.getAttribute && el.getAttribute('data-action');
   if (act) d += `[data-action=${act}]`;
   const text = (el.innerText || el.value || el.getAttribute('aria-label') || '')
@@ -70,7 +71,7 @@ const describe = (el) => {
 """
 
 _COVERED = _PRELUDE + """
-(selector) => {
+([selector, offscreen]) => {
   const out = [];
   const vw = document.documentElement.clientWidth, vh = document.documentElement.clientHeight;
   for (const el of document.querySelectorAll(selector)) {
@@ -78,6 +79,7 @@ _COVERED = _PRELUDE + """
     const r = el.getBoundingClientRect();
     const x = r.left + r.width / 2, y = r.top + r.height / 2;
     if (x < 0 || y < 0 || x >= vw || y >= vh) {
+      if (!offscreen && x >= 0 && x < vw) continue;  // below the fold of a scrolling page
       out.push(`${describe(el)}: centre (${Math.round(x)},${Math.round(y)}) off screen`);
       continue;
     }
@@ -97,6 +99,7 @@ _OVERFLOW = _PRELUDE + """
   if (root.scrollWidth > vw + 1) {
     out.push(`document ${root.scrollWidth}px wide in a ${vw}px viewport`);
   }
+  const sticking = new Set();
   for (const el of document.body.querySelectorAll('*')) {
     if (!visible(el)) continue;
     const s = getComputedStyle(el);
@@ -111,6 +114,10 @@ _OVERFLOW = _PRELUDE + """
       }
     }
     if (!scroller && (r.right > vw + 1 || r.left < -1)) {
+      let inside = false;  // only the outermost element that sticks out is named
+      for (let p = el.parentElement; p && !inside; p = p.parentElement) inside = sticking.has(p);
+      sticking.add(el);
+      if (inside) continue;
       out.push(`${describe(el)}: spans ${Math.round(r.left)}..${Math.round(r.right)} of ${vw}px`);
       continue;
     }
@@ -213,14 +220,18 @@ _AREA = _PRELUDE + """
 """
 
 
-def covered_controls(page: Any, selector: str = "[data-action]") -> list[str]:
-    """Visible controls whose centre is not theirs (drawn over, or off screen)."""
-    return list(page.evaluate(_COVERED, selector))
+def covered_controls(page: Any, selector: str = "[data-action]", *,
+                     offscreen: bool = True) -> list[str]:
+    """Visible controls whose centre is not theirs (drawn over, or off screen).
+
+    ``offscreen=False``: a control scrolled out of view above or below is not reported
+    (pages that scroll); off to the side still is."""
+    return list(page.evaluate(_COVERED, [selector, offscreen]))
 
 
 def covered(page: Any, selector: str) -> list[str]:
     """Visible elements matching ``selector`` whose centre another element covers."""
-    return list(page.evaluate(_COVERED, selector))
+    return list(page.evaluate(_COVERED, [selector, True]))
 
 
 def overflow(page: Any) -> list[str]:
@@ -251,7 +262,7 @@ def area_fraction(page: Any, selector: str, of: str) -> float:
 
 def screenshot(page: Any, name: str) -> Path:
     """Save a screenshot of the viewport as tests/artifacts/screenshots/<name>.png."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+    path = SCREENSHOTS / f"{name}.png"  # name may hold a subfolder: "pages/class-zh"
+    path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path))
     return path
