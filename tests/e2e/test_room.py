@@ -2,7 +2,8 @@
 pairing code; paired once through the API, it is never touched again. It joins its
 scheduled lesson when the teacher starts it (frames decoded in the classroom view it
 loads), goes on to the next lesson after the end and joins that one, carries on through
-a server restart in the middle of that lesson, and drops back to pairing when revoked. The teacher opens each console from the day list (/teach).
+a server restart in the middle of that lesson, and drops back to pairing when revoked.
+The teacher opens each console from the day list (/teach).
 
 Slots are one-off lessons today a few minutes apart; the server's time zone is chosen
 so that local time is around noon (no slot crosses midnight)."""
