@@ -116,6 +116,7 @@ def nothing_covered(tv: Any, state: str) -> None:
         assert layout.covered_controls(tv) == [], f"{state} at {size}"
         assert layout.covered(tv, NOTICES) == [], f"{state} at {size}: a notice is covered"
         assert layout.overflow(tv) == [], f"{state} at {size}"
+        assert layout.low_contrast(tv) == [], f"{state} at {size}"
     at_sizes(tv, state, check)
 
 
@@ -208,6 +209,13 @@ def test_quiz_readable_confirmed_dismissable_and_gone_after_reveal(srv, lesson, 
         o = layout.font_fraction(tv, '#quiz-class [data-action="answer"]')
         assert q >= 0.06 and o >= 0.04, f"question {q:.1%}, options {o:.1%} of {size}"
     at_sizes(tv, "quiz", readable)
+    # a phone-sized window: big but within the screen, the panel scrolls by itself
+    tv.set_viewport_size({"width": 390, "height": 844})
+    tv.wait_for_timeout(50)
+    layout.screenshot(tv, "tv-quiz-390x844")
+    assert layout.overflow(tv) == [] and layout.covered(tv, ".bar [data-action]") == []
+    q = layout.font_fraction(tv, "#quiz-class .quiz-text")
+    assert 0.03 <= q <= 0.07, f"question {q:.1%} of a phone's height"
 
     # a whole class's answer: one tap asks, confirm sends, cancel does not
     option.click()
