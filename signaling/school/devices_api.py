@@ -17,6 +17,7 @@ each limited to its lesson (the per-lesson rule of every teacher token is unchan
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ SEEN_EVERY = 60.0
 """``last_seen`` is written at most this often per device (one write, not one a poll)."""
 POLL_IDLE, POLL_WINDOW = 30.0, 10.0
 """Seconds between a /room page's questions: idle / in a lesson window."""
+SWEEP_EVERY = 300.0
+"""Seconds between two sweeps of expired pairing and join codes."""
 DEVICE_SUB = "device-"
 """The ``sub`` of the classroom tokens minted for a device: ``device-<id>``."""
 
@@ -82,6 +85,7 @@ class DevicesFeature(Feature):
         self.guesses = devices.Attempts(10, 600.0)  # wrong pairing codes, per address
         self.joins = devices.Attempts(30, 600.0)  # wrong join codes, per address
         self.auto_end: scheduler.AutoEnd | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     # lifetime -------------------------------------------------------------------------
     async def start(self, node: Node) -> None:
@@ -90,11 +94,37 @@ class DevicesFeature(Feature):
                                           tz=self.tz, overrun=self.overrun,
                                           tick=self.auto_end_tick, clock=lambda: self.clock())
         self.auto_end.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop(),
+                                                               name="code-sweep")
 
     async def close(self) -> None:
         if self.auto_end is not None:
             await self.auto_end.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         self.node = None
+
+    async def sweep(self) -> int:
+        """Delete expired pairing and join codes (they are refused anyway; this keeps the
+        database small). Returns how many went."""
+        now, gone = self.clock(), 0
+        for kind, key in (("pairing", "code"), ("joincode", "code")):
+            for doc in await self.db.list(kind):
+                if doc.get("expires_at", 0) <= now and await self.db.delete(kind, doc[key]):
+                    gone += 1
+        return gone
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY)
+            try:
+                await self.sweep()
+            except ClassroomError:
+                pass  # the database is unavailable: next time
+            except Exception:
+                logger.exception("code sweep failed")
 
     @property
     def tz(self) -> str:
@@ -171,12 +201,10 @@ class DevicesFeature(Feature):
         self.pairings.note(address)
         now = self.clock()
         db = self.db
-        for old in await db.list("pairing"):
-            if old.get("expires_at", 0) <= now:
-                await db.delete("pairing", old["code"])
         for _ in range(5):
             doc, poll_token = devices.new_pairing(now, address)
-            if await db.get("pairing", doc["code"]) is None:
+            taken = await db.get("pairing", doc["code"])
+            if taken is None or taken.get("expires_at", 0) <= now:
                 break
         else:
             raise ClassroomError(ErrorCode.RATE_LIMITED, "no free pairing code; retry")

@@ -159,6 +159,8 @@ async def test_codes_expire_and_guesses_are_limited(server):
     status, body = await call(srv, "POST", "/api/devices", srv.admin,
                               {"code": code, "classroom_id": "ruralA"})
     assert (status, body["error"]["code"]) == (404, "not_found")
+    assert await srv.feature.sweep() >= 1
+    assert await srv.node.school_db.get("pairing", code) is None
     code, _ = await new_code(srv)
     status, body = await call(srv, "POST", "/api/devices", srv.admin,
                               {"code": code, "classroom_id": "nowhere"})
