@@ -254,14 +254,29 @@ async function frameStats() {
   }
 }
 
+/** True when the classroom view gave up (its token refused: the device was revoked). */
+function frameFatal() {
+  try {
+    const doc = frame && frame.contentDocument;
+    const status = doc && doc.querySelector("#status");
+    return !!status && status.getAttribute("data-state") === "fatal";
+  } catch (e) {
+    return false;
+  }
+}
+
 // The lesson's start and end reach the classroom view at once: ask the plan again then,
-// instead of waiting for the next poll.
+// instead of waiting for the next poll; likewise when the view's token was refused.
+let askedOnFatal = 0;
 window.setInterval(async () => {
   tick();
   const stats = await frameStats();
   if (stats && st.phase === "lesson" && stats.lessonState !== st.state &&
       (stats.lessonState === "live" || stats.lessonState === "ended")) {
     st.state = stats.lessonState;
+    next();
+  } else if (st.phase === "lesson" && frameFatal() && Date.now() - askedOnFatal > 5000) {
+    askedOnFatal = Date.now();
     next();
   }
 }, 1000);
