@@ -357,6 +357,10 @@ function renderSet() {
     return;
   }
   body.textContent = "";
+  const table = body.parentElement;
+  if (table) {
+    table.hidden = !st.set.questions.length; // no header over an empty set
+  }
   st.set.questions.forEach((q) => {
     const tr = el("tr", { "data-question": q.id });
     const id = "quiz-sel-" + q.id;
@@ -371,9 +375,10 @@ function renderSet() {
     };
     const td0 = el("td");
     td0.appendChild(cb);
-    td0.appendChild(el("label", { for: id, className: "sr-only" }, t("test_sel") + " " + q.id));
     tr.appendChild(td0);
-    tr.appendChild(el("td", null, q.id));
+    const tdId = el("td"); // the question's id labels its "in the test" box
+    tdId.appendChild(el("label", { for: id, title: t("test_sel") }, q.id));
+    tr.appendChild(tdId);
     tr.appendChild(el("td", { className: "nowrap" }, t(q.type)));
     tr.appendChild(el("td", null, q.text));
     const push = el("button", { type: "button", "data-action": "push-question", "data-question": q.id }, t("push"));

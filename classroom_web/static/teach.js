@@ -311,6 +311,7 @@ function renderRoster() {
     mediaCell.appendChild(el("span", { className: "dot media-" + mediaState }));
     const key = mediaState === "connecting" ? "media_connecting_state" : "media_" + mediaState;
     mediaCell.appendChild(document.createTextNode(" " + t(key)));
+    mediaCell.title = t(key);
     const parts = [];
     if (tier) {
       parts.push(t("tier_" + tier));
@@ -325,7 +326,8 @@ function renderRoster() {
     tr.appendChild(el("td", { className: "name", title: [name, p.school].filter(Boolean).join(" · ") }, name));
     tr.appendChild(mediaCell);
     tr.appendChild(el("td", { className: "link", title: parts.join(" · ") }, parts.join(" · ")));
-    tr.appendChild(el("td", { className: "hand" }, p.hand ? t("hand_mark") : ""));
+    tr.appendChild(el("td", { className: "hand", title: p.hand ? t("hand_mark") : "" },
+      p.hand ? t("hand_mark") : ""));
     rosterBody.appendChild(tr);
   });
   $("#roster-empty").hidden = rooms.length > 0;

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import ServerProcess
-from tests.e2e.layout import screenshot
+from tests.e2e.layout import overflow, screenshot
 from tests.e2e.pages import missing_browser_reason, wait_until
 from tests.e2e.quiz_sockets import SEND, layout_problems, open_room, open_sized, put_set
 
@@ -95,6 +95,7 @@ def test_phone_keeps_typing_across_an_ack_and_shows_own_result(phone_server, bro
     assert "王老师" not in text and "排名" not in text  # nothing about anyone else
     screenshot(phone, "student-phone-revealed-390x844")
     assert layout_problems(phone) == []
+    assert overflow(phone) == []
     phone.set_viewport_size({"width": 1366, "height": 768})
     screenshot(phone, "student-phone-revealed-1366x768")
     assert layout_problems(phone) == []

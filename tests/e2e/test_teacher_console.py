@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import ServerProcess
-from tests.e2e.layout import covered_controls, low_contrast, screenshot
+from tests.e2e.layout import covered_controls, low_contrast, overflow, screenshot
 from tests.e2e.pages import missing_browser_reason, press, wait_until
 from tests.e2e.quiz_sockets import (
     SEND,
@@ -154,6 +154,7 @@ def test_console_regions_typing_letters_at_1366(console_server, browser):
     screenshot(teacher, "teacher-console-1366x768")
     assert covered_controls(teacher) == []
     assert low_contrast(teacher) == []
+    assert overflow(teacher) == []
     assert teacher.evaluate(WRAPPED) == []
     assert teacher.evaluate(UNLABELLED) == []
     # disabled looks and says disabled (end before the start)
