@@ -52,6 +52,7 @@ def short_lived_server() -> Iterator[ServerProcess]:
     srv.stop()
 
 
+@pytest.mark.long  # 21 s of token lifetimes; tests/signaling/test_token_lifetime.py: refresh
 def test_a_tv_renews_its_session_past_its_links_expiry(short_lived_server, open_page):
     srv = short_lived_server
     teacher_token = srv.token("teacher", "refresh-1", name="王老师")

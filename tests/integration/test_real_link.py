@@ -97,6 +97,7 @@ async def wait_for(condition: Callable[[], bool], timeout: float, what: str,
     return time.monotonic() - start
 
 
+@pytest.mark.long  # 34 s; tests/media_relay/test_ladder.py checks the moves on a lossy link
 async def test_thin_link_goes_low_then_audio_and_comes_back() -> None:
     install_counting_decoder()  # for the unconstrained classroom in this process
     clients: list[ClassroomClient] = []

@@ -403,6 +403,7 @@ def test_wrong_turn_secret_falls_back_to_a_direct_path_and_says_so(
         srv.stop()
 
 
+@pytest.mark.long  # 18 s waiting out TURN; the other TURN tests run
 def test_turn_server_down_direct_paths_still_used(lab, school_browser, workdir) -> None:
     school_firewall(lab, None)
     dead = coturn.Coturn(lab.host_ip, TURN_SECRET)  # never started: nothing listens there
