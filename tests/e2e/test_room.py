@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import ServerProcess, _backends
 from tests.e2e.pages import missing_browser_reason, press, wait_until
 
 _reason = missing_browser_reason()
@@ -38,10 +38,16 @@ def noon_zone() -> str:
     return f"Etc/GMT-{offset}" if offset >= 0 else f"Etc/GMT+{-offset}"
 
 
-@pytest.fixture(scope="module")
-def room_server() -> Iterator[ServerProcess]:
-    srv = ServerProcess(["--timezone", noon_zone()],
-                        Path(tempfile.mkdtemp(prefix="classroom-room-")))
+@pytest.fixture(scope="module", params=_backends())
+def room_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """The embedded default (SQLite in the library), or Redis with
+    CLASSROOM_E2E_BACKENDS=memory,redis (the school database and lessons there)."""
+    extra = ["--timezone", noon_zone()]
+    if request.param == "redis":
+        redis_server = request.getfixturevalue("redis_server")
+        redis_server.flush()
+        extra += ["--redis-url", redis_server.url]
+    srv = ServerProcess(extra, Path(tempfile.mkdtemp(prefix="classroom-room-")))
     srv.start()
     yield srv
     srv.stop()
