@@ -42,6 +42,9 @@ const rosterBody = $("#roster-body");
 const shareButton = $('[data-action="share-screen"]', HTMLButtonElement);
 const handQueueEl = $("[data-hand-queue]");
 const connLostEl = $("#conn-lost");
+const endingEl = $("#lesson-ending");
+/** When the server ends this timetable lesson by itself (lesson-ending), ms; 0: not said. */
+let endsAt = 0;
 const lessonEndEl = $("#lesson-end");
 const endReplay = $("#end-replay", HTMLAnchorElement);
 
@@ -177,6 +180,13 @@ function render() {
   setDisabled(endButton, !st.welcomed || state !== "live");
   // the socket is down (not a fatal stop): a banner that stays until it is back
   connLostEl.hidden = !(st.lost && !st.welcomed && !st.fatal);
+  endingEl.hidden = !(endsAt && state === "live");
+  if (!endingEl.hidden) {
+    const at = new Date(endsAt);
+    const hhmm = String(at.getHours()).padStart(2, "0") + ":" +
+      String(at.getMinutes()).padStart(2, "0");
+    endingEl.textContent = t("lesson_ending", { time: hhmm });
+  }
   renderLessonEnd(state);
 
   const media = [];
@@ -656,6 +666,10 @@ function onMessage(msg) {
       break;
     case "lesson":
       setLesson(lessonOf(msg));
+      break;
+    case "lesson-ending": // the timetable end plus the overrun (拖堂) is near
+      endsAt = typeof msg.ends_at === "number" ? msg.ends_at * 1000 : 0;
+      render();
       break;
     case "roster":
       setRoster(msg.peers);

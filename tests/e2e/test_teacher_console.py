@@ -15,6 +15,7 @@ the roster and the grid, raise hands and answer, which is all the console needs 
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Iterator
@@ -268,3 +269,39 @@ def test_console_lost_connection_banner_and_end_links(console_server, browser):
     assert low_contrast(teacher) == []
     print(f"\nbanner + end links: {time.monotonic() - started:.1f} s")
     teacher.context.close()
+
+
+def test_console_shows_the_timetable_end_warning_until_the_end(console_server, browser):
+    """The scheduler's ``lesson-ending`` (5 min before the automatic end, signaling/school/
+    scheduler.py) becomes a bar on the console; the message is injected into the page's real
+    socket (Playwright's WebSocket route), the rest of the traffic is the server's."""
+    srv, lesson = console_server, "console-ending"
+    routes: list[Any] = []
+
+    def route(ws: Any) -> None:
+        ws.connect_to_server()
+        routes.append(ws)
+
+    ctx = browser.new_context(viewport={"width": 1366, "height": 768})
+    try:
+        teacher = ctx.new_page()
+        teacher.route_web_socket("**/ws", route)
+        teacher.goto(srv.page_url("teach", lesson, srv.token("teacher", lesson), "?res=360"))
+        wait_until(lambda: teacher.locator('[data-action="start-lesson"]').is_enabled(), 20,
+                   "teacher not welcomed")
+        bar = teacher.locator("[data-lesson-ending]")
+        press(teacher, "start-lesson")
+        wait_until(lambda: teacher.locator('[data-action="end-lesson"]').is_enabled(), 10,
+                   "not live")
+        assert not bar.is_visible()
+        ends_at = time.time() + 300
+        routes[-1].send(json.dumps({"type": "lesson-ending", "ends_at": ends_at,
+                                    "seconds_left": 300}))
+        wait_until(bar.is_visible, 5, "no bar for lesson-ending")
+        hhmm = time.strftime("%H:%M", time.localtime(ends_at))
+        assert bar.inner_text().strip() == f"课表时间已到，本节课将于 {hhmm} 自动结束"
+        assert covered_controls(teacher, offscreen=False) == []
+        press(teacher, "end-lesson")
+        wait_until(lambda: not bar.is_visible(), 10, "the bar stayed after the end")
+    finally:
+        ctx.close()
