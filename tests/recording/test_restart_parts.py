@@ -1,7 +1,8 @@
 """A server restarted mid-lesson: the recording continues as a new part of the same one.
 
-The lesson's state outlives the node in Redis (the rule does not depend on the store: the
-library asks whether the lesson is still live); when the teacher's media returns, the
+The lesson's state outlives the node in the embedded store's file (<library>/classroom.db)
+and in Redis; the rule does not depend on the store (the library asks whether the lesson is
+still live); when the teacher's media returns, the
 recording cut by the restart goes on, one record in the library with two parts played in
 sequence (one timeline), and a chapter where the second part begins.
 """
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from recording.packager import REPLAY_DIR
@@ -24,7 +26,7 @@ from tests.recording.conftest import decode_counts, teacher_publishing
 LESSON = "restart-rec-1"
 
 
-async def serve(library: Path, redis_url: str) -> RunningServer:
+async def serve(library: Path, redis_url: str | None) -> RunningServer:
     """``tests.helpers.start_server`` on a given library folder (kept across the restart)."""
     from signaling.app import build_app
     from signaling.config import Config
@@ -42,10 +44,11 @@ def recording_of(server: RunningServer):
     return next(f for f in server.node.features if f.name == "recording")
 
 
-async def test_restart_mid_lesson_continues_the_recording_as_a_part(redis_server):
-    redis_server.flush()
+@pytest.mark.parametrize("backend", ["embedded", "redis"])
+async def test_restart_mid_lesson_continues_the_recording_as_a_part(backend, request):
+    redis_url = request.getfixturevalue("redis_url") if backend == "redis" else None
     library = Path(tempfile.mkdtemp(prefix="classroom-lib-"))
-    server = await serve(library, redis_server.url)
+    server = await serve(library, redis_url)
     second = None
     try:
         token = server.token("teacher", LESSON, name="王老师", school="城区一小")
@@ -59,7 +62,7 @@ async def test_restart_mid_lesson_continues_the_recording_as_a_part(redis_server
         await teacher.close()
         await server.close()  # the node goes away mid-lesson
         first_part = read_index(directory)
-        second = await serve(library, redis_server.url)
+        second = await serve(library, redis_url)
         feature = recording_of(second)
         assert feature.library.resumable == {LESSON: rid}  # waits for the teacher
         assert feature.catalog.get(rid)["state"] == "interrupted"
