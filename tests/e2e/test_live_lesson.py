@@ -40,7 +40,6 @@ def open_classroom(server, open_page, lesson, name, browser=None, init_script=No
     return open_page(server.page_url("class", lesson, token), browser, init_script), token
 
 
-@BOTH_STORES
 def test_teacher_and_two_classrooms_see_and_hear_the_lesson(server, open_page):
     lesson = "e2e-live"
     teacher, teacher_token = open_teacher(server, open_page, lesson)
