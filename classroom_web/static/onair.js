@@ -10,21 +10,27 @@
  *   teacher:   live "直播中" / "On air";  waiting "未开始 — 仅您可见" (the console's preview:
  *              the classrooms get nothing yet);  ended "已下课 — 各课堂已停止接收"
  *   classroom: live "直播中";  waiting "等待老师开始上课";  ended "本节课已结束"
+ *   both, while the socket is down (protocol.js onSocketState): `data-state="lost"`,
+ *              "连接中断" / "Reconnecting" — never "on air" over the page's reconnecting
+ *              notice; the next welcome brings the server's state back.
  *
  * `window.classroomOnAir()` gives {state, role, text} (tests).
  */
 import { translator } from "./i18n.js";
-import { onServerMessage, pageRole } from "./protocol.js";
+import { onServerMessage, onSocketState, pageRole } from "./protocol.js";
 import { ONAIR } from "./strings.js";
 
 const t = translator(ONAIR);
 const STATES = new Set(["waiting", "live", "ended"]);
 
-/** @type {{state: string | null, role: string | null}} */
-const seen = { state: null, role: null };
+/** @type {{state: string | null, role: string | null, lost: boolean}} */
+const seen = { state: null, role: null, lost: false };
 
 /** The badge's text for a state and role. @param {string} state @param {string | null} role */
 export function onAirText(state, role) {
+  if (state === "lost") {
+    return t("lost");
+  }
   if (state === "live") {
     return t("live");
   }
@@ -37,10 +43,17 @@ function render() {
   if (!badge || !seen.state) {
     return;
   }
+  const state = shownState();
   badge.hidden = false;
-  badge.setAttribute("data-state", seen.state);
+  badge.setAttribute("data-state", state);
   badge.setAttribute("data-role", seen.role === "teacher" ? "teacher" : "classroom");
-  badge.textContent = onAirText(seen.state, seen.role);
+  badge.textContent = onAirText(state, seen.role);
+}
+
+/** What the badge shows: the lesson's state, or "lost" while the socket is down (an ended
+ * lesson stays ended: nothing is claimed). */
+function shownState() {
+  return seen.lost && seen.state !== "ended" ? "lost" : String(seen.state);
 }
 
 /** @param {string} state @param {string | null} role */
@@ -49,6 +62,7 @@ function update(state, role) {
     return;
   }
   seen.state = state;
+  seen.lost = false;
   seen.role = role || seen.role || pageRole();
   render();
 }
@@ -58,6 +72,11 @@ onServerMessage((msg) => {
     update(String(msg.lesson_state || ""), msg.type === "welcome" ? msg.role : pageRole());
   }
   return false;
+});
+
+onSocketState((open) => {
+  seen.lost = !open;
+  render();
 });
 
 // loaded after the page's welcome came (a slow module fetch): ask the page
@@ -74,7 +93,7 @@ if (pageRole() && typeof stats === "function") {
 
 /** @returns {{state: string | null, role: string | null, text: string}} */
 function classroomOnAir() {
-  return { state: seen.state, role: seen.role,
-           text: seen.state ? onAirText(seen.state, seen.role) : "" };
+  return { state: seen.state ? shownState() : null, role: seen.role,
+           text: seen.state ? onAirText(shownState(), seen.role) : "" };
 }
 /** @type {any} */ (window).classroomOnAir = classroomOnAir;

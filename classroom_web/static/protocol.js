@@ -165,6 +165,8 @@ const livePeers = new Set();
 const peerWatchers = new Set();
 /** @type {Array<(msg: Message) => boolean | void>} */
 const messageWatchers = [];
+/** @type {Set<(open: boolean) => void>} */
+const socketWatchers = new Set();
 
 /**
  * Call `cb` for every live peer connection now and for each new one.
@@ -205,6 +207,19 @@ export function onServerMessage(cb) {
     if (i >= 0) {
       messageWatchers.splice(i, 1);
     }
+  };
+}
+
+/**
+ * Call `cb(false)` each time the page's socket drops (a reconnect follows by itself); the
+ * next `welcome` (onServerMessage) says it is back. Badges use it not to claim "on air".
+ * @param {(open: boolean) => void} cb
+ * @returns {() => void} unsubscribe
+ */
+export function onSocketState(cb) {
+  socketWatchers.add(cb);
+  return () => {
+    socketWatchers.delete(cb);
   };
 }
 
@@ -475,6 +490,7 @@ export class Signal {
     } catch (e) {
       /* already closed */
     }
+    socketWatchers.forEach((cb) => callSafely(cb, false));
     this.onClose();
     this._scheduleRetry();
   }

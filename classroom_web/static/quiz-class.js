@@ -51,8 +51,9 @@ import { QUIZ } from "./strings.js";
 
 export const t = translator(QUIZ);
 
-/** Seconds the TV shows a revealed answer before giving the picture back. */
-export const REVEAL_SHOW_S = 6;
+/** Seconds the TV shows a revealed answer before giving the picture back (6; an automated
+ * browser may set `window.CLASSROOM_REVEAL_SHOW_S` in an init script: docs/page-hooks.md). */
+export const REVEAL_SHOW_S = Number(/** @type {any} */ (window).CLASSROOM_REVEAL_SHOW_S) || 6;
 
 /** Message refs whose errors belong to the quiz panels, not the page's notices. */
 export const QUIZ_REFS = /^(quiz-|push-question|open-test|close-round|reveal)/;

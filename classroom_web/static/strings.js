@@ -398,11 +398,12 @@ export const REPORT = {
 export const ONAIR = {
   zh: {
     live: "直播中", teacher_waiting: "未开始 — 仅您可见", teacher_ended: "已下课 — 各课堂已停止接收",
-    class_waiting: "等待老师开始上课", class_ended: "本节课已结束"
+    class_waiting: "等待老师开始上课", class_ended: "本节课已结束", lost: "连接中断"
   },
   en: {
     live: "On air", teacher_waiting: "Not started — only you see this", teacher_ended: "Ended — the classrooms no longer receive",
-    class_waiting: "Waiting for the teacher to start the lesson", class_ended: "This lesson has ended"
+    class_waiting: "Waiting for the teacher to start the lesson", class_ended: "This lesson has ended",
+    lost: "Reconnecting"
   }
 };
 

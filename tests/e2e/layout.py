@@ -20,6 +20,9 @@ Small API, each a plain function on a Playwright ``page`` (sync API):
   match / viewport height.
 * ``area_fraction(page, selector, of) -> float``: visible area of ``selector`` (summed
   over visible matches) inside the box of ``of`` / area of ``of``.
+* ``problems(page, selector, offscreen=True) -> list[str]``: the three checks above in
+  one round trip, each finding prefixed "overflow: " / "contrast: " / "covered: ".
+* ``settle(page)``: two animation frames (after a resize), instead of a fixed sleep.
 * ``screenshot(page, name) -> Path``: ``<repo>/tests/artifacts/screenshots/<name>.png``.
 * ``SIZES``: the four screen sizes every page is checked at.
 
@@ -70,7 +73,7 @@ const describe = (el) => {
 };
 """
 
-_COVERED = _PRELUDE + """
+_COVERED_FN = """
 ([selector, offscreen]) => {
   const out = [];
   const vw = document.documentElement.clientWidth, vh = document.documentElement.clientHeight;
@@ -91,7 +94,7 @@ _COVERED = _PRELUDE + """
 }
 """
 
-_OVERFLOW = _PRELUDE + """
+_OVERFLOW_FN = """
 () => {
   const out = [];
   const root = document.documentElement;
@@ -131,7 +134,7 @@ _OVERFLOW = _PRELUDE + """
 }
 """
 
-_CONTRAST = _PRELUDE + """
+_CONTRAST_FN = """
 (minimum) => {
   const parse = (c) => {
     const m = c.match(/rgba?\\(([^)]+)\\)/);
@@ -192,6 +195,18 @@ _CONTRAST = _PRELUDE + """
   }
   return out;
 }
+"""
+
+_COVERED = _PRELUDE + _COVERED_FN
+_OVERFLOW = _PRELUDE + _OVERFLOW_FN
+_CONTRAST = _PRELUDE + _CONTRAST_FN
+# the three in one round trip (a page checked at many sizes pays one evaluate per size)
+_ALL = _PRELUDE + f"""
+([selector, offscreen, minimum]) => ({{
+  overflow: ({_OVERFLOW_FN})(),
+  contrast: ({_CONTRAST_FN})(minimum),
+  covered: ({_COVERED_FN})([selector, offscreen]),
+}})
 """
 
 _FONT = _PRELUDE + """
@@ -258,6 +273,19 @@ def area_fraction(page: Any, selector: str, of: str) -> float:
     if value is None:
         raise AssertionError(f"no visible element matches {of!r}")
     return float(value)
+
+
+def problems(page: Any, selector: str = "[data-action]", *, offscreen: bool = True,
+             minimum: float = 4.5) -> list[str]:
+    """``overflow``, ``low_contrast`` and ``covered_controls`` in one evaluate, each
+    finding prefixed with its kind ("overflow: ...", "contrast: ...", "covered: ...")."""
+    found = page.evaluate(_ALL, [selector, offscreen, minimum])
+    return [f"{kind}: {p}" for kind in ("overflow", "contrast", "covered") for p in found[kind]]
+
+
+def settle(page: Any) -> None:
+    """Wait for two animation frames: a resize or a render has been laid out and painted."""
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 
 def screenshot(page: Any, name: str) -> Path:

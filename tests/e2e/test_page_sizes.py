@@ -55,7 +55,6 @@ PAGES: dict[str, Page] = {
 # pages whose owners have not fixed what this test finds yet: name -> reason
 KNOWN: dict[str, str] = {
     "teach": "helper C: en table header 'Quality / link' (and 'Hand' at 390) clipped",
-    "report": "helper A: at 390x844 the charts (560px svg) and tables are wider than the phone",
     "admin": "helper H: at 390x844 the directory form's field grid is 436px wide",
 }
 
@@ -84,12 +83,6 @@ def url(srv: ServerProcess, page: Page, lang: str) -> str:
     return srv.base_url + page.path + query + (f"#token={token}" if token else "")
 
 
-def problems(tab: Any) -> list[str]:
-    return ([f"overflow: {p}" for p in layout.overflow(tab)]
-            + [f"contrast: {p}" for p in layout.low_contrast(tab)]
-            + [f"covered: {p}" for p in layout.covered_controls(tab, offscreen=False)])
-
-
 def cases() -> list[Any]:
     out = []
     for name in PAGES:
@@ -110,10 +103,9 @@ def test_page_at_every_size(srv: ServerProcess, tab: Any, name: str) -> None:
         tab.evaluate("() => document.fonts.ready.then(() => null)")
         for size, (width, height) in layout.SIZES.items():
             tab.set_viewport_size({"width": width, "height": height})
-            tab.evaluate("() => new Promise((r) => requestAnimationFrame(() => "
-                         "requestAnimationFrame(r)))")
+            layout.settle(tab)
             layout.screenshot(tab, f"pages/{name}-{lang}-{size}")
-            seen = problems(tab)
+            seen = layout.problems(tab, offscreen=False)  # one round trip per size
             if seen:
                 found[f"{lang} {size}"] = seen
     print(f"{name}: 8 layouts checked in {time.monotonic() - started:.1f} s")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e import layout
 from tests.e2e.conftest import ServerProcess
 from tests.e2e.pages import missing_browser_reason, wait_until
 from tests.quiz import report_script as script
@@ -100,6 +101,15 @@ def test_the_report_page_shows_the_scripted_lessons_figures(scripted_server, ope
     zh.emulate_media(media="print")
     assert not zh.locator(".actions").is_visible()
     zh.emulate_media(media="screen")
+
+    # a phone: the charts and tables fit or scroll inside their own box, the page does not
+    zh.set_viewport_size({"width": 390, "height": 844})
+    layout.settle(zh)
+    layout.screenshot(zh, "report-zh-390x844")
+    wide = layout.overflow(zh)
+    assert wide == [], f"the report is wider than a phone: {wide}"
+    chart = zh.locator('[data-role="accuracy-chart"]').bounding_box()
+    assert chart and chart["width"] <= 390, chart
 
     en = open_report(srv, open_page, "?lang=en")
     assert en.locator("#title").inner_text() == f"Learning report · {script.TITLE}"
