@@ -26,7 +26,8 @@ def _claims(request: web.Request, node: Node) -> Claims:
     return authz.bearer_claims(request, node.config.secret)
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, else ``bad_json`` (every API route reads it so)."""
     try:
         body = await request.json(loads=decode_json)
     except (ValueError, UnicodeDecodeError):
@@ -36,7 +37,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _str_field(body: dict[str, Any], name: str, default: str = "", max_len: int = 200) -> str:
+def str_field(body: dict[str, Any], name: str, default: str = "", max_len: int = 200) -> str:
     value = body.get(name, default)
     if not isinstance(value, str) or len(value) > max_len:
         raise ClassroomError(ErrorCode.BAD_MESSAGE, f"'{name}' must be a string of <= {max_len}")
@@ -60,17 +61,17 @@ def add_routes(app: web.Application, node_key: web.AppKey) -> None:
     @guard("POST /api/lessons")
     async def create_lesson(request: web.Request, claims: Claims) -> web.Response:
         node = node_of(request)
-        body = await _json_body(request)
+        body = await json_body(request)
         default_id = claims.lesson if claims.lesson != "*" else uuid.uuid4().hex[:12]
-        lesson_id = _str_field(body, "id", default_id, 64)
+        lesson_id = str_field(body, "id", default_id, 64)
         if not LESSON_ID.match(lesson_id):
             raise ClassroomError(ErrorCode.BAD_MESSAGE, "lesson id: letters, digits, - and _")
         authz.check("POST /api/lessons", claims, lesson_id)
         record = LessonRecord(
             id=lesson_id,
-            title=_str_field(body, "title"),
-            teacher=_str_field(body, "teacher"),
-            school=_str_field(body, "school"),
+            title=str_field(body, "title"),
+            teacher=str_field(body, "teacher"),
+            school=str_field(body, "school"),
         )
         if not await node.hub.store.create_lesson(record):
             raise ClassroomError(ErrorCode.LESSON_EXISTS, f"lesson {lesson_id!r} exists")
@@ -88,13 +89,13 @@ def add_routes(app: web.Application, node_key: web.AppKey) -> None:
     @guard("POST /api/tokens")
     async def create_token(request: web.Request, claims: Claims) -> web.Response:
         node = node_of(request)
-        body = await _json_body(request)
+        body = await json_body(request)
         ttl = body.get("ttl")
         if ttl is not None and (not isinstance(ttl, int) or isinstance(ttl, bool)):
             raise ClassroomError(ErrorCode.BAD_MESSAGE, "'ttl' must be an integer")
-        role = _str_field(body, "role", max_len=16)
-        lesson = _str_field(body, "lesson", claims.lesson, max_len=64)
-        school = _str_field(body, "school", claims.school)
+        role = str_field(body, "role", max_len=16)
+        lesson = str_field(body, "lesson", claims.lesson, max_len=64)
+        school = str_field(body, "school", claims.school)
         authz.check("POST /api/tokens", claims, lesson)
         ttl = authz.check_mint(claims, lesson=lesson, school=school, ttl=ttl,
                                default_ttl=DEFAULT_TTL_SECONDS)
@@ -104,7 +105,7 @@ def add_routes(app: web.Application, node_key: web.AppKey) -> None:
                 role=role,
                 lesson=lesson,
                 school=school,
-                name=_str_field(body, "name"),
+                name=str_field(body, "name"),
                 ttl=ttl,
             )
         except ValueError as exc:
@@ -123,8 +124,8 @@ def add_routes(app: web.Application, node_key: web.AppKey) -> None:
         (kbps 0 or null lifts it). Admin, or the lesson's teacher."""
         node = node_of(request)
         lesson_id = request.match_info["lesson"]
-        body = await _json_body(request)
-        school = _str_field(body, "school")
+        body = await json_body(request)
+        school = str_field(body, "school")
         kbps = body.get("kbps")
         if not school or not (kbps is None or (isinstance(kbps, int)
                                                 and not isinstance(kbps, bool)

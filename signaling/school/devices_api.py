@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSCloseCode, web
 
 from signaling import authz
-from signaling.api import _json_body, _str_field
+from signaling.api import json_body, str_field
 from signaling.auth import MAX_TTL_SECONDS, Claims, Role, mint_token
 from signaling.errors import ClassroomError, ErrorCode
 from signaling.features import Feature
@@ -240,10 +240,10 @@ class DevicesFeature(Feature):
         """An admin enters a TV's code and its classroom: the device record (201)."""
         address = request.remote or ""
         self.guesses.check(address, "wrong pairing codes")
-        body = await _json_body(request)
+        body = await json_body(request)
         code = devices.normalize_code(body.get("code"))
         classroom_id = check_id(body.get("classroom_id"), "classroom_id")
-        name = _str_field(body, "name", "", 100)
+        name = str_field(body, "name", "", 100)
         db = self.db
         classroom = await db.get("classroom", classroom_id)
         if classroom is None or not _in_scope(claims, classroom.get("school_id", "")):
@@ -391,10 +391,10 @@ class DevicesFeature(Feature):
         """A code for a lesson (teacher or admin of it): ``{classroom_id?}`` in the body;
         without one, a code for the lesson's main classroom, in the caller's school."""
         lesson_id = request.match_info["lesson"]
-        body = await _json_body(request) if request.can_read_body else {}
+        body = await json_body(request) if request.can_read_body else {}
         assert self.node is not None
         lesson = await self.node.hub.get_lesson(lesson_id)
-        classroom_id = _str_field(body, "classroom_id", "", 64)
+        classroom_id = str_field(body, "classroom_id", "", 64)
         school_id = claims.school or lesson.school
         parts = scheduler.split_lesson_id(lesson_id)
         slot = await self.db.get("slot", parts[0]) if parts else None
@@ -422,7 +422,7 @@ class DevicesFeature(Feature):
         expiring with the code (no token needed; wrong codes limited per address)."""
         address = request.remote or ""
         self.joins.check(address, "wrong join codes")
-        body = await _json_body(request)
+        body = await json_body(request)
         try:
             code = join_codes.normalize(body.get("code"))
             doc = join_codes.live_join(await self.db.get("joincode", code), self.clock())
@@ -431,7 +431,7 @@ class DevicesFeature(Feature):
             raise
         assert self.node is not None
         ttl = int(min(MAX_TTL_SECONDS, max(60, doc["expires_at"] - self.clock())))
-        name = _str_field(body, "name", "", 40)
+        name = str_field(body, "name", "", 40)
         token = mint_token(self.node.config.secret, role=Role.STUDENT, lesson=doc["lesson_id"],
                            school=doc["school_id"], name=name, ttl=ttl)
         return web.json_response({"token": token, "lesson": doc["lesson_id"],
@@ -441,7 +441,7 @@ class DevicesFeature(Feature):
     async def teacher_link(self, request: web.Request, claims: Claims) -> web.Response:
         """A teacher's day token (``{teacher_id}``; admin/school_admin of its school):
         opens ``/teach#token=...``, the list of the teacher's lessons of each day."""
-        body = await _json_body(request)
+        body = await json_body(request)
         teacher_id = check_id(body.get("teacher_id"), "teacher_id")
         teacher = await self.db.get("teacher", teacher_id)
         if teacher is None or not _in_scope(claims, teacher.get("school_id", "")):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from signaling import authz
-from signaling.api import _json_body
+from signaling.api import json_body
 from signaling.auth import Claims
 from signaling.errors import ClassroomError, ErrorCode
 from signaling.features import Feature
@@ -363,7 +363,7 @@ class DirectoryFeature(Feature):
 
         @guard("POST /api/schools")
         async def create_school(request: web.Request, claims: Claims) -> web.Response:
-            return json(await d().create_school(claims, await _json_body(request)), 201)
+            return json(await d().create_school(claims, await json_body(request)), 201)
 
         @guard("GET /api/schools/{school}")
         async def get_school(request: web.Request, claims: Claims) -> web.Response:
@@ -372,7 +372,7 @@ class DirectoryFeature(Feature):
         @guard("PUT /api/schools/{school}")
         async def put_school(request: web.Request, claims: Claims) -> web.Response:
             return json(await d().update_school(claims, request.match_info["school"],
-                                                await _json_body(request)))
+                                                await json_body(request)))
 
         @guard("DELETE /api/schools/{school}")
         async def delete_school(request: web.Request, claims: Claims) -> web.Response:
@@ -386,7 +386,7 @@ class DirectoryFeature(Feature):
 
         @guard("POST /api/clusters")
         async def create_cluster(request: web.Request, claims: Claims) -> web.Response:
-            return json(await d().create_cluster(claims, await _json_body(request)), 201)
+            return json(await d().create_cluster(claims, await json_body(request)), 201)
 
         @guard("GET /api/clusters/{cluster}")
         async def get_cluster(request: web.Request, claims: Claims) -> web.Response:
@@ -395,7 +395,7 @@ class DirectoryFeature(Feature):
         @guard("PUT /api/clusters/{cluster}")
         async def put_cluster(request: web.Request, claims: Claims) -> web.Response:
             return json(await d().update_cluster(claims, request.match_info["cluster"],
-                                                 await _json_body(request)))
+                                                 await json_body(request)))
 
         @guard("DELETE /api/clusters/{cluster}")
         async def delete_cluster(request: web.Request, claims: Claims) -> web.Response:
@@ -426,13 +426,13 @@ class DirectoryFeature(Feature):
         @guard(f"POST /api/schools/{{school}}/{plural}")
         async def create_member(request: web.Request, claims: Claims) -> web.Response:
             doc = await d().create_member(claims, kind, request.match_info["school"],
-                                          await _json_body(request))
+                                          await json_body(request))
             return web.json_response(doc, status=201)
 
         @guard(f"PUT /api/{plural}/{{{kind}}}")
         async def put_member(request: web.Request, claims: Claims) -> web.Response:
             doc = await d().update_member(claims, kind, request.match_info[kind],
-                                          await _json_body(request))
+                                          await json_body(request))
             return web.json_response(doc)
 
         @guard(f"DELETE /api/{plural}/{{{kind}}}")

@@ -17,25 +17,15 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .. import authz
+from ..api import json_body
 from ..errors import ClassroomError, ErrorCode
 from ..features import Feature
-from ..protocol import decode_json
 from . import timetable as tt
 from . import timetable_csv as tcsv
 
 if TYPE_CHECKING:
     from ..app import Node
     from ..auth import Claims
-
-async def json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json(loads=decode_json)
-    except (ValueError, UnicodeDecodeError):
-        raise ClassroomError(ErrorCode.BAD_JSON, "body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ClassroomError(ErrorCode.BAD_JSON, "body must be a JSON object")
-    return body
-
 
 def slot_schools(slot: dict[str, Any], classrooms: dict[str, dict[str, Any]]) -> set[str]:
     """The schools a slot touches (its main and receiving classrooms' schools)."""
