@@ -50,6 +50,15 @@ def get_set(srv: ServerProcess, lesson: str) -> dict[str, Any]:
         return json.loads(resp.read())
 
 
+def field_state(page: Any, selector: str) -> dict[str, Any]:
+    """A text field's focus, text and selection: what a re-render would wipe."""
+    return page.evaluate("""(q) => {
+  const f = document.querySelector(q);
+  return { focused: document.activeElement === f, value: f.value,
+           start: f.selectionStart, end: f.selectionEnd };
+}""", selector)
+
+
 def open_sized(browser: Any, url: str, size: tuple[int, int]) -> Any:
     """A page in its own context (own storage) with the viewport of a screen size."""
     ctx = browser.new_context(viewport={"width": size[0], "height": size[1]})

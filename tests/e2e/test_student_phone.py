@@ -19,7 +19,14 @@ import pytest
 from tests.e2e.conftest import ServerProcess
 from tests.e2e.layout import overflow, screenshot
 from tests.e2e.pages import missing_browser_reason, wait_until
-from tests.e2e.quiz_sockets import SEND, layout_problems, open_room, open_sized, put_set
+from tests.e2e.quiz_sockets import (
+    SEND,
+    field_state,
+    layout_problems,
+    open_room,
+    open_sized,
+    put_set,
+)
 
 _reason = missing_browser_reason()
 if _reason:
@@ -35,12 +42,7 @@ QSET = {"format": "classroom-quiz", "version": 1, "title": "分数测验",
              "answer": ["1/2"]},
             {"id": "q3", "type": "numeric", "text": "0.5 × 3 = ?", "answer": 1.5}]}
 
-# The q2 field: focus, text, selection.
-TYPING = """() => {
-  const f = document.querySelector('#quiz-answer [data-question="q2"] input.quiz-input');
-  return { focused: document.activeElement === f, value: f.value,
-           start: f.selectionStart, end: f.selectionEnd };
-}"""
+Q2_FIELD = '#quiz-answer [data-question="q2"] input.quiz-input'
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,7 @@ def test_phone_keeps_typing_across_an_ack_and_shows_own_result(phone_server, bro
       '#quiz-answer [data-question="q1"] [data-action="answer"][data-option="1"]').click()""")
     q1 = phone.locator('#quiz-answer [data-question="q1"]')
     wait_until(lambda: "已提交 ✓" in q1.inner_text(), 10, "q1 not acknowledged")
-    assert phone.evaluate(TYPING) == {"focused": True, "value": "1/", "start": 1, "end": 2}
+    assert field_state(phone, Q2_FIELD) == {"focused": True, "value": "1/", "start": 1, "end": 2}
     assert q1.locator('[data-action="answer"]').first.is_disabled()
 
     # q2 finished and sent, q3 skipped; closed and revealed: the student's own result

@@ -29,6 +29,7 @@ from tests.e2e.layout import covered_controls, low_contrast, overflow, screensho
 from tests.e2e.pages import missing_browser_reason, press, wait_until
 from tests.e2e.quiz_sockets import (
     SEND,
+    field_state,
     get_set,
     layout_problems,
     open_room,
@@ -47,13 +48,6 @@ QSET = {"format": "classroom-quiz", "version": 1, "title": "分数",
             {"id": "q1", "type": "single", "text": "1/2 + 1/4 = ?",
              "options": ["1/6", "3/4", "2/6"], "answer": 1},
             {"id": "q2", "type": "truefalse", "text": "1/3 > 1/4", "answer": True}]}
-
-# The selection, focus and text of the console's new-question field.
-TYPING = """() => {
-  const f = document.querySelector('[data-role="new-text"]');
-  return { focused: document.activeElement === f, value: f.value,
-           start: f.selectionStart, end: f.selectionEnd };
-}"""
 
 # Boxes of the console's regions against the viewport, and whether the page scrolls.
 REGIONS = """(regions) => {
@@ -180,8 +174,9 @@ def test_console_regions_typing_letters_at_1366(console_server, browser):
     wait_until(lambda: teacher.locator("#roster-body tr").count() == 4, 10, "roster not updated")
     wait_until(lambda: teacher.locator('[data-role="not-answered"]', has_text="三年级1班").count(),
                10, "tally of the new classroom")
-    assert teacher.evaluate(TYPING) == {"focused": True, "value": "下面哪个分数最大",
-                                        "start": 2, "end": 4}
+    typed = field_state(teacher, '[data-role="new-text"]')  # the new question's text
+    assert typed == {"focused": True, "value": "下面哪个分数最大",
+                     "start": 2, "end": 4}
 
     # answers as letters: multiple choice B + D -> [1, 3]; single choice C -> 2
     teacher.locator('[data-role="new-type"]').select_option("multiple")
