@@ -37,6 +37,10 @@ class AudioFanout:
         if track in self._sinks:
             self._sinks.remove(track)
 
+    @property
+    def sink_count(self) -> int:
+        return len(self._sinks)
+
     def forward(self, source: int, data: bytes, timestamp: int, ingress: float) -> None:
         pts = self._timeline.map(source, timestamp)
         self.packets += 1

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .cascade import EdgeLink, Line, OriginLink
 from .config import RelayConfig, RelayError
 from .grid import Grid
 from .lesson import RelayLesson
@@ -353,6 +354,25 @@ class Relay:
             lesson.rendition.detach(sink)
         else:
             lesson.audio.detach(sink)
+
+    # ---- the cascade (docs/cascade.md) -------------------------------------------------------
+    def origin_link(self, lesson_id: str, send: Callable[[bytes], None]) -> OriginLink:
+        """An edge pulls this lesson from here: the lines it asks for (``want``) are
+        attached to the lesson's feeds and their packets go to ``send`` as link frames."""
+        check_id("lesson_id", lesson_id)
+        return OriginLink(self.registry, lesson_id, send)
+
+    def edge_link(self, lesson_id: str, send_keyframe: Callable[[Line], None]) -> EdgeLink:
+        """This node is an edge of the lesson: frames from its origin go to the local
+        subscribers (no decode or encode); keyframe requests go back by ``send_keyframe``."""
+        check_id("lesson_id", lesson_id)
+        return EdgeLink(self.registry, lesson_id, send_keyframe)
+
+    def pulled_lessons(self) -> list[str]:
+        """Lessons with subscribers here and no teacher's media here (edge candidates)."""
+        return sorted(lid for lid, lesson in self.registry.lessons.items()
+                      if lesson.publisher is None and not lesson.closed
+                      and (lesson.subscribers or lesson.media.audio.sink_count))
 
     # ---- rate control ----------------------------------------------------------------------
     def _start_ticker(self) -> None:

@@ -204,6 +204,10 @@ class Rendition:
         self._requested = 0
         self._served = 0
         self._request_reason = "join"
+        self.keyframe_hook: Callable[[str], None] | None = None
+        """Also told of every keyframe request (an edge: its origin encodes this tier)."""
+        self.frames_relayed = 0
+        """Packets handed on as they came from an origin (an edge's tier: no encoder)."""
         self._closed = False
         # media thread state
         self._codec: Any = None
@@ -274,6 +278,8 @@ class Rendition:
         """Ask for a keyframe soon (rate-limited by ``keyframe_min_gap``, never dropped)."""
         self._request_reason = reason
         self._requested += 1
+        if self.keyframe_hook is not None:
+            self.keyframe_hook(reason)
 
     # ---- media thread -------------------------------------------------------------------
     def bitrate_for(self, width: int, height: int) -> int:
@@ -427,6 +433,12 @@ class Rendition:
         return True
 
     # ---- output (event loop) ----------------------------------------------------------
+    def deliver(self, packet: av.Packet) -> None:
+        """A packet this tier's encoder at the lesson's origin made (an edge: handed on
+        as it came, no decode or encode)."""
+        self.frames_relayed += 1
+        self._fan_out(packet)
+
     def _fan_out(self, packet: av.Packet) -> None:
         if self._closed:
             return
@@ -478,6 +490,7 @@ class Rendition:
             "frames_skipped": self.frames_skipped + self.frames_dropped
             + source.get("frames_skipped", 0),
             "keyframes": self.keyframes,
+            "frames_relayed": self.frames_relayed,
             "bytes_out": self.bytes_out,
             "encode_ms_avg": round(1000 * self.encode_seconds / encoded, 3) if encoded else None,
             "pipeline_ms_avg": round(1000 * self.pipeline_seconds / encoded, 3)

@@ -73,6 +73,9 @@ class Node:
         self.sessions_by_relay_id: dict[str, Session] = {}
         self.sessions: set[Session] = set()
         self._publishers: set[str] = set()
+        self._remote_media: set[str] = set()
+        """Lessons whose teacher's media reaches this node's relay from their origin
+        (this node is an edge of them: signaling/cascade.py)."""
         self._background: set[asyncio.Task[Any]] = set()
         self.features: list[Feature] = list(features or [])
         self.feature_for: dict[str, Feature] = {}
@@ -122,7 +125,24 @@ class Node:
         self.relay.set_on_air(lesson_id, state == "live")
 
     def relay_has_publisher(self, lesson_id: str) -> bool:
-        return lesson_id in self._publishers
+        """The teacher's media is in this node's relay: published here or pulled from
+        the lesson's origin."""
+        return lesson_id in self._publishers or lesson_id in self._remote_media
+
+    def set_remote_media(self, lesson_id: str, active: bool) -> None:
+        """An edge's pull of the lesson started or stopped carrying the teacher's media:
+        this node's sessions of the lesson are told (``media``), as on an origin."""
+        if active == (lesson_id in self._remote_media):
+            return
+        if active:
+            self._remote_media.add(lesson_id)
+        else:
+            self._remote_media.discard(lesson_id)
+        if lesson_id in self._publishers:
+            return
+        for session in list(self.sessions):
+            if session.lesson_id == lesson_id and session.claims is not None:
+                self.spawn(session.send({"type": "media", "publisher": active}))
 
     def published_lessons(self) -> set[str]:
         """Lessons whose teacher media flows into this node's relay (their origin)."""
@@ -255,6 +275,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
 
 def default_features(config: Config) -> list[Feature]:
     """The features every node runs (each issue's capability registers here)."""
+    from .cascade import CascadeFeature
     from .glass import GlassFeature
     from .nodes import NodesFeature
     from .quality import QualityFeature
@@ -267,8 +288,10 @@ def default_features(config: Config) -> list[Feature]:
     from .school.usage import UsageFeature
     from .stage.feature import StageFeature
 
-    return [NodesFeature(), QuizFeature(), StageFeature(), RecordingFeature.from_config(config),
-            QualityFeature(), GlassFeature(), DirectoryFeature(), DevicesFeature(),
+    nodes = NodesFeature()
+    return [nodes, CascadeFeature(nodes), QuizFeature(), StageFeature(),
+            RecordingFeature.from_config(config), QualityFeature(), GlassFeature(),
+            DirectoryFeature(), DevicesFeature(),
             TimetableFeature(), UsageFeature(), StatsFeature()]
 
 

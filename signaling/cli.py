@@ -283,6 +283,7 @@ def serve(args: argparse.Namespace) -> int:
         base = (check_public_url(args.public_url) if args.public_url
                 else listen_base(args.host, args.port, tls is not None))
         config.trusted_proxies = [str(n) for n in parse_networks(args.trusted_proxy)]
+        config.link_url = listen_base(args.host, args.port, tls is not None)
     except ValueError as exc:  # TlsError too: one line, no traceback
         print(f"classroom: {exc}", file=sys.stderr)
         return 2

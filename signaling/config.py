@@ -66,6 +66,7 @@ class Config:
     node_id: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
     # reverse proxies whose X-Forwarded-* headers are believed, besides loopback
     trusted_proxies: list[str] = field(default_factory=list)  # --trusted-proxy CIDR
+    link_url: str | None = None  # this node's own address for other nodes (cascade links)
     rtc_ports: tuple[int, int] | None = None  # --rtc-ports LOW-HIGH: media UDP ports
     # a school's week: the district's local time (timetable slots, statistics days)
     timezone: str = field(default_factory=lambda: os.environ.get("CLASSROOM_TZ",

@@ -181,6 +181,7 @@ class NodesFeature(Feature):
             "id": cfg.node_id,
             "pid": os.getpid(),
             "http_url": getattr(cfg, "public_url", None) or f"http://{cfg.host}:{cfg.port}",
+            "link_url": cfg.link_url or f"http://{cfg.host}:{cfg.port}",
             "media": {"host": cfg.host, "rtc_ports": list(cfg.rtc_ports) if cfg.rtc_ports
                       else None},
             "started_at": self.started_at,

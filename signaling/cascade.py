@@ -1,0 +1,357 @@
+"""Origin -> edge cascade between nodes: the link a node opens to a lesson's origin.
+
+A classroom may connect to any node. A node whose relay has classrooms of a lesson but no
+teacher's media for it, while another live node holds the lesson's origin (Redis,
+signaling/nodes.py), becomes an **edge**: it opens one WebSocket per lesson to the origin
+(``GET /cascade/link/{lesson}`` on the origin's own address, ``link_url`` in its node
+record), says which lines its classrooms use (``want``) and passes their keyframe requests
+up (``pli``); the origin sends those lines' packets as binary frames
+(media_relay/cascade.py), as encoded once, and its share state. Nothing is decoded or
+encoded on an edge.
+
+The link is authenticated both ways with the district's shared secret (the one tokens
+are signed with): the edge sends ``X-Cascade-Auth: node.ts.nonce.mac`` (HMAC-SHA256 over
+the lesson, the node id, the time and the nonce; refused when older than 60 s, when the
+node has no live record, or when the MAC is wrong: a forged link gets 403 before any
+media), the origin's first message is its proof (its MAC of the nonce), which the edge
+checks before it uses a frame. The link runs on the node's HTTP port: over TLS when the
+node serves https (docs/cascade.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from media_relay.cascade import EdgeLink, Line
+
+from .features import Feature
+from .store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from .app import Node
+    from .nodes import NodesFeature
+
+logger = logging.getLogger(__name__)
+
+AUTH_HEADER = "X-Cascade-Auth"
+MAX_SKEW = 60.0
+"""Seconds a link's signed hello stays valid."""
+SCAN = 0.5
+"""Seconds between two looks for lessons this node should pull."""
+IDLE_CLOSE = 5.0
+"""Seconds a pull outlives the last local classroom of its lesson."""
+RETRY = 0.5
+"""Seconds between two attempts to reach an origin."""
+QUEUE_FRAMES = 2000
+"""Frames an origin queues for one slow edge before it drops the link (the edge re-pulls)."""
+
+
+def sign(secret: str, *parts: str) -> str:
+    message = "|".join(("cascade",) + parts).encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def auth_header(secret: str, node_id: str, lesson_id: str, now: float | None = None,
+                nonce: str | None = None) -> tuple[str, str]:
+    """The edge's signed hello for one lesson (the header value and its nonce)."""
+    ts = str(int(now if now is not None else time.time()))
+    nonce = nonce or secrets.token_hex(12)
+    return ".".join((node_id, ts, nonce, sign(secret, "edge", lesson_id, node_id, ts,
+                                              nonce))), nonce
+
+
+def check_auth(secret: str, value: str, lesson_id: str, now: float | None = None
+               ) -> tuple[str, str]:
+    """The edge's node id and nonce from its hello; ``ValueError`` when it is not genuine."""
+    try:
+        node_id, ts, nonce, mac = value.rsplit(".", 3)
+        age = abs((now if now is not None else time.time()) - int(ts))
+    except ValueError:
+        raise ValueError("malformed cascade hello") from None
+    if age > MAX_SKEW:
+        raise ValueError("stale cascade hello")
+    if not hmac.compare_digest(mac, sign(secret, "edge", lesson_id, node_id, ts, nonce)):
+        raise ValueError("bad cascade signature")
+    return node_id, nonce
+
+
+class Pull:
+    """This node's pull of one lesson from its origin (one task, re-pulls on a break)."""
+
+    def __init__(self, feature: CascadeFeature, lesson_id: str) -> None:
+        self.feature = feature
+        self.lesson_id = lesson_id
+        node = feature.node
+        assert node is not None
+        self.edge: EdgeLink = node.relay.edge_link(lesson_id, self._send_keyframe)
+        self.origin: str | None = None
+        self.connected = False
+        self.idle_since: float | None = None
+        self.links = 0
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                            name=f"cascade-pull-{lesson_id}")
+
+    def _send_keyframe(self, line: Line) -> None:
+        self._outbox.put_nowait(json.dumps({"pli": list(line)}))
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._pull_once()
+            except asyncio.CancelledError:
+                raise
+            except (aiohttp.ClientError, OSError, StoreUnavailable, ValueError) as exc:
+                logger.info("cascade link down", extra={"lesson": self.lesson_id,
+                                                         "origin": self.origin,
+                                                         "error": str(exc)[:200]})
+            except Exception:  # noqa: BLE001 - a pull must outlive one bad link
+                logger.exception("cascade pull")
+            self.connected = False
+            self.feature.set_remote_media(self.lesson_id, False)
+            await asyncio.sleep(RETRY)
+
+    async def _pull_once(self) -> None:
+        feature = self.feature
+        node = feature.node
+        assert node is not None and feature.nodes.board is not None
+        board = feature.nodes.board
+        me = node.config.node_id
+        origin = await board.origin(self.lesson_id)
+        if origin is None or origin == me:
+            self.origin = None
+            return
+        record = next((r for r in await board.nodes() if r["id"] == origin), None)
+        if record is None:
+            return
+        self.origin = origin
+        url = record.get("link_url") or record["http_url"]
+        value, nonce = auth_header(node.config.secret, me, self.lesson_id)
+        link_url = url.rstrip("/") + f"/cascade/link/{self.lesson_id}"
+        async with feature.http.ws_connect(
+                link_url, headers={AUTH_HEADER: value}, heartbeat=5.0, ssl=False,
+                max_msg_size=8 * 1024 * 1024, timeout=aiohttp.ClientWSTimeout(ws_close=2.0)
+        ) as ws:
+            first = await ws.receive(timeout=5.0)
+            proof = json.loads(first.data).get("proof", "") \
+                if first.type == aiohttp.WSMsgType.TEXT else ""
+            if not hmac.compare_digest(str(proof), sign(node.config.secret, "origin",
+                                                        self.lesson_id, nonce)):
+                raise ValueError("origin did not prove the shared secret")
+            self._ws = ws
+            self.links += 1
+            self.edge.new_link()
+            self.connected = True
+            logger.info("cascade link up", extra={"lesson": self.lesson_id, "origin": origin})
+            sender = asyncio.get_running_loop().create_task(self._send_loop(ws))
+            try:
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.BINARY:
+                        self.edge.deliver(msg.data)
+                        feature.set_remote_media(self.lesson_id, True)
+                    elif msg.type == aiohttp.WSMsgType.TEXT:
+                        self._on_state(json.loads(msg.data))
+                    else:
+                        break
+            finally:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+                self._ws = None
+
+    def _on_state(self, state: dict[str, Any]) -> None:
+        if "share" in state:
+            self.edge.set_share_active(bool(state["share"]))
+        if state.get("publisher") is False:
+            self.feature.set_remote_media(self.lesson_id, False)
+
+    async def _send_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        sent: list[Line] | None = None
+        while True:
+            demand = self.edge.demand()
+            if demand != sent:
+                await ws.send_str(json.dumps({"want": [list(line) for line in demand]}))
+                sent = demand
+            self.edge.flush_keyframes()
+            while not self._outbox.empty():
+                await ws.send_str(self._outbox.get_nowait())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wait_outbox(), 0.1)
+
+    async def _wait_outbox(self) -> None:
+        item = await self._outbox.get()
+        self._outbox.put_nowait(item)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self.feature.set_remote_media(self.lesson_id, False)
+
+    def stats(self) -> dict:
+        return {"origin": self.origin, "connected": self.connected, "links": self.links,
+                **self.edge.stats()}
+
+
+class CascadeFeature(Feature):
+    """Pulls lessons whose origin is another node; serves this node's lessons to edges."""
+
+    name = "cascade"
+
+    def __init__(self, nodes: NodesFeature, scan: float = SCAN) -> None:
+        self.nodes = nodes
+        self.scan = scan
+        self.node: Node | None = None
+        self.pulls: dict[str, Pull] = {}
+        self.serving: dict[int, Any] = {}
+        """Origin links open to edges (by id)."""
+        self.http: aiohttp.ClientSession = None  # type: ignore[assignment]
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, node: Node) -> None:
+        self.node = node
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(connect=2.0))
+        self._task = asyncio.get_running_loop().create_task(self._scan_loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for pull in list(self.pulls.values()):
+            await pull.close()
+        self.pulls.clear()
+        if self.http is not None:
+            await self.http.close()
+
+    def set_remote_media(self, lesson_id: str, active: bool) -> None:
+        """The origin's media reaches this node's classrooms (or stopped reaching them)."""
+        assert self.node is not None
+        self.node.set_remote_media(lesson_id, active)
+
+    async def _scan_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.scan)
+            try:
+                await self.rescan()
+            except Exception:  # noqa: BLE001 - the scan must outlive one bad pass
+                logger.exception("cascade scan")
+
+    async def rescan(self) -> None:
+        """Start a pull for each lesson this node should pull, end the idle ones."""
+        assert self.node is not None
+        if self.nodes.board is None or self.nodes.board._link is None:  # noqa: SLF001
+            return  # one node: nothing to pull from
+        wanted = set(self.node.relay.pulled_lessons())
+        now = time.monotonic()
+        for lesson_id in sorted(wanted - set(self.pulls)):
+            self.pulls[lesson_id] = Pull(self, lesson_id)
+        for lesson_id, pull in list(self.pulls.items()):
+            if lesson_id in wanted:
+                pull.idle_since = None
+            elif pull.idle_since is None:
+                pull.idle_since = now
+            elif now - pull.idle_since >= IDLE_CLOSE:
+                del self.pulls[lesson_id]
+                await pull.close()
+
+    # ---- the origin's side -------------------------------------------------------------
+    def add_routes(self, app: web.Application, node_key: web.AppKey) -> None:
+        feature = self
+
+        async def link(request: web.Request) -> web.StreamResponse:
+            node = request.app[node_key]
+            lesson_id = request.match_info["lesson"]
+            try:
+                edge_id, nonce = check_auth(node.config.secret,
+                                            request.headers.get(AUTH_HEADER, ""), lesson_id)
+                if feature.nodes.board is None:
+                    raise ValueError("no node board")
+                live = {r["id"] for r in await feature.nodes.board.nodes()}
+                if edge_id not in live:
+                    raise ValueError("unknown node")
+            except (ValueError, StoreUnavailable) as exc:
+                logger.warning("cascade link refused", extra={"lesson": lesson_id,
+                                                              "remote": request.remote,
+                                                              "reason": str(exc)})
+                return web.json_response({"error": {"code": "forbidden",
+                                                    "message": "not a node of this district"}},
+                                         status=403)
+            ws = web.WebSocketResponse(heartbeat=5.0, max_msg_size=64 * 1024)
+            await ws.prepare(request)
+            await ws.send_str(json.dumps({"proof": sign(node.config.secret, "origin",
+                                                        lesson_id, nonce)}))
+            await feature.serve_link(node, ws, lesson_id, edge_id)
+            return ws
+
+        app.router.add_get("/cascade/link/{lesson}", link)
+
+    async def serve_link(self, node: Node, ws: web.WebSocketResponse, lesson_id: str,
+                         edge_id: str) -> None:
+        """One edge's pull: attach the lines it wants, send their frames until it goes."""
+        queue: asyncio.Queue[bytes | str] = asyncio.Queue()
+
+        def send(frame: bytes) -> None:
+            if queue.qsize() < QUEUE_FRAMES:
+                queue.put_nowait(frame)
+            elif not ws.closed:  # a stuck edge: drop it, it re-pulls from a keyframe
+                asyncio.ensure_future(ws.close(code=1013, message=b"edge too slow"))
+
+        origin = node.relay.origin_link(lesson_id, send)
+        self.serving[id(origin)] = origin
+        logger.info("cascade edge joined", extra={"lesson": lesson_id, "edge": edge_id})
+
+        async def writer() -> None:
+            while True:
+                item = await queue.get()
+                if isinstance(item, bytes):
+                    await ws.send_bytes(item)
+                else:
+                    await ws.send_str(item)
+
+        async def watch() -> None:
+            state: tuple[bool, bool] | None = None
+            while True:
+                origin.sync()  # a lesson rebuilt (teacher back) gets its lines again
+                now = (origin.share_active(), origin.publishing())
+                if now != state:
+                    state = now
+                    queue.put_nowait(json.dumps({"share": now[0], "publisher": now[1]}))
+                await asyncio.sleep(0.25)
+
+        tasks = [asyncio.ensure_future(writer()), asyncio.ensure_future(watch())]
+        try:
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                try:
+                    request = json.loads(msg.data)
+                    if "want" in request:
+                        origin.want(list(request["want"]))
+                    elif "pli" in request:
+                        origin.keyframe(request["pli"])
+                except (ValueError, TypeError) as exc:
+                    logger.warning("cascade bad request", extra={"lesson": lesson_id,
+                                                                 "edge": edge_id,
+                                                                 "error": str(exc)[:200]})
+                    break
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            origin.close()
+            self.serving.pop(id(origin), None)
+            logger.info("cascade edge left", extra={"lesson": lesson_id, "edge": edge_id})
+
+    def stats(self) -> dict:
+        return {"pulls": {lid: p.stats() for lid, p in sorted(self.pulls.items())},
+                "serving": [o.stats() for o in self.serving.values()]}
