@@ -44,6 +44,7 @@ class Lesson(str, Enum):
     SIGNED = "signed"  # no token: an HMAC-signed, expiring link
     PUBLIC = "public"  # no token
     DEVICE = "device"  # no token: a classroom device's credential (school/devices.py)
+    NODE = "node"  # no token: another node of the district (HMAC, signaling/cascade.py)
 
 
 class School(str, Enum):
@@ -236,6 +237,9 @@ TABLE: dict[str, Rule] = _rules(
          note="a day token only: today's lessons, each with a token for that lesson only"),
     Rule("POST /api/lessons/{lesson}/join-code", frozenset({T, A}), Lesson.PATH,
          note="students' code of one classroom, until the lesson's end + overrun"),
+    Rule("GET /cascade/link/{lesson}", NOBODY, Lesson.NODE,
+         note="an edge node pulls the lesson: X-Cascade-Auth, HMAC of the shared secret, "
+         "60 s, a live node's id; else 403 before any media"),
     Rule("POST /api/join", NOBODY, Lesson.PUBLIC,
          note="a join code -> a student token of its lesson and school; 30 wrong/10 min"),
     *(Rule(f"GET {path}", NOBODY, Lesson.PUBLIC) for path in ("/room", "/teach", "/join")),

@@ -35,6 +35,7 @@ from aiohttp import web
 
 from media_relay.cascade import EdgeLink, Line
 
+from . import authz
 from .features import Feature
 from .store import StoreUnavailable
 
@@ -268,6 +269,7 @@ class CascadeFeature(Feature):
     def add_routes(self, app: web.Application, node_key: web.AppKey) -> None:
         feature = self
 
+        @authz.public("GET /cascade/link/{lesson}")
         async def link(request: web.Request) -> web.StreamResponse:
             node = request.app[node_key]
             lesson_id = request.match_info["lesson"]

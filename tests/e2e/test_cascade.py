@@ -1,0 +1,121 @@
+"""One lesson on two `classroom serve` processes on one Redis (issue 14): the teacher on
+node A, a classroom TV (Chromium, no camera) on node B, decoding what A encodes.
+
+Before the cascade B's page said ``connected`` and decoded 0 frames. Now B pulls the
+lesson's lines from its origin (signaling/cascade.py). The test then kills B (SIGKILL)
+and starts it again: the page reconnects by itself and decodes again; then it kills A, the
+origin: the teacher comes back on B, which becomes the lesson's origin, and the classroom
+decodes again. The times are printed (docs/cascade.md quotes them).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import ServerProcess
+from tests.e2e.pages import CHROMIUM, missing_browser_reason, stats, wait_media_rising, wait_until
+from tests.e2e.test_no_camera import TV_ARGS, HeadlessTeacher
+
+_reason = missing_browser_reason()
+if _reason:
+    pytest.skip(f"browser tests skipped: {_reason}", allow_module_level=True)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.timeout(150)]
+
+LESSON = "cascade-1"
+
+
+class RejoiningTeacher(HeadlessTeacher):
+    """The headless teacher coming back to a lesson already live (no second start)."""
+
+    async def _main(self) -> None:
+        import asyncio
+        import contextlib
+
+        from classroom_client import ClassroomClient
+        from classroom_client.media import SyntheticAudioTrack, SyntheticVideoTrack
+
+        self._stop = asyncio.Event()
+        client = ClassroomClient(self.base_url, self.token)
+        try:
+            await client.connect()
+            pc = await client.publish(SyntheticVideoTrack(320, 240), SyntheticAudioTrack())
+            await client.wait_for(lambda: pc.connectionState == "connected", 15)
+            self.ready.set()
+            await self._stop.wait()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            self.error = exc
+            self.ready.set()
+        finally:
+            with contextlib.suppress(Exception):
+                await client.close()
+
+
+@pytest.fixture(scope="module")
+def tv_browser(playwright_instance: Any) -> Iterator[Any]:
+    """A classroom TV: no camera, no microphone, no media permission."""
+    browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=TV_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def nodes(redis_url: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    work = Path(tempfile.mkdtemp(prefix="classroom-cascade-"))
+    a = ServerProcess(["--redis-url", redis_url], work / "a")
+    b = ServerProcess(["--redis-url", redis_url], work / "b")
+    b.secret = a.secret  # one district: one secret
+    (work / "a").mkdir()
+    (work / "b").mkdir()
+    a.start()
+    b.start()
+    yield a, b
+    for srv in (a, b):
+        srv.stop()
+
+
+def origin_is(srv: ServerProcess, lesson: str) -> bool:
+    """``GET /api/nodes`` on ``srv`` names ``srv`` itself as the lesson's origin."""
+    req = urllib.request.Request(srv.base_url + "/api/nodes", headers={
+        "Authorization": "Bearer " + srv.token("admin", "*")})
+    with urllib.request.urlopen(req, timeout=3) as resp:
+        body = json.load(resp)
+    me = [n["id"] for n in body["nodes"] if n["http_url"].endswith(f":{srv.port}")]
+    return bool(me) and body["origins"].get(lesson) == me[0]
+
+
+def test_classroom_on_another_node_survives_edge_and_origin_deaths(
+        nodes: tuple[ServerProcess, ServerProcess], tv_browser: Any, open_page: Any) -> None:
+    a, b = nodes
+    teacher = HeadlessTeacher(a.base_url, a.token("teacher", LESSON, name="城区老师"))
+    with teacher:
+        page = open_page(b.page_url("class", LESSON, b.token("classroom", LESSON,
+                                                              name="教学点", school="村小")),
+                         tv_browser)
+        opened = time.monotonic()
+        wait_media_rising(page, timeout=20)
+        print(f"edge classroom decoding {time.monotonic() - opened:.2f} s after opening")
+        assert stats(page)["connectionState"] == "connected"
+
+        b.kill()  # the edge dies; the page reconnects to it when it is back
+        b.start()
+        back = time.monotonic()
+        wait_media_rising(page, timeout=30, frames=20)
+        print(f"edge restarted: media again {time.monotonic() - back:.2f} s after it was up")
+    a.kill()  # the origin dies with the teacher's connection
+    rejoin = RejoiningTeacher(b.base_url, b.token("teacher", LESSON, name="城区老师"))
+    with rejoin:
+        returned = time.monotonic()
+        wait_media_rising(page, timeout=20, frames=20)
+        print(f"origin moved: media again {time.monotonic() - returned:.2f} s after the "
+              "teacher's media returned")
+        # B takes the origin over once A's record lapses (TTL 6 s)
+        wait_until(lambda: origin_is(b, LESSON), 15, "B never became the origin", 0.5)
