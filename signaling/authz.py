@@ -97,6 +97,9 @@ TABLE: dict[str, Rule] = _rules(
          note="'*': every lesson and node totals; else its lesson's stats only"),
     Rule("GET /api/nodes", frozenset({OP, A}), Lesson.NONE,
          note="node records (addresses, load); origins of the lessons the token sees"),
+    Rule("GET /api/cascade", frozenset({OP, A}), Lesson.NONE,
+         note="this node's pulls (origin, lines, hop latency) and edges served, of the "
+         "lessons the token sees"),
     Rule("POST /api/lessons/{lesson}/caps", frozenset({A, T}), Lesson.PATH),
     # HTTP: practice and tests --------------------------------------------------------------
     Rule("GET /api/lessons/{lesson}/quiz/set", KEY_HOLDERS, Lesson.PATH,

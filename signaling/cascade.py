@@ -36,6 +36,7 @@ from aiohttp import web
 from media_relay.cascade import EdgeLink, Line
 
 from . import authz
+from .auth import Claims
 from .features import Feature
 from .store import StoreUnavailable
 
@@ -296,6 +297,16 @@ class CascadeFeature(Feature):
             return ws
 
         app.router.add_get("/cascade/link/{lesson}", link)
+
+        @authz.guard("GET /api/cascade", lambda request: request.app[node_key].config.secret)
+        async def cascade_stats(request: web.Request, claims: Claims) -> web.Response:
+            stats = feature.stats()  # the lessons the token may see ('*': all)
+            return web.json_response({
+                "pulls": {lid: p for lid, p in stats["pulls"].items()
+                          if authz.in_lesson(claims, lid)},
+                "serving": [o for o in stats["serving"] if authz.in_lesson(claims, o["lesson"])]})
+
+        app.router.add_get("/api/cascade", cascade_stats)
 
     async def serve_link(self, node: Node, ws: web.WebSocketResponse, lesson_id: str,
                          edge_id: str) -> None:
