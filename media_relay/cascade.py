@@ -29,8 +29,10 @@ from .packets import AUDIO_TIME_BASE, VIDEO_TIME_BASE, PacketMeta, make_packet
 
 if TYPE_CHECKING:
     from .feed import VideoFeed
-    from .lesson import RelayLesson
     from .peers import PeerRegistry
+
+RelayLesson = Any
+"""A :class:`~.lesson.RelayLesson` (not imported: only the modules that build lessons do)."""
 
 Line = tuple[str, ...]
 KINDS = ("camera", "share", "audio")

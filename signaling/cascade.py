@@ -96,7 +96,7 @@ class Pull:
         self.lesson_id = lesson_id
         node = feature.node
         assert node is not None
-        self.edge: EdgeLink = node.relay.edge_link(lesson_id, self._send_keyframe)
+        self.edge: EdgeLink = node.relay.edge_link(lesson_id, self._pli_upstream)
         self.origin: str | None = None
         self.connected = False
         self.idle_since: float | None = None
@@ -106,7 +106,7 @@ class Pull:
         self._task = asyncio.get_running_loop().create_task(self._run(),
                                                             name=f"cascade-pull-{lesson_id}")
 
-    def _send_keyframe(self, line: Line) -> None:
+    def _pli_upstream(self, line: Line) -> None:
         self._outbox.put_nowait(json.dumps({"pli": list(line)}))
 
     async def _run(self) -> None:
