@@ -32,6 +32,8 @@ from signaling.errors import ClassroomError, ErrorCode
 from signaling.features import Feature
 from signaling.messages import recording as recording_messages
 
+from .remote import RemoteLibrary
+
 if TYPE_CHECKING:
     from media_relay import Relay
     from media_relay.tracks import KindSink
@@ -76,6 +78,8 @@ class RecordingFeature(Feature):
     def __init__(self, config: RecordingConfig | None = None) -> None:
         self.library = RecordingLibrary(config)
         self.node: Node | None = None
+        self.remote = RemoteLibrary(self)
+        """The other nodes' libraries (listing and playback across nodes, remote.py)."""
 
     @classmethod
     def from_config(cls, config: Config) -> RecordingFeature:
@@ -125,6 +129,7 @@ class RecordingFeature(Feature):
         node.hub.add_listener(self._on_event)
 
     async def close(self) -> None:
+        await self.remote.close()
         await self.library.close()
 
     def add_routes(self, app: web.Application, node_key: web.AppKey) -> None:

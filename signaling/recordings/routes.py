@@ -120,7 +120,16 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
                 if q not in text.lower():
                     continue
             out.append(public(record))
-        return web.json_response({"recordings": out})
+        if not feature.remote.active(request):
+            return web.json_response({"recordings": out})
+        here = feature.remote.node_id()  # the library across nodes (remote.py)
+        for entry in out:
+            entry["node"] = here
+        remote, unreachable = await feature.remote.listing(request)
+        seen = {entry["id"] for entry in out}
+        out += [entry for entry in remote if entry["id"] not in seen]
+        out.sort(key=lambda e: e.get("started_at") or 0, reverse=True)
+        return web.json_response({"recordings": out, "unreachable_nodes": unreachable})
 
     @guard("GET /api/recordings/{recording}")
     async def get_recording(request: web.Request, claims: Claims) -> web.Response:
@@ -184,6 +193,10 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
                                request.query.get("sig", "")):
             raise ClassroomError(ErrorCode.FORBIDDEN, "the link is invalid or has expired")
         record = feature.catalog.get(rid)
+        if record is None and feature.remote.active(request):
+            proxied = await feature.remote.proxy(request, rid)  # held by another node
+            if proxied is not None:
+                return proxied
         if record is None:
             raise ClassroomError(ErrorCode.NOT_FOUND, "no such recording")
         out = public(record, with_links=False)
@@ -199,6 +212,10 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
         if not check_signature(secret(), rid, info["exp"], info["sig"]):
             raise web.HTTPForbidden(text="the link is invalid or has expired")
         path = library.replay_file(rid, name)
+        if path is None and feature.catalog.get(rid) is None and feature.remote.active(request):
+            proxied = await feature.remote.proxy(request, rid)  # held by another node
+            if proxied is not None:
+                return proxied
         if path is None:
             raise web.HTTPNotFound()
         headers = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff",
