@@ -15,7 +15,7 @@ from prometheus_client import generate_latest
 
 from signaling import ops_metrics
 from signaling.tls import CertReloader, load_context
-from tests.helpers import start_server
+from tests.helpers import eventually, start_server
 from tests.ops.promql import (
     DASHBOARDS,
     PROMETHEUS,
@@ -101,15 +101,24 @@ def served_expiry(text: str) -> dict[str, float]:
 @pytest.fixture
 async def exposition(tmp_path):
     """A running server's /metrics, serving a TLS certificate (the reloader sets the
-    expiry gauge as `classroom serve --tls-cert` does)."""
+    expiry gauge as `classroom serve --tls-cert` does), once the library's first walk is
+    done: it runs in a thread after the app starts, and until it ends a fresh server
+    rightly has no classroom_library_bytes yet (the scrape is not made to wait for it)."""
     cert, key = make_cert(tmp_path, "node", ["127.0.0.1"])
     CertReloader(load_context(cert, key), cert, key)
     server = await start_server(library_quota_gb=1.0)
     try:
         async with aiohttp.ClientSession() as http:
-            async with http.get(server.base_url + "/metrics") as resp:
-                assert resp.status == 200
-                yield await resp.text()
+            scraped: list[str] = []
+
+            async def walked() -> bool:
+                async with http.get(server.base_url + "/metrics") as resp:
+                    assert resp.status == 200
+                    scraped[:] = [await resp.text()]
+                return "classroom_library_bytes" in exported_names(scraped[0])
+
+            await eventually(walked, timeout=10)
+            yield scraped[0]
     finally:
         await server.close()
         ops_metrics.COLLECTOR.cert_expiry = {}
