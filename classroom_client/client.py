@@ -5,6 +5,8 @@
         await c.wait_for(lambda: c.video_frames > 30, timeout=10)
 
 Every message received is kept in ``messages``; ``next_message(type)`` waits for one.
+A ``redirect`` at hello (a node over its limit, docs/cascade.md "Placement") is followed as
+a page follows it: the socket opens at the node it names, whose hello says ``redirected``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiortc import (
@@ -41,11 +44,27 @@ class ProtocolError(Exception):
         self.body = message
 
 
+def redirect_base(message: dict[str, Any]) -> str | None:
+    """The base URL a ``redirect`` names if it may be followed (http/https, a host, no
+    user info, query or fragment), else None."""
+    url = message.get("url")
+    if not isinstance(url, str) or len(url) > 256 or any(c in url for c in "@?#\\ "):
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return url.rstrip("/")
+
+
 class ClassroomClient:
     def __init__(self, base_url: str, token: str, *, lesson: str | None = None,
                  playout_buffers: bool = True, video_codec: str | None = None,
-                 turn_transport: str | None = None) -> None:
+                 turn_transport: str | None = None, follow_redirects: bool = True) -> None:
         self.base_url = base_url.rstrip("/")
+        """The node the socket is on (the one a ``redirect`` named, after one)."""
+        self.follow_redirects = follow_redirects
+        self.redirects: list[dict[str, Any]] = []
+        """The ``redirect`` messages followed, in order."""
         self.playout_buffers = playout_buffers
         """Give up on lost packets after a deadline as a browser does (classroom_client.playout);
         False keeps aiortc's buffers, which stall behind any packet that is never recovered."""
@@ -91,18 +110,33 @@ class ClassroomClient:
         await self.close()
 
     async def connect(self, timeout: float = 10.0) -> dict[str, Any]:
-        """Open the socket and say hello; returns ``welcome`` or raises ProtocolError."""
+        """Open the socket and say hello; returns ``welcome`` or raises ProtocolError
+        (a ``redirect`` that is not followed is raised too, as its message)."""
         self._session = aiohttp.ClientSession()
-        ws_url = self.base_url.replace("http", "ws", 1) + "/ws"
-        self._ws = await self._session.ws_connect(ws_url, heartbeat=20)
-        self._reader = asyncio.ensure_future(self._read())
-        hello: dict[str, Any] = {"type": "hello", "token": self.token}
-        if self.lesson:
-            hello["lesson"] = self.lesson
-        await self.send(hello)
-        reply = await self.next_message(("welcome", "error"), timeout=timeout)
-        if reply["type"] == "error":
-            raise ProtocolError(reply)
+        while True:
+            ws_url = self.base_url.replace("http", "ws", 1) + "/ws"
+            self._ws = await self._session.ws_connect(ws_url, heartbeat=20)
+            self._reader = asyncio.ensure_future(self._read())
+            hello: dict[str, Any] = {"type": "hello", "token": self.token}
+            if self.lesson:
+                hello["lesson"] = self.lesson
+            if self.redirects:
+                hello["redirected"] = len(self.redirects)  # the node it names accepts
+            mark = len(self.messages)
+            await self.send(hello)
+            reply = await self.next_message(("welcome", "error", "redirect"),
+                                            timeout=timeout, since=mark)
+            if reply["type"] == "error":
+                raise ProtocolError(reply)
+            if reply["type"] != "redirect":
+                break
+            target = redirect_base(reply)
+            if not self.follow_redirects or target is None or self.redirects:
+                raise ProtocolError({"code": "redirect", "message": str(reply)})
+            self.redirects.append(reply)
+            await self._ws.close()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self.base_url = target
         self.welcome = reply
         self.lesson_state = reply["lesson_state"]
         self.roster = reply["roster"]

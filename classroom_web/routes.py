@@ -10,7 +10,9 @@
 
 The token travels in the URL fragment, so it never reaches these handlers or any log.
 The pages are served with a strict Content-Security-Policy: scripts, styles and media come
-from this origin only and the only connection a page may open is its own ``/ws``.
+from this origin only and the only connection a page may open is its own ``/ws`` (or the
+``/ws`` of another live node of the district, where a placement ``redirect`` sends it:
+``CONNECT_SOURCES``).
 ``?lang=en`` selects English (the page's ``<html lang>``); Chinese (zh-CN) is the default.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,11 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 LESSON_ID = re.compile(r"^[\w.\-]{1,64}$")
 # What may appear in a Host header that is copied into the CSP connect-src.
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+# Another node's socket origin that may join the CSP connect-src (nothing else can).
+_SOCKET_ORIGIN = re.compile(r"^wss?://(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$")
+CONNECT_SOURCES: web.AppKey[Callable[[], list[str]]] = web.AppKey("classroom_connect_sources")
+"""The other live nodes' socket origins (``wss://host:port``) a page may open its ``/ws``
+on after a placement ``redirect`` (signaling/placement.py sets it; absent: none)."""
 
 _PAGE_FILES = {"teach": "teach.html", "class": "class.html",
                "library": "library.html", "replay": "replay.html"}
@@ -131,7 +139,7 @@ def _render(request: web.Request, name: str) -> web.Response:
     lang = "en" if request.query.get("lang") == "en" else "zh-CN"
     body = pages.templates[name].replace("{{lang}}", lang).replace("{{version}}", pages.version)
     return web.Response(text=body, content_type="text/html", charset="utf-8",
-                        headers=_page_headers(request.host))
+                        headers=_page_headers(request.host, _other_sockets(request)))
 
 
 def _page(request: web.Request, name: str) -> web.Response:
@@ -144,15 +152,25 @@ def _page(request: web.Request, name: str) -> web.Response:
         text=body,
         content_type="text/html",
         charset="utf-8",
-        headers=_page_headers(request.host),
+        headers=_page_headers(request.host, _other_sockets(request)),
     )
 
 
-def _page_headers(host: str) -> dict[str, str]:
+def _other_sockets(request: web.Request) -> list[str]:
+    """The other nodes' socket origins, each checked again here (at most 64)."""
+    sources = request.app.get(CONNECT_SOURCES)
+    if sources is None:
+        return []
+    return [s for s in sources() if _SOCKET_ORIGIN.match(s)][:64]
+
+
+def _page_headers(host: str, other_sockets: list[str] | None = None) -> dict[str, str]:
     connect = "'self'"
     if _HOST.match(host or ""):
         # Old browsers do not let 'self' cover ws:/wss:, so name the socket's origin too.
         connect += f" ws://{host} wss://{host}"
+    for origin in other_sockets or ():
+        connect += f" {origin}"
     csp = "; ".join(
         [
             "default-src 'self'",

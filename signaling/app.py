@@ -144,6 +144,12 @@ class Node:
             if session.lesson_id == lesson_id and session.claims is not None:
                 self.spawn(session.send({"type": "media", "publisher": active}))
 
+    def classroom_sockets(self) -> int:
+        """Classroom sockets welcomed here: what ``--max-subscribers`` counts (a classroom
+        counts from its welcome, before its media is answered)."""
+        return sum(1 for s in self.sessions
+                   if s.claims is not None and s.claims.role.value == "classroom")
+
     def published_lessons(self) -> set[str]:
         """Lessons whose teacher media flows into this node's relay (their origin)."""
         return set(self._publishers)
@@ -214,7 +220,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE_KEY]
     ws = LimitedWebSocket(heartbeat=node.config.ws_heartbeat)
     await ws.prepare(request)
-    session = Session(node, ws, remote=request.remote)
+    session = Session(node, ws, remote=request.remote, secure=request.secure)
     node.sessions.add(session)
     metrics.WS_CONNECTIONS.inc()
     try:
@@ -278,6 +284,7 @@ def default_features(config: Config) -> list[Feature]:
     from .cascade import CascadeFeature
     from .glass import GlassFeature
     from .nodes import NodesFeature
+    from .placement import PlacementFeature
     from .quality import QualityFeature
     from .quiz.feature import QuizFeature
     from .recordings.feature import RecordingFeature
@@ -289,9 +296,9 @@ def default_features(config: Config) -> list[Feature]:
     from .stage.feature import StageFeature
 
     nodes = NodesFeature()
-    return [nodes, CascadeFeature(nodes), QuizFeature(), StageFeature(),
-            RecordingFeature.from_config(config), QualityFeature(), GlassFeature(),
-            DirectoryFeature(), DevicesFeature(),
+    return [nodes, CascadeFeature(nodes), PlacementFeature(nodes), QuizFeature(),
+            StageFeature(), RecordingFeature.from_config(config), QualityFeature(),
+            GlassFeature(), DirectoryFeature(), DevicesFeature(),
             TimetableFeature(), UsageFeature(), StatsFeature()]
 
 

@@ -128,6 +128,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="base URL of the printed links, e.g. the TLS proxy's "
                             "https://classroom.school.example (or CLASSROOM_PUBLIC_URL; "
                             "default http(s)://HOST:PORT, the LAN address for 0.0.0.0)")
+    serve.add_argument("--max-subscribers", type=_non_negative_int, default=None,
+                       metavar="N",
+                       help="placement: with N classrooms here, a new classroom's socket is "
+                            "sent to the least-loaded live node with room (a `redirect`); "
+                            "none has room: accepted anyway (default: no limit)")
+    serve.add_argument("--max-cpu", type=_positive, default=None, metavar="F",
+                       help="placement: over F cores used by this node (0.9: 90%% of the one "
+                            "core its event loop runs on), new classrooms go elsewhere as "
+                            "for --max-subscribers (default: no limit)")
     serve.add_argument("--tls-cert", type=Path, default=None, metavar="PATH",
                        help="PEM certificate (chain): serve https and wss on --port; "
                             "SIGHUP reloads it")
@@ -284,6 +293,8 @@ def serve(args: argparse.Namespace) -> int:
                 else listen_base(args.host, args.port, tls is not None))
         config.trusted_proxies = [str(n) for n in parse_networks(args.trusted_proxy)]
         config.link_url = listen_base(args.host, args.port, tls is not None)
+        config.public_url = base  # the node record's http_url: where redirects send pages
+        config.max_subscribers, config.max_cpu = args.max_subscribers, args.max_cpu
     except ValueError as exc:  # TlsError too: one line, no traceback
         print(f"classroom: {exc}", file=sys.stderr)
         return 2

@@ -67,6 +67,10 @@ class Config:
     # reverse proxies whose X-Forwarded-* headers are believed, besides loopback
     trusted_proxies: list[str] = field(default_factory=list)  # --trusted-proxy CIDR
     link_url: str | None = None  # this node's own address for other nodes (cascade links)
+    public_url: str | None = None  # the base URL browsers reach this node at (node record)
+    # placement (docs/cascade.md "Placement"): over these, new classrooms go to another node
+    max_subscribers: int | None = None  # --max-subscribers N: classrooms this node takes
+    max_cpu: float | None = None  # --max-cpu F: cores this process may use (0.9 of one)
     rtc_ports: tuple[int, int] | None = None  # --rtc-ports LOW-HIGH: media UDP ports
     # a school's week: the district's local time (timetable slots, statistics days)
     timezone: str = field(default_factory=lambda: os.environ.get("CLASSROOM_TZ",

@@ -11,6 +11,8 @@ hook                   called by
 ``start(node)``        ``Node.start``, in order, before any socket
 ``close()``            ``Node.close``, in reverse order, after the sockets and the relay
 ``add_routes(app, k)`` ``build_app``: the feature's HTTP routes (authz.guard'ed)
+``place(s, claims, m)`` ``Session`` at hello, token checked, before any store work: a
+                       message to send instead of ``welcome`` (placement's ``redirect``)
 ``welcome(session)``   ``Session`` at hello: extra ``welcome`` fields (state to resume)
 ``handle(s, msg)``     ``Session``: one of ``messages``' client types (role already checked)
 ``media_started``      ``Session._on_offer`` after the answer went out: ``(session, purpose)``
@@ -58,6 +60,12 @@ class Feature:
 
     def add_routes(self, app: web.Application, node_key: web.AppKey) -> None:
         """Add the feature's HTTP routes (each checked by ``authz.guard`` or ``authz.public``)."""
+
+    async def place(self, session: Session, claims: Claims, hello: Message
+                    ) -> ServerMessage | None:
+        """A message that sends this socket elsewhere instead of welcoming it (the socket
+        is then closed), or None to welcome it here."""
+        return None
 
     async def welcome(self, session: Session) -> dict[str, Any]:
         """Extra ``welcome`` fields for this session (state to resume)."""

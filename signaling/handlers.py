@@ -53,10 +53,12 @@ def session_peer_id(relay_id: str) -> tuple[str, str]:
 
 
 class Session:
-    def __init__(self, node: Node, ws: web.WebSocketResponse, remote: str | None = None) -> None:
+    def __init__(self, node: Node, ws: web.WebSocketResponse, remote: str | None = None,
+                 secure: bool = False) -> None:
         self.node = node
         self.ws = ws
         self.remote = remote  # client address (X-Forwarded-For from a trusted proxy)
+        self.secure = secure  # wss (X-Forwarded-Proto from a trusted proxy): placement
         self.claims: Claims | None = None
         self.peer_id = ""
         self.lesson_id = ""
@@ -82,7 +84,7 @@ class Session:
         else:
             msg_type = message.get("type")
             self._check_outgoing(message)
-        if self._held is not None and msg_type not in ("welcome", "error"):
+        if self._held is not None and msg_type not in ("welcome", "error", "redirect"):
             # Lesson events can reach a joining session before its welcome is out:
             # hold them, so a client always sees welcome first.
             self._held.append(message)  # type: ignore[arg-type]
@@ -238,6 +240,12 @@ class Session:
         lesson_id = msg.lesson or claims.lesson
         if claims.lesson == "*" or not claims.may_access(lesson_id):
             raise ClassroomError(ErrorCode.WRONG_LESSON, "this link is for another lesson")
+        for feature in self.node.features:  # placement: a node over its limit sends it on
+            elsewhere = await feature.place(self, claims, msg)
+            if elsewhere is not None:
+                await self.send(elsewhere)
+                await self.ws.close(code=WSCloseCode.OK, message=b"redirect")
+                return
         hub = self.node.hub
         lesson = await hub.ensure_lesson(
             lesson_id,

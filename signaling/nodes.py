@@ -150,6 +150,8 @@ class NodesFeature(Feature):
         self.board: NodeBoard | None = None
         self.node: Node | None = None
         self.cpu = CpuMeter()
+        self.last_cpu = 0.0
+        """Cores this process used over the last beat (placement compares it)."""
         self.started_at = time.time()
         self.origins: dict[str, str] = {}
         """Lesson -> origin node, for the lessons this node publishes (last claim)."""
@@ -177,18 +179,23 @@ class NodesFeature(Feature):
         assert self.node is not None
         cfg = self.node.config
         stats = self.node.relay.stats()
+        self.last_cpu = self.cpu.read()
         return {
             "id": cfg.node_id,
             "pid": os.getpid(),
-            "http_url": getattr(cfg, "public_url", None) or f"http://{cfg.host}:{cfg.port}",
+            "http_url": cfg.public_url or f"http://{cfg.host}:{cfg.port}",
             "link_url": cfg.link_url or f"http://{cfg.host}:{cfg.port}",
             "media": {"host": cfg.host, "rtc_ports": list(cfg.rtc_ports) if cfg.rtc_ports
                       else None},
             "started_at": self.started_at,
             "seen_at": time.time(),
-            "load": {"cpu": self.cpu.read(), "subscribers": stats["subscribers"],
+            "load": {"cpu": self.last_cpu, "subscribers": stats["subscribers"],
                      "publishers": stats["publishers"], "uplinks": stats["uplinks"],
-                     "lessons": len(stats["lessons"])},
+                     "lessons": len(stats["lessons"]),
+                     "classrooms": self.node.classroom_sockets()},
+            # placement (signaling/placement.py): other nodes redirect to this one only
+            # while it has room under its own limits
+            "limits": {"max_subscribers": cfg.max_subscribers, "max_cpu": cfg.max_cpu},
         }
 
     async def beat(self) -> None:

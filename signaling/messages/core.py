@@ -34,6 +34,8 @@ LessonState = Literal["waiting", "live", "ended"]
 RoleName = Literal["teacher", "classroom", "student", "ops", "admin"]
 Token = Annotated[str, Meta(max_length=MAX_TOKEN, description="a signed token (JWT)")]
 LessonId = Annotated[str, Meta(max_length=128)]
+MAX_HOPS = 4
+"""Most `redirect`s a hello may say it followed (a page follows at most one at a time)."""
 
 
 # --- client -> server ------------------------------------------------------------------------
@@ -45,6 +47,12 @@ class Hello(ClientMessage, tag="hello"):
     token: Token
     lesson: LessonId | None = None
     """The page's lesson; must be the token's (default: the token's)."""
+    redirected: Annotated[int, Meta(ge=0, le=MAX_HOPS)] | None = None
+    """How many `redirect`s the page followed since its last `welcome`; 1 or more: this
+    server accepts the socket, over its limit or not (no redirect loop)."""
+    reconnect: bool | None = None
+    """The page was welcomed by this server before and lost its socket: it stays here
+    (placement never moves a classroom that is already placed)."""
 
 
 class Ping(ClientMessage, tag="ping"):
