@@ -214,8 +214,9 @@ class PlacementFeature(Feature):
         cfg = self.node.config
         if cfg.max_subscribers is not None and self.local_count() >= cfg.max_subscribers:
             return "subscribers"
-        if cfg.max_cpu is not None and self.nodes.last_cpu >= cfg.max_cpu:
-            return "cpu"
+        if (cfg.max_cpu is not None and self.nodes.last_cpu >= cfg.max_cpu
+                and time.time() - self.nodes.started_at > 1.5 * self.nodes.heartbeat):
+            return "cpu"  # (the first beat's figure is the node's own start-up)
         return None
 
     # --- the decision ----------------------------------------------------------------------

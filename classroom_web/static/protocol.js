@@ -7,6 +7,11 @@
  * when the browser comes back online), renews its session token at half its life (refresh
  * {token}; a reconnect uses the session token while it is valid) and stops for good on a
  * fatal error (invalid_token, token_expired, wrong_lesson) or a `removed` close (4001).
+ * A `redirect` at hello (a node over its limit: docs/cascade.md "Placement") moves the
+ * socket to the named node's /ws at once (the page stays where it is, its token in its
+ * fragment); its hello there says `redirected`, so that node accepts it. Later reconnects
+ * go to the node that welcomed the page (`reconnect`: it stays placed); a node it was sent
+ * to that never welcomes it, or stops answering (3 tries), sends it back to its own.
  *
  * Plugging in (for feature modules such as quality.js and glass.js; no page change needed
  * beyond loading the module with <script type="module">, before or after the page script):
@@ -150,6 +155,37 @@ export function backoffDelay(attempt) {
 function wsUrl() {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
   return scheme + "//" + window.location.host + "/ws";
+}
+
+/** Tries of the node a redirect placed the page on before it goes back to its own. */
+const PLACED_TRIES = 3;
+
+/**
+ * The socket URL of a `redirect` if the page may follow it, else null: ws/wss only (wss
+ * on an https page), a path ending in /ws, no user info, query or fragment.
+ * @param {Record<string, any>} msg
+ * @returns {string | null}
+ */
+export function redirectTarget(msg) {
+  let url;
+  try {
+    url = new URL(typeof msg.ws_url === "string" ? msg.ws_url : "");
+  } catch (e) {
+    return null;
+  }
+  const secure = window.location.protocol === "https:";
+  if (url.protocol !== "wss:" && (secure || url.protocol !== "ws:")) {
+    return null;
+  }
+  if (url.username || url.password || url.search || url.hash || !/\/ws$/.test(url.pathname)) {
+    return null;
+  }
+  return url.href;
+}
+
+/** The URL of the page's socket now (another node's after a redirect), null without one. */
+export function socketUrl() {
+  return pageSignal && pageSignal.ws ? pageSignal.url : null;
 }
 
 /* ------------------------------------------------------------------ the registry */
@@ -320,6 +356,16 @@ export class Signal {
     this.sessionToken = null;
     this.sessionExpires = 0;
     this.serverOffset = 0;
+    /** the URL of the socket now (or last) opened */
+    this.url = "";
+    /** @type {string | null} the socket URL a `redirect` placed the page on (null: its own) */
+    this.placedUrl = null;
+    /** redirects followed since the last welcome (hello says it: the target accepts) */
+    this.hops = 0;
+    /** @type {string | null} the socket URL of the last welcome (a reconnect stays there) */
+    this.welcomedAt = null;
+    /** failed tries of placedUrl since its last welcome */
+    this.placedFailures = 0;
     pageSignal = this;
     window.addEventListener("online", () => {
       if (this.retryTimer && !this.stopped) {
@@ -336,9 +382,12 @@ export class Signal {
     }
     /** @type {WebSocket} */
     let ws;
+    const url = this.placedUrl || wsUrl();
+    this.url = url;
     try {
-      ws = new WebSocket(wsUrl());
+      ws = new WebSocket(url);
     } catch (e) {
+      this._placedFailed(false); // e.g. another node's socket refused by the page's CSP
       this._scheduleRetry();
       return;
     }
@@ -350,7 +399,15 @@ export class Signal {
         return;
       }
       this.lastHeard = Date.now();
-      ws.send(JSON.stringify({ type: "hello", token: this._helloToken(), lesson: this.lesson }));
+      /** @type {Record<string, any>} */
+      const hello = { type: "hello", token: this._helloToken(), lesson: this.lesson };
+      if (this.hops > 0) {
+        hello.redirected = Math.min(this.hops, 4);
+      }
+      if (this.welcomedAt === url) {
+        hello.reconnect = true;
+      }
+      ws.send(JSON.stringify(hello));
     };
     ws.onmessage = (event) => {
       if (ws !== this.ws) {
@@ -387,10 +444,17 @@ export class Signal {
 
   /** @param {Message} msg */
   _received(msg) {
+    if (msg.type === "redirect" && !this.welcomed) {
+      this._redirect(msg);
+      return;
+    }
     if (msg.type === "welcome") {
       this.welcomed = true;
       this.everWelcomed = true;
       this.attempt = 0;
+      this.hops = 0;
+      this.welcomedAt = this.url;
+      this.placedFailures = 0;
       identity.role = typeof msg.role === "string" ? msg.role : null;
       identity.peer_id = typeof msg.peer_id === "string" ? msg.peer_id : null;
       identity.lesson = this.lesson;
@@ -473,11 +537,55 @@ export class Signal {
     }
   }
 
+  /**
+   * Follow a `redirect`: this socket closes and the page's next one opens at the node it
+   * names, at once (a target the page may not open: its own node again, which accepts a
+   * hello that says `redirected`).
+   * @param {Message} msg
+   */
+  _redirect(msg) {
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close(1000);
+      } catch (e) {
+        /* already closed */
+      }
+    }
+    this.hops += 1;
+    this.placedUrl = redirectTarget(msg);
+    this.placedFailures = 0;
+    this.welcomedAt = null; // a new placement: a node that welcomed the page before is past
+    this.connect();
+  }
+
+  /**
+   * A socket to the node a redirect placed the page on failed: a node that never welcomed
+   * the page (down, or not allowed by the page's CSP) is left at once, one that did after
+   * PLACED_TRIES tries (the page's own node places it again).
+   * @param {boolean} welcomed whether that socket had been welcomed
+   */
+  _placedFailed(welcomed) {
+    if (!this.placedUrl || welcomed) {
+      return;
+    }
+    this.placedFailures += 1;
+    if (this.welcomedAt !== this.placedUrl) {
+      this.placedUrl = null; // hops stays: the page's own node accepts it
+    } else if (this.placedFailures >= PLACED_TRIES) {
+      this.placedUrl = null;
+      this.hops = 0; // a fresh placement
+    }
+  }
+
   /** @param {WebSocket} ws */
   _dropped(ws) {
     if (ws !== this.ws) {
       return;
     }
+    this._placedFailed(this.welcomed);
     this.ws = null;
     this.welcomed = false;
     if (this.refreshTimer) {

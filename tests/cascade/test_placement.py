@@ -126,6 +126,14 @@ def _feature(srv: RunningServer, name: str):  # noqa: ANN202 - a test's shortcut
     return next(f for f in srv.node.features if f.name == name)
 
 
+def _freeze(*servers: RunningServer) -> None:
+    """Stop the nodes' own heartbeats and node-list reads: the test sets what they say."""
+    for srv in servers:
+        for task in (_feature(srv, "nodes")._task, _feature(srv, "placement")._loop):  # noqa: SLF001
+            if task is not None:
+                task.cancel()
+
+
 async def _fresh_records(*servers: RunningServer) -> None:
     """Every node writes its record now and every placement reads them now (the beat and
     the node list are 2 s apart otherwise)."""
@@ -207,6 +215,33 @@ async def test_a_reconnect_stays_and_a_free_node_takes_the_new_ones(redis_url):
         await a.close()
 
 
+async def test_a_node_over_its_cpu_limit_sends_classrooms_to_one_under_its_own(redis_url):
+    a = await start_server(redis_url=redis_url, node_id="hot-a", max_cpu=0.5)
+    b = await start_server(secret=a.secret, redis_url=redis_url, node_id="hot-b",
+                           max_cpu=0.5)
+    c = await start_server(secret=a.secret, redis_url=redis_url, node_id="cool-c",
+                           max_cpu=0.5)
+    try:
+        _freeze(a, b, c)
+        await _fresh_records(a, b, c)
+        nodes_a = _feature(a, "nodes")
+        nodes_a.started_at -= 10  # past its first beat (start-up CPU is not counted)
+        placement = _feature(a, "placement")
+        for record in placement._peers:  # noqa: SLF001 - what their beats would say
+            record["load"]["cpu"] = {"hot-b": 0.7, "cool-c": 0.1}.get(record["id"], 0.0)
+        token = a.token("classroom", LESSON, name="A1")
+        nodes_a.last_cpu = 0.3
+        assert (await _hello(a.base_url, {"type": "hello", "token": token}))["type"] == \
+            "welcome"  # under its limit
+        nodes_a.last_cpu = 0.8
+        reply = await _hello(a.base_url, {"type": "hello", "token": token})
+        assert reply["type"] == "redirect" and reply["reason"] == "cpu", reply
+        assert reply["node"] == "cool-c"  # hot-b is over its own limit
+    finally:
+        for srv in (c, b, a):
+            await srv.close()
+
+
 async def test_redirects_fill_the_least_loaded_node_first(redis_url):
     a = await start_server(redis_url=redis_url, node_id="pa", max_subscribers=0)
     b = await start_server(secret=a.secret, redis_url=redis_url, node_id="pb",
@@ -214,6 +249,7 @@ async def test_redirects_fill_the_least_loaded_node_first(redis_url):
     c = await start_server(secret=a.secret, redis_url=redis_url, node_id="pc",
                            max_subscribers=4)
     try:
+        _freeze(a, b, c)
         await _fresh_records(a, b, c)
         placement = _feature(a, "placement")
         for record in placement._peers:  # noqa: SLF001 - one process: CPU ties broken by id
