@@ -96,7 +96,8 @@ class NodeProcess:
         self.log = work / f"{name}.log"
         self.args = [sys.executable, "-m", "signaling.cli", "serve", "--host", "127.0.0.1",
                      "--port", str(self.port), "--secret", secret, "--library",
-                     str(self.library), "--no-demo", "--redis-url", redis_url]
+                     str(self.library), "--no-demo", "--redis-url", redis_url,
+                     "--workers", "1"]  # one node a process: the bench pins and kills it
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

@@ -107,7 +107,7 @@ class Server:
                "--max-connections-per-address", "0",  # every client is on loopback here
                "--library", tempfile.mkdtemp(prefix=f"{name}-lib-"), *extra_args]
         if redis_url:
-            cmd += ["--redis-url", redis_url]
+            cmd += ["--redis-url", redis_url, "--workers", "1"]  # one node, as with SQLite
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
 
     async def wait_healthy(self, http: aiohttp.ClientSession) -> None:

@@ -131,7 +131,8 @@ class Server:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "signaling.cli", "serve", "--port", str(self.port),
                 "--library", library, "--no-demo", "--log-level", "warning",
-                "--redis-url", self.redis_url, env=env, stdout=log, stderr=log)
+                "--redis-url", self.redis_url, "--workers", "1",  # one node: its outage
+                env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline and self.proc.returncode is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
@@ -72,6 +73,24 @@ def _positive(text: str) -> float:
 def _rtc_ports(text: str) -> tuple[int, int]:
     try:
         return parse_port_range(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _workers(text: str) -> int | None:
+    from .workers import parse_workers
+
+    try:
+        return parse_workers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _worker_slot(text: str) -> tuple[int, int]:
+    from .workers import parse_slot
+
+    try:
+        return parse_slot(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -161,6 +180,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="a timetable lesson ends by itself N minutes after its end "
                             "(拖堂; a warning 5 minutes before; default 10)")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--workers", type=_workers, default=os.environ.get("CLASSROOM_WORKERS",
+                                                                          "auto"),
+                       metavar="N|auto",
+                       help="processes on this machine, nodes of one cascade on one port "
+                            "(or CLASSROOM_WORKERS); auto: one per core with --redis-url, "
+                            "else 1 on the embedded store; N > 1 without --redis-url starts a "
+                            "private redis-server in the library folder (docs/cascade.md)")
+    serve.add_argument("--as-worker", type=_worker_slot, default=None, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     serve.add_argument("--no-demo", action="store_true", help="do not print demo links")
     serve.add_argument("--retention-days", type=_positive, default=None, metavar="DAYS",
                        help="delete finished recordings older than this "
@@ -302,22 +330,70 @@ def serve(args: argparse.Namespace) -> int:
         config.session_token_ttl = args.session_token_ttl
     if args.max_connections_per_address is not None:
         config.max_connections_per_address = args.max_connections_per_address
+    from . import workers
+
+    count, why = workers.resolve(args.workers, args.redis_url, library)
+    if args.as_worker is None and why:
+        logging.getLogger(__name__).info(why)
+    if args.as_worker is None and count > 1:
+        return _supervise(args, config, tls is not None, base, count)
+    private = None  # a worker's own address: its link_url and metrics (signaling/workers.py)
+    if args.as_worker is not None:
+        config.node_id = workers.node_id(args.port, args.as_worker[0])
+        private = workers.private_socket()
+        config.link_url = f"http://127.0.0.1:{private.getsockname()[1]}"
+        workers.tag_logs(worker=f"w{args.as_worker[0]}")
     app = build_app(config)
 
     async def announce(_app: web.Application) -> None:
         if tls is not None:
             tls.install(asyncio.get_running_loop())
+        if args.as_worker is not None:
+            return  # the supervisor prints the links once
         print(_listening(args.host, args.port, tls is not None, base), flush=True)
         if args.no_demo:
             print(_lesson_links(base, args.library.resolve()), flush=True)
         else:
             print(_demo_links(base, config.secret), flush=True)
 
+    def ready() -> None:
+        workers.report_ready(args.worker_ready_fd, {
+            "pid": os.getpid(), "node": config.node_id, "link_url": config.link_url})
+
     app.on_startup.append(announce)
     run_guarded(app, host=args.host, port=args.port, ssl_context=tls.context if tls else None,
                 max_per_address=config.max_connections_per_address,
-                exempt=config.trusted_proxies, shutdown_timeout=5)
+                exempt=config.trusted_proxies, shutdown_timeout=5,
+                reuse_port=private is not None, extra_sockets=[private] if private else [],
+                on_started=ready if private is not None else None)
     return 0
+
+
+def _supervise(args: argparse.Namespace, config: Config, tls: bool, base: str,
+               count: int) -> int:
+    """``--workers N``: start N worker processes on one port and watch them."""
+    from .workers import TARGETS_FILE, Supervisor, WorkersError
+
+    def announce(up: list[dict]) -> None:
+        print(_listening(args.host, args.port, tls, base), flush=True)
+        print(f"  workers         {len(up)}, each with its own address (link and /metrics): "
+              + ", ".join(f"{w.get('node')} {w.get('link_url')}" for w in up), flush=True)
+        if args.no_demo:
+            print(_lesson_links(base, config.library), flush=True)
+        else:  # /metrics on the shared port is any worker's: name each worker's instead
+            print(_demo_links(base, config.secret).replace(
+                f"metrics: {base}/metrics", f"metrics: each worker's address above, listed in "
+                f"{config.library / TARGETS_FILE}"), flush=True)
+
+    supervisor = Supervisor(count=count, argv=args.argv, library=config.library,
+                            host=args.host, port=args.port, redis_url=args.redis_url,
+                            rtc_ports=args.rtc_ports, announce=announce)
+    try:
+        supervisor.prepare()
+    except WorkersError as exc:
+        print(f"classroom: {exc}", file=sys.stderr)
+        return 2
+    return supervisor.run()
 
 
 def token(args: argparse.Namespace) -> int:
@@ -337,6 +413,7 @@ def token(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # --workers starts it again
     if args.command == "library":
         from recording.cli import run as library
 

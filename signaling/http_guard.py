@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import ssl
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Any
 
@@ -146,18 +147,27 @@ class GuardedRunner(web.AppRunner):
 
 def run_guarded(app: web.Application, *, host: str, port: int,
                 ssl_context: ssl.SSLContext | None, max_per_address: int,
-                exempt: Iterable[str] = (), shutdown_timeout: float = 5.0) -> None:
+                exempt: Iterable[str] = (), shutdown_timeout: float = 5.0,
+                reuse_port: bool = False, extra_sockets: Iterable[socket.socket] = (),
+                on_started: Callable[[], None] | None = None) -> None:
     """``web.run_app`` for ``classroom serve``, with a :class:`GuardedRunner`.
 
     Same life as run_app: SIGINT/SIGTERM end it gracefully (the app's on_shutdown and
-    on_cleanup run, open requests get ``shutdown_timeout``)."""
+    on_cleanup run, open requests get ``shutdown_timeout``). A worker of ``--workers N``
+    binds the shared port with ``reuse_port``, serves the same app on its own listening
+    sockets (``extra_sockets``, plain HTTP) and calls ``on_started`` once it listens."""
 
     async def serve() -> None:
         runner = GuardedRunner(app, max_per_address, exempt, handle_signals=True,
                                access_log=None, shutdown_timeout=shutdown_timeout)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+            await web.TCPSite(runner, host, port, ssl_context=ssl_context,
+                              reuse_port=reuse_port or None).start()
+            for sock in extra_sockets:
+                await web.SockSite(runner, sock).start()
+            if on_started is not None:
+                on_started()
             while True:
                 await asyncio.sleep(3600)
         finally:

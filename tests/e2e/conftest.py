@@ -106,6 +106,8 @@ class ServerProcess:
             "--library",
             str(self.library),
             "--no-demo",
+            "--workers",  # one process: tests kill and restart it as one node
+            "1",
             *self.extra_args,
         ]
 
