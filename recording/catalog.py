@@ -13,6 +13,14 @@ is fsync'd: a crash leaves the old or the new catalog, never half of one. With R
 configured the catalog still lives here, beside the media it describes (a node serves
 what it recorded; nodes that share a library folder share the catalog).
 
+Several processes may share one library folder (``classroom serve --workers N``): a change
+is made under an exclusive ``flock`` of ``.catalog.lock`` on the catalog as it is on disk
+then (re-read when another process replaced it), so no process writes over another's
+records; a read re-reads the file when its inode, size or mtime changed. Each unfinished
+recording names its ``owner`` (the node writing it), which holds ``.owners/<owner>.lock``
+while it runs: :meth:`Catalog.claim` gives a recording to a process that recovers it only
+when its owner is gone (:func:`owner_alive`).
+
 Record fields: ``id, lesson, title, subject, grade, teacher, school, schools, published,
 date, started_at, ended_at, duration, chapters, renditions, size, state, ...``.
 States: ``recording``, ``paused``, ``interrupted`` (the process died or stopped while
@@ -21,6 +29,8 @@ recording; recovered at start), ``packaging``, ``ready``, ``failed``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -29,7 +39,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +48,8 @@ from .segments import fsync_dir
 logger = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.json"
+LOCK_FILE = ".catalog.lock"
+OWNERS_DIR = ".owners"
 RECORDINGS_DIR = "recordings"
 META_FILE = "meta.json"
 RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
@@ -88,8 +100,43 @@ def dir_size(path: Path) -> int:
     return total
 
 
+def _owner_lock_path(library: Path, owner: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in owner)[:120]
+    return Path(library) / OWNERS_DIR / f"{safe or '_'}.lock"
+
+
+def hold_owner(library: Path, owner: str) -> Any | None:
+    """Hold ``owner``'s lock while this process writes the library (the open file; None
+    when another live process holds it: two processes with one node id)."""
+    path = _owner_lock_path(library, owner)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        return None
+    return fh
+
+
+def owner_alive(library: Path, owner: str) -> bool:
+    """Whether a live process holds ``owner``'s lock (the kernel drops it when it dies)."""
+    try:
+        fh = open(_owner_lock_path(library, owner))  # noqa: SIM115
+    except OSError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
 class Catalog:
-    """Thread-safe; every method does file I/O: call it from an executor in async code."""
+    """Thread-safe and safe across processes sharing the folder (see the module doc); every
+    method does file I/O: call it from an executor in async code."""
 
     def __init__(self, library: Path) -> None:
         self.library = Path(library)
@@ -99,14 +146,77 @@ class Catalog:
         self._lock = threading.RLock()
         self._records: dict[str, dict[str, Any]] = {}
         self._consents: dict[str, dict[str, Any]] = {}
-        data = read_json(self.path)
-        if isinstance(data, dict) and isinstance(data.get("recordings"), dict):
+        self._seen: tuple[int, int, int] | None = None
+        self._valid = False
+        self._writer = threading.RLock()  # one writing thread of this process at a time
+        self._lock_fh: Any = None
+        self._depth = 0
+        with self._exclusive():
+            if not self._valid and (self.path.exists() or any(self.root.iterdir())):
+                self.rebuild()
+
+    # ---- across processes ----------------------------------------------------------------
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _load(self) -> None:
+        """Read the catalog as it is on disk (a broken or missing file keeps what we have;
+        it is read again once it changes)."""
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                st = os.fstat(fh.fileno())
+                self._seen = (st.st_ino, st.st_size, st.st_mtime_ns)
+                data = json.load(fh)
+        except FileNotFoundError:
+            self._seen, self._valid = None, False
+            return
+        except (ValueError, OSError) as exc:
+            logger.warning("unreadable json", extra={"file": str(self.path), "error": str(exc)})
+            self._valid = False
+            return
+        self._valid = isinstance(data, dict) and isinstance(data.get("recordings"), dict)
+        if self._valid:
             self._records = {k: v for k, v in data["recordings"].items()
                              if valid_id(k) and isinstance(v, dict)}
             consents = data.get("consents")
             self._consents = consents if isinstance(consents, dict) else {}
-        elif self.path.exists() or any(self.root.iterdir()):
-            self.rebuild()
+
+    def _refresh(self) -> None:
+        """Re-read the file if another process replaced it (call with ``_lock`` held)."""
+        stamp = self._stamp()
+        if stamp is not None and stamp != self._seen:
+            self._load()
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """This thread and no other process changes the catalog (re-entrant). The wait for
+        another process's lock does not hold ``_lock``, so readers here go on meanwhile."""
+        with self._writer:
+            if self._depth == 0:
+                if self._lock_fh is None:
+                    self._lock_fh = open(self.library / LOCK_FILE, "a+")  # noqa: SIM115
+                fcntl.flock(self._lock_fh, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                with self._lock:
+                    if self._depth == 1:
+                        self._refresh()
+                    yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the lock file (the catalog can still be read; a write opens it again)."""
+        with self._writer:
+            if self._lock_fh is not None and self._depth == 0:
+                self._lock_fh.close()
+                self._lock_fh = None
 
     # ---- paths ---------------------------------------------------------------------------
     def dir_of(self, recording_id: str) -> Path:
@@ -129,7 +239,7 @@ class Catalog:
         """Insert or replace a record (meta.json first, then the catalog)."""
         rid = record["id"]
         directory = self.dir_of(rid)
-        with self._lock:
+        with self._exclusive():
             record = dict(record)
             record["updated_at"] = time.time()
             if directory.is_dir():
@@ -139,7 +249,7 @@ class Catalog:
             return dict(record)
 
     def update(self, recording_id: str, **fields: Any) -> dict[str, Any] | None:
-        with self._lock:
+        with self._exclusive():
             record = self._records.get(recording_id)
             if record is None:
                 return None
@@ -150,17 +260,32 @@ class Catalog:
         if not valid_id(recording_id):
             return None
         with self._lock:
+            self._refresh()
             record = self._records.get(recording_id)
             return dict(record) if record is not None else None
 
+    def claim(self, recording_id: str, owner: str,
+              alive: Callable[[str], bool]) -> dict[str, Any] | None:
+        """Make ``owner`` the recording's owner unless another live one has it (``alive``);
+        the record, or None. One process at a time decides (under the catalog's lock)."""
+        with self._exclusive():
+            record = self._records.get(recording_id)
+            if record is None:
+                return None
+            held = record.get("owner")
+            if held and held != owner and alive(held):
+                return None
+            return record if held == owner else self.put({**record, "owner": owner})
+
     def list(self) -> list[dict[str, Any]]:
         with self._lock:
+            self._refresh()
             records = [dict(r) for r in self._records.values()]
         return sorted(records, key=lambda r: r.get("started_at") or 0, reverse=True)
 
     def delete(self, recording_id: str) -> bool:
         directory = self.dir_of(recording_id)
-        with self._lock:
+        with self._exclusive():
             existed = self._records.pop(recording_id, None) is not None
             self._save()
         if directory.is_dir():
@@ -173,6 +298,10 @@ class Catalog:
 
     def rebuild(self) -> int:
         """Re-read every ``recordings/<id>/meta.json`` (the catalog file lost or stale)."""
+        with self._exclusive():  # no other process adds a recording meanwhile
+            return self._rebuild()
+
+    def _rebuild(self) -> int:
         records: dict[str, dict[str, Any]] = {}
         for child in sorted(self.root.iterdir()):
             if not child.is_dir() or not valid_id(child.name):
@@ -185,7 +314,7 @@ class Catalog:
                                extra={"dir": str(child)})
                 continue
             records[child.name] = meta
-        with self._lock:
+        with self._exclusive():
             self._records = records
             old = read_json(self.path)
             if isinstance(old, dict) and isinstance(old.get("consents"), dict):
@@ -196,11 +325,12 @@ class Catalog:
     # ---- consent (告知-同意) ----------------------------------------------------------------
     def consent(self, school: str) -> dict[str, Any] | None:
         with self._lock:
+            self._refresh()
             entry = self._consents.get(school)
             return dict(entry) if entry else None
 
     def add_consent(self, school: str, **fields: Any) -> dict[str, Any]:
-        with self._lock:
+        with self._exclusive():
             entry = self._consents.get(school)
             if entry is None:
                 entry = {"school": school, "at": time.time(), **fields}
@@ -210,6 +340,7 @@ class Catalog:
 
     def consents(self) -> list[dict[str, Any]]:
         with self._lock:
+            self._refresh()
             return [dict(v) for v in self._consents.values()]
 
     # ---- retention and quota ------------------------------------------------------------------
@@ -245,5 +376,7 @@ class Catalog:
         return deleted
 
     def _save(self) -> None:
-        write_json_atomic(self.path, {"version": 1, "recordings": self._records,
-                                      "consents": self._consents})
+        with self._exclusive():
+            write_json_atomic(self.path, {"version": 1, "recordings": self._records,
+                                          "consents": self._consents})
+            self._seen, self._valid = self._stamp(), True

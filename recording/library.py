@@ -17,7 +17,9 @@ authorization table), and turns :meth:`RecordingLibrary.state` into messages.
   last segment only the tail, the audio and the playlists remain for the final packaging
   (the same child, niced).
 * At :meth:`open`, recordings left ``recording``/``paused``/``packaging`` by a killed
-  process are recovered (segments indexed, the torn segment salvaged) and packaged.
+  process are recovered (segments indexed, the torn segment salvaged) and packaged. With
+  several processes on one library folder (``--workers``) a process recovers only its own
+  (``owner``, :attr:`RecordingConfig.owner`) and those whose owner is gone.
 * Retention (days) and a disk quota run every ``retention_interval`` and after each
   packaging; they never delete a recording being written, packaged or played.
 * Consent (告知-同意): before the first recording of a school its local teacher
@@ -27,6 +29,7 @@ authorization table), and turns :meth:`RecordingLibrary.state` into messages.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -39,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import metrics
-from .catalog import Catalog, dir_size, new_recording_id
+from .catalog import Catalog, dir_size, hold_owner, new_recording_id, owner_alive
 from .chapters import CHAPTER_TYPES, append_event
 from .packager import REPLAY_DIR
 from .recorder import LINES, Recorder, RecorderConfig
@@ -92,6 +95,9 @@ class RecordingConfig:
     resume_seconds: float = 600.0
     """A recording cut by a restart while its lesson stayed live waits this long for the
     teacher's media to return (then it continues as a new part), else it is packaged."""
+    owner: str = ""
+    """Who writes this library's new recordings (the node id): processes sharing the folder
+    recover only their own unfinished recordings and those whose owner is gone."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,7 @@ class RecordingLibrary:
         self.resumable: dict[str, str] = {}
         """lesson -> recording cut by a restart, waiting for the teacher's media."""
         self.closing = False
+        self._owner_lock: Any = None
 
     # ---- lifetime ------------------------------------------------------------------------
     async def open(self, root: Path, media: SinkHost,
@@ -164,6 +171,11 @@ class RecordingLibrary:
         self._media = media
         self._on_change = on_change
         self.catalog = await asyncio.to_thread(Catalog, root)
+        if self.config.owner:
+            self._owner_lock = await asyncio.to_thread(hold_owner, root, self.config.owner)
+            if self._owner_lock is None:
+                logger.warning("another live process has this node id: recovering nothing",
+                               extra={"owner": self.config.owner})
         await self._recover(lesson_live)
         self._retention_task = asyncio.get_running_loop().create_task(self._retention_loop())
 
@@ -177,6 +189,11 @@ class RecordingLibrary:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._owner_lock is not None:
+            self._owner_lock.close()  # after the last write: another process may recover now
+            self._owner_lock = None
+        if self.catalog is not None:
+            self.catalog.close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` in the background until it ends or the library closes."""
@@ -246,6 +263,8 @@ class RecordingLibrary:
             "errors": 0, "consents": [c for c in catalog.consents()
                                       if c.get("school") in schools],
         }
+        if self.config.owner:
+            record["owner"] = self.config.owner
         record["parts"] = [{"start": 0.0, "started_at": now}]
         directory = catalog.dir_of(rid)
         await asyncio.to_thread(catalog.create, record)
@@ -290,8 +309,10 @@ class RecordingLibrary:
         parts = list(record.get("parts") or [{"start": 0.0,
                                               "started_at": record.get("started_at")}])
         parts.append({"start": round(start, 3), "started_at": time.time()})
+        owner = {"owner": self.config.owner} if self.config.owner else {}
         record = await asyncio.to_thread(
-            catalog.update, rid, state="recording", ended_at=None, parts=parts) or record
+            catalog.update, rid, state="recording", ended_at=None, parts=parts,
+            **owner) or record
         await asyncio.to_thread(append_event, directory,
                                 {"t": offset_ms, "type": "recording-part",
                                  "part": len(parts)})
@@ -540,10 +561,19 @@ class RecordingLibrary:
     # ---- recovery, retention -------------------------------------------------------------
     async def _recover(self, lesson_live: Callable[[str], Awaitable[bool]] | None) -> None:
         catalog = self._catalog
+        me = self.config.owner
         for record in catalog.list():
             if record.get("state") not in _UNFINISHED:
                 continue
             rid = record["id"]
+            if me:  # another process on this folder may be writing it
+                if self._owner_lock is None:
+                    continue
+                claimed = await asyncio.to_thread(
+                    catalog.claim, rid, me, functools.partial(owner_alive, catalog.library))
+                if claimed is None or claimed.get("state") not in _UNFINISHED:
+                    continue
+                record = claimed
             directory = catalog.dir_of(rid)
             segments = await asyncio.to_thread(recover_segments, directory)
             for name in LINES:

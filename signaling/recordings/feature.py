@@ -100,6 +100,7 @@ class RecordingFeature(Feature):
             quota_bytes=int(gb * 1e9) if gb else None,
             incremental=chunk_seconds > 0,
             chunk_seconds=chunk_seconds if chunk_seconds > 0 else 60.0,
+            owner=config.node_id,  # processes sharing the library recover only their own
         ))
 
     @property

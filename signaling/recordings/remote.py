@@ -2,7 +2,8 @@
 
 Several nodes share one Redis and each keeps its own library folder. Nothing is copied:
 
-* ``GET /api/recordings`` asks every other live node (``NodeBoard.nodes()``) for its own
+* ``GET /api/recordings`` asks every other live node (``NodeBoard.nodes()``), at its own
+  address (``link_url``: a worker's private one, not the shared public port), for its own
   list with the caller's ``Authorization`` header (same secret, same scope: the holder
   applies the same table) and a short timeout, and merges. Each entry says its ``node``;
   a node that does not answer is named in ``unreachable_nodes`` and just lacks its entries.
@@ -78,7 +79,13 @@ class RemoteLibrary:
     async def _others(self) -> list[dict[str, Any]]:
         me = self.node_id()
         return [n for n in await self._board().nodes()
-                if n.get("id") != me and n.get("http_url")]
+                if n.get("id") != me and (n.get("link_url") or n.get("http_url"))]
+
+    @staticmethod
+    def _address(node: dict[str, Any]) -> str:
+        """Where a node answers itself: its own address (``link_url``), not the public URL,
+        which behind a proxy or on a port shared by workers reaches any node."""
+        return str(node.get("link_url") or node["http_url"]).rstrip("/")
 
     # ---- listing -------------------------------------------------------------------------
     async def listing(self, request: web.Request) -> tuple[list[dict[str, Any]], list[str]]:
@@ -89,7 +96,7 @@ class RemoteLibrary:
             headers["Authorization"] = request.headers["Authorization"]
 
         async def fetch(node: dict[str, Any]) -> list[dict[str, Any]] | None:
-            url = node["http_url"].rstrip("/") + "/api/recordings"
+            url = self._address(node) + "/api/recordings"
             try:
                 async with self._session().get(url, params=request.query, headers=headers,
                                                timeout=LIST_TIMEOUT) as resp:
@@ -130,7 +137,7 @@ class RemoteLibrary:
         headers = {k: request.headers[k] for k in REQUEST_HEADERS if k in request.headers}
         headers[FORWARDED] = "1"
         for node in others:
-            url = node["http_url"].rstrip("/") + request.rel_url.path_qs
+            url = self._address(node) + request.rel_url.path_qs
             try:
                 resp = await self._session().get(url, headers=headers, timeout=MEDIA_TIMEOUT,
                                                  allow_redirects=False)
