@@ -23,7 +23,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from . import authz
 from .auth import Claims
@@ -204,11 +204,7 @@ class NodesFeature(Feature):
         await self.board.put(self.record())
         me = self.node.config.node_id
         for lesson_id in sorted(self.node.published_lessons()):
-            holder = await self.board.claim_origin(lesson_id, me)
-            if self.origins.get(lesson_id) != holder:
-                logger.info("origin", extra={"lesson": lesson_id, "origin": holder,
-                                             "node": me})
-            self.origins[lesson_id] = holder
+            self._claimed(lesson_id, await self.board.claim_origin(lesson_id, me))
         for lesson_id in set(self.origins) - self.node.published_lessons():
             del self.origins[lesson_id]
 
@@ -226,10 +222,44 @@ class NodesFeature(Feature):
         """A teacher's media arrives here: claim the lesson's origin at once."""
         if purpose == "publish" and self.board is not None and self.node is not None:
             try:
-                self.origins[session.lesson_id] = await self.board.claim_origin(
-                    session.lesson_id, self.node.config.node_id)
+                holder = await self.board.claim_origin(session.lesson_id,
+                                                       self.node.config.node_id)
             except StoreUnavailable:
-                pass  # the next heartbeat claims it
+                return  # the next heartbeat claims it
+            self._claimed(session.lesson_id, holder)
+
+    def _claimed(self, lesson_id: str, holder: str) -> None:
+        """The answer to this node's claim of a lesson it publishes. A claim this node held
+        and now another live node holds was taken over while this node could not renew it
+        (frozen, cut off from Redis past the TTL): the district moved the lesson on, with
+        the teacher's media, to the holder. This node does not fight back (it could not
+        win the compare-and-set anyway) and stops being an origin of it: the teacher
+        sockets publishing here are closed (their media is stale; a page that is still
+        there reconnects), so the relay has no publisher and the cascade pulls the lesson
+        from the holder as on any edge (docs/cascade.md, "Faults")."""
+        assert self.node is not None
+        me = self.node.config.node_id
+        lost = holder != me and self.origins.get(lesson_id) == me
+        if self.origins.get(lesson_id) != holder:
+            log = logger.warning if lost else logger.info
+            log("origin claim lost" if lost else "origin",
+                extra={"lesson": lesson_id, "origin": holder, "node": me})
+        self.origins[lesson_id] = holder
+        if not lost:
+            return
+        for session in list(self.node.sessions):
+            if session.lesson_id == lesson_id and "publish" in session.media:
+                self.node.spawn(self._step_down(session))
+
+    async def _step_down(self, session: Any) -> None:
+        """Drop a stale publisher at once (its socket's closing handshake may wait on a
+        page that is gone), then close its socket."""
+        from .handlers import relay_peer_id
+
+        assert self.node is not None
+        await self.node.relay.remove_peer(relay_peer_id(session.peer_id, "publish"))
+        if not session.ws.closed:
+            await session.ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"origin moved")
 
     def add_routes(self, app: web.Application, node_key: web.AppKey) -> None:
         feature = self
