@@ -191,6 +191,13 @@ class Session:
             await self.send_error(
                 ClassroomError(ErrorCode.STORE_UNAVAILABLE, "lesson store unavailable, retry"), ref
             )
+            if ref == "hello" and self.claims is None:
+                # Not welcomed: close, so the page reconnects by its own backoff (0.5 s
+                # doubling to 5 s) and joins once the store is back, instead of sitting on
+                # an unwelcomed socket until its 30 s silence check (docs/cascade.md, Faults).
+                await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER,
+                                    message=b"store_unavailable")
+                return False
         except Exception:
             logger.exception("handler failed", extra={"peer": self.peer_id, "type": ref})
             await self.send_error(ClassroomError(ErrorCode.INTERNAL, "internal error"), ref)
