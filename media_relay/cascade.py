@@ -9,7 +9,9 @@ callback; the edge side (:class:`EdgeLink`) turns frames back into packets, says
 lines its classrooms use (:meth:`EdgeLink.demand`) and passes their keyframe requests up
 (one per line, coalesced). Signaling carries the frames (signaling/cascade.py).
 
-A line is ``("camera", tier, codec)``, ``("share", tier, codec)`` or ``("audio",)``.
+A line is ``("camera", tier, codec)``, ``("share", tier, codec)``, ``("stage", tier,
+codec)``, ``("audio",)`` or ``("stage-audio",)``: the stage is made at the origin (an
+edge's classrooms' uplinks go up to it, media_relay/cascade_uplinks.py) and pulled back.
 Frame: ``!BBBBqd`` (kind, tier index, codec, flags, pts, origin send time) + ``!H`` payload
 count + ``!I`` per payload length + the payloads (RTP payloads as packetized once at the
 origin).
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import av
 
+from .cascade_uplinks import EdgeUplinks, OriginUplinks
 from .packets import AUDIO_TIME_BASE, VIDEO_TIME_BASE, PacketMeta, make_packet
 
 if TYPE_CHECKING:
@@ -35,7 +38,9 @@ RelayLesson = Any
 """A :class:`~.lesson.RelayLesson` (not imported: only the modules that build lessons do)."""
 
 Line = tuple[str, ...]
-KINDS = ("camera", "share", "audio")
+KINDS = ("camera", "share", "audio", "stage", "stage-audio")
+_AUDIO_KINDS = ("audio", "stage-audio")
+_VIDEO_KINDS = ("camera", "share", "stage")
 CODECS = ("VP8", "H264")
 _HEAD = struct.Struct("!BBBBqd")
 _COUNT = struct.Struct("!H")
@@ -78,10 +83,10 @@ def check_line(line: Any, tiers: list[str]) -> Line:
     """A line named by the other side, checked (``ValueError`` otherwise)."""
     if not isinstance(line, list | tuple) or not line or line[0] not in KINDS:
         raise ValueError(f"not a line: {line!r}")
-    if line[0] == "audio":
+    if line[0] in _AUDIO_KINDS:
         if len(line) != 1:
             raise ValueError(f"not a line: {line!r}")
-        return ("audio",)
+        return (str(line[0]),)
     if len(line) != 3 or line[1] not in tiers or line[2] not in CODECS:
         raise ValueError(f"not a line: {line!r}")
     return (str(line[0]), str(line[1]), str(line[2]))
@@ -114,10 +119,13 @@ class OriginLink:
     lesson's feeds as sinks (a join asks the rendition for a keyframe)."""
 
     def __init__(self, registry: PeerRegistry, lesson_id: str,
-                 send: Callable[[bytes], None]) -> None:
+                 send: Callable[[bytes], None],
+                 ask_uplink_keyframe: Callable[[int], None] | None = None) -> None:
         self.registry = registry
         self.lesson_id = lesson_id
         self.send = send
+        self.uplinks = OriginUplinks(ask_uplink_keyframe or (lambda index: None))
+        """The edge's classrooms' uplinks, as stand-ins among the lesson's uplinks."""
         self.tiers = list(registry.config.ladder.names)
         self.wanted: set[Line] = set()
         self._attached: dict[Line, _LinkSink] = {}
@@ -133,9 +141,29 @@ class OriginLink:
         """The edge asks for a keyframe on a line it pulls."""
         line = check_line(line, self.tiers)
         lesson = self._lesson
-        if lesson is None or line not in self._attached or line[0] == "audio":
+        if lesson is None or line not in self._attached or line[0] in _AUDIO_KINDS:
             return
         self._feed(lesson, line[0]).request_keyframe(line[1], "pli", line[2])
+
+    def announce_uplinks(self, items: Any) -> bool:
+        """The edge's uplinks now (``ValueError`` for a bad list); True: the lesson's
+        uplinks changed (its grids' slots may have)."""
+        self.sync()
+        return self.uplinks.announce(self._lesson, items)
+
+    def uplink_frame(self, frame: bytes) -> None:
+        """A frame of one of the edge's uplinks."""
+        self.uplinks.frame(frame)
+
+    def uplink_demand(self) -> dict[str, list[bool]]:
+        return self.uplinks.demand()
+
+    def stage_state(self) -> tuple[bool, list[int] | None]:
+        """The stage as an edge needs it: live, and its size."""
+        lesson = self.registry.lessons.get(self.lesson_id)
+        if lesson is None or lesson.closed:
+            return False, None
+        return bool(lesson.stage.live), list(lesson.stage.size)
 
     def share_active(self) -> bool:
         lesson = self.registry.lessons.get(self.lesson_id)
@@ -147,17 +175,21 @@ class OriginLink:
 
     @staticmethod
     def _feed(lesson: RelayLesson, kind: str) -> VideoFeed:
+        if kind == "stage":
+            return lesson.media.stage.feed
         return lesson.media.camera if kind == "camera" else lesson.media.share
 
     def sync(self) -> None:
         """Attach what is wanted and not attached, detach the rest; a lesson rebuilt
         since (the teacher left and came back) gets every line again."""
         lesson = self.registry.lessons.get(self.lesson_id)
+        if lesson is not None and lesson.closed:
+            lesson = None
         if lesson is not self._lesson:
             self._detach_all()
+            self.uplinks.move(self._lesson, lesson)
             self._lesson = lesson
-        if lesson is None or lesson.closed:
-            self._lesson = None
+        if lesson is None:
             return
         for line in [ln for ln in self._attached if ln not in self.wanted]:
             self._detach(lesson, self._attached.pop(line))
@@ -165,12 +197,16 @@ class OriginLink:
             sink = self._attached[line] = _LinkSink(self, line)
             if line[0] == "audio":
                 lesson.media.audio.attach(sink)
+            elif line[0] == "stage-audio":
+                lesson.media.stage.audio.attach(sink, None)
             else:
                 self._feed(lesson, line[0]).attach(sink, line[1], "join")
 
     def _detach(self, lesson: RelayLesson, sink: _LinkSink) -> None:
         if sink.line[0] == "audio":
             lesson.media.audio.detach(sink)
+        elif sink.line[0] == "stage-audio":
+            lesson.media.stage.audio.detach(sink)
         elif sink.tier is not None:
             self._feed(lesson, sink.line[0]).detach(sink, sink.tier)
 
@@ -183,11 +219,13 @@ class OriginLink:
 
     def close(self) -> None:
         self._detach_all()
+        self.uplinks.close(self._lesson)
         self._lesson = None
 
     def stats(self) -> dict:
         return {"lesson": self.lesson_id, "lines": sorted("/".join(ln) for ln in self._attached),
-                "frames_sent": self.sent}
+                "frames_sent": self.sent, "uplinks": self.uplinks.stats(),
+                "uplink_bad_frames": self.uplinks.bad_frames}
 
 
 class _Offset:
@@ -223,13 +261,16 @@ class EdgeLink:
     """
 
     def __init__(self, registry: PeerRegistry, lesson_id: str,
-                 send_keyframe: Callable[[Line], None]) -> None:
+                 send_keyframe: Callable[[Line], None],
+                 send_up: Callable[[bytes], None] | None = None) -> None:
         self.registry = registry
         self.lesson_id = lesson_id
         self.send_keyframe = send_keyframe
+        self.uplinks = EdgeUplinks(send_up or (lambda frame: None))
+        """This node's classrooms' uplinks of the lesson, sent up as the origin wants."""
         self.tiers = list(registry.config.ladder.names)
         self.generation = 0
-        self._video = {"camera": _Offset(90_000), "share": _Offset(90_000)}
+        self._video = {kind: _Offset(90_000) for kind in _VIDEO_KINDS}
         self._hooked: dict[int, Any] = {}
         self._asked: dict[Line, float] = {}
         self._pending: set[Line] = set()
@@ -243,19 +284,53 @@ class EdgeLink:
         """A new link to an origin (the first, a re-pull, or a new origin after a move)."""
         self.generation += 1
         self._asked.clear()
+        self.uplinks.new_link(self._lesson())
 
     def _lesson(self) -> RelayLesson | None:
         lesson = self.registry.lessons.get(self.lesson_id)
         return None if lesson is None or lesson.closed else lesson
+
+    def announce_uplinks(self) -> list[dict[str, Any]]:
+        """This node's uplinks of the lesson, as the origin is told of them."""
+        lesson = self._lesson()
+        if lesson is None:
+            return []
+        self.uplinks.apply(lesson)  # a classroom that reconnected gets its sender again
+        return self.uplinks.announce(lesson)
+
+    def want_uplinks(self, wanted: dict[Any, Any]) -> None:
+        """The origin's demand for our uplinks (``ValueError`` when malformed)."""
+        self.uplinks.want(self._lesson(), wanted)
+
+    def uplink_keyframe(self, index: Any) -> None:
+        self.uplinks.keyframe(self._lesson(), index)
+
+    def set_stage_state(self, live: bool, size: Any) -> None:
+        """The origin's stage: live or not, and its size (``[w, h]``)."""
+        lesson = self._lesson()
+        if lesson is None:
+            return
+        ok = isinstance(size, list) and len(size) == 2 and all(
+            isinstance(v, int) and 0 < v <= 8192 for v in size)
+        lesson.stage.set_remote_state(bool(live), (size[0], size[1]) if ok else None)
+
+    def close(self) -> None:
+        """The pull ends: our uplinks stop going up."""
+        self.uplinks.close(self._lesson())
 
     def demand(self) -> list[Line]:
         """Lines the local classrooms use now (sorted: the same set compares equal)."""
         lesson = self._lesson()
         if lesson is None:
             return []
+        stage = lesson.media.stage
+        if lesson.publisher is None and not stage.remote:
+            stage.set_remote(True)  # made at the origin: our uplinks go up, its lines down
         lines: set[Line] = set()
-        for kind in ("camera", "share"):
-            feed = lesson.media.camera if kind == "camera" else lesson.media._share
+        staged = stage.peer_id is not None
+        for kind in _VIDEO_KINDS:
+            feed = {"camera": lesson.media.camera, "share": lesson.media._share,
+                    "stage": stage._feed if staged else None}[kind]
             if feed is None:
                 continue
             for codec, table in (("VP8", feed.renditions), ("H264", feed.h264)):
@@ -265,6 +340,8 @@ class EdgeLink:
                         lines.add((kind, tier, codec))
         if lesson.media.audio.sink_count:
             lines.add(("audio",))
+        if staged and stage.audio.sink_count:
+            lines.add(("stage-audio",))
         return sorted(lines)
 
     def _hook(self, kind: str, codec: str, rendition: Any) -> None:
@@ -304,18 +381,23 @@ class EdgeLink:
         self.last_frame_at = now
         self.hops.append(max(0.0, time.time() - sent))
         data = b"".join(payloads)
-        if KINDS[kind] == "audio":
+        name = KINDS[kind]
+        if name == "audio":
             lesson.media.audio.forward(self.generation, data, pts & 0xFFFFFFFF, now)
+            return
+        if name == "stage-audio":
+            lesson.media.stage.audio.forward(self.generation, data, pts & 0xFFFFFFFF, now)
             return
         if tier >= len(self.tiers):
             self.bad_frames += 1
             return
-        feed = lesson.media.camera if kind == 0 else lesson.media.share
+        feed = {"camera": lesson.media.camera, "share": lesson.media.share,
+                "stage": lesson.media.stage.feed}[name]
         table = feed.h264 if CODECS[codec] == "H264" else feed.renditions
         rendition = table.get(self.tiers[tier])
         if rendition is None:
             return
-        out = self._video[KINDS[kind]].map(self.generation, pts)
+        out = self._video[name].map(self.generation, pts)
         meta = PacketMeta(payloads, out & 0xFFFFFFFF, keyframe, now)
         rendition.deliver(make_packet(data, out, VIDEO_TIME_BASE, meta))
 
@@ -334,7 +416,8 @@ class EdgeLink:
     def stats(self) -> dict:
         return {"lesson": self.lesson_id, "frames": self.frames, "bad_frames": self.bad_frames,
                 "generation": self.generation, "hop_ms": self.hop_ms(),
-                "lines": ["/".join(ln) for ln in self.demand()]}
+                "lines": ["/".join(ln) for ln in self.demand()],
+                "uplink_frames_up": self.uplinks.frames_up}
 
 
 __all__ = ["AUDIO_TIME_BASE", "EdgeLink", "OriginLink", "decode_frame", "encode_frame"]

@@ -117,6 +117,8 @@ class RelayLesson:
         """The teacher's new publish (answered); returns the one it replaces."""
         old, self.publisher = self.publisher, publisher
         self.set_share_line(publisher.has_share)
+        stage = self.stage  # the origin now: the stage is made here again
+        stage.set_remote(False, self.uplinks.get(stage.peer_id) if stage.peer_id else None)
         return old
 
     def add_subscriber(self, subscriber: Subscriber) -> None:

@@ -356,17 +356,21 @@ class Relay:
             lesson.audio.detach(sink)
 
     # ---- the cascade (docs/cascade.md) -------------------------------------------------------
-    def origin_link(self, lesson_id: str, send: Callable[[bytes], None]) -> OriginLink:
+    def origin_link(self, lesson_id: str, send: Callable[[bytes], None],
+                    ask_uplink_keyframe: Callable[[int], None] | None = None) -> OriginLink:
         """An edge pulls this lesson from here: the lines it asks for (``want``) are
-        attached to the lesson's feeds and their packets go to ``send`` as link frames."""
+        attached to the lesson's feeds and their packets go to ``send`` as link frames; the
+        edge's uplinks join the lesson's (keyframe requests for them: ``ask_uplink_keyframe``)."""
         check_id("lesson_id", lesson_id)
-        return OriginLink(self.registry, lesson_id, send)
+        return OriginLink(self.registry, lesson_id, send, ask_uplink_keyframe)
 
-    def edge_link(self, lesson_id: str, send_keyframe: Callable[[Line], None]) -> EdgeLink:
+    def edge_link(self, lesson_id: str, send_keyframe: Callable[[Line], None],
+                  send_up: Callable[[bytes], None] | None = None) -> EdgeLink:
         """This node is an edge of the lesson: frames from its origin go to the local
-        subscribers (no decode or encode); keyframe requests go back by ``send_keyframe``."""
+        subscribers (no decode or encode); keyframe requests go back by ``send_keyframe``,
+        the local classrooms' uplinks the origin wants by ``send_up``."""
         check_id("lesson_id", lesson_id)
-        return EdgeLink(self.registry, lesson_id, send_keyframe)
+        return EdgeLink(self.registry, lesson_id, send_keyframe, send_up)
 
     def pulled_lessons(self) -> list[str]:
         """Lessons with subscribers here and no teacher's media here (edge candidates)."""

@@ -60,6 +60,10 @@ class StageAudio:
     def detach(self, sink: Sink) -> None:
         self._sinks.pop(sink, None)
 
+    @property
+    def sink_count(self) -> int:
+        return len(self._sinks)
+
     def forward(self, source: int, data: bytes, timestamp: int, ingress: float) -> None:
         pts = self._timeline.map(source, timestamp)
         self.packets += 1
@@ -127,6 +131,45 @@ class Stage:
         self.video_latency: deque[float] = deque(maxlen=_SAMPLES)
         self.audio_latency: deque[float] = deque(maxlen=_SAMPLES)
         self.frames_in = 0
+        self.remote = False
+        """An edge's stage: made at the lesson's origin, its lines pulled from there (a
+        local uplink is never decoded here, it goes to the origin instead)."""
+        self._remote_live = False
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The stage's picture size (its uplink's, or the origin's for an edge)."""
+        return self._size
+
+    @property
+    def live(self) -> bool:
+        """The stage has a classroom's media now (here, or at the origin for an edge)."""
+        return self._remote_live if self.remote else self.uplink is not None
+
+    def set_remote(self, remote: bool, local: Uplink | None = None) -> None:
+        """This node became an edge of the lesson (True) or its origin again (False, with
+        the stage's uplink if it is here)."""
+        if remote == self.remote:
+            return
+        was = self.live
+        self.bind(None)
+        self.remote = remote
+        self._remote_live = False
+        if not remote and self.peer_id is not None:
+            self.bind(local)
+        if self.live != was and self._on_change is not None:
+            self._on_change()
+
+    def set_remote_state(self, live: bool, size: tuple[int, int] | None) -> None:
+        """An edge's stage as the origin reports it: live or not, and its size."""
+        if not self.remote:
+            return
+        if size:
+            self._resize(size)
+        if live != self._remote_live:
+            self._remote_live = live
+            if self._on_change is not None:
+                self._on_change()
 
     @property
     def feed(self) -> VideoFeed:
@@ -148,13 +191,15 @@ class Stage:
         self.bind(uplink if peer_id else None)
 
     def bind(self, uplink: Uplink | None) -> None:
-        """The stage's uplink connected (again) or left."""
+        """The stage's uplink connected (again) or left (an edge's stage binds none)."""
+        if self.remote:
+            uplink = None
         old = self.uplink
         if old is not None and old.stage is self:
             old.stage = None
         self.uplink = uplink
         self._waiting_key = True
-        if (old is None) != (uplink is None) and self._on_change is not None:
+        if not self.remote and (old is None) != (uplink is None) and self._on_change is not None:
             self._on_change()  # the stage's lines now count (or no longer)
         if uplink is not None:
             uplink.stage = self
@@ -242,7 +287,8 @@ class Stage:
 
         return {
             "peer_id": self.peer_id,
-            "connected": self.uplink is not None,
+            "connected": self.live,
+            "remote": self.remote,
             "switches": self.switches,
             "switch_ms": list(self.switch_ms),
             "pending_switch": self.switch_at is not None,

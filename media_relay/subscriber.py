@@ -393,7 +393,7 @@ class Subscriber:
         video = sum(ladder.spec(t).video_bitrate for t in (camera, share) if t is not None)
         audio_lines = 1
         stage = self.media.stage
-        if stage.uplink is not None:
+        if stage.live:
             if self._stage_line is not None:
                 stage_tier = stage.tier_for(tier)
                 video += ladder.spec(stage_tier).video_bitrate if stage_tier else 0

@@ -39,9 +39,9 @@ class UplinkViewer(Protocol):
 
     index: int
 
-    def assign(self, uplink: Uplink | None) -> None: ...
+    def assign(self, uplink: UplinkOutputs | None) -> None: ...
 
-    def forward(self, uplink: Uplink, data: bytes, timestamp: int, keyframe: bool,
+    def forward(self, uplink: UplinkOutputs, data: bytes, timestamp: int, keyframe: bool,
                 payloads: list[bytes], ingress: float) -> None: ...
 
     def resync(self) -> None: ...
@@ -50,12 +50,73 @@ class UplinkViewer(Protocol):
 class UplinkStage(Protocol):
     """The lesson's stage, while this uplink is on it (decodes its video, fans its audio)."""
 
-    def offer_video(self, uplink: Uplink, codec_name: str, data: bytes, timestamp: int,
+    def offer_video(self, uplink: UplinkOutputs, codec_name: str, data: bytes, timestamp: int,
                     keyframe: bool, now: float) -> None: ...
 
-    def offer_audio(self, uplink: Uplink, data: bytes, timestamp: int, now: float) -> None: ...
+    def offer_audio(self, uplink: UplinkOutputs, data: bytes, timestamp: int,
+                    now: float) -> None: ...
 
     def resync(self) -> None: ...
+
+
+class UplinkOutputs:
+    """Where a classroom's uplink media goes, whichever node it reached: the grid slots
+    showing it (VP8 packetized once for all of them), the stage while it is on it, and the
+    cascade link to the lesson's origin (``upstream``) when the uplink is on an edge.
+
+    :class:`Uplink` (a local connection) and the origin's stand-in for an edge's uplink
+    (media_relay/cascade_uplinks.py) share it, so a grid or the stage cannot tell them apart.
+    """
+
+    peer_id: str
+    source: int
+    muted: bool = False
+    blocked: bool = False
+
+    def _init_outputs(self) -> None:
+        self.slots: list[UplinkViewer] = []
+        """Grid slots showing this uplink (its VP8 frames go there, packetized once)."""
+        self.stage: UplinkStage | None = None
+        """The lesson's stage while this uplink is on it."""
+        self.upstream: UplinkStage | None = None
+        """The cascade link carrying it to the lesson's origin (an edge's uplink)."""
+        self.size: tuple[int, int] | None = None
+        """From the last VP8 keyframe."""
+        self._picture_id = 0
+
+    def request_keyframe(self) -> None:
+        raise NotImplementedError
+
+    def fan_video(self, codec_name: str, data: bytes, timestamp: int, now: float) -> bool:
+        """One encoded frame to the stage, the grid slots and upstream; True: a keyframe."""
+        keyframe = bool(data) and not data[0] & 1
+        if keyframe:
+            self.size = vp8_keyframe_size(data) or self.size
+        if self.blocked or not data:
+            return keyframe
+        stage = self.stage
+        if stage is not None:
+            stage.offer_video(self, codec_name, data, timestamp, keyframe, now)
+        if self.slots:
+            payloads = webrtc_private.vp8_payloads(data, self._picture_id)
+            self._picture_id = (self._picture_id + 1) % (1 << 15)
+            for slot in self.slots:
+                slot.forward(self, data, timestamp, keyframe, payloads, now)
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.offer_video(self, codec_name, data, timestamp, keyframe, now)
+        return keyframe
+
+    def fan_audio(self, data: bytes, timestamp: int, now: float) -> None:
+        """One Opus packet to the stage (on stage, not muted) and upstream (not muted)."""
+        if self.muted:
+            return
+        stage = self.stage
+        if stage is not None:
+            stage.offer_audio(self, data, timestamp, now)
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.offer_audio(self, data, timestamp, now)
 
 
 def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:
@@ -67,7 +128,7 @@ def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:
     return (width, height) if width and height else None
 
 
-class Uplink(TappedPeer):
+class Uplink(UplinkOutputs, TappedPeer):
     """Owns a classroom's sendonly RTCPeerConnection (answerer) and taps its receivers.
 
     ``on_active(uplink, bool)`` reports media starting and stopping (``media_timeout``);
@@ -88,18 +149,12 @@ class Uplink(TappedPeer):
         self.school = school
         self.muted = muted
         self._on_violation = on_violation
-        self.slots: list[UplinkViewer] = []
-        """Grid slots showing this uplink (its VP8 frames go there, packetized once)."""
-        self.stage: UplinkStage | None = None
-        """The lesson's stage while this uplink is on it."""
-        self.size: tuple[int, int] | None = None
-        """From the last VP8 keyframe."""
+        self._init_outputs()
         self.blocked = False
         """Over the cap for too long: video not forwarded until back under it."""
         self._over_since: float | None = None
         self._video_receiver: RTCRtpReceiver | None = None
         self._rates: deque[tuple[float, int]] = deque()
-        self._picture_id = 0
         self.frames_in = 0
         self.keyframes_in = 0
         self.audio_packets_in = 0
@@ -129,28 +184,14 @@ class Uplink(TappedPeer):
         data = frame.data
         self.frames_in += 1
         self._media(now, len(data))
-        keyframe = bool(data) and not data[0] & 1
-        if keyframe:
+        if self.fan_video(codec.name, data, frame.timestamp, now):
             self.keyframes_in += 1
-            self.size = vp8_keyframe_size(data) or self.size
-        if self.blocked or not data:
-            return
-        stage = self.stage
-        if stage is not None:
-            stage.offer_video(self, codec.name, data, frame.timestamp, keyframe, now)
-        if self.slots:
-            payloads = webrtc_private.vp8_payloads(data, self._picture_id)
-            self._picture_id = (self._picture_id + 1) % (1 << 15)
-            for slot in self.slots:
-                slot.forward(self, data, frame.timestamp, keyframe, payloads, now)
 
     def _on_audio(self, codec: Any, frame: JitterFrame) -> None:
         now = time.monotonic()
         self.audio_packets_in += 1
         self._media(now, len(frame.data))
-        stage = self.stage
-        if stage is not None and not self.muted:
-            stage.offer_audio(self, frame.data, frame.timestamp, now)
+        self.fan_audio(frame.data, frame.timestamp, now)
 
     def request_keyframe(self) -> None:
         """A PLI to the classroom with the receiver's next RTCP feedback."""

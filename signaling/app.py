@@ -150,6 +150,12 @@ class Node:
         return sum(1 for s in self.sessions
                    if s.claims is not None and s.claims.role.value == "classroom")
 
+    def remote_uplinks_changed(self, lesson_id: str) -> None:
+        """An edge's classrooms' uplinks joined or left this origin's lesson: the
+        teacher's grid slots may have changed (``uplinks_changed`` on every feature)."""
+        for feature in self.features:
+            self.spawn(feature.uplinks_changed(lesson_id))
+
     def published_lessons(self) -> set[str]:
         """Lessons whose teacher media flows into this node's relay (their origin)."""
         return set(self._publishers)

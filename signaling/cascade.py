@@ -6,8 +6,10 @@ signaling/nodes.py), becomes an **edge**: it opens one WebSocket per lesson to t
 (``GET /cascade/link/{lesson}`` on the origin's own address, ``link_url`` in its node
 record), says which lines its classrooms use (``want``) and passes their keyframe requests
 up (``pli``); the origin sends those lines' packets as binary frames
-(media_relay/cascade.py), as encoded once, and its share state. Nothing is decoded or
-encoded on an edge.
+(media_relay/cascade.py), as encoded once, and its state (share, publisher, stage). Nothing
+is decoded or encoded on an edge. The other way, the edge announces its classrooms' uplinks
+(``uplinks``) and sends those the origin asks for (``uplinks_want``: what the teacher's
+grid shows and the classroom on stage) as binary frames (media_relay/cascade_uplinks.py).
 
 The link is authenticated both ways with the district's shared secret (the one tokens
 are signed with): the edge sends ``X-Cascade-Auth: node.ts.nonce.mac`` (HMAC-SHA256 over
@@ -28,6 +30,7 @@ import json
 import logging
 import secrets
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -57,6 +60,12 @@ RETRY = 0.5
 """Seconds between two attempts to reach an origin."""
 QUEUE_FRAMES = 2000
 """Frames an origin queues for one slow edge before it drops the link (the edge re-pulls)."""
+UP_QUEUE = 1000
+"""Uplink frames an edge queues for a slow origin link before it drops them."""
+TICK = 0.1
+"""Seconds between two looks at what each side wants of the other (demand, uplinks)."""
+MAX_LINK_MESSAGE = 1024 * 1024
+"""Bytes of one message an origin accepts from an edge (an uplink's keyframe)."""
 
 
 def sign(secret: str, *parts: str) -> str:
@@ -96,18 +105,31 @@ class Pull:
         self.lesson_id = lesson_id
         node = feature.node
         assert node is not None
-        self.edge: EdgeLink = node.relay.edge_link(lesson_id, self._pli_upstream)
+        self.edge: EdgeLink = node.relay.edge_link(lesson_id, self._pli_upstream,
+                                                   self._send_up)
         self.origin: str | None = None
         self.connected = False
         self.idle_since: float | None = None
         self.links = 0
+        self.up_dropped = 0
         self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._outbox: deque[str | bytes] = deque()
+        self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(),
                                                             name=f"cascade-pull-{lesson_id}")
 
     def _pli_upstream(self, line: Line) -> None:
-        self._outbox.put_nowait(json.dumps({"pli": list(line)}))
+        self._outbox.append(json.dumps({"pli": list(line)}))
+        self._wake.set()
+
+    def _send_up(self, frame: bytes) -> None:
+        """One of our classrooms' uplink frames the origin wants (dropped while no link
+        or when the link cannot keep up: the origin's viewers wait for a keyframe)."""
+        if self._ws is None or len(self._outbox) >= UP_QUEUE:
+            self.up_dropped += 1
+            return
+        self._outbox.append(frame)
+        self._wake.set()
 
     async def _run(self) -> None:
         while True:
@@ -152,6 +174,7 @@ class Pull:
             if not hmac.compare_digest(str(proof), sign(node.config.secret, "origin",
                                                         self.lesson_id, nonce)):
                 raise ValueError("origin did not prove the shared secret")
+            self._outbox.clear()
             self._ws = ws
             self.links += 1
             self.edge.new_link()
@@ -173,36 +196,56 @@ class Pull:
                 self._ws = None
 
     def _on_state(self, state: dict[str, Any]) -> None:
+        edge = self.edge
         if "share" in state:
-            self.edge.set_share_active(bool(state["share"]))
+            edge.set_share_active(bool(state["share"]))
         if state.get("publisher") is False:
             self.feature.set_remote_media(self.lesson_id, False)
+        if "stage" in state:
+            edge.set_stage_state(bool(state["stage"]), state.get("stage_size"))
+        if isinstance(state.get("uplinks_want"), dict):
+            edge.want_uplinks(state["uplinks_want"])
+        if "uplink_pli" in state:
+            edge.uplink_keyframe(state["uplink_pli"])
 
     async def _send_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """What our classrooms want (lines, keyframes) and our uplinks, to the origin."""
         sent: list[Line] | None = None
+        announced: list[dict[str, Any]] | None = None
+        next_tick = 0.0
         while True:
-            demand = self.edge.demand()
-            if demand != sent:
-                await ws.send_str(json.dumps({"want": [list(line) for line in demand]}))
-                sent = demand
-            self.edge.flush_keyframes()
-            while not self._outbox.empty():
-                await ws.send_str(self._outbox.get_nowait())
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + TICK
+                demand = self.edge.demand()
+                if demand != sent:
+                    await ws.send_str(json.dumps({"want": [list(line) for line in demand]}))
+                    sent = demand
+                uplinks = self.edge.announce_uplinks()
+                if uplinks != announced:
+                    await ws.send_str(json.dumps({"uplinks": uplinks}))
+                    announced = uplinks
+                self.edge.flush_keyframes()
+            self._wake.clear()
+            outbox = self._outbox
+            while outbox:
+                item = outbox.popleft()
+                if isinstance(item, bytes):
+                    await ws.send_bytes(item)
+                else:
+                    await ws.send_str(item)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wait_outbox(), 0.1)
-
-    async def _wait_outbox(self) -> None:
-        item = await self._outbox.get()
-        self._outbox.put_nowait(item)
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_tick - time.monotonic()))
 
     async def close(self) -> None:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+        self.edge.close()
         self.feature.set_remote_media(self.lesson_id, False)
 
     def stats(self) -> dict:
         return {"origin": self.origin, "connected": self.connected, "links": self.links,
-                **self.edge.stats()}
+                "uplink_frames_dropped": self.up_dropped, **self.edge.stats()}
 
 
 class CascadeFeature(Feature):
@@ -289,7 +332,7 @@ class CascadeFeature(Feature):
                 return web.json_response({"error": {"code": "forbidden",
                                                     "message": "not a node of this district"}},
                                          status=403)
-            ws = web.WebSocketResponse(heartbeat=5.0, max_msg_size=64 * 1024)
+            ws = web.WebSocketResponse(heartbeat=5.0, max_msg_size=MAX_LINK_MESSAGE)
             await ws.prepare(request)
             await ws.send_str(json.dumps({"proof": sign(node.config.secret, "origin",
                                                         lesson_id, nonce)}))
@@ -319,7 +362,11 @@ class CascadeFeature(Feature):
             elif not ws.closed:  # a stuck edge: drop it, it re-pulls from a keyframe
                 asyncio.ensure_future(ws.close(code=1013, message=b"edge too slow"))
 
-        origin = node.relay.origin_link(lesson_id, send)
+        def send_text(message: dict[str, Any]) -> None:
+            queue.put_nowait(json.dumps(message))
+
+        origin = node.relay.origin_link(lesson_id, send,
+                                        lambda index: send_text({"uplink_pli": index}))
         self.serving[id(origin)] = origin
         logger.info("cascade edge joined", extra={"lesson": lesson_id, "edge": edge_id})
 
@@ -332,18 +379,24 @@ class CascadeFeature(Feature):
                     await ws.send_str(item)
 
         async def watch() -> None:
-            state: tuple[bool, bool] | None = None
+            state: dict[str, Any] | None = None
             while True:
                 origin.sync()  # a lesson rebuilt (teacher back) gets its lines again
-                now = (origin.share_active(), origin.publishing())
+                live, size = origin.stage_state()
+                now = {"share": origin.share_active(), "publisher": origin.publishing(),
+                       "stage": live, "stage_size": size,
+                       "uplinks_want": origin.uplink_demand()}
                 if now != state:
                     state = now
-                    queue.put_nowait(json.dumps({"share": now[0], "publisher": now[1]}))
-                await asyncio.sleep(0.25)
+                    send_text(now)
+                await asyncio.sleep(TICK)
 
         tasks = [asyncio.ensure_future(writer()), asyncio.ensure_future(watch())]
         try:
             async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    origin.uplink_frame(msg.data)
+                    continue
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     break
                 try:
@@ -352,7 +405,10 @@ class CascadeFeature(Feature):
                         origin.want(list(request["want"]))
                     elif "pli" in request:
                         origin.keyframe(request["pli"])
-                except (ValueError, TypeError) as exc:
+                    elif "uplinks" in request:
+                        if origin.announce_uplinks(request["uplinks"]):
+                            node.remote_uplinks_changed(lesson_id)
+                except (ValueError, TypeError, AttributeError) as exc:
                     logger.warning("cascade bad request", extra={"lesson": lesson_id,
                                                                  "edge": edge_id,
                                                                  "error": str(exc)[:200]})
@@ -361,7 +417,10 @@ class CascadeFeature(Feature):
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            had_uplinks = bool(origin.uplinks.by_index)
             origin.close()
+            if had_uplinks:
+                node.remote_uplinks_changed(lesson_id)
             self.serving.pop(id(origin), None)
             logger.info("cascade edge left", extra={"lesson": lesson_id, "edge": edge_id})
 

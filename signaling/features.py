@@ -21,6 +21,8 @@ hook                   called by
                        ``closed`` (``Node._on_uplink`` / ``_on_peer_state``)
 ``grid_connected``     relay: the teacher's grid connection is up (``Node._on_peer_state``)
 ``uplink_violation``   relay: a classroom sends over its cap (``Node._on_uplink_violation``)
+``uplinks_changed``    cascade: an edge's uplinks joined or left a lesson whose origin is
+                       here (``Node.remote_uplinks_changed``)
 =====================  ==================================================================
 
 Lesson events (``lesson``, ``media``, ``stage``, quiz rounds, ...) are not a hook: a
@@ -90,3 +92,6 @@ class Feature:
 
     async def uplink_violation(self, session: Session, code: str) -> None:
         """The session's uplink sends over its cap (``code``: the relay's reason)."""
+
+    async def uplinks_changed(self, lesson_id: str) -> None:
+        """Another node's classrooms' uplinks joined or left this node's lesson (grids)."""

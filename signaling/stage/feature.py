@@ -301,6 +301,10 @@ class StageFeature(Feature):
         """Relay callback: the teacher's grid connected and got its slots."""
         await self._relay.send_grid(session)
 
+    async def uplinks_changed(self, lesson_id: str) -> None:
+        """Cascade: an edge's classrooms joined or left the grid's uplinks here."""
+        await self._relay.push_grids(lesson_id)
+
     async def uplink_violation(self, session: Session, code: str) -> None:
         """Relay callback: the classroom sends over its cap (its video is held back)."""
         # counted by the relay (classroom_uplink_violations_total); errors sent by code
