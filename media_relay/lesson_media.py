@@ -18,7 +18,7 @@ from .config import RelayConfig
 from .feed import VideoFeed
 from .packets import AUDIO_CLOCK, AUDIO_TIME_BASE, PacketMeta, Timeline, make_packet
 from .stage import Stage
-from .tracks import Sink, fan_out
+from .tracks import Sink, add_sink, fan_out
 
 
 class AudioFanout:
@@ -31,7 +31,7 @@ class AudioFanout:
         self.capture = capture_clock.CaptureMap()  # output timestamp -> capture (latency)
 
     def attach(self, track: Sink) -> None:
-        self._sinks.append(track)
+        add_sink(self._sinks, track)
 
     def detach(self, track: Sink) -> None:
         if track in self._sinks:

@@ -32,7 +32,7 @@ from . import capture_clock, h264, metrics, webrtc_private
 from .config import RelayConfig
 from .ladder_spec import TierSpec
 from .packets import VIDEO_CLOCK, VIDEO_TIME_BASE, PacketMeta, Timeline, make_packet
-from .tracks import Sink, fan_out
+from .tracks import Sink, add_sink, fan_out
 
 logger = logging.getLogger(__name__)
 
@@ -237,15 +237,15 @@ class Rendition:
 
     # ---- sinks (event loop) -----------------------------------------------------------
     def attach(self, track: Sink, reason: str = "join") -> None:
-        self._sinks.append(track)
-        if self.counts_subscribers:
+        add_sink(self._sinks, track)
+        if self.counts_subscribers and not getattr(track, "relay_first", False):
             metrics.SUBSCRIBERS.labels(tier=self.tier).inc()
         self.request_keyframe(reason)
 
     def detach(self, track: Sink) -> None:
         if track in self._sinks:
             self._sinks.remove(track)
-            if self.counts_subscribers:
+            if self.counts_subscribers and not getattr(track, "relay_first", False):
                 metrics.SUBSCRIBERS.labels(tier=self.tier).dec()
 
     @property

@@ -44,6 +44,15 @@ class KindSink(Sink, Protocol):
 _failed_sinks: weakref.WeakSet = weakref.WeakSet()
 
 
+def add_sink(sinks: list[Sink], sink: Sink) -> None:
+    """Attach ``sink``: a cascade link (``relay_first``) goes before the local
+    subscribers, so an edge's classrooms do not wait for this node's fan-out."""
+    if getattr(sink, "relay_first", False):
+        sinks.insert(0, sink)
+    else:
+        sinks.append(sink)
+
+
 def fan_out(sinks: list[Sink], packet: av.Packet) -> None:
     """Hand ``packet`` to every sink now; one failing sink does not stop the others.
 

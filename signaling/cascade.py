@@ -29,6 +29,7 @@ import hmac
 import json
 import logging
 import secrets
+import struct
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -58,14 +59,28 @@ IDLE_CLOSE = 5.0
 """Seconds a pull outlives the last local classroom of its lesson."""
 RETRY = 0.5
 """Seconds between two attempts to reach an origin."""
-QUEUE_FRAMES = 2000
-"""Frames an origin queues for one slow edge before it drops the link (the edge re-pulls)."""
+LINK_BUFFER = 8 * 1024 * 1024
+"""Bytes an origin lets wait in the socket for one slow edge before it drops the link (the
+edge re-pulls from a keyframe)."""
 UP_QUEUE = 1000
 """Uplink frames an edge queues for a slow origin link before it drops them."""
 TICK = 0.1
 """Seconds between two looks at what each side wants of the other (demand, uplinks)."""
 MAX_LINK_MESSAGE = 1024 * 1024
 """Bytes of one message an origin accepts from an edge (an uplink's keyframe)."""
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """RFC 6455 5.2: one final, unmasked binary frame (server to client). The origin
+    writes media frames straight to the socket from the fan-out (no task hop per frame)."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x82, n))
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x82, 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x82, 127, n)
+    return head + payload
 
 
 def sign(secret: str, *parts: str) -> str:
@@ -336,7 +351,7 @@ class CascadeFeature(Feature):
             await ws.prepare(request)
             await ws.send_str(json.dumps({"proof": sign(node.config.secret, "origin",
                                                         lesson_id, nonce)}))
-            await feature.serve_link(node, ws, lesson_id, edge_id)
+            await feature.serve_link(node, ws, lesson_id, edge_id, request.transport)
             return ws
 
         app.router.add_get("/cascade/link/{lesson}", link)
@@ -352,15 +367,27 @@ class CascadeFeature(Feature):
         app.router.add_get("/api/cascade", cascade_stats)
 
     async def serve_link(self, node: Node, ws: web.WebSocketResponse, lesson_id: str,
-                         edge_id: str) -> None:
-        """One edge's pull: attach the lines it wants, send their frames until it goes."""
-        queue: asyncio.Queue[bytes | str] = asyncio.Queue()
+                         edge_id: str, transport: asyncio.BaseTransport | None) -> None:
+        """One edge's pull: attach the lines it wants, send their frames until it goes.
+
+        Media frames are written to the socket as the fan-out hands them over (each write
+        is one whole WebSocket frame; aiohttp's own writes are whole frames too, so they
+        never interleave); the state and keyframe requests go through aiohttp."""
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        closing = False
 
         def send(frame: bytes) -> None:
-            if queue.qsize() < QUEUE_FRAMES:
-                queue.put_nowait(frame)
-            elif not ws.closed:  # a stuck edge: drop it, it re-pulls from a keyframe
+            nonlocal closing
+            if closing or not isinstance(transport, asyncio.WriteTransport) \
+                    or transport.is_closing():
+                return
+            if transport.get_write_buffer_size() > LINK_BUFFER:
+                closing = True  # a stuck edge: drop it, it re-pulls from a keyframe
+                logger.warning("cascade edge too slow", extra={"lesson": lesson_id,
+                                                               "edge": edge_id})
                 asyncio.ensure_future(ws.close(code=1013, message=b"edge too slow"))
+                return
+            transport.write(binary_frame(frame))
 
         def send_text(message: dict[str, Any]) -> None:
             queue.put_nowait(json.dumps(message))
@@ -372,11 +399,7 @@ class CascadeFeature(Feature):
 
         async def writer() -> None:
             while True:
-                item = await queue.get()
-                if isinstance(item, bytes):
-                    await ws.send_bytes(item)
-                else:
-                    await ws.send_str(item)
+                await ws.send_str(await queue.get())
 
         async def watch() -> None:
             state: dict[str, Any] | None = None
