@@ -10,10 +10,10 @@ starved machine: the teacher's video is encoded once before measuring and replay
 still come at once; ``encoded`` encodes it live like a browser, ``aiortc`` with aiortc's
 slower encoder), and the subscribers, in worker processes, count RTP packets and frames
 without depayloading or decoding (``--receivers light``, loadtests.light_receiver, receiver
-reports still sent; ``aiortc``: aiortc receivers with a counting decoder, as in
-loadtests.fanout). Two runs, each at N = 10 and N = ``--subscribers``: the ladder
-(subscribers spread round-robin over high / mid / low) and a single tier (everyone on
-high). Written:
+reports still sent; ``aiortc``: aiortc receivers with a counting decoder; both are
+loadtests.fanout's subscriber processes). Two runs, each at N = 10 and N =
+``--subscribers``: the ladder (subscribers spread round-robin over high / mid / low) and a
+single tier (everyone on high). Written:
 ``ladder_cpu`` and ``single_tier_cpu`` (relay CPU-seconds per second at the largest N),
 ``per_subscriber_cpu`` and ``single_tier_per_subscriber_cpu`` (slopes between the two N),
 ``tiers_in_use`` (the ladder run's), ``delivered_fps_ratio`` (worst subscriber of either
@@ -45,25 +45,20 @@ from classroom_client.media import (
     EncodedVideoTrack,
     SyntheticAudioTrack,
     SyntheticVideoTrack,
-    receive_codecs,
 )
 
-from . import light_receiver
 from .encoded_source import LoopedEncodedSource
 from .fanout import (
+    H264_TAG,
     RelayProcess,
     Worker,
     negotiate,
     new_pc,
     process_cpu,
-    serve_commands,
     wait_until,
 )
-from .fanout import worker_main as aiortc_worker_main
 
 TIERS = ("high", "mid", "low")
-H264_TAG = "-h264-"
-"""In a subscriber id (``high-h264-c31``): that subscriber offers only H.264."""
 
 
 def loadavg() -> list[float]:
@@ -110,39 +105,6 @@ class Teacher:
             await self.looped.close()
 
 
-class LightWorker(Worker):
-    """A subscriber process of light receivers (``python -m loadtests.abr --worker``)."""
-
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loadtests.abr", "--worker",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-
-
-async def light_worker_main() -> None:
-    """Like loadtests.fanout's worker (the same commands and replies: serve_commands), with
-    light_receiver.LightPeer subscribers: counted at the socket once ICE has connected."""
-    peers: list[light_receiver.LightPeer] = []
-
-    async def add(session: aiohttp.ClientSession, url: str, ids: list[str]) -> int:
-        batch = [light_receiver.LightPeer(new_pc(), ("video", "audio")) for _ in ids]
-        for peer_id, peer in zip(ids, batch, strict=True):
-            if H264_TAG in peer_id:  # an old TV box: no VP8 in its offer
-                video = next(t for t in peer.pc.getTransceivers() if t.kind == "video")
-                video.setCodecPreferences(receive_codecs("h264"))
-        await asyncio.gather(*(negotiate(session, url, "/subscribe", peer_id, peer.pc)
-                               for peer_id, peer in zip(ids, batch, strict=True)))
-        for peer in batch:
-            await peer.connected()
-        peers.extend(batch)
-        return len(peers)
-
-    await serve_commands(add, lambda: [[p.counts[0].frames, p.counts[1].frames]
-                                       for p in peers])
-    for peer in peers:
-        await peer.pc.close()
-
-
 async def run(label: str, tiers: tuple[str, ...], sweep: tuple[int, ...], warmup: float,
               window: float, client_procs: int, log, teacher_kind: str = "looped",
               receivers: str = "light", h264: int = 0) -> list[dict]:
@@ -150,8 +112,7 @@ async def run(label: str, tiers: tuple[str, ...], sweep: tuple[int, ...], warmup
     after that many H.264-only subscribers on high joined the largest N."""
     relay = RelayProcess("pinned")
     await relay.start()
-    workers = [LightWorker() if receivers == "light" else Worker()
-               for _ in range(client_procs)]
+    workers = [Worker(receivers) for _ in range(client_procs)]  # loadtests.fanout's
     for worker in workers:
         await worker.start()
     ids: list[list[str]] = [[] for _ in workers]
@@ -369,11 +330,7 @@ def main() -> None:
     parser.add_argument("--h264-subscribers", type=int, default=3,
                         help="H.264-only subscribers added on high at the end (0: none)")
     parser.add_argument("--json", help="write the result here")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        asyncio.run(light_worker_main() if args.receivers == "light" else aiortc_worker_main())
-        return
     result = asyncio.run(main_async(args))
     text = json.dumps(result, indent=2)
     if args.json:

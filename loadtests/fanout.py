@@ -1,20 +1,42 @@
-"""Fan-out benchmark: what one more classroom costs the relay, against aiortc's MediaRelay.
+"""Fan-out benchmark: what one more classroom costs the relay, how many one relay core holds.
 
-    python -m loadtests.fanout --json out.json      # the sweep (a few minutes)
-    python -m loadtests.fanout --subscribers 20     # one point of the product relay
-    python -m loadtests.fanout --send-path tasks    # the product with a sender task per
-                                                    # subscriber (before the batched path)
+    python -m loadtests.fanout --json out.json              # sweep, MediaRelay, search
+    python -m loadtests.fanout --workers 2 --json out.json  # one relay process vs 2 nodes
+    python -m loadtests.fanout --subscribers 20             # one point of the product relay
+    python -m loadtests.fanout --send-path tasks            # a sender task per subscriber
 
-One publisher (synthetic 640x360 30 fps video with audio) and N subscribers, all in this
-process, talk to a relay in a process of its own (``loadtests.relay_proc``); the relay
-process's CPU is read from /proc/PID/stat over a steady window after a warm-up, its RSS
-from /proc/PID/status. Subscribers count frames at the RTP level without decoding
-(``install_counting_decoder``), so the cores measure the relay, not the clients.
-Product: N = 0, 10, 20, 50; baseline (MediaRelay, an encoder per subscriber): N = 0, 5, 10.
-The per-subscriber cost is the least-squares slope of CPU over N. The product encodes
-while the publisher's media flows, so its N=0 point includes the encoder. Forward latency
-is the relay's own histogram (arrival -> written for a subscriber, scraped from its
-/metrics) over the window at the largest N.
+The relay runs in a process of its own (``loadtests.relay_proc``) pinned to the first CPU;
+this process (the teacher) and the subscriber processes are pinned to the others
+(``os.sched_setaffinity``; each process's and thread's observed affinity is in the JSON,
+``affinity``), so the load generator's cost is not taken from the relay. The teacher is
+640x360 30 fps VP8 encoded once before measuring and replayed
+(``loadtests.encoded_source.LoopedEncodedSource``) with live Opus; the subscribers are
+light receivers (``loadtests.light_receiver.LightPeer``: counted at the socket from the
+RTP header, receiver reports still sent) in ``--client-procs`` processes. The relay's CPU
+is read from /proc/PID/stat over a steady window after a warm-up, its RSS from
+/proc/PID/status; each point also says how busy each core was (/proc/stat) and what the
+generator took.
+
+In one run (default):
+1. **product sweep** N = 0, 10, 20, 50: the per-subscriber cost is the least-squares slope
+   of the relay's CPU over N (the N=0 point is the decoder and encoder, running while the
+   teacher's media flows); forward latency is the relay's own histogram (arrival ->
+   written for a subscriber, scraped from /metrics) at N = 50.
+2. **capacity search** (same relay): subscribers are added (and removed) until the most N
+   at which the worst subscriber still gets >= 0.95 of the source's frames over the window
+   is bracketed within ``--resolution`` or ``--search-seconds`` have gone:
+   ``subscribers_per_core`` (the relay has one core).
+3. **baseline**: aiortc's MediaRelay (one encoder per subscriber) at N = 0, 1, 2, 4 on the
+   same one core, its slope over the points where it still delivers >= 90 % (``ratio``
+   = its slope / the product's), then the same search (``baseline_subscribers_per_core``).
+
+``--workers K`` (K >= 2) instead compares, in one run, the most subscribers delivered >=
+0.95 by one relay process (one ``classroom serve`` node on CPU 0, the generator on the
+others) and by K relay processes (K ``classroom serve`` nodes of one cascade on a private
+``redis-server``, as loadtests.cascade starts them: the teacher on the first, node i pinned
+to CPU i mod cores, the classrooms split evenly over the nodes; the generator then shares
+the cores with them, which the JSON says). Classrooms there are light receivers negotiated
+through signaling (loadtests.cascade.Classroom) in subscriber processes.
 """
 
 from __future__ import annotations
@@ -25,41 +47,141 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from classroom_client.media import (
-    SyntheticAudioTrack,
-    SyntheticVideoTrack,
-    install_counting_decoder,
-    receive_counts,
-)
-from media_relay.sockets import enlarge_receive_buffers
+from classroom_client.media import install_counting_decoder, receive_codecs, receive_counts
+from media_relay.sockets import enlarge_receive_buffers, install_batched_reads
 
 PRODUCT_SWEEP = (0, 10, 20, 50)
-BASELINE_SWEEP = (0, 5, 10)
+BASELINE_SWEEP = (0, 1, 2, 4)
 TARGETS = {"ratio": 20.0, "p95_forward_ms": 20.0, "delivered_fps_ratio": 0.95,
            "relay_rss_mb_per_subscriber": 2.0}
 BASELINE_DELIVERING = 0.9
+DELIVERED = 0.95
+"""A point holds when its worst subscriber got this share of the source's video frames."""
+SOURCE = (640, 360, 30)
+SOURCE_BITRATE = 500_000
+AUDIO_PACKETS_PER_SECOND = 50  # 20 ms Opus
+H264_TAG = "-h264-"
+"""In a subscriber id (``high-h264-c31``): that light receiver offers only H.264 (abr)."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-# ---- the relay process ---------------------------------------------------------------------
+# ---- cores -----------------------------------------------------------------------------------
+@dataclass
+class Cores:
+    """Which CPUs the relay processes and the load generator may use (None: not pinned)."""
+
+    relays: list[int] | None
+    generator: list[int] | None
+
+    @classmethod
+    def split(cls, pin: bool = True) -> Cores:
+        """The first CPU for the relay, the others for the generator (this process and its
+        subscriber processes, which inherit it); no pinning on a one-CPU machine."""
+        cpus = sorted(os.sched_getaffinity(0))
+        if not pin or len(cpus) < 2:
+            return cls(None, None)
+        return cls([cpus[0]], cpus[1:])
+
+    def pin_generator(self) -> None:
+        if self.generator:
+            pin_process(self.generator)
+
+    def relay_preexec(self, cpus: Sequence[int] | None = None) -> Callable[[], None] | None:
+        """For a child's ``preexec_fn``: pinned before it starts (every thread inherits)."""
+        chosen = list(cpus) if cpus is not None else self.relays
+        if not chosen:
+            return None
+        return lambda: os.sched_setaffinity(0, chosen)
+
+
+def pin_process(cpus: Sequence[int]) -> None:
+    """Pin every thread of this process (``sched_setaffinity(0)`` pins the calling thread
+    only; the executor's threads would stay where they were)."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:  # the thread has just ended
+            pass
+
+
+def observed_affinity(pid: int | str = "self") -> list[int]:
+    """The CPUs any thread of ``pid`` may run on now (read back from /proc, not assumed)."""
+    cpus: set[int] = set()
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            cpus |= os.sched_getaffinity(int(tid))
+    except OSError:
+        return []
+    return sorted(cpus)
+
+
+def core_jiffies() -> dict[int, tuple[int, int]]:
+    """(busy, total) jiffies per CPU since boot (/proc/stat)."""
+    out: dict[int, tuple[int, int]] = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *values = line.split()
+                numbers = [int(v) for v in values]
+                idle = numbers[3] + numbers[4]
+                out[int(name[3:])] = (sum(numbers) - idle, sum(numbers))
+    return out
+
+
+def core_busy(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]
+              ) -> dict[str, float]:
+    """How busy each CPU was between two :func:`core_jiffies` (1.0 = all the time)."""
+    return {str(cpu): round((after[cpu][0] - before[cpu][0])
+                            / max(1, after[cpu][1] - before[cpu][1]), 3)
+            for cpu in sorted(after) if cpu in before}
+
+
+# ---- the relay process -----------------------------------------------------------------------
+def process_cpu(pid: int | str, thread: int | None = None) -> float:
+    """CPU-seconds (user + system) of a process, or of one of its threads (``thread``:
+    its tid; the main thread's tid is the pid)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def process_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 class RelayProcess:
-    def __init__(self, mode: str, send_path: str = "batched") -> None:
+    """``loadtests.relay_proc`` in a child process, pinned by ``preexec`` (Cores)."""
+
+    def __init__(self, mode: str, send_path: str = "batched",
+                 preexec: Callable[[], None] | None = None, profile: str | None = None) -> None:
         self.mode = mode
         self.send_path = send_path
+        self.preexec = preexec
+        self.profile = profile
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
 
     async def start(self) -> None:
+        profile = ["-m", "cProfile", "-o", self.profile] if self.profile else []
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loadtests.relay_proc", "--mode", self.mode, "--port", "0",
-            "--send-path", self.send_path, stdout=asyncio.subprocess.PIPE)
+            sys.executable, *profile, "-m", "loadtests.relay_proc", "--mode", self.mode,
+            "--port", "0", "--send-path", self.send_path, stdout=asyncio.subprocess.PIPE,
+            preexec_fn=self.preexec)
         line = (await asyncio.wait_for(self.proc.stdout.readline(), 30)).decode()
         if not line.startswith("READY"):
             raise RuntimeError(f"relay process did not start: {line!r}")
@@ -70,22 +192,16 @@ class RelayProcess:
         return self.proc.pid
 
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+        return process_cpu(self.pid)
 
     def rss_mb(self) -> float:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
+        return process_rss_mb(self.pid)
 
     async def stop(self) -> None:
         if self.proc and self.proc.returncode is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                await asyncio.wait_for(self.proc.wait(), 10)
+                await asyncio.wait_for(self.proc.wait(), 20)
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
@@ -129,7 +245,25 @@ def delta_buckets(after: dict[float, float], before: dict[float, float]) -> dict
     return {b: after[b] - before.get(b, 0.0) for b in after}
 
 
-# ---- the clients (this process) --------------------------------------------------------------
+FORWARD_METRIC = "classroom_relay_forward_latency_seconds"
+
+
+def forward_p95(before: str, after: str) -> tuple[dict[str, float | None], float | None]:
+    """p95 forward latency (ms) by kind and over every kind, between two /metrics texts."""
+    hist0, hist1 = parse_histogram(before, FORWARD_METRIC), parse_histogram(after, FORWARD_METRIC)
+    p95: dict[str, float | None] = {}
+    combined: dict[float, float] = {}
+    for kind, buckets in hist1.items():
+        delta = delta_buckets(buckets, hist0.get(kind, {}))
+        q = quantile(delta, 0.95)
+        p95[kind] = round(q * 1000, 2) if q is not None else None
+        for bound, count in delta.items():
+            combined[bound] = combined.get(bound, 0.0) + count
+    q_all = quantile(combined, 0.95) if combined else None
+    return p95, (round(q_all * 1000, 2) if q_all is not None else None)
+
+
+# ---- the subscriber processes ----------------------------------------------------------------
 def new_pc() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
@@ -145,7 +279,117 @@ async def negotiate(session: aiohttp.ClientSession, url: str, path: str, peer_id
     await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], "answer"))
 
 
-class Subscriber:
+AddSubscribers = Callable[[aiohttp.ClientSession, str, list[str]], Awaitable[int]]
+"""(session, relay url, peer ids) -> connect those subscribers; returns how many there are."""
+DropSubscribers = Callable[[int], Awaitable[int]]
+"""(k) -> close the k newest subscribers; returns how many are left."""
+
+
+async def serve_commands(add: AddSubscribers, counts: Callable[[], list],
+                         drop: DropSubscribers | None = None) -> None:
+    """A subscriber process's protocol: JSON commands on stdin, one JSON reply line each
+    on stdout. ``{"cmd": "add", "url": U, "ids": [...]}`` connects subscribers (``add``;
+    ``"urls": [...]`` instead of ``url``: one URL per id, one ``add`` per URL at once);
+    ``{"cmd": "drop", "n": k}`` closes the k newest; ``{"cmd": "counts"}`` replies
+    ``{"counts": [[video_frames, audio_packets], ...], "cpu": s}``; EOF ends."""
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession() as session:
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            command = json.loads(line)
+            if command["cmd"] == "add":
+                groups: dict[str, list[str]] = {}
+                urls = command.get("urls") or [command["url"]] * len(command["ids"])
+                for url, peer_id in zip(urls, command["ids"], strict=True):
+                    groups.setdefault(url, []).append(peer_id)
+                sizes = await asyncio.gather(*(add(session, url, ids)
+                                               for url, ids in groups.items()))
+                reply: dict = {"ok": max(sizes, default=0)}
+            elif command["cmd"] == "drop":
+                if drop is None:
+                    raise RuntimeError("this subscriber process cannot drop subscribers")
+                reply = {"ok": await drop(command["n"])}
+            else:
+                reply = {"counts": counts(), "cpu": process_cpu("self")}
+            sys.stdout.write(json.dumps(reply) + "\n")
+            sys.stdout.flush()
+
+
+async def light_worker_main() -> None:
+    """Subscribers as light receivers (light_receiver.LightPeer: counted at the socket once
+    ICE has connected, receiver reports still sent), negotiated over the relay process's
+    HTTP; an id with ``H264_TAG`` offers only H.264 (an old TV box)."""
+    from loadtests.light_receiver import LightPeer
+
+    install_batched_reads()  # drain up to 32 datagrams per wake-up, as the relay does
+    peers: list[LightPeer] = []
+
+    async def add(session: aiohttp.ClientSession, url: str, ids: list[str]) -> int:
+        batch = [LightPeer(new_pc(), ("video", "audio")) for _ in ids]
+        for peer_id, peer in zip(ids, batch, strict=True):
+            if H264_TAG in peer_id:
+                video = next(t for t in peer.pc.getTransceivers() if t.kind == "video")
+                video.setCodecPreferences(receive_codecs("h264"))
+        await asyncio.gather(*(negotiate(session, url, "/subscribe", peer_id, peer.pc)
+                               for peer_id, peer in zip(ids, batch, strict=True)))
+        for peer in batch:
+            await peer.connected()
+        peers.extend(batch)
+        return len(peers)
+
+    async def drop(n: int) -> int:
+        for _ in range(min(n, len(peers))):
+            await peers.pop().pc.close()
+        return len(peers)
+
+    await serve_commands(add, lambda: [[p.counts[0].frames, p.counts[1].frames]
+                                       for p in peers], drop)
+    for peer in peers:
+        await peer.pc.close()
+
+
+async def signaling_worker_main() -> None:
+    """Subscribers as classrooms of a ``classroom serve`` node: a light receiver negotiated
+    through signaling (loadtests.cascade.Classroom); ``url`` is the node, ids are numbers;
+    the secret and lesson come from FANOUT_SECRET and FANOUT_LESSON."""
+    from loadtests.cascade import Classroom
+
+    install_batched_reads()
+    secret, lesson = os.environ["FANOUT_SECRET"], os.environ["FANOUT_LESSON"]
+    rooms: list[Classroom] = []
+
+    async def add(session: aiohttp.ClientSession, url: str, ids: list[str]) -> int:
+        node = NodeRef(url, secret)
+        batch = [Classroom(node, lesson, int(i)) for i in ids]  # type: ignore[arg-type]
+        await asyncio.gather(*(room.join(node) for room in batch))  # type: ignore[arg-type]
+        rooms.extend(batch)
+        return len(rooms)
+
+    async def drop(n: int) -> int:
+        for _ in range(min(n, len(rooms))):
+            await rooms.pop().leave()
+        return len(rooms)
+
+    def counts() -> list[list[int]]:
+        return [[r.peer.counts[0].frames, r.peer.counts[1].frames] if r.peer else [0, 0]
+                for r in rooms]
+
+    await serve_commands(add, counts, drop)
+    for room in rooms:
+        await room.leave()
+
+
+@dataclass
+class NodeRef:
+    """What loadtests.cascade.Classroom reads of a node: its URL and the district secret."""
+
+    url: str
+    secret: str
+
+
+class _AiortcSubscriber:
     def __init__(self, pc: RTCPeerConnection) -> None:
         self.pc = pc
         self.tracks: dict[str, object] = {}
@@ -160,34 +404,11 @@ class Subscriber:
                 receive_counts(audio).frames if audio else 0)
 
 
-AddSubscribers = Callable[[aiohttp.ClientSession, str, list[str]], Awaitable[int]]
-"""(session, relay url, peer ids) -> connect those subscribers; returns how many there are."""
-
-
-async def serve_commands(add: AddSubscribers, counts: Callable[[], list]) -> None:
-    """A subscriber process's protocol: JSON commands on stdin, one JSON reply line each
-    on stdout. ``{"cmd": "add", "url": U, "ids": [...]}`` connects subscribers (``add``);
-    ``{"cmd": "counts"}`` replies ``{"counts": [[video_frames, audio_packets], ...],
-    "cpu": s}``; EOF ends."""
-    loop = asyncio.get_running_loop()
-    async with aiohttp.ClientSession() as session:
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line:
-                break
-            command = json.loads(line)
-            if command["cmd"] == "add":
-                reply: dict = {"ok": await add(session, command["url"], command["ids"])}
-            else:
-                reply = {"counts": counts(), "cpu": process_cpu("self")}
-            sys.stdout.write(json.dumps(reply) + "\n")
-            sys.stdout.flush()
-
-
 async def worker_main() -> None:
-    """A subscriber process of aiortc receivers with a counting decoder (serve_commands)."""
+    """Subscribers as aiortc receivers with a counting decoder (``--receivers aiortc``:
+    the old load generator, ~4x the cost of a light receiver; kept to compare)."""
     install_counting_decoder()
-    subscribers: list[Subscriber] = []
+    subscribers: list[_AiortcSubscriber] = []
 
     async def add(session: aiohttp.ClientSession, url: str, ids: list[str]) -> int:
         batch = []
@@ -195,40 +416,43 @@ async def worker_main() -> None:
             pc = new_pc()
             pc.addTransceiver("video", direction="recvonly")
             pc.addTransceiver("audio", direction="recvonly")
-            subscribers.append(Subscriber(pc))
+            subscribers.append(_AiortcSubscriber(pc))
             batch.append(negotiate(session, url, "/subscribe", peer_id, pc))
         await asyncio.gather(*batch)
         for sub in subscribers[-len(batch):]:
             enlarge_receive_buffers(sub.pc, 1 << 20)
         return len(subscribers)
 
-    await serve_commands(add, lambda: [s.counts() for s in subscribers])
+    async def drop(n: int) -> int:
+        for _ in range(min(n, len(subscribers))):
+            await subscribers.pop().pc.close()
+        return len(subscribers)
+
+    await serve_commands(add, lambda: [s.counts() for s in subscribers], drop)
     for sub in subscribers:
         await sub.pc.close()
 
 
-def process_cpu(pid: int | str, thread: int | None = None) -> float:
-    """CPU-seconds (user + system) of a process, or of one of its threads (``thread``:
-    its tid; the main thread's tid is the pid)."""
-    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
-    with open(path) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+WORKER_MAINS = {"light": light_worker_main, "aiortc": worker_main,
+                "signaling": signaling_worker_main}
 
 
 class Worker:
-    """The driver's handle on one subscriber process."""
+    """The driver's handle on one subscriber process (``receivers``: WORKER_MAINS)."""
 
-    def __init__(self) -> None:
+    def __init__(self, receivers: str = "light", env: dict[str, str] | None = None) -> None:
+        self.receivers = receivers
+        self.env = env
         self.proc: asyncio.subprocess.Process | None = None
         self.size = 0
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loadtests.fanout", "--worker",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            sys.executable, "-m", "loadtests.fanout", "--worker", "--receivers", self.receivers,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, **(self.env or {})})
 
-    async def call(self, command: dict, timeout: float = 60) -> dict:
+    async def call(self, command: dict, timeout: float = 90) -> dict:
         self.proc.stdin.write((json.dumps(command) + "\n").encode())
         await self.proc.stdin.drain()
         line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
@@ -240,10 +464,67 @@ class Worker:
         if self.proc and self.proc.returncode is None:
             self.proc.stdin.close()
             try:
-                await asyncio.wait_for(self.proc.wait(), 20)
+                await asyncio.wait_for(self.proc.wait(), 30)
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+
+
+class Farm:
+    """The subscriber processes as one pool: ``resize`` to N subscribers (spread over the
+    processes, 5 at a time per process; subscriber i goes to ``url_of(i)``), ``counts``."""
+
+    def __init__(self, workers: list[Worker], url_of: Callable[[int], str],
+                 id_of: Callable[[int], str] = lambda i: f"c{i}") -> None:
+        self.workers = workers
+        self.url_of = url_of
+        self.id_of = id_of
+        self.ids: list[list[str]] = [[] for _ in workers]
+        self.worker_cpu = 0.0
+
+    @property
+    def size(self) -> int:
+        return sum(len(ids) for ids in self.ids)
+
+    async def start(self) -> None:
+        for worker in self.workers:
+            await worker.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(w.stop() for w in self.workers))
+
+    async def resize(self, target: int) -> None:
+        while self.size < target:
+            calls = []
+            for index, worker in enumerate(self.workers):
+                first = self.size
+                batch = list(range(first, min(target, first + 5)))
+                if not batch:
+                    break
+                self.ids[index].extend(self.id_of(i) for i in batch)
+                calls.append(worker.call({"cmd": "add", "ids": [self.id_of(i) for i in batch],
+                                          "urls": [self.url_of(i) for i in batch]}))
+            await asyncio.gather(*calls)
+        while self.size > target:  # the newest first, from the fullest process
+            index = max(range(len(self.workers)), key=lambda i: len(self.ids[i]))
+            n = min(len(self.ids[index]), self.size - target)
+            await self.workers[index].call({"cmd": "drop", "n": n})
+            del self.ids[index][-n:]
+
+    async def counts(self) -> dict[str, tuple[int, int]]:
+        replies = await asyncio.gather(*(w.call({"cmd": "counts"}) for w in self.workers))
+        self.worker_cpu = sum(r["cpu"] for r in replies)
+        out: dict[str, tuple[int, int]] = {}
+        for names, reply in zip(self.ids, replies, strict=True):
+            out.update(zip(names, (tuple(c) for c in reply["counts"]), strict=True))
+        return out
+
+    async def all_receiving(self) -> bool:
+        return all(v > 0 and a > 0 for v, a in (await self.counts()).values())
+
+    def cpu(self) -> float:
+        """CPU-seconds of the subscriber processes at the last ``counts``, and this one."""
+        return self.worker_cpu + process_cpu("self")
 
 
 async def wait_until(condition, timeout: float, what: str) -> None:
@@ -254,6 +535,35 @@ async def wait_until(condition, timeout: float, what: str) -> None:
         await asyncio.sleep(0.2)
 
 
+# ---- the teacher -----------------------------------------------------------------------------
+class LoopedTeacherSource:
+    """The 640x360 teacher, encoded once and replayed (a PLI gets the current frame's
+    intra twin), so the generator's core is not spent encoding."""
+
+    def __init__(self) -> None:
+        from loadtests.encoded_source import LoopedEncodedSource
+
+        width, height, fps = SOURCE
+        self.source = LoopedEncodedSource(width, height, fps, bitrate=SOURCE_BITRATE)
+        self.video = self.source.track("video")
+        self.audio = self.source.track("audio")
+
+    async def start(self, pc: RTCPeerConnection) -> None:
+        await self.source.prepare()
+        for transceiver in pc.getTransceivers():
+            if transceiver.sender.track is not None:
+                self.source.attach_sender(transceiver.sender)
+        self.source.start()
+
+    @property
+    def frames(self) -> int:
+        return self.source.frames
+
+    async def close(self) -> None:
+        await self.source.close()
+
+
+# ---- one measured point ----------------------------------------------------------------------
 @dataclass
 class Point:
     mode: str
@@ -267,116 +577,253 @@ class Point:
     p95_ms: dict[str, float | None] = field(default_factory=dict)
     p95_all_ms: float | None = None
     client_cpu: float | None = None
+    """CPU-s/s of the whole load generator (teacher + subscriber processes)."""
+    core_busy: dict[str, float] | None = None
+    """How busy each CPU was over the window (the relay's and the generator's)."""
+    relay_cpu_by_process: list[float] | None = None
+    loadavg: list[float] | None = None
+    tiers: dict[str, int] | None = None
     relay_drops: int | None = None
     relay_rendition: dict | None = None
     relay_queue_wait: dict | None = None
     relay_send: dict | None = None
     udp_errors: dict | None = None
+    phase: str = "sweep"
+    settle_seconds: float | None = None
+    """Waited before the warm-up for the relays to forget dropped subscribers and lift
+    demoted ones back to the top tier (``settled`` False: still not, at the deadline)."""
+    settled: bool | None = None
+    other_cpu: float | None = None
+    """CPU-s/s the machine spent outside the relays and the generator (other jobs, the
+    kernel's share not charged to a process) over the window."""
+
+    @property
+    def holds(self) -> bool:
+        return (self.delivered_min or 0.0) >= DELIVERED if self.subscribers else True
 
 
-async def run_mode(mode: str, sweep: tuple[int, ...], warmup: float, window: float,
-                   client_procs: int, log, send_path: str = "batched") -> list[Point]:
-    relay = RelayProcess(mode, send_path)
-    await relay.start()
-    workers = [Worker() for _ in range(client_procs)]
-    for worker in workers:
-        await worker.start()
+@dataclass
+class Bench:
+    """What a point is measured against: the relay processes (pid, url; ``stats`` when
+    they answer loadtests.relay_proc's /stats), the subscriber farm and the teacher."""
+
+    mode: str
+    pids: Callable[[], list[int]]
+    metrics_urls: list[str]
+    farm: Farm
+    teacher_frames: Callable[[], int]
+    stats_url: str | None = None
+    log: Callable[[str], None] = print
+    recover_seconds: float = 20.0
+
+
+async def fetch(session: aiohttp.ClientSession, url: str, as_json: bool = False) -> Any:
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+        return await (resp.json() if as_json else resp.text())
+
+
+async def measure(bench: Bench, session: aiohttp.ClientSession, n: int, warmup: float,
+                  window: float, phase: str) -> Point:
+    """Resize the farm to ``n``, wait until every subscriber receives, warm up, measure."""
+    await bench.farm.resize(n)
+    await wait_until(bench.farm.all_receiving, 60, "every subscriber receiving")
+    waited, settled = await settle(bench, session, n, bench.recover_seconds)
+    await asyncio.sleep(warmup)
+    metrics0 = [await fetch(session, f"{u}/metrics") for u in bench.metrics_urls]
+    got0 = await bench.farm.counts()
+    client0 = bench.farm.cpu()
+    udp0, jiffies0 = udp_counters(), core_jiffies()
+    pids = bench.pids()
+    cpu0 = [process_cpu(p) for p in pids]
+    t0, sent0 = time.monotonic(), bench.teacher_frames()
+    await asyncio.sleep(window)
+    cpu1 = [process_cpu(p) for p in pids]
+    t1, sent1 = time.monotonic(), bench.teacher_frames()
+    jiffies1 = core_jiffies()
+    got1 = await bench.farm.counts()
+    client1 = bench.farm.cpu()
+    udp1 = udp_counters()
+    metrics1 = [await fetch(session, f"{u}/metrics") for u in bench.metrics_urls]
+    span = t1 - t0
+    sent = max(1, sent1 - sent0)
+    audio_sent = max(1.0, AUDIO_PACKETS_PER_SECOND * span)
+    pairs = [(got0.get(k, (0, 0)), got1[k]) for k in got1]
+    ratios = [(b[0] - a[0]) / sent for a, b in pairs]
+    audio_ratios = [(b[1] - a[1]) / audio_sent for a, b in pairs]
+    p95, p95_all = forward_p95("\n".join(metrics0), "\n".join(metrics1))
+    per_process = [round((b - a) / span, 4) for a, b in zip(cpu0, cpu1, strict=True)]
+    point = Point(
+        mode=bench.mode, subscribers=n, cpu=round(sum(per_process), 4),
+        rss_mb=round(sum(process_rss_mb(p) for p in pids), 1),
+        delivered_min=round(min(ratios), 3) if ratios else None,
+        delivered_mean=round(sum(ratios) / len(ratios), 3) if ratios else None,
+        audio_delivered_min=round(min(audio_ratios), 3) if audio_ratios else None,
+        sent_fps=round(sent / span, 1), p95_ms=p95, p95_all_ms=p95_all,
+        client_cpu=round((client1 - client0) / span, 3), core_busy=core_busy(jiffies0, jiffies1),
+        relay_cpu_by_process=per_process, loadavg=[round(x, 2) for x in os.getloadavg()],
+        udp_errors={k: udp1[k] - udp0.get(k, 0) for k in udp1}, phase=phase,
+        settle_seconds=waited, settled=settled)
+    busy = point.core_busy or {}
+    point.other_cpu = round(sum(busy.values()) - point.cpu - (point.client_cpu or 0), 3)
+    if bench.stats_url is not None:
+        stats = await fetch(session, f"{bench.stats_url}/stats", True)
+        point.tiers = stats.get("tiers")
+        point.relay_drops = _drops(stats)
+        point.relay_queue_wait = _waits(stats)
+        point.relay_send = _send_stats(stats)
+        point.relay_rendition = (stats.get("lessons", {}).get("bench") or {}).get(
+            "renditions", [None])[0]
+    bench.log(f"  {bench.mode:8s} {phase:6s} N={n:3d}  cpu={point.cpu:.3f} {per_process} "
+              f"rss={point.rss_mb:.1f} MB  delivered min={point.delivered_min} "
+              f"audio min={point.audio_delivered_min}  sent={point.sent_fps} fps  "
+              f"p95={p95}  generator cpu={point.client_cpu}  cores busy={point.core_busy}  "
+              f"other={point.other_cpu}  tiers={point.tiers}  drops={point.relay_drops}  "
+              f"udp={point.udp_errors}  settled={settled} after {waited} s")
+    return point
+
+
+def gauge(text: str, name: str, label: str) -> dict[str, float]:
+    """``{label value: value}`` of a Prometheus gauge in /metrics text."""
+    out: dict[str, float] = {}
+    prefix = name + "{"
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            labels, value = line[len(prefix):].rsplit("} ", 1)
+            parts = dict(p.split("=", 1) for p in labels.split(","))
+            key = parts.get(label, "").strip('"')
+            out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
+async def settle(bench: Bench, session: aiohttp.ClientSession, n: int, timeout: float
+                 ) -> tuple[float, bool]:
+    """Before a point: until the relays count ``n`` subscribers (dropped ones forgotten) and
+    none is below the top tier (the rate controller demotes subscribers while a relay is
+    overloaded and climbs back in steps: a point after a failing one must not inherit
+    that), at most ``timeout`` s. Returns (seconds waited, settled)."""
+    start = time.monotonic()
+    while True:
+        if bench.stats_url is not None:  # loadtests.relay_proc: every subscriber's tier
+            stats = await fetch(session, f"{bench.stats_url}/stats", True)
+            tiers = stats.get("tiers") or {}
+            ok = stats.get("subscribers", n) == n and all(
+                count == 0 for tier, count in tiers.items() if tier != "high")
+        else:  # classroom serve: the subscribers attached to each tier's rendition
+            tiers = {}
+            for url in bench.metrics_urls:
+                for tier, count in gauge(await fetch(session, f"{url}/metrics"),
+                                         "classroom_subscribers", "tier").items():
+                    tiers[tier] = tiers.get(tier, 0) + count
+            ok = all(count == 0 for tier, count in tiers.items() if tier != "high")
+        waited = round(time.monotonic() - start, 1)
+        if ok or waited >= timeout:
+            return waited, ok
+        await asyncio.sleep(0.5)
+
+
+@dataclass
+class Bracket:
+    """The search's state: the most N seen holding (``good``) and the least N above it seen
+    failing (``bad``; a failure below a holding N is noise: it is in the points, not here).
+    Up by x``growth`` until a point fails, then halving until ``bad - good`` is at most
+    ``resolution`` x good (at least 1)."""
+
+    resolution: float
+    growth: float = 1.5
+    good: int = 0
+    failed: list[int] = field(default_factory=list)
+
+    @property
+    def bad(self) -> int | None:
+        return min((n for n in self.failed if n > self.good), default=None)
+
+    def record(self, n: int, holds: bool) -> None:
+        if holds:
+            self.good = max(self.good, n)
+        else:
+            self.failed.append(n)
+
+    @property
+    def done(self) -> bool:
+        bad = self.bad
+        return bad is not None and bad - self.good <= max(1.0, self.resolution * self.good)
+
+    def next(self, start: int) -> int:
+        """The N to try next (``start``: the first N of the ramp)."""
+        bad = self.bad
+        if bad is None:
+            return max(start, self.good + 2, int(self.good * self.growth))
+        return (self.good + bad) // 2
+
+
+async def search(bench: Bench, session: aiohttp.ClientSession, start: int, warmup: float,
+                 window: float, budget: float, resolution: float,
+                 known: list[Point] | None = None) -> dict:
+    """The most subscribers at which the point holds (delivered >= DELIVERED), bracketed
+    between a holding and a failing N (:class:`Bracket`), or what is known when ``budget``
+    seconds have gone. ``known``: points already measured on this relay (the sweep)."""
+    deadline = time.monotonic() + budget
+    bracket = Bracket(resolution)
+    for p in known or []:
+        bracket.record(p.subscribers, p.holds)
     points: list[Point] = []
+    while time.monotonic() < deadline and not bracket.done:
+        n = bracket.next(start)
+        point = await measure(bench, session, n, warmup, window, "search")
+        points.append(point)
+        bracket.record(n, point.holds)
+    return {"subscribers": bracket.good, "first_failing": bracket.bad,
+            "bracketed": bracket.done, "points": [asdict(p) for p in points]}
+
+
+# ---- the relay_proc runs ---------------------------------------------------------------------
+OBSERVED_AFFINITY: dict[str, list[int]] = {}
+"""Each relay process's CPUs as read back from /proc while it ran (by mode)."""
+
+
+async def run_relay(mode: str, sweep: tuple[int, ...], args: argparse.Namespace, cores: Cores,
+                    log, search_from: int | None = None) -> tuple[list[Point], dict | None]:
+    """The points of ``sweep`` on one relay process, then (``search_from``) the search."""
+    profile = args.profile if mode == "product" else None
+    relay = RelayProcess(mode, args.send_path, cores.relay_preexec(), profile)
+    await relay.start()
+    farm = Farm([Worker(args.receivers) for _ in range(args.client_procs)],
+                lambda i: relay.url)
+    await farm.start()
     publisher = new_pc()
-    total = 0
-
-    async def counts() -> tuple[list[tuple[int, int]], float]:
-        replies = await asyncio.gather(*(w.call({"cmd": "counts"}) for w in workers))
-        return ([tuple(c) for r in replies for c in r["counts"]],
-                sum(r["cpu"] for r in replies) + process_cpu("self"))
-
-    async def all_receiving() -> bool:
-        got, _ = await counts()
-        return all(v > 0 and a > 0 for v, a in got)
-
+    teacher = LoopedTeacherSource()
+    points: list[Point] = []
+    found = None
     try:
         async with aiohttp.ClientSession() as session:
-            video, audio = SyntheticVideoTrack(640, 360, 30), SyntheticAudioTrack()
-            publisher.addTransceiver(video, direction="sendonly")
-            publisher.addTransceiver(audio, direction="sendonly")
+            publisher.addTransceiver(teacher.video, direction="sendonly")
+            publisher.addTransceiver(teacher.audio, direction="sendonly")
+            await teacher.start(publisher)
             await negotiate(session, relay.url, "/publish", "teacher", publisher)
 
             async def published() -> bool:
                 return publisher.connectionState == "connected"
 
             await wait_until(published, 20, "publisher connected")
+            bench = Bench(mode, lambda: [relay.pid], [relay.url], farm, lambda: teacher.frames,
+                          relay.url, log, args.recover_seconds)
             for target in sweep:
-                while total < target:  # batches of up to 10, spread over the workers
-                    calls = []
-                    for worker in workers:
-                        n = min(5, target - total)
-                        if n <= 0:
-                            break
-                        ids = [f"c{total + i}" for i in range(n)]
-                        total += n
-                        calls.append(worker.call({"cmd": "add", "url": relay.url, "ids": ids}))
-                    await asyncio.gather(*calls)
-                await wait_until(all_receiving, 30, "every subscriber receiving")
-                await asyncio.sleep(warmup)
-                async with session.get(f"{relay.url}/metrics") as resp:
-                    hist0 = parse_histogram(await resp.text(),
-                                            "classroom_relay_forward_latency_seconds")
-                got0, client_cpu0 = await counts()
-                udp0 = udp_counters()
-                cpu0, t0, sent0 = relay.cpu_seconds(), time.monotonic(), video.frames_sent
-                audio_sent0 = audio.frames_sent
-                await asyncio.sleep(window)
-                cpu1, t1, sent1 = relay.cpu_seconds(), time.monotonic(), video.frames_sent
-                audio_sent1 = audio.frames_sent
-                got1, client_cpu1 = await counts()
-                udp1 = udp_counters()
-                async with session.get(f"{relay.url}/metrics") as resp:
-                    hist1 = parse_histogram(await resp.text(),
-                                            "classroom_relay_forward_latency_seconds")
-                async with session.get(f"{relay.url}/stats") as resp:
-                    relay_stats = await resp.json()
-                sent = max(1, sent1 - sent0)
-                audio_sent = max(1, audio_sent1 - audio_sent0)
-                pairs = list(zip(got0, got1, strict=True))
-                ratios = [(b[0] - a[0]) / sent for a, b in pairs]
-                audio_ratios = [(b[1] - a[1]) / audio_sent for a, b in pairs]
-                p95 = {}
-                combined: dict[float, float] = {}
-                for kind, buckets in hist1.items():
-                    delta = delta_buckets(buckets, hist0.get(kind, {}))
-                    q = quantile(delta, 0.95)
-                    p95[kind] = round(q * 1000, 2) if q is not None else None
-                    for bound, count in delta.items():
-                        combined[bound] = combined.get(bound, 0.0) + count
-                q_all = quantile(combined, 0.95) if combined else None
-                point = Point(
-                    mode=mode, subscribers=target,
-                    cpu=round((cpu1 - cpu0) / (t1 - t0), 4), rss_mb=round(relay.rss_mb(), 1),
-                    delivered_min=round(min(ratios), 3) if ratios else None,
-                    delivered_mean=round(sum(ratios) / len(ratios), 3) if ratios else None,
-                    audio_delivered_min=round(min(audio_ratios), 3) if audio_ratios else None,
-                    sent_fps=round(sent / (t1 - t0), 1), p95_ms=p95,
-                    p95_all_ms=round(q_all * 1000, 2) if q_all is not None else None,
-                    client_cpu=round((client_cpu1 - client_cpu0) / (t1 - t0), 3),
-                    relay_drops=_drops(relay_stats), relay_queue_wait=_waits(relay_stats),
-                    relay_send=_send_stats(relay_stats),
-                    udp_errors={k: udp1[k] - udp0.get(k, 0) for k in udp1},
-                    relay_rendition=(relay_stats.get("lessons", {}).get("bench") or {}).get(
-                        "renditions", [None])[0])
-                points.append(point)
-                log(f"  {mode:8s} N={target:3d}  cpu={point.cpu:.3f} CPU-s/s  "
-                    f"rss={point.rss_mb:.1f} MB  delivered min={point.delivered_min} "
-                    f"audio min={point.audio_delivered_min}  sent={point.sent_fps} fps  "
-                    f"p95={p95}  clients cpu={point.client_cpu}  relay drops={point.relay_drops}")
-                log(f"    rendition: {point.relay_rendition}")
-                log(f"    subscriber queue wait: {point.relay_queue_wait}")
-                log(f"    send path: {point.relay_send}  udp errors (machine): {point.udp_errors}")
+                points.append(await measure(bench, session, target, args.warmup, args.window,
+                                            "sweep"))
+            if search_from is not None and args.search_seconds > 0:
+                found = await search(bench, session, search_from, args.warmup,
+                                     args.search_window, args.search_seconds, args.resolution,
+                                     points)
+                log(f"  {mode}: holds {found['subscribers']} subscribers on one core "
+                    f"(first failing: {found['first_failing']})")
+            OBSERVED_AFFINITY[f"{mode}_relay"] = observed_affinity(relay.pid)
+            OBSERVED_AFFINITY["generator"] = observed_affinity()
     finally:
         await publisher.close()
-        for worker in workers:
-            await worker.stop()
+        await teacher.close()
+        await farm.stop()
         await relay.stop()
-    return points
+    return points, found
 
 
 def _waits(stats: dict) -> dict | None:
@@ -442,9 +889,9 @@ def summarize(product: list[Point], baseline: list[Point]) -> dict:
         if len(loaded) >= 2:
             result["relay_cpu_per_subscriber_excluding_idle"] = round(
                 slope([p.subscribers for p in loaded], [p.cpu for p in loaded]), 5)
-    # The issue takes the baseline slope over N = 0, 5, 10 "where it still delivers
-    # >= 90 % of the frames": a saturated point measures the machine's cap, not the cost
-    # of a subscriber. The slope over every point is kept beside it (``*_all_points``).
+    # The baseline slope is taken "where it still delivers >= 90 % of the frames": a
+    # saturated point measures the core's cap, not the cost of a subscriber. The slope over
+    # every point is kept beside it (``*_all_points``).
     delivering = [p for p in baseline
                   if p.subscribers == 0 or (p.delivered_min or 0) >= BASELINE_DELIVERING]
     result["baseline_points_delivering"] = [p.subscribers for p in delivering]
@@ -469,6 +916,7 @@ def summarize(product: list[Point], baseline: list[Point]) -> dict:
         result["p95_forward_ms_by_kind"] = top.p95_ms
         result["delivered_fps_ratio"] = top.delivered_min
         result["delivered_at_subscribers"] = top.subscribers
+        result["generator_cpu_at_top"] = top.client_cpu
     result["points"] = [asdict(p) for p in product + baseline]
     return result
 
@@ -476,11 +924,11 @@ def summarize(product: list[Point], baseline: list[Point]) -> dict:
 def print_report(result: dict) -> None:
     print()
     print(f"{'relay':9s} {'N':>4s} {'CPU-s/s':>8s} {'RSS MB':>7s} {'delivered':>10s} "
-          f"{'p95 audio ms':>13s} {'p95 video ms':>13s}")
+          f"{'p95 audio ms':>13s} {'p95 video ms':>13s} {'generator':>10s}")
     for p in result["points"]:
         print(f"{p['mode']:9s} {p['subscribers']:4d} {p['cpu']:8.3f} {p['rss_mb']:7.1f} "
               f"{p['delivered_min']!s:>10s} {p['p95_ms'].get('audio')!s:>13s} "
-              f"{p['p95_ms'].get('video')!s:>13s}")
+              f"{p['p95_ms'].get('video')!s:>13s} {p['client_cpu']!s:>10s}")
     print()
     checks = [
         ("relay CPU-s/s per subscriber", result.get("relay_cpu_per_subscriber"), None),
@@ -492,6 +940,8 @@ def print_report(result: dict) -> None:
          (">=", TARGETS["delivered_fps_ratio"])),
         ("relay RSS MB per subscriber", result.get("relay_rss_mb_per_subscriber"),
          ("<", TARGETS["relay_rss_mb_per_subscriber"])),
+        ("subscribers per relay core", result.get("subscribers_per_core"), None),
+        ("  MediaRelay subscribers per core", result.get("baseline_subscribers_per_core"), None),
     ]
     for name, value, target in checks:
         verdict = ""
@@ -502,16 +952,127 @@ def print_report(result: dict) -> None:
         print(f"  {name:34s} {value!s:>10s}  {verdict}")
 
 
+# ---- one relay process vs K (classroom serve nodes of a cascade) -----------------------------
+async def run_nodes(count: int, args: argparse.Namespace, cores: Cores, log,
+                    budget: float) -> dict:
+    """The capacity search on ``count`` ``classroom serve`` nodes (a cascade on a private
+    redis-server when ``count`` > 1): the teacher on the first node, classrooms split
+    evenly over the nodes, node i pinned to CPU i (mod the CPUs); with one node the
+    generator keeps the other CPUs to itself, with more it shares them."""
+    from loadtests.cascade import NodeProcess, Redis
+
+    cpus = sorted(os.sched_getaffinity(0) | set(cores.generator or []) | set(cores.relays or []))
+    work = Path(tempfile.mkdtemp(prefix="classroom-fanout-bench-"))
+    lesson = f"fanout-{count}"
+    secret = "bench-" + os.urandom(24).hex()
+    redis = Redis()
+    pin = cores.relays is not None
+    nodes = [NodeProcess(f"node{i}", redis.url, secret, work,
+                         {cpus[i % len(cpus)]} if pin else None) for i in range(count)]
+    if pin:  # the generator: alone on the other CPUs beside one node, else on every CPU
+        pin_process(cpus[1:] if count == 1 else cpus)
+    env = {"FANOUT_SECRET": secret, "FANOUT_LESSON": lesson}
+    farm = Farm([Worker("signaling", env) for _ in range(args.client_procs)],
+                lambda i: nodes[i % count].url, str)
+    teacher = None
+    try:
+        for node in nodes:
+            node.start()
+        await farm.start()
+        teacher = LoopedTeacher(lesson)
+        await teacher.publish(nodes[0], start=True)  # type: ignore[arg-type]
+        bench = Bench(f"nodes{count}", lambda: [n.proc.pid for n in nodes],
+                      [n.url for n in nodes], farm, lambda: teacher.frames, None, log,
+                      args.recover_seconds)
+        async with aiohttp.ClientSession() as session:
+            base = await measure(bench, session, 0, args.warmup, args.search_window, "idle")
+            found = await search(bench, session, args.search_start * count, args.warmup,
+                                 args.search_window, budget, args.resolution, [base])
+        found["idle"] = asdict(base)
+        found["affinity"] = {"relays": [observed_affinity(n.proc.pid) for n in nodes],
+                             "generator": observed_affinity()}
+        found["nodes"] = count
+        found["how"] = ("one classroom serve" if count == 1 else
+                        f"{count} classroom serve nodes on one redis-server (origin + edges)")
+        log(f"  {count} relay process(es): holds {found['subscribers']} subscribers "
+            f"(first failing: {found['first_failing']})")
+        return found
+    finally:
+        if teacher is not None:
+            await teacher.close()
+        await farm.stop()
+        for node in nodes:
+            node.stop()
+        redis.stop()
+        cores.pin_generator()
+
+
+class LoopedTeacher:
+    """loadtests.cascade.Teacher with the looped 640x360 source (no encoder in the
+    generator): publishes through signaling and starts the lesson."""
+
+    def __init__(self, lesson: str) -> None:
+        from loadtests.cascade import Teacher
+
+        self._teacher = Teacher(lesson)
+        self.source = LoopedTeacherSource()
+
+    @property
+    def frames(self) -> int:
+        return self.source.frames
+
+    async def publish(self, node: Any, start: bool) -> None:
+        from classroom_client import ClassroomClient
+        from signaling.auth import mint_token
+
+        token = mint_token(node.secret, role="teacher", lesson=self._teacher.lesson, name="T")
+        client = self._teacher.client = ClassroomClient(node.url, token)
+        await client.connect()
+        await self.source.source.prepare()  # before media flows: seconds of CPU
+        pc = await client.publish(self.source.video, self.source.audio, audio_bitrate=None)
+        await self.source.start(pc)
+        if start:
+            await client.start_lesson()
+        await client.wait_for(lambda: pc.connectionState == "connected", 20)
+
+    async def close(self) -> None:
+        await self._teacher.close()
+        await self.source.close()
+
+
+async def compare_workers(args: argparse.Namespace, cores: Cores, log) -> dict:
+    """One relay process vs ``--workers`` processes, both searched in this run."""
+    one = await run_nodes(1, args, cores, log, args.search_seconds)
+    many = await run_nodes(args.workers, args, cores, log, args.search_seconds)
+    return {
+        "one_process": one,
+        "workers": many,
+        "workers_count": args.workers,
+        "max_subscribers_one_process": one["subscribers"],
+        "max_subscribers_workers": many["subscribers"],
+        "workers_gain": (round(many["subscribers"] / one["subscribers"], 2)
+                         if one["subscribers"] else None),
+    }
+
+
+# ---- main ------------------------------------------------------------------------------------
 async def main_async(args: argparse.Namespace) -> dict:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
     started = time.monotonic()
     load_before = os.getloadavg()
-    if args.subscribers is not None:
-        sweep = (args.subscribers,)
-        product = await run_mode(args.mode, sweep, args.warmup, args.window,
-                                 args.client_procs, log, args.send_path)
+    cores = Cores.split(pin=not args.no_pin)
+    cores.pin_generator()
+    log(f"relay CPUs {cores.relays or 'shared'}, generator CPUs {cores.generator or 'shared'}; "
+        f"load average {[round(x, 2) for x in load_before]}")
+    if args.workers:
+        result = await compare_workers(args, cores, log)
+        log(f"most subscribers delivered >= {DELIVERED}: one process "
+            f"{result['max_subscribers_one_process']}, {args.workers} processes "
+            f"{result['max_subscribers_workers']}")
+    elif args.subscribers is not None:
+        product, _ = await run_relay(args.mode, (args.subscribers,), args, cores, log)
         result = {"points": [asdict(p) for p in product]}
         if product:
             result.update({"p95_forward_ms": product[0].p95_all_ms,
@@ -519,21 +1080,42 @@ async def main_async(args: argparse.Namespace) -> dict:
                            "cpu": product[0].cpu, "rss_mb": product[0].rss_mb})
     else:
         log(f"product relay (encode once, {args.send_path} send path):")
-        product = await run_mode("product", PRODUCT_SWEEP, args.warmup, args.window,
-                                 args.client_procs, log, args.send_path)
+        product, found = await run_relay("product", PRODUCT_SWEEP, args, cores, log,
+                                         search_from=args.search_start)
         log("baseline (aiortc MediaRelay, an encoder per subscriber):")
-        baseline = await run_mode("baseline", BASELINE_SWEEP, args.warmup, args.window,
-                                  args.client_procs, log)
+        baseline, base_found = await run_relay("baseline", BASELINE_SWEEP, args, cores, log,
+                                               search_from=1)
         result = summarize(product, baseline)
+        result["subscribers_per_core"] = found["subscribers"] if found else None
+        result["baseline_subscribers_per_core"] = base_found["subscribers"] if base_found \
+            else None
+        result["capacity"] = found
+        result["baseline_capacity"] = base_found
         print_report(result)
+    if args.workers:  # each run's own, as read back from /proc, is in its "affinity"
+        result["affinity"] = {
+            "one_process": "node on the first CPU, generator on the others",
+            "workers": "node i on CPU i (mod CPUs), the generator on every CPU",
+            "how": "os.sched_setaffinity on each process (every thread)"}
+    else:
+        result["affinity"] = {"relays": cores.relays or "shared",
+                              "generator": cores.generator or "shared",
+                              "how": "os.sched_setaffinity (relay: before exec, every thread)",
+                              "observed": OBSERVED_AFFINITY}
+    result["delivered_threshold"] = DELIVERED
+    result["source"] = f"{SOURCE[0]}x{SOURCE[1]} {SOURCE[2]} fps VP8 looped + Opus"
+    result["receivers"] = "signaling" if args.workers else args.receivers
     result["send_path"] = args.send_path
     result["window_seconds"] = args.window
     result["warmup_seconds"] = args.warmup
+    result["search_window_seconds"] = args.search_window
     result["cpu_count"] = os.cpu_count()
     # the machine is shared: a high load average means the figures include other work
     result["loadavg_before"] = [round(x, 2) for x in load_before]
     result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     result["elapsed_seconds"] = round(time.monotonic() - started, 1)
+    log(f"load average before {result['loadavg_before']} after {result['loadavg_after']}, "
+        f"{result['elapsed_seconds']} s")
     return result
 
 
@@ -541,19 +1123,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Relay fan-out benchmark against MediaRelay.")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--subscribers", type=int, help="run one point with N subscribers")
-    parser.add_argument("--mode", choices=("product", "baseline"), default="product",
+    parser.add_argument("--mode", choices=("product", "baseline", "pinned"), default="product",
                         help="relay for --subscribers (default product)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="compare one relay process with this many (classroom serve nodes)")
     parser.add_argument("--window", type=float, default=12.0, help="measured seconds per point")
     parser.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring")
-    parser.add_argument("--client-procs", type=int, default=2,
-                        help="subscriber processes (one Python process tops out near 60)")
+    parser.add_argument("--search-seconds", type=float, default=240.0,
+                        help="time budget of each capacity search (0: no search)")
+    parser.add_argument("--search-window", type=float, default=8.0,
+                        help="measured seconds per point of the search")
+    parser.add_argument("--search-start", type=int, default=75,
+                        help="first N the search tries past the sweep (per node with --workers)")
+    parser.add_argument("--recover-seconds", type=float, default=20.0,
+                        help="wait at most this long before a point for demoted subscribers "
+                             "to be back on the top tier")
+    parser.add_argument("--resolution", type=float, default=0.05,
+                        help="stop when the bracket is narrower than this share of N")
+    parser.add_argument("--client-procs", type=int, default=2, help="subscriber processes")
+    parser.add_argument("--receivers", choices=tuple(WORKER_MAINS), default="light",
+                        help="subscribers: counted at the socket (default) or aiortc's "
+                             "(signaling: for the subscriber processes of --workers)")
     parser.add_argument("--send-path", choices=("batched", "tasks"), default="batched",
                         help="product relay's send path (RelayConfig.batched_send)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin relay and generator")
+    parser.add_argument("--profile", help="run the product relay under cProfile, stats here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        asyncio.run(worker_main())
+        asyncio.run(WORKER_MAINS[args.receivers]())
         return
+    if args.workers == 1:
+        parser.error("--workers must be at least 2 (it is compared with one process)")
     result = asyncio.run(main_async(args))
     if args.json:
         with open(args.json, "w") as f:
