@@ -13,10 +13,11 @@ one on B, which pulls the lesson from A (docs/cascade.md). Then:
   classroom; A is then thawed with the old teacher's socket and media still open: A finds
   its claim lost, does not take it back, closes the stale publisher and becomes an edge
   of B, and its classroom decodes the teacher's media from B;
-* Redis gone for 20 s (killed, started again empty on the same port) while the lesson is
-  cascaded: both classrooms decode every second, a classroom saying hello meanwhile is
-  told ``store_unavailable`` at once (and its socket closed so it retries), the node
-  records come back, and a classroom joining after Redis is back decodes.
+* Redis gone for 20 s while the lesson is cascaded (killed and started again empty on the
+  same port; frozen by SIGSTOP in the ``long`` variant): both classrooms decode every
+  second, a classroom switched on meanwhile is told ``store_unavailable`` and its socket
+  closed, retries with the page's backoff and is welcomed within 6 s of Redis returning,
+  then decodes; the node records and the origin come back.
 
 The figures are printed (docs/cascade.md, "Faults", quotes them).
 """
@@ -338,6 +339,7 @@ async def test_origin_heartbeat_stops_and_it_does_not_fight_back(cluster: Cluste
         await asyncio.sleep(0.5)
     stale = c.clients[0]
     assert stale.closed, "the stale teacher socket on A is still open"
+    assert stale._ws is not None and stale._ws.close_code == 1012  # noqa: SLF001 - "origin moved"
     roster = (await c.a.api(f"/api/lessons/{LESSON}"))
     teachers = [p for p in roster.get("roster", []) if p.get("role") == "teacher"]
     print(f"A thawed: edge of B after {edge_s:.2f} s, A's classroom decoding "
@@ -347,29 +349,57 @@ async def test_origin_heartbeat_stops_and_it_does_not_fight_back(cluster: Cluste
     assert near.per_second(end - 2.0, end)[-1] >= 10
 
 
-async def test_redis_gone_for_20_s_during_a_cascaded_lesson(cluster: Cluster) -> None:
+async def join_like_a_page(node: Node, name: str, log: list[tuple[float, str]]
+                           ) -> ClassroomClient:
+    """Say hello until welcomed, with the classroom page's backoff (0.5 s doubling to 5 s,
+    classroom_web/static/protocol.js): each refusal and the welcome are logged."""
+    delay = 0.5
+    while True:
+        client = ClassroomClient(node.url, node.token("classroom", name=name, school="s9"))
+        try:
+            await client.connect()
+            log.append((time.monotonic(), "welcome"))
+            return client
+        except ProtocolError as err:
+            log.append((time.monotonic(), str(err.code)))
+            await until(lambda client=client: client.closed, 3,
+                        "a refused hello's socket was left open")
+        await client.close()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+@pytest.mark.parametrize("outage", [
+    "kill",  # killed: no persistence, it comes back empty on the same port
+    pytest.param("freeze", marks=pytest.mark.long),  # SIGSTOP: connects hang, nothing answers
+])
+async def test_redis_gone_for_20_s_during_a_cascaded_lesson(cluster: Cluster,
+                                                            outage: str) -> None:
     c = cluster
     near, far = await lesson_on_both(c)
     a_id, b_id = await c.a.node_id(), await c.b.node_id()
-    c.redis.stop()  # killed: no persistence, it comes back empty
+    if outage == "kill":
+        c.redis.stop()
+    else:
+        assert c.redis.proc is not None
+        c.redis.proc.send_signal(signal.SIGSTOP)
     gone = time.monotonic()
 
-    # a classroom switched on during the outage: told at once, socket closed (it retries)
-    newcomer = ClassroomClient(c.b.url, c.b.token("classroom", name="late", school="s9"))
-    c.clients.append(newcomer)
-    t0 = time.monotonic()
-    with pytest.raises(ProtocolError) as refused:
-        await newcomer.connect()
-    told_s = time.monotonic() - t0
-    assert refused.value.code == "store_unavailable"
-    await until(lambda: newcomer.closed, 3, "the refused socket was left open")
+    # a classroom switched on during the outage: told at once, socket closed, it retries
+    hellos: list[tuple[float, str]] = []
+    waiting = asyncio.ensure_future(join_like_a_page(c.b, "late", hellos))
     # the API says so too (503), it does not hang
+    t0 = time.monotonic()
     with pytest.raises(urllib.error.HTTPError) as err:
         await c.b.api("/api/nodes")
-    assert err.value.code == 503
+    assert err.value.code == 503 and time.monotonic() - t0 < 3.0
 
     await asyncio.sleep(max(0.0, 20.0 - (time.monotonic() - gone)))
-    c.redis.start()  # same port, empty
+    if outage == "kill":
+        c.redis.start()  # same port, empty
+    else:
+        assert c.redis.proc is not None
+        c.redis.proc.send_signal(signal.SIGCONT)
     back = time.monotonic()
 
     async def records_back() -> bool:
@@ -380,13 +410,50 @@ async def test_redis_gone_for_20_s_during_a_cascaded_lesson(cluster: Cluster) ->
         return ({n["id"] for n in body["nodes"]} == {a_id, b_id}
                 and body["origins"].get(LESSON) == a_id)
     records_s = await until(records_back, 8, "node records and origin did not come back", 0.2)
-    late = await c.classroom(c.b, "late2")
-    late_s = await decoding(late, 20, 10, "a classroom joining after the outage did not decode")
+    joined = await asyncio.wait_for(waiting, 15)
+    c.clients.append(joined)
+    joined_s = hellos[-1][0] - back
+    refusals = [code for _, code in hellos[:-1]]
+    first_told_s = hellos[0][0] - gone
+    await joined.subscribe()
+    late = Frames(joined)
+    c.frames.append(late)
+    late_s = await decoding(late, 20, 10, "the classroom that waited out the outage did not "
+                                          "decode")
     end = time.monotonic()
     near_fps, far_fps = near.per_second(gone, end), far.per_second(gone, end)
-    print(f"redis gone {back - gone:.1f} s: hello told store_unavailable in {told_s:.2f} s; "
-          f"records back {records_s:.2f} s after redis; a new classroom decoding "
-          f"{late_s:.2f} s after it joined; origin fps/s {near_fps}; edge fps/s {far_fps}; "
-          f"longest gaps: origin {near.longest_gap(gone, end):.2f} s, edge "
-          f"{far.longest_gap(gone, end):.2f} s")
+    print(f"redis {outage} {back - gone:.1f} s: first hello told {refusals[:1]} after "
+          f"{first_told_s:.2f} s, {len(refusals)} refusals, welcomed {joined_s:.2f} s after "
+          f"redis returned, decoding {late_s:.2f} s later; records back {records_s:.2f} s "
+          f"after redis; origin fps/s {near_fps}; edge fps/s {far_fps}; longest gaps: origin "
+          f"{near.longest_gap(gone, end):.2f} s, edge {far.longest_gap(gone, end):.2f} s")
+    assert refusals and set(refusals) == {"store_unavailable"}
+    assert joined_s < 6.0  # the page's backoff is at most 5 s
     assert min(near_fps) >= 10 and min(far_fps) >= 10
+
+
+@pytest.mark.long
+async def test_a_link_broken_while_redis_is_gone_is_pulled_again_when_it_returns(
+        cluster: Cluster) -> None:
+    """What "new placement waits" means for an edge: a link that breaks while Redis is
+    gone cannot be made again (the edge finds the origin, and the origin checks the
+    edge's record, in Redis), so the edge's classroom has no media until Redis returns;
+    then it decodes again within 5 s."""
+    c = cluster
+    near, far = await lesson_on_both(c)
+    c.redis.stop()
+    sockets = link_sockets(c.b.pid, c.a.proc.port)
+    assert len(sockets) == 1, sockets
+    broke = time.monotonic()
+    destroy(*sockets[0])
+    await asyncio.sleep(8.0)
+    dark = far.per_second(broke + 2.0, time.monotonic())
+    c.redis.start()
+    back = time.monotonic()
+    again_s = await decoding(far, 15, 5, "the edge did not pull again after Redis returned")
+    end = time.monotonic()
+    print(f"link broken with redis gone: edge fps/s while gone {dark}, decoding again "
+          f"{again_s:.2f} s after redis returned; origin fps/s {near.per_second(broke, end)}")
+    assert max(dark) == 0, dark  # no link without Redis (the origin would refuse it)
+    assert min(near.per_second(broke, end)) >= 10
+    assert back - broke >= 8.0
