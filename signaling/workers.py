@@ -436,7 +436,7 @@ class Supervisor:
                 time.sleep(0.2)
             for worker in self.workers:
                 if worker.ready_fd in readable:
-                    self._read_ready(worker)
+                    self._note_ready(worker)
             now = time.monotonic()
             for worker in self.workers:
                 if worker.proc is not None and worker.proc.poll() is not None:
@@ -468,7 +468,7 @@ class Supervisor:
         logger.info("stopping workers", extra={"signal": signal.Signals(self.signal).name})
         return 0
 
-    def _read_ready(self, worker: Worker) -> None:
+    def _note_ready(self, worker: Worker) -> None:
         assert worker.ready_fd is not None
         try:
             chunk = os.read(worker.ready_fd, 4096)
