@@ -127,6 +127,8 @@ class Pull:
         self.idle_since: float | None = None
         self.links = 0
         self.up_dropped = 0
+        self._record: dict[str, Any] | None = None
+        """The origin's node record at the last pull (used while Redis is away)."""
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._outbox: deque[str | bytes] = deque()
         self._wake = asyncio.Event()
@@ -168,14 +170,22 @@ class Pull:
         assert node is not None and feature.nodes.board is not None
         board = feature.nodes.board
         me = node.config.node_id
-        origin = await board.origin(self.lesson_id)
+        try:
+            origin = await board.origin(self.lesson_id)
+            record = None if origin is None or origin == me else next(
+                (r for r in await board.nodes() if r["id"] == origin), None)
+        except StoreUnavailable:
+            # Redis is away: the link broke meanwhile; pull again from the origin we knew
+            if self._record is None:
+                raise
+            origin, record = self._record["id"], self._record
         if origin is None or origin == me:
             self.origin = None
             return
-        record = next((r for r in await board.nodes() if r["id"] == origin), None)
         if record is None:
             return
         self.origin = origin
+        self._record = record
         url = record.get("link_url") or record["http_url"]
         value, nonce = auth_header(node.config.secret, me, self.lesson_id)
         link_url = url.rstrip("/") + f"/cascade/link/{self.lesson_id}"
@@ -337,10 +347,15 @@ class CascadeFeature(Feature):
                                             request.headers.get(AUTH_HEADER, ""), lesson_id)
                 if feature.nodes.board is None:
                     raise ValueError("no node board")
-                live = {r["id"] for r in await feature.nodes.board.nodes()}
+                try:
+                    live = {r["id"] for r in await feature.nodes.board.nodes()}
+                except StoreUnavailable:
+                    live = {edge_id}  # Redis away: the fresh MAC alone proves a district node
+                    logger.warning("cascade link accepted without Redis",
+                                   extra={"lesson": lesson_id, "edge": edge_id})
                 if edge_id not in live:
                     raise ValueError("unknown node")
-            except (ValueError, StoreUnavailable) as exc:
+            except ValueError as exc:
                 logger.warning("cascade link refused", extra={"lesson": lesson_id,
                                                               "remote": request.remote,
                                                               "reason": str(exc)})

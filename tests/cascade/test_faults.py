@@ -433,12 +433,11 @@ async def test_redis_gone_for_20_s_during_a_cascaded_lesson(cluster: Cluster,
 
 
 @pytest.mark.long
-async def test_a_link_broken_while_redis_is_gone_is_pulled_again_when_it_returns(
+async def test_a_link_broken_while_redis_is_gone_is_pulled_again_without_it(
         cluster: Cluster) -> None:
-    """What "new placement waits" means for an edge: a link that breaks while Redis is
-    gone cannot be made again (the edge finds the origin, and the origin checks the
-    edge's record, in Redis), so the edge's classroom has no media until Redis returns;
-    then it decodes again within 5 s."""
+    """A link that breaks while Redis is gone: the edge pulls again from the origin it
+    knew, and the origin takes the edge's fresh signed hello without Redis's record
+    (signaling/cascade.py), so the edge's classroom decodes again within 5 s."""
     c = cluster
     near, far = await lesson_on_both(c)
     c.redis.stop()
@@ -446,14 +445,9 @@ async def test_a_link_broken_while_redis_is_gone_is_pulled_again_when_it_returns
     assert len(sockets) == 1, sockets
     broke = time.monotonic()
     destroy(*sockets[0])
-    await asyncio.sleep(8.0)
-    dark = far.per_second(broke + 2.0, time.monotonic())
-    c.redis.start()
-    back = time.monotonic()
-    again_s = await decoding(far, 15, 5, "the edge did not pull again after Redis returned")
+    again_s = await decoding(far, 15, 5, "the edge did not pull again while Redis was gone")
     end = time.monotonic()
-    print(f"link broken with redis gone: edge fps/s while gone {dark}, decoding again "
-          f"{again_s:.2f} s after redis returned; origin fps/s {near.per_second(broke, end)}")
-    assert max(dark) == 0, dark  # no link without Redis (the origin would refuse it)
+    print(f"link broken with redis gone: edge decoding again {again_s:.2f} s after the "
+          f"break; origin fps/s {near.per_second(broke, end)}")
     assert min(near.per_second(broke, end)) >= 10
-    assert back - broke >= 8.0
+    c.redis.start()
