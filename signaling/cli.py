@@ -334,7 +334,7 @@ def serve(args: argparse.Namespace) -> int:
 
     count, why = workers.resolve(args.workers, args.redis_url, library)
     if args.as_worker is None and why:
-        logging.getLogger(__name__).info(why)
+        logging.getLogger("signaling.cli").info(why)
     if args.as_worker is None and count > 1:
         return _supervise(args, config, tls is not None, base, count)
     private = None  # a worker's own address: its link_url and metrics (signaling/workers.py)

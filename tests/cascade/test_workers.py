@@ -59,7 +59,7 @@ class Supervised:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "signaling.cli", "serve", "--workers", "2", "--port",
                  str(self.port), "--secret", self.secret, "--library", str(self.library),
-                 "--no-demo", "--no-recording", *extra],
+                 "--no-demo", *extra],
                 cwd=REPO, stdout=out, stderr=err, env=env)
 
     def token(self, role: str, **claims: Any) -> str:
@@ -170,6 +170,17 @@ async def test_two_workers_one_port_one_lesson(tmp_path: Path) -> None:
                 await room.wait_for(lambda r=room: r.video_frames >= 10, timeout=20)
             assert far.audio_frames > 0
 
+            async def listed() -> list[list[dict[str, Any]]] | None:
+                """The origin's recording, once, on both workers (one library folder)."""
+                lists = [(await api(http, u + "/api/recordings", admin))["recordings"]
+                         for u in links.values()]
+                ids = [[e["id"] for e in entries] for entries in lists]
+                return lists if all(len(i) == 1 for i in ids) and ids[0] == ids[1] else None
+
+            lists = await until(listed, 10, "the recording listed by both workers", server)
+            assert lists[0][0]["state"] == "recording"
+            recording_id = lists[0][0]["id"]
+
             # SIGKILL the edge worker: the supervisor starts it again (same node id)
             edge_pid = next(n["pid"] for n in nodes if n["id"] == edge_id)
             os.kill(edge_pid, signal.SIGKILL)
@@ -206,6 +217,10 @@ async def test_two_workers_one_port_one_lesson(tmp_path: Path) -> None:
             assert gone(pid), f"process {pid} outlived the supervisor"
         assert not sock.exists()
         assert not (server.library / "prometheus-workers.json").exists()
+        catalog = json.loads((server.library / "catalog.json").read_text())["recordings"]
+        assert list(catalog) == [recording_id]  # stopped with its worker, owned by it
+        assert catalog[recording_id]["state"] == "interrupted"
+        assert catalog[recording_id]["owner"] == origin_id
     finally:
         for client in clients:
             try:
