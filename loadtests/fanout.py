@@ -31,12 +31,16 @@ In one run (default):
    = its slope / the product's), then the same search (``baseline_subscribers_per_core``).
 
 ``--workers K`` (K >= 2) instead compares, in one run, the most subscribers delivered >=
-0.95 by one relay process (one ``classroom serve`` node on CPU 0, the generator on the
-others) and by K relay processes (K ``classroom serve`` nodes of one cascade on a private
-``redis-server``, as loadtests.cascade starts them: the teacher on the first, node i pinned
-to CPU i mod cores, the classrooms split evenly over the nodes; the generator then shares
-the cores with them, which the JSON says). Classrooms there are light receivers negotiated
-through signaling (loadtests.cascade.Classroom) in subscriber processes.
+0.95 (the same search) by one relay process (``classroom serve --workers 1`` on a private
+``redis-server``, as loadtests.cascade starts a node, pinned to CPU 0, the generator on the
+others) and by K (``classroom serve --workers K`` as shipped: one port, its own
+redis-server, the workers nodes of one cascade; worker i pinned to CPU i mod CPUs; the
+kernel spreads the classrooms' sockets over them; ``--workers-how nodes``: K single-process
+nodes on one redis-server, classrooms split evenly). Beside K processes the generator has
+no CPU of its own and shares them all (the JSON says so, and what it used). Classrooms
+there are light receivers negotiated through signaling (loadtests.cascade.Classroom) in
+subscriber processes. Fields: ``max_subscribers_one_process``, ``max_subscribers_workers``,
+``workers_gain``, and each search (``one_process``, ``workers``) with its points.
 """
 
 from __future__ import annotations
@@ -593,6 +597,9 @@ class Point:
     """Waited before the warm-up for the relays to forget dropped subscribers and lift
     demoted ones back to the top tier (``settled`` False: still not, at the deadline)."""
     settled: bool | None = None
+    subscribers_by_process: list[int] | None = None
+    """classroom serve: subscribers attached to each relay process's renditions (an edge's
+    link to the origin counts there as one)."""
     other_cpu: float | None = None
     """CPU-s/s the machine spent outside the relays and the generator (other jobs, the
     kernel's share not charged to a process) over the window."""
@@ -663,6 +670,9 @@ async def measure(bench: Bench, session: aiohttp.ClientSession, n: int, warmup: 
         relay_cpu_by_process=per_process, loadavg=[round(x, 2) for x in os.getloadavg()],
         udp_errors={k: udp1[k] - udp0.get(k, 0) for k in udp1}, phase=phase,
         settle_seconds=waited, settled=settled)
+    if bench.stats_url is None:  # classroom serve: who holds how many (rendition gauges)
+        point.subscribers_by_process = [
+            int(sum(gauge(text, "classroom_subscribers", "tier").values())) for text in metrics1]
     busy = point.core_busy or {}
     point.other_cpu = round(sum(busy.values()) - point.cpu - (point.client_cpu or 0), 3)
     if bench.stats_url is not None:
@@ -953,57 +963,180 @@ def print_report(result: dict) -> None:
 
 
 # ---- one relay process vs K (classroom serve nodes of a cascade) -----------------------------
-async def run_nodes(count: int, args: argparse.Namespace, cores: Cores, log,
-                    budget: float) -> dict:
-    """The capacity search on ``count`` ``classroom serve`` nodes (a cascade on a private
-    redis-server when ``count`` > 1): the teacher on the first node, classrooms split
-    evenly over the nodes, node i pinned to CPU i (mod the CPUs); with one node the
-    generator keeps the other CPUs to itself, with more it shares them."""
-    from loadtests.cascade import NodeProcess, Redis
+def pin_pid(pid: int, cpus: Sequence[int]) -> None:
+    """Pin every thread a running process has now (threads it starts later inherit)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:
+            pass
 
+
+class NodeSet:
+    """``count`` single-process ``classroom serve`` nodes (loadtests.cascade.NodeProcess,
+    ``--workers 1``) on one private redis-server; classroom i goes to node i mod count."""
+
+    def __init__(self, count: int, secret: str, work: Path, cpus: list[int] | None) -> None:
+        from loadtests.cascade import NodeProcess, Redis
+
+        self.redis = Redis()
+        self.nodes = [NodeProcess(f"node{i}", self.redis.url, secret, work,
+                                  {cpus[i % len(cpus)]} if cpus else None)
+                      for i in range(count)]
+        self.secret = secret
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+
+    def pids(self) -> list[int]:
+        return [n.proc.pid for n in self.nodes]
+
+    @property
+    def metrics_urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def url_of(self, i: int) -> str:
+        return self.nodes[i % len(self.nodes)].url
+
+    @property
+    def teacher_url(self) -> str:
+        return self.nodes[0].url
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        self.redis.stop()
+
+
+class ServeWorkers:
+    """``classroom serve --workers K`` as shipped: a supervisor, its own private
+    redis-server, K workers on one public port (the kernel spreads the teacher's and the
+    classrooms' sockets, SO_REUSEPORT). The workers are found in ``GET /api/nodes`` (pid,
+    private ``link_url`` for /metrics) and worker i (by node id) pinned to CPU i mod CPUs."""
+
+    def __init__(self, count: int, secret: str, work: Path, cpus: list[int] | None) -> None:
+        from loadtests.cascade import free_port
+
+        self.count, self.secret, self.cpus = count, secret, cpus
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.library = work / "library"
+        self.log = work / "serve.log"
+        self.proc: Any = None
+        self.workers: list[dict[str, Any]] = []
+
+    def start(self) -> None:
+        import subprocess
+        import urllib.request
+
+        from loadtests.cascade import REPO
+        from signaling.auth import mint_token
+
+        env = {k: v for k, v in os.environ.items() if k != "CLASSROOM_REDIS_URL"}
+        env.update(CLASSROOM_RECORDING="0", PYTHONUNBUFFERED="1")
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "signaling.cli", "serve", "--workers", str(self.count),
+                 "--host", "127.0.0.1", "--port", str(self.port), "--secret", self.secret,
+                 "--library", str(self.library), "--no-demo", "--no-recording",
+                 "--log-level", "warning"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                env=env)
+        token = mint_token(self.secret, role="admin", lesson="*")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                req = urllib.request.Request(self.url + "/api/nodes",
+                                             headers={"Authorization": "Bearer " + token})
+                with urllib.request.urlopen(req, timeout=2) as resp:
+                    nodes = json.load(resp)["nodes"]
+                if len(nodes) == self.count:
+                    self.workers = sorted(nodes, key=lambda n: n["id"])
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"classroom serve --workers {self.count} did not come up; "
+                               f"see {self.log}")
+        if self.cpus:
+            for i, worker in enumerate(self.workers):
+                pin_pid(worker["pid"], [self.cpus[i % len(self.cpus)]])
+
+    def pids(self) -> list[int]:
+        return [w["pid"] for w in self.workers]
+
+    @property
+    def metrics_urls(self) -> list[str]:
+        return [w["link_url"] for w in self.workers]
+
+    def url_of(self, i: int) -> str:
+        return self.url
+
+    @property
+    def teacher_url(self) -> str:
+        return self.url
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+async def run_nodes(count: int, args: argparse.Namespace, cores: Cores, log,
+                    budget: float, how: str = "nodes") -> dict:
+    """The capacity search on ``count`` relay processes: ``nodes`` (NodeSet: one node per
+    ``classroom serve --workers 1``, classrooms split evenly, the teacher on the first) or
+    ``serve`` (ServeWorkers: one ``classroom serve --workers count``). Relay process i is
+    pinned to CPU i (mod the CPUs); beside one process the generator keeps the other CPUs
+    to itself, beside more it shares every CPU with them."""
     cpus = sorted(os.sched_getaffinity(0) | set(cores.generator or []) | set(cores.relays or []))
     work = Path(tempfile.mkdtemp(prefix="classroom-fanout-bench-"))
     lesson = f"fanout-{count}"
     secret = "bench-" + os.urandom(24).hex()
-    redis = Redis()
-    pin = cores.relays is not None
-    nodes = [NodeProcess(f"node{i}", redis.url, secret, work,
-                         {cpus[i % len(cpus)]} if pin else None) for i in range(count)]
-    if pin:  # the generator: alone on the other CPUs beside one node, else on every CPU
+    pin = cpus if cores.relays is not None else None
+    relays: NodeSet | ServeWorkers = (ServeWorkers if how == "serve" else NodeSet)(
+        count, secret, work, pin)
+    if pin:
         pin_process(cpus[1:] if count == 1 else cpus)
     env = {"FANOUT_SECRET": secret, "FANOUT_LESSON": lesson}
-    farm = Farm([Worker("signaling", env) for _ in range(args.client_procs)],
-                lambda i: nodes[i % count].url, str)
+    farm = Farm([Worker("signaling", env) for _ in range(args.client_procs)], relays.url_of,
+                str)
     teacher = None
     try:
-        for node in nodes:
-            node.start()
+        relays.start()
         await farm.start()
         teacher = LoopedTeacher(lesson)
-        await teacher.publish(nodes[0], start=True)  # type: ignore[arg-type]
-        bench = Bench(f"nodes{count}", lambda: [n.proc.pid for n in nodes],
-                      [n.url for n in nodes], farm, lambda: teacher.frames, None, log,
-                      args.recover_seconds)
+        await teacher.publish(NodeRef(relays.teacher_url, secret), start=True)
+        bench = Bench(f"{how}{count}", relays.pids, relays.metrics_urls, farm,
+                      lambda: teacher.frames, None, log, args.recover_seconds)
         async with aiohttp.ClientSession() as session:
             base = await measure(bench, session, 0, args.warmup, args.search_window, "idle")
             found = await search(bench, session, args.search_start * count, args.warmup,
                                  args.search_window, budget, args.resolution, [base])
         found["idle"] = asdict(base)
-        found["affinity"] = {"relays": [observed_affinity(n.proc.pid) for n in nodes],
+        found["affinity"] = {"relays": [observed_affinity(p) for p in relays.pids()],
                              "generator": observed_affinity()}
-        found["nodes"] = count
-        found["how"] = ("one classroom serve" if count == 1 else
-                        f"{count} classroom serve nodes on one redis-server (origin + edges)")
-        log(f"  {count} relay process(es): holds {found['subscribers']} subscribers "
+        found["processes"] = count
+        found["how"] = {
+            "nodes": f"{count} x classroom serve --workers 1 on one redis-server"
+                     + (" (origin + edges, classrooms split evenly)" if count > 1 else ""),
+            "serve": f"classroom serve --workers {count} (one port, its own redis-server)",
+        }[how]
+        log(f"  {found['how']}: holds {found['subscribers']} subscribers "
             f"(first failing: {found['first_failing']})")
         return found
     finally:
         if teacher is not None:
             await teacher.close()
         await farm.stop()
-        for node in nodes:
-            node.stop()
-        redis.stop()
+        relays.stop()
         cores.pin_generator()
 
 
@@ -1043,11 +1176,13 @@ class LoopedTeacher:
 async def compare_workers(args: argparse.Namespace, cores: Cores, log) -> dict:
     """One relay process vs ``--workers`` processes, both searched in this run."""
     one = await run_nodes(1, args, cores, log, args.search_seconds)
-    many = await run_nodes(args.workers, args, cores, log, args.search_seconds)
+    many = await run_nodes(args.workers, args, cores, log, args.search_seconds,
+                           args.workers_how)
     return {
         "one_process": one,
         "workers": many,
         "workers_count": args.workers,
+        "workers_how": many["how"],
         "max_subscribers_one_process": one["subscribers"],
         "max_subscribers_workers": many["subscribers"],
         "workers_gain": (round(many["subscribers"] / one["subscribers"], 2)
@@ -1095,7 +1230,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     if args.workers:  # each run's own, as read back from /proc, is in its "affinity"
         result["affinity"] = {
             "one_process": "node on the first CPU, generator on the others",
-            "workers": "node i on CPU i (mod CPUs), the generator on every CPU",
+            "workers": "relay process i on CPU i (mod CPUs), the generator on every CPU",
             "how": "os.sched_setaffinity on each process (every thread)"}
     else:
         result["affinity"] = {"relays": cores.relays or "shared",
@@ -1127,6 +1262,9 @@ def main() -> None:
                         help="relay for --subscribers (default product)")
     parser.add_argument("--workers", type=int, default=0,
                         help="compare one relay process with this many (classroom serve nodes)")
+    parser.add_argument("--workers-how", choices=("serve", "nodes"), default="serve",
+                        help="the K processes: classroom serve --workers K (default), or K "
+                             "classroom serve --workers 1 nodes on one redis-server")
     parser.add_argument("--window", type=float, default=12.0, help="measured seconds per point")
     parser.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring")
     parser.add_argument("--search-seconds", type=float, default=240.0,
