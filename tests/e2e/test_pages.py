@@ -99,8 +99,9 @@ def test_bad_link_says_invalid_and_does_not_retry(server, open_page):
         assert page.locator("#status").get_attribute("data-state") == "fatal", kind
         assert page.locator("#detail").inner_text().strip() == "请向老师索取新的链接。", kind
         assert len(page.sockets) == 1, kind
-    # Longer than the first three reconnect delays (0.5 + 1 + 2 s): no new socket appears.
-    time.sleep(4)
+    # Longer than the first two reconnect delays (0.5 + 1 s; a page that retried would open
+    # its next socket 0.5 s after the close): no new socket appears.
+    time.sleep(1.6)
     for kind, page in pages.items():
         assert len(page.sockets) == 1, f"the page kept reconnecting with a bad link ({kind})"
         assert page.locator("#status").inner_text().strip() == INVALID, kind

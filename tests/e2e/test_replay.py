@@ -129,14 +129,17 @@ def test_replay_plays_seeks_and_falls_back_to_audio(server, open_page, browser):
     wait_until(lambda: stats(page)["layout"] == "teacher", 5, "teacher only")
     assert not page.locator("#stage").is_visible() and not page.locator("#corner").is_visible()
     page.close()
-    # a phone opens the same link, then its link thins to ~120 kbit/s before it presses
-    # play: the video rungs (~200 kbit/s and up) do not fit, the page falls back to audio
+    # a phone opens the same link, then its link thins to 200 kbit/s before it presses
+    # play: the video rungs (BANDWIDTH ~290 kbit/s in the master: 180 kbit/s video + the
+    # 64 kbit/s audio, peaks) do not fit, the page falls back to audio (its ~70 kbit/s fit).
+    # The fallback waits for hls.js's first estimate, i.e. the first ~1 Mbit segment: at
+    # 120 kbit/s that alone took ~11 s, at 200 kbit/s ~8 s
     thin = open_page(server.base_url + record["replay_url"])
     wait_until(lambda: stats(thin)["levels"], 30, "manifest loaded")
     cdp = thin.context.new_cdp_session(thin)
     cdp.send("Network.enable")
     cdp.send("Network.emulateNetworkConditions", {
-        "offline": False, "latency": 150, "downloadThroughput": 120_000 // 8,
+        "offline": False, "latency": 150, "downloadThroughput": 200_000 // 8,
         "uploadThroughput": 64_000 // 8})
     thin.click('[data-action="seek-chapter"][data-index="0"]')
     wait_until(lambda: stats(thin)["videoTier"] == "audio", 60,
