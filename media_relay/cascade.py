@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import av
 
+from . import metrics
 from .cascade_uplinks import EdgeUplinks, OriginUplinks
 from .packets import AUDIO_TIME_BASE, VIDEO_TIME_BASE, PacketMeta, make_packet
 
@@ -382,7 +383,10 @@ class EdgeLink:
         now = time.monotonic()
         self.frames += 1
         self.last_frame_at = now
-        self.hops.append(max(0.0, time.time() - sent))
+        hop = max(0.0, time.time() - sent)
+        self.hops.append(hop)
+        metrics.CASCADE_HOP.observe(hop)
+        metrics.CASCADE_DOWN.inc()
         data = b"".join(payloads)
         name = KINDS[kind]
         if name == "audio":

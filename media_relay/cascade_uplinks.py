@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import metrics
 from .uplink import UplinkOutputs
 
 RelayLesson = Any
@@ -89,6 +90,7 @@ class EdgeUplinks:
 
     def _send(self, frame: bytes) -> None:
         self.frames_up += 1
+        metrics.CASCADE_UP.inc()
         self.send(frame)
 
     def new_link(self, lesson: RelayLesson | None) -> None:

@@ -79,3 +79,17 @@ LATENCY_STAGE_AUDIO = FORWARD_LATENCY.labels(kind="stage_audio")
 LATENCY_STAGE_VIDEO = FORWARD_LATENCY.labels(kind="stage_video")
 LATENCY_SHARE = FORWARD_LATENCY.labels(kind="share")
 LATENCY_GRID = FORWARD_LATENCY.labels(kind="grid")
+
+CASCADE_HOP = Histogram(
+    "classroom_cascade_hop_seconds",
+    "Origin fan-out to edge hand-off of one cascade link frame (wall clocks of two nodes)",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+CASCADE_FRAMES = Counter(
+    "classroom_cascade_frames_total",
+    "Cascade link frames: down (origin to this edge, received) and up (this edge's "
+    "classrooms' uplinks to the origin, sent)",
+    ["direction"],
+)
+CASCADE_DOWN = CASCADE_FRAMES.labels(direction="down")
+CASCADE_UP = CASCADE_FRAMES.labels(direction="up")

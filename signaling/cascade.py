@@ -39,7 +39,7 @@ from aiohttp import web
 
 from media_relay.cascade import EdgeLink, Line
 
-from . import authz
+from . import authz, metrics
 from .auth import Claims
 from .features import Feature
 from .store import StoreUnavailable
@@ -202,10 +202,12 @@ class Pull:
             self._outbox.clear()
             self._ws = ws
             self.links += 1
+            metrics.CASCADE_LINKS_MADE.inc()
             self.edge.new_link()
             self.connected = True
             logger.info("cascade link up", extra={"lesson": self.lesson_id, "origin": origin})
             sender = asyncio.get_running_loop().create_task(self._send_loop(ws))
+            metrics.CASCADE_LINKS.labels(role="edge").inc()
             try:
                 async for msg in ws:
                     if msg.type == aiohttp.WSMsgType.BINARY:
@@ -216,6 +218,7 @@ class Pull:
                     else:
                         break
             finally:
+                metrics.CASCADE_LINKS.labels(role="edge").dec()
                 sender.cancel()
                 await asyncio.gather(sender, return_exceptions=True)
                 self._ws = None
@@ -356,6 +359,7 @@ class CascadeFeature(Feature):
                 if edge_id not in live:
                     raise ValueError("unknown node")
             except ValueError as exc:
+                metrics.CASCADE_LINKS_REFUSED.inc()
                 logger.warning("cascade link refused", extra={"lesson": lesson_id,
                                                               "remote": request.remote,
                                                               "reason": str(exc)})
@@ -430,6 +434,7 @@ class CascadeFeature(Feature):
                 await asyncio.sleep(TICK)
 
         tasks = [asyncio.ensure_future(writer()), asyncio.ensure_future(watch())]
+        metrics.CASCADE_LINKS.labels(role="origin").inc()
         try:
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.BINARY:
@@ -452,6 +457,7 @@ class CascadeFeature(Feature):
                                                                  "error": str(exc)[:200]})
                     break
         finally:
+            metrics.CASCADE_LINKS.labels(role="origin").dec()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

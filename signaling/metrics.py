@@ -16,3 +16,12 @@ STAGE_CALLS = Counter("classroom_stage_calls_total",
 HANDS_RAISED = Counter("classroom_hands_raised_total", "Hands raised (not counting re-raises)")
 CLASSROOMS_REMOVED = Counter("classroom_classrooms_removed_total",
                              "Classrooms removed from a lesson by the teacher")
+CASCADE_LINKS = Gauge("classroom_cascade_links",
+                      "Cascade links up: this node pulling a lesson from its origin (edge) or "
+                      "serving one to another node (origin)", ["role"])
+CASCADE_LINKS_MADE = Counter("classroom_cascade_links_made_total",
+                             "Cascade links this node opened to an origin (a first pull or a "
+                             "re-pull after a break)")
+CASCADE_LINKS_REFUSED = Counter("classroom_cascade_links_refused_total",
+                                "Cascade links this node refused as origin (bad, stale or "
+                                "unknown node's signature)")

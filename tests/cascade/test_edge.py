@@ -55,6 +55,16 @@ async def test_classroom_on_an_edge_decodes_the_origins_tiers(redis_url):
         assert pull.connected and pull.origin == a.node.config.node_id
         assert pull.edge.stats()["hop_ms"]["p95"] is not None
         assert far.connection_state("subscribe") == "connected"
+        # ops see it (one process here: both nodes' series in one registry)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(b.base_url + "/metrics") as resp:
+                text = await resp.text()
+        values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+                  if line.startswith("classroom_cascade")}
+        assert values['classroom_cascade_links{role="edge"}'] >= 1, values
+        assert values['classroom_cascade_links{role="origin"}'] >= 1, values
+        assert values['classroom_cascade_frames_total{direction="down"}'] >= 20, values
+        assert values["classroom_cascade_hop_seconds_count"] >= 20, values
     finally:
         for client in (teacher, near, far):
             await client.close()
