@@ -287,14 +287,21 @@ AddSubscribers = Callable[[aiohttp.ClientSession, str, list[str]], Awaitable[int
 """(session, relay url, peer ids) -> connect those subscribers; returns how many there are."""
 DropSubscribers = Callable[[int], Awaitable[int]]
 """(k) -> close the k newest subscribers; returns how many are left."""
+HealSubscribers = Callable[[aiohttp.ClientSession, float], Awaitable[int]]
+"""(session, s) -> replace the subscribers that got no audio for s seconds (their
+connection died: a relay overloaded by an earlier point lets consent checks lapse);
+returns how many were replaced."""
 
 
 async def serve_commands(add: AddSubscribers, counts: Callable[[], list],
-                         drop: DropSubscribers | None = None) -> None:
+                         drop: DropSubscribers | None = None,
+                         heal: HealSubscribers | None = None) -> None:
     """A subscriber process's protocol: JSON commands on stdin, one JSON reply line each
     on stdout. ``{"cmd": "add", "url": U, "ids": [...]}`` connects subscribers (``add``;
     ``"urls": [...]`` instead of ``url``: one URL per id, one ``add`` per URL at once);
-    ``{"cmd": "drop", "n": k}`` closes the k newest; ``{"cmd": "counts"}`` replies
+    ``{"cmd": "drop", "n": k}`` closes the k newest; ``{"cmd": "heal", "silent": s}``
+    replaces those silent for s seconds (in place: same position, a new peer id);
+    ``{"cmd": "counts"}`` replies
     ``{"counts": [[video_frames, audio_packets], ...], "cpu": s}``; EOF ends."""
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession() as session:
@@ -315,6 +322,8 @@ async def serve_commands(add: AddSubscribers, counts: Callable[[], list],
                 if drop is None:
                     raise RuntimeError("this subscriber process cannot drop subscribers")
                 reply = {"ok": await drop(command["n"])}
+            elif command["cmd"] == "heal":
+                reply = {"ok": await heal(session, command["silent"]) if heal else 0}
             else:
                 reply = {"counts": counts(), "cpu": process_cpu("self")}
             sys.stdout.write(json.dumps(reply) + "\n")
@@ -329,8 +338,11 @@ async def light_worker_main() -> None:
 
     install_batched_reads()  # drain up to 32 datagrams per wake-up, as the relay does
     peers: list[LightPeer] = []
+    where: list[tuple[str, str]] = []  # (url, peer id) of each
+    generation = [0]
 
-    async def add(session: aiohttp.ClientSession, url: str, ids: list[str]) -> int:
+    async def connect(session: aiohttp.ClientSession, url: str, ids: list[str]
+                      ) -> list[LightPeer]:
         batch = [LightPeer(new_pc(), ("video", "audio")) for _ in ids]
         for peer_id, peer in zip(ids, batch, strict=True):
             if H264_TAG in peer_id:
@@ -340,16 +352,32 @@ async def light_worker_main() -> None:
                                for peer_id, peer in zip(ids, batch, strict=True)))
         for peer in batch:
             await peer.connected()
-        peers.extend(batch)
+        return batch
+
+    async def add(session: aiohttp.ClientSession, url: str, ids: list[str]) -> int:
+        peers.extend(await connect(session, url, ids))
+        where.extend((url, peer_id) for peer_id in ids)
         return len(peers)
 
     async def drop(n: int) -> int:
         for _ in range(min(n, len(peers))):
+            where.pop()
             await peers.pop().pc.close()
         return len(peers)
 
+    async def heal(session: aiohttp.ClientSession, silent: float) -> int:
+        now = time.monotonic()
+        dead = [i for i, p in enumerate(peers) if p.pc.connectionState != "connected"
+                or (p.counts[1].last_frame_at or 0.0) < now - silent]
+        generation[0] += 1
+        for i in dead:
+            await peers[i].pc.close()
+            url, peer_id = where[i]
+            peers[i], = await connect(session, url, [f"{peer_id}-r{generation[0]}"])
+        return len(dead)
+
     await serve_commands(add, lambda: [[p.counts[0].frames, p.counts[1].frames]
-                                       for p in peers], drop)
+                                       for p in peers], drop, heal)
     for peer in peers:
         await peer.pc.close()
 
@@ -376,11 +404,19 @@ async def signaling_worker_main() -> None:
             await rooms.pop().leave()
         return len(rooms)
 
+    async def heal(session: aiohttp.ClientSession, silent: float) -> int:
+        now = time.monotonic()
+        dead = [r for r in rooms if r.peer is None or r.peer.pc.connectionState != "connected"
+                or (r.peer.counts[1].last_frame_at or 0.0) < now - silent]
+        for room in dead:  # join again (the same classroom: it leaves first)
+            await room.join(room.node)
+        return len(dead)
+
     def counts() -> list[list[int]]:
         return [[r.peer.counts[0].frames, r.peer.counts[1].frames] if r.peer else [0, 0]
                 for r in rooms]
 
-    await serve_commands(add, counts, drop)
+    await serve_commands(add, counts, drop, heal)
     for room in rooms:
         await room.leave()
 
@@ -515,6 +551,12 @@ class Farm:
             await self.workers[index].call({"cmd": "drop", "n": n})
             del self.ids[index][-n:]
 
+    async def heal(self, silent: float = 2.0) -> int:
+        """Replace the subscribers whose connection died (no audio for ``silent`` s)."""
+        replies = await asyncio.gather(*(w.call({"cmd": "heal", "silent": silent})
+                                         for w in self.workers))
+        return sum(r["ok"] for r in replies)
+
     async def counts(self) -> dict[str, tuple[int, int]]:
         replies = await asyncio.gather(*(w.call({"cmd": "counts"}) for w in self.workers))
         self.worker_cpu = sum(r["cpu"] for r in replies)
@@ -597,9 +639,12 @@ class Point:
     """Waited before the warm-up for the relays to forget dropped subscribers and lift
     demoted ones back to the top tier (``settled`` False: still not, at the deadline)."""
     settled: bool | None = None
+    replaced: int = 0
+    """Subscribers replaced before this point: their connection had died (no audio for
+    2 s), after a relay overloaded by an earlier point let their consent checks lapse."""
     subscribers_by_process: list[int] | None = None
-    """classroom serve: subscribers attached to each relay process's renditions (an edge's
-    link to the origin counts there as one)."""
+    """classroom serve: subscribers attached to each relay process's renditions (the
+    ``classroom_subscribers`` gauges; on the origin an edge's link may count as one)."""
     other_cpu: float | None = None
     """CPU-s/s the machine spent outside the relays and the generator (other jobs, the
     kernel's share not charged to a process) over the window."""
@@ -621,7 +666,7 @@ class Bench:
     teacher_frames: Callable[[], int]
     stats_url: str | None = None
     log: Callable[[str], None] = print
-    recover_seconds: float = 20.0
+    recover_seconds: float = 30.0
 
 
 async def fetch(session: aiohttp.ClientSession, url: str, as_json: bool = False) -> Any:
@@ -634,6 +679,12 @@ async def measure(bench: Bench, session: aiohttp.ClientSession, n: int, warmup: 
     """Resize the farm to ``n``, wait until every subscriber receives, warm up, measure."""
     await bench.farm.resize(n)
     await wait_until(bench.farm.all_receiving, 60, "every subscriber receiving")
+    replaced = 0
+    for _ in range(3):  # subscribers a relay overloaded by the last point let die
+        healed = await bench.farm.heal()
+        replaced += healed
+        if not healed:
+            break
     waited, settled = await settle(bench, session, n, bench.recover_seconds)
     await asyncio.sleep(warmup)
     metrics0 = [await fetch(session, f"{u}/metrics") for u in bench.metrics_urls]
@@ -669,7 +720,7 @@ async def measure(bench: Bench, session: aiohttp.ClientSession, n: int, warmup: 
         client_cpu=round((client1 - client0) / span, 3), core_busy=core_busy(jiffies0, jiffies1),
         relay_cpu_by_process=per_process, loadavg=[round(x, 2) for x in os.getloadavg()],
         udp_errors={k: udp1[k] - udp0.get(k, 0) for k in udp1}, phase=phase,
-        settle_seconds=waited, settled=settled)
+        settle_seconds=waited, settled=settled, replaced=replaced)
     if bench.stats_url is None:  # classroom serve: who holds how many (rendition gauges)
         point.subscribers_by_process = [
             int(sum(gauge(text, "classroom_subscribers", "tier").values())) for text in metrics1]
@@ -688,7 +739,8 @@ async def measure(bench: Bench, session: aiohttp.ClientSession, n: int, warmup: 
               f"audio min={point.audio_delivered_min}  sent={point.sent_fps} fps  "
               f"p95={p95}  generator cpu={point.client_cpu}  cores busy={point.core_busy}  "
               f"other={point.other_cpu}  tiers={point.tiers}  drops={point.relay_drops}  "
-              f"udp={point.udp_errors}  settled={settled} after {waited} s")
+              f"udp={point.udp_errors}  settled={settled} after {waited} s  "
+              f"replaced={replaced}")
     return point
 
 
@@ -735,21 +787,28 @@ async def settle(bench: Bench, session: aiohttp.ClientSession, n: int, timeout: 
 class Bracket:
     """The search's state: the most N seen holding (``good``) and the least N above it seen
     failing (``bad``; a failure below a holding N is noise: it is in the points, not here).
-    Up by x``growth`` until a point fails, then halving until ``bad - good`` is at most
+    Up by x``growth`` until a point fails (x``near`` once the busiest relay process of
+    the holding point used ``busy`` of a core or more: a big overshoot overloads the relay
+    so far that connections die), then halving until ``bad - good`` is at most
     ``resolution`` x good (at least 1)."""
 
     resolution: float
     growth: float = 1.5
+    near: float = 1.2
+    busy: float = 0.6
     good: int = 0
+    good_load: float = 0.0
     failed: list[int] = field(default_factory=list)
 
     @property
     def bad(self) -> int | None:
         return min((n for n in self.failed if n > self.good), default=None)
 
-    def record(self, n: int, holds: bool) -> None:
+    def record(self, n: int, holds: bool, load: float = 0.0) -> None:
+        """``load``: the busiest relay process's cores at that point."""
         if holds:
-            self.good = max(self.good, n)
+            if n >= self.good:
+                self.good, self.good_load = n, load
         else:
             self.failed.append(n)
 
@@ -762,7 +821,8 @@ class Bracket:
         """The N to try next (``start``: the first N of the ramp)."""
         bad = self.bad
         if bad is None:
-            return max(start, self.good + 2, int(self.good * self.growth))
+            growth = self.near if self.good_load >= self.busy else self.growth
+            return max(start, self.good + 2, int(self.good * growth))
         return (self.good + bad) // 2
 
 
@@ -775,13 +835,13 @@ async def search(bench: Bench, session: aiohttp.ClientSession, start: int, warmu
     deadline = time.monotonic() + budget
     bracket = Bracket(resolution)
     for p in known or []:
-        bracket.record(p.subscribers, p.holds)
+        bracket.record(p.subscribers, p.holds, max(p.relay_cpu_by_process or [0.0]))
     points: list[Point] = []
     while time.monotonic() < deadline and not bracket.done:
         n = bracket.next(start)
         point = await measure(bench, session, n, warmup, window, "search")
         points.append(point)
-        bracket.record(n, point.holds)
+        bracket.record(n, point.holds, max(point.relay_cpu_by_process or [0.0]))
     return {"subscribers": bracket.good, "first_failing": bracket.bad,
             "bracketed": bracket.done, "points": [asdict(p) for p in points]}
 
@@ -1273,7 +1333,7 @@ def main() -> None:
                         help="measured seconds per point of the search")
     parser.add_argument("--search-start", type=int, default=75,
                         help="first N the search tries past the sweep (per node with --workers)")
-    parser.add_argument("--recover-seconds", type=float, default=20.0,
+    parser.add_argument("--recover-seconds", type=float, default=30.0,
                         help="wait at most this long before a point for demoted subscribers "
                              "to be back on the top tier")
     parser.add_argument("--resolution", type=float, default=0.05,

@@ -29,6 +29,9 @@ def test_bracket_ramps_then_halves_to_the_resolution() -> None:
     assert bracket.done and (bracket.good, bracket.bad) == (90, 93)
     bracket.record(20, False)  # a failure under a holding N is noise, not the bracket
     assert bracket.bad == 93
+    near = Bracket(resolution=0.05)
+    near.record(200, True, load=0.7)  # the relay's core already 70 % busy: smaller steps
+    assert near.next(75) == 240
 
 
 def test_fanout_benchmark_one_point_with_light_receivers(tmp_path) -> None:
