@@ -8,7 +8,8 @@ seconds: every worker, the supervisor and its redis-server, **idle** (no lesson,
 start-up has settled) and **with a lesson** (the headless teacher, synthetic 640x360 at
 30 fps + tone, publishing through the public port, and ``--subscribers`` light receivers
 (``loadtests.light_receiver``) through the same port, which the kernel spreads over the
-workers). Nothing is pinned: the load generator (this process, the teacher's encoder)
+workers). ``--workers 1`` measures the single process the same way (the comparison).
+Nothing is pinned: the load generator (this process, the teacher's encoder)
 shares the machine, so ``load_avg`` is in the JSON.
 """
 
@@ -81,11 +82,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.2)
         else:
             raise RuntimeError(f"workers did not come up; see {work / 'serve.log'}")
-        redis_pid = int(subprocess.check_output(
-            ["pgrep", "-P", str(proc.pid), "-f", "redis-server"]).split()[0])
         pids = {n["id"]: n["pid"] for n in nodes}
-        pids |= {"supervisor": proc.pid, "redis-server": redis_pid,
-                 "generator (this process)": os.getpid()}
+        if args.workers > 1:  # --workers 1: the one process, on the embedded store
+            redis = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "redis-server"],
+                                   capture_output=True, text=True).stdout.split()
+            pids |= {"supervisor": proc.pid} | ({"redis-server": int(redis[0])} if redis
+                                                else {})
+        pids["generator (this process)"] = os.getpid()
         await asyncio.sleep(args.settle)
         result["idle_cpu"] = await cpu_over(pids, args.window)
 
