@@ -19,7 +19,9 @@ then (re-read when another process replaced it), so no process writes over anoth
 records; a read re-reads the file when its inode, size or mtime changed. Each unfinished
 recording names its ``owner`` (the node writing it), which holds ``.owners/<owner>.lock``
 while it runs: :meth:`Catalog.claim` gives a recording to a process that recovers it only
-when its owner is gone (:func:`owner_alive`).
+when its owner is gone (:func:`owner_alive`). The process writing a recording's segments
+holds ``.owners/<id>.writing`` (:func:`hold_writing`): another node on the folder continues
+a recording of the same lesson (the teacher's media moved to it) only with that lock.
 
 Record fields: ``id, lesson, title, subject, grade, teacher, school, schools, published,
 date, started_at, ended_at, duration, chapters, renditions, size, state, ...``.
@@ -111,6 +113,24 @@ def hold_owner(library: Path, owner: str) -> Any | None:
     path = _owner_lock_path(library, owner)
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(path, "a+")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        return None
+    return fh
+
+
+def hold_writing(library: Path, recording_id: str) -> Any | None:
+    """Hold the recording's writer lock (``.owners/<id>.writing``) while this process
+    writes its segments; None when another live process holds it. Nodes sharing the
+    folder take over a recording only with this lock, so one recording never has two
+    live writers (the kernel drops the lock of a process that dies)."""
+    if not valid_id(recording_id):
+        return None
+    path = Path(library) / OWNERS_DIR / f"{recording_id}.writing"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+")  # noqa: SIM115 - held while the recording is written
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -276,6 +296,17 @@ class Catalog:
             if held and held != owner and alive(held):
                 return None
             return record if held == owner else self.put({**record, "owner": owner})
+
+    def take(self, recording_id: str, owner: str, accept: Callable[[dict[str, Any]], bool],
+             **fields: Any) -> dict[str, Any] | None:
+        """Compare-and-set across processes: if ``accept(record)``, make ``owner`` (when
+        given) its owner and apply ``fields``; the new record, else None. Decided under
+        the catalog's lock, so two processes never both take one recording."""
+        with self._exclusive():
+            record = self._records.get(recording_id)
+            if record is None or not accept(dict(record)):
+                return None
+            return self.put({**record, **fields, **({"owner": owner} if owner else {})})
 
     def list(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import metrics
-from .catalog import Catalog, dir_size, hold_owner, new_recording_id, owner_alive
+from .catalog import Catalog, dir_size, hold_owner, hold_writing, new_recording_id, owner_alive
 from .chapters import CHAPTER_TYPES, append_event
 from .packager import REPLAY_DIR
 from .recorder import LINES, Recorder, RecorderConfig
@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _UNFINISHED = ("recording", "paused", "interrupted", "packaging")
+_RESUMABLE = ("recording", "paused", "interrupted")
+"""States a recording can continue from (as a new part), here or on another node."""
 CHAPTER_FIELDS = ("type", "round", "peer_id", "name", "school", "on_stage")
 """The fields of a lesson event kept in the recording's chapter log."""
 MEDIA_FILE = re.compile(
@@ -108,6 +110,15 @@ class LessonInfo:
     title: str = ""
     teacher: str = ""
     school: str = ""
+    started_at: float | None = None
+    """When the lesson went live: its recordings on every node share one ``group``."""
+
+
+def group_id(lesson_id: str, started_at: float | None) -> str | None:
+    """The recording group of one live session of a lesson (None: not known). Every node
+    that records the session (the origin moved) derives the same id from the lesson
+    store, so the library lists their recordings as one, part after part."""
+    return f"{lesson_id}@{started_at:.3f}" if started_at else None
 
 
 class SinkHost(Protocol):
@@ -132,6 +143,8 @@ class ActiveRecording:
         self.lines = lines or {}
         """The share and stage recorders (``tracks/<line>/``), on the teacher's timeline."""
         self.directory = directory
+        self.writing: Any = None
+        """This process's writer lock of the recording (catalog.hold_writing)."""
         self.stopping = False
         self.worker: asyncio.Task[None] | None = None
         self.covered_ms = 0.0
@@ -240,13 +253,27 @@ class RecordingLibrary:
             lesson = await live_lesson()
             if lesson is None:
                 return
-            if lesson_id in self.resumable:
-                await self._continue(lesson_id, self.resumable.pop(lesson_id))
-            else:
-                await self._create(lesson_id, lesson)
+            group = group_id(lesson_id, lesson.started_at)
+            rid = self.resumable.pop(lesson_id, None)
+            if not (rid is not None and await self._continue(lesson_id, rid)) and not (
+                    group and await self._adopt(lesson_id, group)):
+                await self._create(lesson_id, lesson, group)
         await self._changed(lesson_id)
 
-    async def _create(self, lesson_id: str, lesson: LessonInfo) -> None:
+    async def _adopt(self, lesson_id: str, group: str) -> bool:
+        """Continue here, as a new part, a recording of this live session that no live
+        process writes (its node died, or stopped it) in this library folder: the lesson's
+        origin moved between nodes sharing the folder (``--workers``)."""
+        mine = {a.id for a in self.active.values()}
+        for record in await asyncio.to_thread(self._catalog.list):  # newest first
+            if (record.get("lesson") == lesson_id and record.get("group") == group
+                    and record.get("state") in _RESUMABLE and record["id"] not in mine
+                    and await self._continue(lesson_id, record["id"], adopt=group)):
+                return True
+        return False
+
+    async def _create(self, lesson_id: str, lesson: LessonInfo,
+                      group: str | None = None) -> None:
         """A new recording of the lesson (its record in the catalog, its recorders)."""
         catalog = self._catalog
         rid = new_recording_id(lesson_id)
@@ -265,14 +292,18 @@ class RecordingLibrary:
         }
         if self.config.owner:
             record["owner"] = self.config.owner
+        if group:
+            record["group"] = group
         record["parts"] = [{"start": 0.0, "started_at": now}]
         directory = catalog.dir_of(rid)
         await asyncio.to_thread(catalog.create, record)
-        self._start(record, directory)
+        writing = await asyncio.to_thread(hold_writing, catalog.library, rid)
+        self._start(record, directory, writing=writing)
         logger.info("recording started", extra={"lesson": lesson_id, "recording": rid})
 
     def _start(self, record: dict[str, Any], directory: Path, first_seq: int = 1,
-               offset_ms: int = 0, line_seqs: dict[str, int] | None = None) -> None:
+               offset_ms: int = 0, line_seqs: dict[str, int] | None = None,
+               writing: Any = None) -> None:
         """The teacher's recorder, a recorder per line (share, stage) on its timeline."""
         cfg = self.config.recorder
         recorder = Recorder(directory, config=cfg, first_seq=first_seq,
@@ -281,26 +312,65 @@ class RecordingLibrary:
                                 clock=recorder, first_seq=(line_seqs or {}).get(name, 1))
                  for name in LINES}
         active = ActiveRecording(record, recorder, directory, lines)
+        active.writing = writing
         self.active[record["lesson"]] = active
         self._attach(active)
         if self.config.package and self.config.incremental:
             active.worker = self.spawn(self._chunk_worker(active))
 
-    async def _continue(self, lesson_id: str, rid: str) -> None:
+    async def _continue(self, lesson_id: str, rid: str, *, adopt: str | None = None) -> bool:
         """The teacher's media is back after a restart: the recording goes on, a new part
-        right after the last segment of the one before (one recording, parts in sequence)."""
+        right after the last segment of the one before (one recording, parts in sequence).
+        ``adopt`` (the lesson's group): the recording was left by another node on this
+        folder, whose torn segment is salvaged first. Taken only with the recording's
+        writer lock, under the catalog's lock; False when another node has it."""
         catalog = self._catalog
         directory = catalog.dir_of(rid)
-        record = catalog.get(rid) or {}
+        me = self.config.owner
+        held: list[Any] = []
+
+        def accept(record: dict[str, Any]) -> bool:
+            if record.get("state") not in _RESUMABLE:
+                return False
+            if adopt is None and (record.get("owner") or me) != me:
+                return False  # another node on the folder took it over meanwhile
+            if adopt is not None and (record.get("group") != adopt
+                                      or record.get("lesson") != lesson_id):
+                return False
+            lock = hold_writing(catalog.library, rid)
+            if lock is None:
+                return False  # a live process writes it
+            held.append(lock)
+            return True
+
+        try:
+            taken = await asyncio.to_thread(catalog.take, rid, me, accept, state="recording",
+                                            ended_at=None)
+        except BaseException:
+            for lock in held:
+                lock.close()
+            raise
+        if taken is None:
+            for lock in held:
+                lock.close()
+            logger.info("recording not continued: another node has it",
+                        extra={"lesson": lesson_id, "recording": rid})
+            return False
+        record = taken
+        if adopt is not None:
+            await asyncio.to_thread(recover_segments, directory)
+            for name in LINES:
+                if (directory / TRACK_DIR / name).is_dir():
+                    await asyncio.to_thread(recover_segments, directory / TRACK_DIR / name)
 
         def last_segments() -> tuple[int, int, dict[str, int]]:
             segs = read_index(directory)
             seqs = {}
+            ends = [segs[-1].end_ms] if segs else []
             for name in LINES:
                 line = read_index(directory / TRACK_DIR / name)
                 seqs[name] = line[-1].seq + 1 if line else 1
-            ends = [segs[-1].end_ms] + [s[-1].end_ms for name in LINES
-                                        if (s := read_index(directory / TRACK_DIR / name))]
+                ends += [line[-1].end_ms] if line else []
             return (segs[-1].seq + 1 if segs else 1, max(ends) + 1 if segs else 0, seqs)
 
         first_seq, offset_ms, seqs = await asyncio.to_thread(last_segments)
@@ -316,9 +386,11 @@ class RecordingLibrary:
         await asyncio.to_thread(append_event, directory,
                                 {"t": offset_ms, "type": "recording-part",
                                  "part": len(parts)})
-        self._start(record, directory, first_seq, offset_ms, seqs)
+        self._start(record, directory, first_seq, offset_ms, seqs, writing=held[0])
         logger.info("recording continues", extra={"lesson": lesson_id, "recording": rid,
-                                                   "part": len(parts)})
+                                                   "part": len(parts),
+                                                   "taken_over": adopt is not None})
+        return True
 
     @staticmethod
     def _sinks(active: ActiveRecording) -> list[KindSink]:
@@ -341,7 +413,7 @@ class RecordingLibrary:
             waiting = self.resumable.pop(lesson_id, None)
             if active is None:
                 if waiting is not None and package:  # ended while the teacher was away
-                    self.spawn(self.package(waiting))
+                    self.spawn(self._package_waiting(waiting))
                 return
             active.stopping = True
             if active.worker is not None:
@@ -373,6 +445,9 @@ class RecordingLibrary:
             if not segments:
                 fields["error"] = "nothing was recorded"
             await asyncio.to_thread(catalog.update, active.id, **fields)
+            if active.writing is not None:  # after the last write: others may take it now
+                active.writing.close()
+                active.writing = None
             logger.info("recording stopped", extra={"lesson": lesson_id,
                                                      "recording": active.id, **stats})
         if not self.closing:
@@ -574,36 +649,50 @@ class RecordingLibrary:
                 if claimed is None or claimed.get("state") not in _UNFINISHED:
                     continue
                 record = claimed
-            directory = catalog.dir_of(rid)
-            segments = await asyncio.to_thread(recover_segments, directory)
-            for name in LINES:
-                if (directory / TRACK_DIR / name).is_dir():
-                    await asyncio.to_thread(recover_segments, directory / TRACK_DIR / name)
-            metrics.RECOVERED.inc()
-            lesson = record.get("lesson") or ""
-            if (segments and record.get("state") != "packaging" and lesson_live is not None
-                    and lesson not in self.resumable and await lesson_live(lesson)):
-                # cut by the restart, the lesson goes on: wait for the teacher's media
-                self.resumable[lesson] = rid
-                await asyncio.to_thread(catalog.update, rid, state="interrupted",
-                                        segments=len(segments), recovered=True)
-                self.spawn(self._resume_deadline(lesson, rid))
-                logger.info("recording waits for its lesson", extra={"recording": rid})
-                continue
-            if not segments:
-                await asyncio.to_thread(catalog.update, rid, state="failed",
-                                        error="nothing was recorded")
-                continue
-            duration = (segments[-1].end_ms - segments[0].start_ms) / 1000
-            await asyncio.to_thread(
-                catalog.update, rid, state="packaging", segments=len(segments),
-                duration=round(duration, 3), recovered=True,
-                ended_at=record.get("ended_at") or (record.get("started_at") or 0) + duration,
-                size=sum(s.bytes for s in segments))
-            logger.info("recording recovered", extra={"recording": rid,
-                                                       "segments": len(segments)})
-            if self.config.package:
-                self.spawn(self.package(rid))
+            writing = await asyncio.to_thread(hold_writing, catalog.library, rid)
+            if writing is None:
+                continue  # another node on the folder took it over and writes it
+            try:
+                await self._recover_one(record, lesson_live)
+            finally:
+                writing.close()
+
+    async def _recover_one(self, record: dict[str, Any],
+                           lesson_live: Callable[[str], Awaitable[bool]] | None) -> None:
+        """Recover one unfinished recording (with its writer lock held): wait for its
+        lesson, or package it."""
+        catalog = self._catalog
+        rid = record["id"]
+        directory = catalog.dir_of(rid)
+        segments = await asyncio.to_thread(recover_segments, directory)
+        for name in LINES:
+            if (directory / TRACK_DIR / name).is_dir():
+                await asyncio.to_thread(recover_segments, directory / TRACK_DIR / name)
+        metrics.RECOVERED.inc()
+        lesson = record.get("lesson") or ""
+        if (segments and record.get("state") != "packaging" and lesson_live is not None
+                and lesson not in self.resumable and await lesson_live(lesson)):
+            # cut by the restart, the lesson goes on: wait for the teacher's media
+            self.resumable[lesson] = rid
+            await asyncio.to_thread(catalog.update, rid, state="interrupted",
+                                    segments=len(segments), recovered=True)
+            self.spawn(self._resume_deadline(lesson, rid))
+            logger.info("recording waits for its lesson", extra={"recording": rid})
+            return
+        if not segments:
+            await asyncio.to_thread(catalog.update, rid, state="failed",
+                                    error="nothing was recorded")
+            return
+        duration = (segments[-1].end_ms - segments[0].start_ms) / 1000
+        await asyncio.to_thread(
+            catalog.update, rid, state="packaging", segments=len(segments),
+            duration=round(duration, 3), recovered=True,
+            ended_at=record.get("ended_at") or (record.get("started_at") or 0) + duration,
+            size=sum(s.bytes for s in segments))
+        logger.info("recording recovered", extra={"recording": rid,
+                                                   "segments": len(segments)})
+        if self.config.package:
+            self.spawn(self.package(rid))
 
     async def _resume_deadline(self, lesson_id: str, rid: str) -> None:
         """The teacher's media did not return in time: package what was recorded."""
@@ -613,7 +702,31 @@ class RecordingLibrary:
                 return
             del self.resumable[lesson_id]
         if self.config.package:
+            await self._package_waiting(rid)
+
+    async def _package_waiting(self, rid: str) -> None:
+        """Package a recording that waited here for its teacher, unless another node on
+        the folder took it over meanwhile (it is that node's to finish)."""
+        me = self.config.owner
+        taken = await asyncio.to_thread(
+            self._catalog.take, rid, "",
+            lambda r: r.get("state") in _RESUMABLE and (r.get("owner") or me) == me,
+            state="packaging")
+        if taken is not None:
             await self.package(rid)
+
+    async def hand_off(self, lesson_id: str) -> None:
+        """The lesson's origin (its teacher's media) moved to another live node, which
+        records it from there: the part written here is finished and packaged (listed
+        with the other node's in one entry, ``group``); one waiting here since a restart
+        is packaged now instead of after ``resume_seconds``."""
+        if lesson_id in self.active:
+            await self.stop(lesson_id, package=self.config.package)
+            return
+        async with self._lock(lesson_id):
+            rid = self.resumable.pop(lesson_id, None)
+        if rid is not None and self.config.package:
+            await self._package_waiting(rid)
 
     def writing(self) -> set[str]:
         """Recordings being written or packaged (they cannot be deleted)."""

@@ -12,6 +12,12 @@
   ``recording-consent``), kept in the catalog with who and when.
 * Quiz rounds, the stage and resumes become chapters (lesson events of
   ``recording.chapters.CHAPTER_TYPES``).
+* Recording stays with the origin: only the node the teacher publishes to records (an
+  edge's pulled media is not recorded). When the origin moves (Redis names another live
+  node and this node has no teacher's media for ``HANDOFF_GRACE`` s), the part written or
+  waiting here is finished (:meth:`RecordingLibrary.hand_off`); the new origin continues
+  the recording itself when it shares this folder and nobody writes it any more, else
+  records a part of the same ``group`` (one entry in the listing).
 
 Packaging, recovery and retention are the library's (recording/library.py); HTTP is
 ``routes.py``.
@@ -19,8 +25,10 @@ Packaging, recovery and retention are the library's (recording/library.py); HTTP
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -44,6 +52,12 @@ if TYPE_CHECKING:
     from signaling.protocol import Message
 
 logger = logging.getLogger(__name__)
+
+HANDOFF_CHECK = 1.0
+"""Seconds between looks at the origin of the lessons recorded here without their media."""
+HANDOFF_GRACE = 2.0
+"""How long another live node must hold the origin before this node's part is finished
+(a teacher who reconnects to this node within it keeps one recording going here)."""
 
 
 class RecordingMedia:
@@ -80,6 +94,8 @@ class RecordingFeature(Feature):
         self.node: Node | None = None
         self.remote = RemoteLibrary(self)
         """The other nodes' libraries (listing and playback across nodes, remote.py)."""
+        self._moved: dict[str, float] = {}  # lesson -> since when its origin is elsewhere
+        self._watch: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> RecordingFeature:
@@ -128,8 +144,12 @@ class RecordingFeature(Feature):
         await self.library.open(node.config.library, RecordingMedia(node.relay),
                                 self._announce, lesson_live)
         node.hub.add_listener(self._on_event)
+        if node.config.redis_url:
+            self._watch = self.library.spawn(self._watch_origins())
 
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         await self.remote.close()
         await self.library.close()
 
@@ -164,11 +184,45 @@ class RecordingFeature(Feature):
             lesson = await node.hub.store.get_lesson(lesson_id)
             if lesson is None or lesson.state != "live":
                 return None
-            return LessonInfo(lesson.id, lesson.title or "", lesson.teacher, lesson.school)
+            return LessonInfo(lesson.id, lesson.title or "", lesson.teacher, lesson.school,
+                              lesson.started_at)
 
         await self.library.ensure(lesson_id,
-                                  media_here=lambda: node.relay_has_publisher(lesson_id),
+                                  media_here=lambda: lesson_id in node.published_lessons(),
                                   live_lesson=live_lesson)
+
+    async def _watch_origins(self) -> None:
+        """Finish this node's part of a lesson whose origin moved to another live node."""
+        while True:
+            await asyncio.sleep(HANDOFF_CHECK)
+            try:
+                await self._check_origins()
+            except Exception as exc:  # noqa: BLE001 - Redis gone: look again next time
+                logger.debug("origin check failed", extra={"error": repr(exc)})
+
+    async def _check_origins(self) -> None:
+        node, library = self._node, self.library
+        board = self.remote._board()
+        lessons = (set(library.active) | set(library.resumable)) - node.published_lessons()
+        for lesson_id in set(self._moved) - lessons:
+            del self._moved[lesson_id]
+        if board is None or not lessons:
+            return
+        me = node.config.node_id
+        live = None
+        for lesson_id in sorted(lessons):
+            origin = await board.origin(lesson_id)
+            if origin and origin != me:
+                live = live if live is not None else {n.get("id") for n in await board.nodes()}
+            if not origin or origin == me or origin not in live:
+                self._moved.pop(lesson_id, None)
+                continue
+            since = self._moved.setdefault(lesson_id, time.monotonic())
+            if time.monotonic() - since >= HANDOFF_GRACE:
+                del self._moved[lesson_id]
+                logger.info("origin moved: this node's recording part ends",
+                            extra={"lesson": lesson_id, "origin": origin})
+                await library.hand_off(lesson_id)
 
     # ---- state for pages -----------------------------------------------------------------
     def state(self, lesson_id: str) -> dict[str, Any]:

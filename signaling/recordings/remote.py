@@ -14,6 +14,10 @@ Several nodes share one Redis and each keeps its own library folder. Nothing is 
   (no token is ever put in a URL).
 * A forwarded request carries ``X-Classroom-Forwarded`` and is answered from the local
   library only, so two nodes never bounce a request between them.
+* The recordings of one live session of a lesson (``group``: its origin moved, so each
+  node it was recorded on holds a part) are listed as one entry (:func:`fold_groups`):
+  its ``parts`` in order on one timeline, each naming its ``recording`` and ``node``, and
+  ``recordings`` with each part's own replay links (played part by part from its holder).
 
 Without Redis (one node) none of this runs.
 """
@@ -40,6 +44,58 @@ RESPONSE_HEADERS = ("Content-Type", "Content-Length", "Content-Range", "Accept-R
                     "Content-Encoding", "Content-Disposition", "Cache-Control", "ETag",
                     "Last-Modified", "X-Content-Type-Options", "Access-Control-Allow-Origin")
 CHUNK = 64 * 1024
+MEMBER_FIELDS = ("id", "node", "state", "started_at", "ended_at", "duration", "parts",
+                 "size", "renditions", "lines", "poster", "recovered", "replay_url",
+                 "poster_url", "download_url")
+"""What a folded entry's ``recordings`` keep of each part's own entry."""
+_STATE_ORDER = ("recording", "paused", "interrupted", "packaging", "ready", "failed")
+
+
+def fold_groups(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per recording ``group`` of the list (two or more recordings of one live
+    session of a lesson, made on the nodes its origin moved between), newest first. The
+    entry is the first part's with ``parts`` (every part of every recording, ``start`` on
+    the session's timeline, ``recording`` and ``node`` named), ``chapters`` the same way,
+    ``duration``, ``size``, ``schools`` over all, ``ended_at`` of the last, ``state`` the
+    least finished part's, and ``recordings``: each recording with its own links."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        if entry.get("group"):
+            groups.setdefault(entry["group"], []).append(entry)
+    out: list[dict[str, Any]] = []
+    for entry in entries:
+        members = groups.get(entry.get("group") or "")
+        if members is None or len(members) < 2:
+            out.append(entry)
+        elif entry is members[0]:
+            out.append(_folded(members))
+    out.sort(key=lambda e: e.get("started_at") or 0, reverse=True)
+    return out
+
+
+def _folded(members: list[dict[str, Any]]) -> dict[str, Any]:
+    members = sorted(members, key=lambda e: e.get("started_at") or 0)
+    entry = dict(members[0])
+    offset = 0.0
+    parts: list[dict[str, Any]] = []
+    chapters: list[dict[str, Any]] = []
+    for m in members:
+        where = {"recording": m["id"], **({"node": m["node"]} if m.get("node") else {})}
+        for part in m.get("parts") or [{"start": 0.0, "started_at": m.get("started_at")}]:
+            parts.append({**part, "start": round(offset + (part.get("start") or 0.0), 3),
+                          **where})
+        for chapter in m.get("chapters") or []:
+            chapters.append({**chapter, **where,
+                             "start": round(offset + (chapter.get("start") or 0.0), 3)})
+        offset += float(m.get("duration") or 0.0)
+    states = [m.get("state") for m in members]
+    entry.update(
+        parts=parts, chapters=chapters, duration=round(offset, 3),
+        ended_at=members[-1].get("ended_at"), size=sum(m.get("size") or 0 for m in members),
+        schools=sorted({s for m in members for s in m.get("schools") or []}),
+        state=next((s for s in _STATE_ORDER if s in states), states[0]),
+        recordings=[{k: m[k] for k in MEMBER_FIELDS if k in m} for m in members])
+    return entry
 
 
 class RemoteLibrary:

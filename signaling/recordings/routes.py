@@ -42,6 +42,8 @@ from signaling.auth import Claims
 from signaling.errors import ClassroomError, ErrorCode
 from signaling.protocol import decode_json
 
+from .remote import FORWARDED, fold_groups
+
 if TYPE_CHECKING:
     from .feature import RecordingFeature
 
@@ -52,7 +54,7 @@ CONTENT_TYPES = {
 PUBLIC_FIELDS = ("id", "lesson", "title", "subject", "grade", "teacher", "school", "schools",
                  "published", "date", "started_at", "ended_at", "duration", "chapters",
                  "renditions", "lines", "parts", "size", "state", "poster", "recovered",
-                 "consents")
+                 "consents", "group")
 
 
 def sign(secret: str, recording_id: str, expires: int) -> str:
@@ -120,16 +122,18 @@ def add_routes(app: web.Application, feature: RecordingFeature) -> None:
                 if q not in text.lower():
                     continue
             out.append(public(record))
-        if not feature.remote.active(request):
-            return web.json_response({"recordings": out})
+        if not feature.remote.active(request):  # one folder may hold a group's parts;
+            # another node asking (forwarded) folds its merged list itself
+            forwarded = FORWARDED in request.headers
+            return web.json_response({"recordings": out if forwarded else fold_groups(out)})
         here = feature.remote.node_id()  # the library across nodes (remote.py)
         for entry in out:
             entry["node"] = here
         remote, unreachable = await feature.remote.listing(request)
         seen = {entry["id"] for entry in out}
         out += [entry for entry in remote if entry["id"] not in seen]
-        out.sort(key=lambda e: e.get("started_at") or 0, reverse=True)
-        return web.json_response({"recordings": out, "unreachable_nodes": unreachable})
+        return web.json_response({"recordings": fold_groups(out),  # (sorted, newest first)
+                                  "unreachable_nodes": unreachable})
 
     @guard("GET /api/recordings/{recording}")
     async def get_recording(request: web.Request, claims: Claims) -> web.Response:
