@@ -591,21 +591,77 @@ class LoopedTeacherSource:
 
         width, height, fps = SOURCE
         self.source = LoopedEncodedSource(width, height, fps, bitrate=SOURCE_BITRATE)
-        self.video = self.source.track("video")
-        self.audio = self.source.track("audio")
+        self._tracks: list[Any] = []
+        self._started = False
 
-    async def start(self, pc: RTCPeerConnection) -> None:
-        await self.source.prepare()
+    def tracks(self) -> tuple[Any, Any]:
+        """Fresh (video, audio) tracks for a new publishing connection (the last ones stop)."""
+        for track in self._tracks:
+            track.stop()
+        self._tracks = [self.source.track("video"), self.source.track("audio")]
+        return self._tracks[0], self._tracks[1]
+
+    async def prepare(self) -> None:
+        await self.source.prepare()  # seconds of CPU: before anything is measured
+
+    def attach(self, pc: RTCPeerConnection) -> None:
+        """Route the connection's PLIs to the source; start it (once)."""
         for transceiver in pc.getTransceivers():
             if transceiver.sender.track is not None:
                 self.source.attach_sender(transceiver.sender)
-        self.source.start()
+        if not self._started:
+            self._started = True
+            self.source.start()
 
     @property
     def frames(self) -> int:
         return self.source.frames
 
     async def close(self) -> None:
+        await self.source.close()
+
+
+class HttpTeacher:
+    """The teacher of a loadtests.relay_proc relay, published over its HTTP; published again
+    (:meth:`revive`) when its connection died (a relay overloaded by a point lets the
+    consent checks lapse, and a search must not go on measuring a lesson with no source)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.source = LoopedTeacherSource()
+        self.pc: RTCPeerConnection | None = None
+        self.republished = 0
+
+    @property
+    def frames(self) -> int:
+        return self.source.frames
+
+    async def publish(self, session: aiohttp.ClientSession) -> None:
+        if self.pc is not None:
+            await self.pc.close()
+        pc = self.pc = new_pc()
+        video, audio = self.source.tracks()
+        pc.addTransceiver(video, direction="sendonly")
+        pc.addTransceiver(audio, direction="sendonly")
+        await self.source.prepare()
+        await negotiate(session, self.url, "/publish", "teacher", pc)
+        self.source.attach(pc)
+
+        async def published() -> bool:
+            return pc.connectionState == "connected"
+
+        await wait_until(published, 20, "publisher connected")
+
+    async def revive(self, session: aiohttp.ClientSession) -> bool:
+        if self.pc is not None and self.pc.connectionState == "connected":
+            return False
+        self.republished += 1
+        await self.publish(session)
+        return True
+
+    async def close(self) -> None:
+        if self.pc is not None:
+            await self.pc.close()
         await self.source.close()
 
 
@@ -640,6 +696,8 @@ class Point:
     demoted ones back to the top tier (``settled`` False: still not, at the deadline)."""
     settled: bool | None = None
     replaced: int = 0
+    teacher_republished: bool = False
+    """The teacher's connection had died (an earlier overloaded point) and was made again."""
     """Subscribers replaced before this point: their connection had died (no audio for
     2 s), after a relay overloaded by an earlier point let their consent checks lapse."""
     subscribers_by_process: list[int] | None = None
@@ -667,6 +725,8 @@ class Bench:
     stats_url: str | None = None
     log: Callable[[str], None] = print
     recover_seconds: float = 30.0
+    revive: Callable[[], Awaitable[bool]] | None = None
+    """Publish the teacher again if its connection died; True when it did."""
 
 
 async def fetch(session: aiohttp.ClientSession, url: str, as_json: bool = False) -> Any:
@@ -677,14 +737,18 @@ async def fetch(session: aiohttp.ClientSession, url: str, as_json: bool = False)
 async def measure(bench: Bench, session: aiohttp.ClientSession, n: int, warmup: float,
                   window: float, phase: str) -> Point:
     """Resize the farm to ``n``, wait until every subscriber receives, warm up, measure."""
+    republished = await bench.revive() if bench.revive is not None else False
     await bench.farm.resize(n)
     await wait_until(bench.farm.all_receiving, 60, "every subscriber receiving")
+    if republished:
+        await asyncio.sleep(3)  # the subscribers' media back from the new publisher
     replaced = 0
     for _ in range(3):  # subscribers a relay overloaded by the last point let die
         healed = await bench.farm.heal()
         replaced += healed
         if not healed:
             break
+        await asyncio.sleep(1)
     waited, settled = await settle(bench, session, n, bench.recover_seconds)
     await asyncio.sleep(warmup)
     metrics0 = [await fetch(session, f"{u}/metrics") for u in bench.metrics_urls]
@@ -720,7 +784,8 @@ async def measure(bench: Bench, session: aiohttp.ClientSession, n: int, warmup: 
         client_cpu=round((client1 - client0) / span, 3), core_busy=core_busy(jiffies0, jiffies1),
         relay_cpu_by_process=per_process, loadavg=[round(x, 2) for x in os.getloadavg()],
         udp_errors={k: udp1[k] - udp0.get(k, 0) for k in udp1}, phase=phase,
-        settle_seconds=waited, settled=settled, replaced=replaced)
+        settle_seconds=waited, settled=settled, replaced=replaced,
+        teacher_republished=republished)
     if bench.stats_url is None:  # classroom serve: who holds how many (rendition gauges)
         point.subscribers_by_process = [
             int(sum(gauge(text, "classroom_subscribers", "tier").values())) for text in metrics1]
@@ -740,7 +805,7 @@ async def measure(bench: Bench, session: aiohttp.ClientSession, n: int, warmup: 
               f"p95={p95}  generator cpu={point.client_cpu}  cores busy={point.core_busy}  "
               f"other={point.other_cpu}  tiers={point.tiers}  drops={point.relay_drops}  "
               f"udp={point.udp_errors}  settled={settled} after {waited} s  "
-              f"replaced={replaced}")
+              f"replaced={replaced}  teacher republished={republished}")
     return point
 
 
@@ -860,23 +925,15 @@ async def run_relay(mode: str, sweep: tuple[int, ...], args: argparse.Namespace,
     farm = Farm([Worker(args.receivers) for _ in range(args.client_procs)],
                 lambda i: relay.url)
     await farm.start()
-    publisher = new_pc()
-    teacher = LoopedTeacherSource()
+    teacher = HttpTeacher(relay.url)
     points: list[Point] = []
     found = None
     try:
         async with aiohttp.ClientSession() as session:
-            publisher.addTransceiver(teacher.video, direction="sendonly")
-            publisher.addTransceiver(teacher.audio, direction="sendonly")
-            await teacher.start(publisher)
-            await negotiate(session, relay.url, "/publish", "teacher", publisher)
-
-            async def published() -> bool:
-                return publisher.connectionState == "connected"
-
-            await wait_until(published, 20, "publisher connected")
+            await teacher.publish(session)
             bench = Bench(mode, lambda: [relay.pid], [relay.url], farm, lambda: teacher.frames,
-                          relay.url, log, args.recover_seconds)
+                          relay.url, log, args.recover_seconds,
+                          lambda: teacher.revive(session))
             for target in sweep:
                 points.append(await measure(bench, session, target, args.warmup, args.window,
                                             "sweep"))
@@ -889,7 +946,6 @@ async def run_relay(mode: str, sweep: tuple[int, ...], args: argparse.Namespace,
             OBSERVED_AFFINITY[f"{mode}_relay"] = observed_affinity(relay.pid)
             OBSERVED_AFFINITY["generator"] = observed_affinity()
     finally:
-        await publisher.close()
         await teacher.close()
         await farm.stop()
         await relay.stop()
@@ -1175,7 +1231,7 @@ async def run_nodes(count: int, args: argparse.Namespace, cores: Cores, log,
         teacher = LoopedTeacher(lesson)
         await teacher.publish(NodeRef(relays.teacher_url, secret), start=True)
         bench = Bench(f"{how}{count}", relays.pids, relays.metrics_urls, farm,
-                      lambda: teacher.frames, None, log, args.recover_seconds)
+                      lambda: teacher.frames, None, log, args.recover_seconds, teacher.revive)
         async with aiohttp.ClientSession() as session:
             base = await measure(bench, session, 0, args.warmup, args.search_window, "idle")
             found = await search(bench, session, args.search_start * count, args.warmup,
@@ -1209,6 +1265,8 @@ class LoopedTeacher:
 
         self._teacher = Teacher(lesson)
         self.source = LoopedTeacherSource()
+        self.node: Any = None
+        self.republished = 0
 
     @property
     def frames(self) -> int:
@@ -1218,15 +1276,27 @@ class LoopedTeacher:
         from classroom_client import ClassroomClient
         from signaling.auth import mint_token
 
+        self.node = node
         token = mint_token(node.secret, role="teacher", lesson=self._teacher.lesson, name="T")
         client = self._teacher.client = ClassroomClient(node.url, token)
         await client.connect()
-        await self.source.source.prepare()  # before media flows: seconds of CPU
-        pc = await client.publish(self.source.video, self.source.audio, audio_bitrate=None)
-        await self.source.start(pc)
+        await self.source.prepare()
+        pc = await client.publish(*self.source.tracks(), audio_bitrate=None)
+        self.source.attach(pc)
         if start:
             await client.start_lesson()
         await client.wait_for(lambda: pc.connectionState == "connected", 20)
+
+    async def revive(self) -> bool:
+        """Publish again when the publishing connection died (see HttpTeacher.revive)."""
+        client = self._teacher.client
+        pc = client.pcs.get("publish") if client is not None else None
+        if pc is not None and pc.connectionState == "connected":
+            return False
+        self.republished += 1
+        await self._teacher.close()
+        await self.publish(self.node, start=False)
+        return True
 
     async def close(self) -> None:
         await self._teacher.close()
