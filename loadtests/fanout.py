@@ -360,9 +360,9 @@ async def light_worker_main() -> None:
         return len(peers)
 
     async def drop(n: int) -> int:
-        for _ in range(min(n, len(peers))):
-            where.pop()
-            await peers.pop().pc.close()
+        gone = [peers.pop() for _ in range(min(n, len(peers)))]
+        del where[len(peers):]
+        await asyncio.gather(*(p.pc.close() for p in gone))
         return len(peers)
 
     async def heal(session: aiohttp.ClientSession, silent: float) -> int:
@@ -400,8 +400,9 @@ async def signaling_worker_main() -> None:
         return len(rooms)
 
     async def drop(n: int) -> int:
-        for _ in range(min(n, len(rooms))):
-            await rooms.pop().leave()
+        gone = [rooms.pop() for _ in range(min(n, len(rooms)))]
+        for i in range(0, len(gone), 20):  # in parallel, 20 at a time
+            await asyncio.gather(*(r.leave() for r in gone[i:i + 20]))
         return len(rooms)
 
     async def heal(session: aiohttp.ClientSession, silent: float) -> int:
@@ -697,6 +698,8 @@ class Point:
     settled: bool | None = None
     replaced: int = 0
     teacher_republished: bool = False
+    fresh_relay: bool = False
+    """Measured on relays started afresh (the point before failed)."""
     """The teacher's connection had died (an earlier overloaded point) and was made again."""
     """Subscribers replaced before this point: their connection had died (no audio for
     2 s), after a relay overloaded by an earlier point let their consent checks lapse."""
@@ -727,6 +730,9 @@ class Bench:
     recover_seconds: float = 30.0
     revive: Callable[[], Awaitable[bool]] | None = None
     """Publish the teacher again if its connection died; True when it did."""
+    reset: Callable[[], Awaitable[None]] | None = None
+    """Start the relays and the teacher afresh (the subscribers dropped; ``measure`` adds
+    them again), updating this Bench's URLs: after a failing point of the search."""
 
 
 async def fetch(session: aiohttp.ClientSession, url: str, as_json: bool = False) -> Any:
@@ -902,11 +908,19 @@ async def search(bench: Bench, session: aiohttp.ClientSession, start: int, warmu
     for p in known or []:
         bracket.record(p.subscribers, p.holds, max(p.relay_cpu_by_process or [0.0]))
     points: list[Point] = []
+    failed = False
     while time.monotonic() < deadline and not bracket.done:
         n = bracket.next(start)
+        if failed and bench.reset is not None:
+            # an overloaded relay does not come back by itself: the rate controller has
+            # demoted most subscribers (two more encoders) and connections may have died
+            bench.log("  (fresh relay after a failing point)")
+            await bench.reset()
         point = await measure(bench, session, n, warmup, window, "search")
+        point.fresh_relay = failed and bench.reset is not None
         points.append(point)
         bracket.record(n, point.holds, max(point.relay_cpu_by_process or [0.0]))
+        failed = not point.holds
     return {"subscribers": bracket.good, "first_failing": bracket.bad,
             "bracketed": bracket.done, "points": [asdict(p) for p in points]}
 
@@ -920,20 +934,43 @@ async def run_relay(mode: str, sweep: tuple[int, ...], args: argparse.Namespace,
                     log, search_from: int | None = None) -> tuple[list[Point], dict | None]:
     """The points of ``sweep`` on one relay process, then (``search_from``) the search."""
     profile = args.profile if mode == "product" else None
-    relay = RelayProcess(mode, args.send_path, cores.relay_preexec(), profile)
-    await relay.start()
+    state: dict[str, Any] = {}
+
+    async def start_relay(session: aiohttp.ClientSession) -> None:
+        relay = state["relay"] = RelayProcess(mode, args.send_path, cores.relay_preexec(),
+                                              profile)
+        await relay.start()
+        state["teacher"] = HttpTeacher(relay.url)
+        await state["teacher"].publish(session)
+
+    async def stop_relay() -> None:
+        if "teacher" in state:
+            await state.pop("teacher").close()
+        if "relay" in state:
+            await state.pop("relay").stop()
+
     farm = Farm([Worker(args.receivers) for _ in range(args.client_procs)],
-                lambda i: relay.url)
+                lambda i: state["relay"].url)
     await farm.start()
-    teacher = HttpTeacher(relay.url)
     points: list[Point] = []
     found = None
     try:
         async with aiohttp.ClientSession() as session:
-            await teacher.publish(session)
-            bench = Bench(mode, lambda: [relay.pid], [relay.url], farm, lambda: teacher.frames,
-                          relay.url, log, args.recover_seconds,
-                          lambda: teacher.revive(session))
+            await start_relay(session)
+            url = state["relay"].url
+            bench = Bench(mode, lambda: [state["relay"].pid], [url], farm,
+                          lambda: state["teacher"].frames, url, log, args.recover_seconds,
+                          lambda: state["teacher"].revive(session))
+
+            async def reset() -> None:
+                await farm.resize(0)
+                await stop_relay()
+                await start_relay(session)
+                bench.metrics_urls = [state["relay"].url]
+                bench.stats_url = state["relay"].url
+
+            if profile is None:  # (a profile is of one relay process)
+                bench.reset = reset
             for target in sweep:
                 points.append(await measure(bench, session, target, args.warmup, args.window,
                                             "sweep"))
@@ -943,12 +980,11 @@ async def run_relay(mode: str, sweep: tuple[int, ...], args: argparse.Namespace,
                                      points)
                 log(f"  {mode}: holds {found['subscribers']} subscribers on one core "
                     f"(first failing: {found['first_failing']})")
-            OBSERVED_AFFINITY[f"{mode}_relay"] = observed_affinity(relay.pid)
+            OBSERVED_AFFINITY[f"{mode}_relay"] = observed_affinity(state["relay"].pid)
             OBSERVED_AFFINITY["generator"] = observed_affinity()
     finally:
-        await teacher.close()
+        await stop_relay()
         await farm.stop()
-        await relay.stop()
     return points, found
 
 
@@ -1213,31 +1249,51 @@ async def run_nodes(count: int, args: argparse.Namespace, cores: Cores, log,
     pinned to CPU i (mod the CPUs); beside one process the generator keeps the other CPUs
     to itself, beside more it shares every CPU with them."""
     cpus = sorted(os.sched_getaffinity(0) | set(cores.generator or []) | set(cores.relays or []))
-    work = Path(tempfile.mkdtemp(prefix="classroom-fanout-bench-"))
     lesson = f"fanout-{count}"
     secret = "bench-" + os.urandom(24).hex()
     pin = cpus if cores.relays is not None else None
-    relays: NodeSet | ServeWorkers = (ServeWorkers if how == "serve" else NodeSet)(
-        count, secret, work, pin)
     if pin:
         pin_process(cpus[1:] if count == 1 else cpus)
-    env = {"FANOUT_SECRET": secret, "FANOUT_LESSON": lesson}
-    farm = Farm([Worker("signaling", env) for _ in range(args.client_procs)], relays.url_of,
-                str)
-    teacher = None
-    try:
+    state: dict[str, Any] = {}
+
+    async def start_relays() -> None:
+        """Relays (a fresh folder and store each time) and the teacher on them."""
+        work = Path(tempfile.mkdtemp(prefix="classroom-fanout-bench-"))
+        relays = state["relays"] = (ServeWorkers if how == "serve" else NodeSet)(
+            count, secret, work, pin)
         relays.start()
-        await farm.start()
-        teacher = LoopedTeacher(lesson)
+        teacher = state["teacher"] = LoopedTeacher(lesson)
         await teacher.publish(NodeRef(relays.teacher_url, secret), start=True)
-        bench = Bench(f"{how}{count}", relays.pids, relays.metrics_urls, farm,
-                      lambda: teacher.frames, None, log, args.recover_seconds, teacher.revive)
+
+    async def stop_relays() -> None:
+        if "teacher" in state:
+            await state.pop("teacher").close()
+        if "relays" in state:
+            state.pop("relays").stop()
+
+    env = {"FANOUT_SECRET": secret, "FANOUT_LESSON": lesson}
+    farm = Farm([Worker("signaling", env) for _ in range(args.client_procs)],
+                lambda i: state["relays"].url_of(i), str)
+    try:
+        await farm.start()
+        await start_relays()
+        bench = Bench(f"{how}{count}", lambda: state["relays"].pids(),
+                      state["relays"].metrics_urls, farm, lambda: state["teacher"].frames,
+                      None, log, args.recover_seconds, lambda: state["teacher"].revive())
+
+        async def reset() -> None:
+            await farm.resize(0)
+            await stop_relays()
+            await start_relays()
+            bench.metrics_urls = state["relays"].metrics_urls
+
+        bench.reset = reset
         async with aiohttp.ClientSession() as session:
             base = await measure(bench, session, 0, args.warmup, args.search_window, "idle")
             found = await search(bench, session, args.search_start * count, args.warmup,
                                  args.search_window, budget, args.resolution, [base])
         found["idle"] = asdict(base)
-        found["affinity"] = {"relays": [observed_affinity(p) for p in relays.pids()],
+        found["affinity"] = {"relays": [observed_affinity(p) for p in state["relays"].pids()],
                              "generator": observed_affinity()}
         found["processes"] = count
         found["how"] = {
@@ -1249,10 +1305,8 @@ async def run_nodes(count: int, args: argparse.Namespace, cores: Cores, log,
             f"(first failing: {found['first_failing']})")
         return found
     finally:
-        if teacher is not None:
-            await teacher.close()
+        await stop_relays()
         await farm.stop()
-        relays.stop()
         cores.pin_generator()
 
 
@@ -1397,7 +1451,7 @@ def main() -> None:
                              "classroom serve --workers 1 nodes on one redis-server")
     parser.add_argument("--window", type=float, default=12.0, help="measured seconds per point")
     parser.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring")
-    parser.add_argument("--search-seconds", type=float, default=240.0,
+    parser.add_argument("--search-seconds", type=float, default=300.0,
                         help="time budget of each capacity search (0: no search)")
     parser.add_argument("--search-window", type=float, default=8.0,
                         help="measured seconds per point of the search")
