@@ -411,8 +411,11 @@ class CascadeFeature(Feature):
         def send_text(message: dict[str, Any]) -> None:
             queue.put_nowait(json.dumps(message))
 
-        origin = node.relay.origin_link(lesson_id, send,
-                                        lambda index: send_text({"uplink_pli": index}))
+        def ask_uplink_keyframe(index: int) -> None:
+            # with the demand as it is now: the edge must send the keyframe up, not drop it
+            send_text({"uplinks_want": origin.uplink_demand(), "uplink_pli": index})
+
+        origin = node.relay.origin_link(lesson_id, send, ask_uplink_keyframe)
         self.serving[id(origin)] = origin
         logger.info("cascade edge joined", extra={"lesson": lesson_id, "edge": edge_id})
 
