@@ -15,15 +15,19 @@
  *                                 subscribe again
  *   - pc failed / disconnected -> tear down, subscribe again with the same backoff
  *     for more than 3 s
- *   - live, teacher publishing -> renegotiate (stall limit 6 s doubling to 30 s)
- *     but no frames decoded
+ *   - live, teacher publishing -> "connected, no picture for 5 s" (or "sound only"), never
+ *     but no new frames for 5 s     "live" over a black screen; subscribe again (watchdog.js:
+ *                                   every 5 s, retry delay at most 2 s; spaced out while the
+ *                                   sound flows); the teacher's media back (media
+ *                                   {publisher: true}) and no frame within 1.5 s -> at once
  *   - lesson ended             -> media stops and stays stopped; the socket stays, so a
  *                                 restarted lesson resumes
  *   - invalid / expired /      -> "link invalid or expired", no more reconnecting
  *     wrong-lesson token
  *
  * Modules: protocol.js (socket), peer.js (connections), stats.js (classroomStats totals),
- * playback.js (elements, autoplay), uplink.js (camera to the teacher), quiz-class.js.
+ * watchdog.js (no media on a connected connection), playback.js (elements, autoplay),
+ * uplink.js (camera to the teacher), quiz-class.js.
  */
 import { $ } from "./dom.js";
 import { applyI18n, t } from "./i18n.js";
@@ -34,14 +38,12 @@ import { Signal, lessonFromPath, lessonOf, readToken } from "./protocol.js";
 import { attachClassroomQuiz } from "./quiz-class.js";
 import { StatsTotals, rtpCounts } from "./stats.js";
 import { Uplink } from "./uplink.js";
+import { MediaWatch, PUBLISHER_GRACE_MS, reportMediaHealth } from "./watchdog.js";
 
 /** @typedef {import("./protocol.js").Message} Message */
 /** @typedef {import("./notices.js").Fatal} Fatal */
 /** @typedef {{peer_id: string, name?: string, school?: string}} StageInfo */
 /** @typedef {{cam?: RTCRtpTransceiver, share?: RTCRtpTransceiver, stage?: RTCRtpTransceiver, audio?: RTCRtpTransceiver, stageAudio?: RTCRtpTransceiver}} Receivers */
-
-const STALL_START_MS = 6000;
-const STALL_MAX_MS = 30000;
 
 applyI18n();
 
@@ -90,10 +92,6 @@ const st = {
   /** @type {string | null} */
   tier: null,
   lowBandwidth: false,
-  sessionFrames: 0,
-  lastFrameAt: 0,
-  flowing: false,
-  stallLimit: STALL_START_MS,
   recording: "off",
   consentNeeded: false,
   // two-way lesson
@@ -111,6 +109,7 @@ const st = {
   removed: false
 };
 const media = new MediaLink("classroom: media"); // the subscribe connection
+const watchdog = new MediaWatch("classroom: media"); // its teacher's picture and sound
 const stats = new StatsTotals();
 const ledger = new OfferLedger();
 const notice = new Notice(render);
@@ -137,6 +136,8 @@ function render() {
   let kind;
   let main;
   let detail = "";
+  /** @type {string | null} the status's data-state when it is not `kind` */
+  let shown = null;
   if (st.fatal) {
     kind = "fatal";
     main = t(st.fatal.title);
@@ -150,10 +151,20 @@ function render() {
   } else if (st.lessonState === "live") {
     kind = "live";
     main = t("live");
-    if (media.trouble) {
+    const health = watchdog.state;
+    if (watchdog.stalled) {
+      // connected (or reconnecting) with nothing new for 5 s: said instead of "live"
+      shown = "no-media";
+      main = t(st.tier === "audio" ? "no_sound" : health === "sound-only" ? "sound_only"
+        : "no_picture");
+    } else if (media.trouble) {
+      shown = "no-media";
       detail = t("media_reconnecting");
-    } else if (!st.flowing) {
-      detail = st.publisher === false ? t("no_teacher_video") : t("media_connecting");
+    } else if (st.publisher === false) {
+      shown = "no-media"; // the server says the teacher's media is not in the relay
+      detail = t(watchdog.lastFrameAt ? "teacher_media_stopped" : "no_teacher_video");
+    } else if (health !== "flowing") {
+      detail = t("media_connecting");
     }
   } else {
     kind = "waiting";
@@ -163,7 +174,8 @@ function render() {
     detail = notice.text;
   }
   statusEl.textContent = main;
-  statusEl.setAttribute("data-state", kind);
+  statusEl.setAttribute("data-state", shown || kind);
+  reportMediaHealth(pageHealth());
   detailEl.textContent = detail;
   detailEl.hidden = !detail;
   const showJoin = playback.autoplayBlocked && !st.fatal && st.welcomed && st.lessonState !== "ended";
@@ -195,7 +207,7 @@ function render() {
   lowButton.disabled = !canHand;
   lowButton.setAttribute("aria-pressed", st.lowBandwidth ? "true" : "false");
   $("#low-bw-text").textContent = t(st.lowBandwidth ? "low_bandwidth_on" : "low_bandwidth");
-  $("#audio-only").hidden = !(kind === "live" && st.tier === "audio");
+  $("#audio-only").hidden = !(kind === "live" && st.tier === "audio" && !watchdog.stalled);
   $("#lesson-name").textContent = st.lessonTitle || st.lesson;
   const rec = $("#rec");
   rec.hidden = !(st.welcomed && st.lessonState !== "ended" && st.recording !== "off");
@@ -204,6 +216,22 @@ function render() {
   $("#consent").hidden = !(st.welcomed && st.consentNeeded && st.role === "classroom" &&
                            st.lessonState !== "ended");
   renderTwoWay(kind, canHand);
+}
+
+/**
+ * The page's media health (watchdog.js) for the on-air badge and classroomStats: the
+ * watchdog's while live; "no-media" too once the server says the teacher's media, which
+ * this page had shown, stopped.
+ * @returns {import("./watchdog.js").Health}
+ */
+function pageHealth() {
+  if (st.fatal || !st.welcomed || st.lessonState !== "live") {
+    return "idle";
+  }
+  if (!watchdog.stalled && st.publisher === false) {
+    return watchdog.lastFrameAt ? "no-media" : "idle";
+  }
+  return watchdog.state;
 }
 
 /** @param {string} kind @param {boolean} canAct */
@@ -352,15 +380,14 @@ function startMedia() {
   });
   st.stream = stream;
   st.rx = rx;
-  st.sessionFrames = 0;
-  st.lastFrameAt = Date.now();
+  watchdog.newSession(Date.now());
   session.start();
   render();
 }
 
 function stopMedia() {
   media.stop();
-  st.flowing = false;
+  watchdog.paused();
   st.rx = null;
   foldRoleStats();
 }
@@ -409,46 +436,83 @@ function pollRoles() {
   });
 }
 
-/** Once a second: stats for the totals, and the "no frames while live" watchdog. */
+/** What the subscribe connection should carry now (watchdog.js). @param {import("./peer.js").MediaSession} session */
+function expectation(session) {
+  const live = st.welcomed && !st.fatal && st.lessonState === "live" && st.publisher !== false;
+  return {
+    // on the audio-only tier no frames come by design: the sound is what is expected
+    video: live && st.tier !== "audio",
+    audio: live,
+    connected: session.connected && !!session.pc && session.pc.connectionState === "connected"
+  };
+}
+
+/** Once a second: stats for the totals, and the "no media while connected" watchdog. */
 function watch() {
   pollRoles();
   const session = media.media;
   if (!session || !session.pc) {
     return;
   }
-  stats.poll(session.pc).then((counts) => {
+  const rx = st.rx || {};
+  Promise.all([
+    stats.poll(session.pc),
+    rtpCounts(rx.cam && rx.cam.receiver),
+    rtpCounts(rx.share && rx.share.receiver),
+    rtpCounts(rx.audio && rx.audio.receiver)
+  ]).then(([counts, cam, shared, audio]) => {
     if (!counts || session !== media.media) {
       return;
     }
     const now = Date.now();
-    const wasFlowing = st.flowing;
-    if (counts.framesDecoded > st.sessionFrames) {
-      st.sessionFrames = counts.framesDecoded;
-      st.lastFrameAt = now;
-      st.flowing = true;
+    const before = watchdog.state;
+    const expect = expectation(session);
+    // the teacher's pictures (camera, share) and the teacher's sound of this connection
+    const state = watchdog.update({ frames: cam.framesDecoded + shared.framesDecoded,
+      audio: audio.bytesReceived, packets: cam.packetsReceived + shared.packetsReceived },
+    expect, now);
+    if (state === "flowing") {
       media.trouble = false;
       media.attempt = 0;
-      st.stallLimit = STALL_START_MS;
-    } else {
-      if (now - st.lastFrameAt > 2500) {
-        st.flowing = false;
-      }
-      // on the audio-only tier no frames come by design: not a stall
-      const expectVideo = st.lessonState === "live" && st.publisher !== false &&
-        st.tier !== "audio";
-      if (expectVideo && session.connected && now - st.lastFrameAt > st.stallLimit) {
-        st.stallLimit = Math.min(STALL_MAX_MS, st.stallLimit * 2);
-        mediaFailed("no_frames");
-        return;
-      }
     }
-    if (wasFlowing !== st.flowing) {
+    const why = watchdog.due(expect, now);
+    if (why) {
+      resubscribe(state, why);
+      return;
+    }
+    if (before !== state) {
       render();
-      if (st.flowing && session.turnRefused) {
+      if (state === "flowing" && session.turnRefused) {
         notice.show(t("turn_refused")); // the picture came another way: say the relay refused
       }
     }
   });
+}
+
+/**
+ * Connected but nothing came (watchdog.js): a new subscribe connection, soon.
+ * @param {string} state @param {"stall" | "grace"} why
+ */
+function resubscribe(state, why) {
+  const delay = watchdog.retryDelay(media.attempt, why);
+  watchdog.resubscribed();
+  stopMedia();
+  media.retryLater(startMedia, why === "grace"
+    ? "the teacher's media is back, none on this connection" : "no media (" + state + ")", delay);
+  render();
+}
+
+/** The server says the teacher's media is in the relay (again): media {publisher: true}. */
+function teacherBack() {
+  media.attempt = 0;
+  const session = media.media;
+  if (session && session.connected) {
+    // the connection may carry it on: a new frame within the grace, or a new one at once
+    watchdog.expectFrom(Date.now(), PUBLISHER_GRACE_MS);
+  } else if (!session) {
+    media.cancelRetry(); // waiting out a back-off: subscribe now
+    startMedia();
+  }
 }
 
 /* ------------------------------------------------------------ messages */
@@ -463,7 +527,6 @@ function onWelcome(msg) {
   st.publisher = msg.media && typeof msg.media.publisher === "boolean" ? msg.media.publisher : null;
   media.attempt = 0;
   media.trouble = false;
-  st.stallLimit = STALL_START_MS;
   st.tier = null; // a new session starts on the top tier ...
   ledger.clear();
   uplink.reset();
@@ -505,6 +568,7 @@ function setLesson({ state, info }) {
   }
   if (st.lessonState === "ended") {
     stopMedia();
+    watchdog.reset();
     media.trouble = false;
     st.hand = false;
     st.stage = null;
@@ -513,8 +577,7 @@ function setLesson({ state, info }) {
     uplink.closeCamera(); // the camera light goes off with the lesson
     selfView.srcObject = null;
   } else if (previous !== st.lessonState) {
-    st.lastFrameAt = Date.now();
-    st.stallLimit = STALL_START_MS;
+    watchdog.expectFrom(Date.now());
     media.attempt = 0;
     startMedia();
     if (st.welcomed && st.role === "classroom") {
@@ -558,11 +621,12 @@ function onMessage(msg) {
       }
       break;
     case "media":
+      // true also while this page thought so already: the relay's publisher (re)started
+      // (an edge that became the origin may not have said false in between)
+      console.info("classroom: the teacher's media in the relay: " + !!msg.publisher);
       st.publisher = !!msg.publisher;
       if (st.publisher) {
-        st.lastFrameAt = Date.now();
-        st.stallLimit = STALL_START_MS;
-        startMedia();
+        teacherBack();
       }
       break;
     case "answer":
@@ -600,7 +664,7 @@ function onMessage(msg) {
     case "tier":
       if (typeof msg.tier === "string" && (!msg.peer_id || msg.peer_id === st.peerId)) {
         st.tier = msg.tier;
-        st.lastFrameAt = Date.now(); // video pauses on "audio" and resumes after it
+        watchdog.expectFrom(Date.now()); // video pauses on "audio" and resumes after it
       }
       break;
     case "error":
@@ -681,6 +745,9 @@ window.classroomStats = function () {
       audioBytesReceived: totals.audioBytesReceived,
       videoTier: hasVideo ? st.tier || "high" : null,
       lessonState: st.lessonState || "waiting",
+      // watchdog.js: idle | waiting | flowing | sound-only | no-media; re-subscribes asked
+      mediaHealth: pageHealth(),
+      resubscribes: watchdog.total,
       // two-way lesson
       stageFramesDecoded: roles.stageFrames,
       stageAudioBytesReceived: roles.stageAudio,

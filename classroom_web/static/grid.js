@@ -5,12 +5,21 @@
  * server which classrooms are visible (grid-view) and puts each slot of the reply
  * (grid {slots}) on its tile. Per tile: call-on-stage / leave-stage / mute-classroom /
  * remove-classroom (data-action, data-peer-id).
+ *
+ * Honest tiles (watchdog.js, one MediaWatch per slot): a tile whose classroom the server
+ * says sends (uplink `active`, camera on) but whose slot decoded nothing new for 5 s says
+ * "no picture for 5 s" (`data-picture="no-media"`), never "connected" / "画面正常" over a
+ * black tile; when every such tile is stalled the grid connection itself carries nothing
+ * and is opened again (back-off 0.5 s doubling to 5 s while it stays so). One stalled tile
+ * among flowing ones only says so: re-opening the grid would blank the others.
  */
 import { $, el } from "./dom.js";
 import { hasText, t } from "./i18n.js";
 import { MediaLink, preferCodec } from "./peer.js";
+import { backoffDelay } from "./protocol.js";
 import { rtpCounts } from "./stats.js";
 import { LIVE } from "./strings.js";
+import { MediaWatch, STALL_MS } from "./watchdog.js";
 
 /** @typedef {import("./protocol.js").Signal} Signal */
 /** @typedef {import("./peer.js").OfferLedger} OfferLedger */
@@ -111,6 +120,10 @@ export class Grid {
     this.lastView = "";
     /** @type {Record<string, HTMLElement>} peer_id -> tile element */
     this.tiles = {};
+    /** @type {Record<number, MediaWatch>} slot -> its picture's watchdog (this connection) */
+    this.watches = {};
+    this.stallAttempt = 0; // grid re-opens for "nothing on any tile", reset when one flows
+    this.resubscribes = 0;
   }
 
   /** A new session (welcome): offer again. */
@@ -175,6 +188,7 @@ export class Grid {
     this.cur = {};
     this.lastView = "";
     this.audio = null;
+    this.watches = {};
     session.start();
     this.ctx.render();
   }
@@ -191,14 +205,14 @@ export class Grid {
     this.stageAudio.srcObject = null;
   }
 
-  /** @param {string} reason */
-  failed(reason) {
+  /** @param {string} reason @param {number} [delay] a fixed delay */
+  failed(reason, delay) {
     this.stop();
     if (!this.ctx.allowed() || this.disabled) {
       this.ctx.render();
       return;
     }
-    this.link.retryLater(() => this.start(), reason);
+    this.link.retryLater(() => this.start(), reason, delay);
     this.ctx.render();
   }
 
@@ -273,6 +287,7 @@ export class Grid {
           this.frames[old] = this.tileFrames(old);
         }
         this.base[slot] = null; // read at the next poll: frames before that are not counted
+        delete this.watches[slot]; // another classroom: its own 5 s
       }
     }
     this.assign = next;
@@ -295,7 +310,66 @@ export class Grid {
         }
       }
       this.audioBytes = Math.max(this.audioBytes, r[slots.length].bytesReceived);
+      this.watchTiles(r.map((c) => c.framesDecoded));
     });
+  }
+
+  /** Whether `peer`'s tile should show a picture: the server says its uplink sends video. @param {string} peer */
+  expectsPicture(peer) {
+    const up = this.view.uplinks[peer] || {};
+    return this.view.welcomed && this.view.lessonState !== "ended" && up.state === "active" &&
+      up.video !== false && this.slotOf(peer) >= 0;
+  }
+
+  /**
+   * The slots' frame counters of this connection (one reading): each assigned slot's
+   * watchdog; the grid is opened again when every tile that should move is stalled.
+   * @param {number[]} frames
+   */
+  watchTiles(frames) {
+    const now = Date.now();
+    const connected = this.connected && this.link.state() === "connected";
+    let expected = 0;
+    let stalled = 0;
+    let flowing = 0;
+    let due = false;
+    for (const key of Object.keys(this.assign)) {
+      const slot = Number(key);
+      const peer = this.assign[slot];
+      let watch = this.watches[slot];
+      if (!watch) {
+        watch = this.watches[slot] = new MediaWatch("teacher: grid slot " + slot);
+        watch.newSession(now);
+      }
+      const expect = { video: this.expectsPicture(peer), audio: false, connected };
+      const before = watch.state;
+      const state = watch.update({ frames: frames[slot] || 0, audio: 0 }, expect, now);
+      if (expect.video) {
+        expected += 1;
+        stalled += watch.stalled ? 1 : 0;
+        flowing += state === "flowing" ? 1 : 0;
+        due = due || !!watch.due(expect, now);
+      }
+      if (before !== state) {
+        this.ctx.render();
+      }
+    }
+    if (flowing) {
+      this.stallAttempt = 0;
+    }
+    if (connected && expected && stalled === expected && due) {
+      this.resubscribes += 1;
+      const delay = backoffDelay(this.stallAttempt);
+      this.stallAttempt += 1;
+      this.failed("no frames on any tile for " + STALL_MS + " ms", delay);
+    }
+  }
+
+  /** The picture state of `peer`'s tile (watchdog.js Health). @param {string} peer */
+  pictureOf(peer) {
+    const slot = this.slotOf(peer);
+    const watch = slot >= 0 ? this.watches[slot] : null;
+    return watch && this.expectsPicture(peer) ? watch.state : "idle";
   }
 
   /** The slot carrying `peer`, -1 when none. @param {string} peer */
@@ -442,7 +516,15 @@ export class Grid {
     if (up.video === false) {
       badges.appendChild(badge("", t("cam_off_badge")));
     }
-    const stateKey = state === "connecting" ? "media_connecting_state" : "media_" + state;
+    const picture = this.pictureOf(peer);
+    tile.setAttribute("data-picture", picture);
+    let stateKey = state === "connecting" ? "media_connecting_state" : "media_" + state;
+    if (picture === "sound-only" || picture === "no-media") {
+      stateKey = "tile_no_picture"; // the server says it sends; nothing came for 5 s
+    } else if ((state === "active" || state === "connected") && picture !== "flowing") {
+      // never "connected" / "画面正常" over a tile that shows nothing
+      stateKey = picture === "waiting" ? "media_connecting_state" : "media_inactive";
+    }
     const info = [t(hasText(LIVE, stateKey) ? stateKey : "media_none")];
     if (tier) {
       info.push(t("tier_" + tier));

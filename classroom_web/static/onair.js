@@ -13,23 +13,30 @@
  *   both, while the socket is down (protocol.js onSocketState): `data-state="lost"`,
  *              "连接中断" / "Reconnecting" — never "on air" over the page's reconnecting
  *              notice; the next welcome brings the server's state back.
+ *   classroom, live but no new picture for 5 s (watchdog.js onMediaHealth):
+ *              `data-state="no-media"`, "直播中 · 没有画面" / "直播中 · 只有声音" — never a
+ *              bare "on air" over a black screen.
  *
  * `window.classroomOnAir()` gives {state, role, text} (tests).
  */
 import { translator } from "./i18n.js";
 import { onServerMessage, onSocketState, pageRole } from "./protocol.js";
 import { ONAIR } from "./strings.js";
+import { onMediaHealth } from "./watchdog.js";
 
 const t = translator(ONAIR);
 const STATES = new Set(["waiting", "live", "ended"]);
 
-/** @type {{state: string | null, role: string | null, lost: boolean}} */
-const seen = { state: null, role: null, lost: false };
+/** @type {{state: string | null, role: string | null, lost: boolean, health: string}} */
+const seen = { state: null, role: null, lost: false, health: "idle" };
 
 /** The badge's text for a state and role. @param {string} state @param {string | null} role */
 export function onAirText(state, role) {
   if (state === "lost") {
     return t("lost");
+  }
+  if (state === "no-media") {
+    return t(seen.health === "sound-only" ? "sound_only" : "no_picture");
   }
   if (state === "live") {
     return t("live");
@@ -53,7 +60,12 @@ function render() {
 /** What the badge shows: the lesson's state, or "lost" while the socket is down (an ended
  * lesson stays ended: nothing is claimed). */
 function shownState() {
-  return seen.lost && seen.state !== "ended" ? "lost" : String(seen.state);
+  if (seen.lost && seen.state !== "ended") {
+    return "lost";
+  }
+  const stalled = seen.health === "sound-only" || seen.health === "no-media";
+  return seen.state === "live" && stalled && seen.role !== "teacher" ? "no-media"
+    : String(seen.state);
 }
 
 /** @param {string} state @param {string | null} role */
@@ -76,6 +88,11 @@ onServerMessage((msg) => {
 
 onSocketState((open) => {
   seen.lost = !open;
+  render();
+});
+
+onMediaHealth((health) => {
+  seen.health = health;
   render();
 });
 

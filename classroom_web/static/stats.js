@@ -23,6 +23,7 @@
  * @typedef {object} RtpCounts
  * @property {number} framesDecoded
  * @property {number} bytesReceived
+ * @property {number} packetsReceived
  * @property {number} framesEncoded
  * @property {number} bytesSent
  */
@@ -167,7 +168,7 @@ export class StatsTotals {
  * @returns {Promise<RtpCounts>}
  */
 export function rtpCounts(senderOrReceiver) {
-  const zero = { framesDecoded: 0, bytesReceived: 0, framesEncoded: 0, bytesSent: 0 };
+  const zero = { framesDecoded: 0, bytesReceived: 0, packetsReceived: 0, framesEncoded: 0, bytesSent: 0 };
   if (!senderOrReceiver || !senderOrReceiver.getStats) {
     return Promise.resolve(zero);
   }
@@ -177,6 +178,7 @@ export function rtpCounts(senderOrReceiver) {
         if (s.type === "inbound-rtp") {
           zero.framesDecoded += s.framesDecoded || 0;
           zero.bytesReceived += s.bytesReceived || 0;
+          zero.packetsReceived += s.packetsReceived || 0;
         } else if (s.type === "outbound-rtp") {
           zero.framesEncoded += s.framesEncoded || 0;
           zero.bytesSent += s.bytesSent || 0;

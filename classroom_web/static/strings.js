@@ -33,6 +33,11 @@ export const LIVE = {
     media_reconnecting: "画面中断，正在重新连接…",
     turn_refused: "中继服务器（TURN）拒绝了登录凭据，已改用其他线路",
     no_teacher_video: "老师的画面还没有开始",
+    // watchdog.js: connected, nothing new for 5 s (never "上课中" over a black screen)
+    no_picture: "已连接，但 5 秒没有收到老师的画面，正在重新连接…",
+    sound_only: "只有声音：5 秒没有收到老师的画面，正在重新连接…",
+    no_sound: "已连接，但 5 秒没有收到老师的声音，正在重新连接…",
+    teacher_media_stopped: "老师的画面和声音暂时中断，恢复后会自动继续",
     no_webrtc: "这个浏览器不支持视频通话，请换用新版浏览器。",
     join: "点击开始播放",
     join_hint: "浏览器需要点一下才能播放声音",
@@ -82,6 +87,8 @@ export const LIVE = {
     publish_ok: "您的画面和声音正在发送到服务器",
     publish_retry: "媒体连接中断，正在重新连接…",
     publisher_on: "服务器已收到您的画面",
+    publish_no_media: "已连接，但服务器没有收到您的画面和声音",
+    lesson_live_no_media: "正在上课，但服务器没有收到您的画面和声音，正在重新连接…",
     ready_to_start: "准备就绪，可以开始上课",
     lesson_live_teacher: "正在上课，各课堂可以看到并听到您",
     lesson_ended_teacher: "本节课已结束，可以再次开始上课",
@@ -93,6 +100,7 @@ export const LIVE = {
     media_closed: "已断开",
     media_active: "画面正常",
     media_inactive: "暂无画面",
+    tile_no_picture: "5 秒没有收到画面",
     // two-way lesson (classroom page)
     mute_room: "关闭本班麦克风",
     unmute_room: "打开本班麦克风",
@@ -176,6 +184,10 @@ export const LIVE = {
     media_reconnecting: "Video interrupted, reconnecting…",
     turn_refused: "The TURN relay refused its credentials; using another path",
     no_teacher_video: "The teacher's video has not started yet",
+    no_picture: "Connected — no picture from the teacher for 5 s, reconnecting…",
+    sound_only: "Sound only — no picture from the teacher for 5 s, reconnecting…",
+    no_sound: "Connected — no sound from the teacher for 5 s, reconnecting…",
+    teacher_media_stopped: "The teacher's video and sound have stopped; they resume here by themselves",
     no_webrtc: "This browser cannot play live video. Please use a recent browser.",
     join: "Tap to start",
     join_hint: "The browser needs a tap before it plays sound",
@@ -223,6 +235,8 @@ export const LIVE = {
     publish_ok: "Your video and sound are reaching the server",
     publish_retry: "Media connection lost, reconnecting…",
     publisher_on: "The server receives your video",
+    publish_no_media: "Connected, but the server receives no video or sound from you",
+    lesson_live_no_media: "Lesson in progress, but the server receives no video or sound from you; reconnecting…",
     ready_to_start: "Ready: you can start the lesson",
     lesson_live_teacher: "Lesson in progress: the classrooms see and hear you",
     lesson_ended_teacher: "The lesson has ended; you can start it again",
@@ -234,6 +248,7 @@ export const LIVE = {
     media_closed: "closed",
     media_active: "live",
     media_inactive: "no picture",
+    tile_no_picture: "no picture for 5 s",
     mute_room: "Mute our classroom mic",
     unmute_room: "Unmute our classroom mic",
     share_on: "The teacher is sharing the screen",
@@ -398,12 +413,13 @@ export const REPORT = {
 export const ONAIR = {
   zh: {
     live: "直播中", teacher_waiting: "未开始 — 仅您可见", teacher_ended: "已下课 — 各课堂已停止接收",
-    class_waiting: "等待老师开始上课", class_ended: "本节课已结束", lost: "连接中断"
+    class_waiting: "等待老师开始上课", class_ended: "本节课已结束", lost: "连接中断",
+    no_picture: "直播中 · 没有画面", sound_only: "直播中 · 只有声音"
   },
   en: {
     live: "On air", teacher_waiting: "Not started — only you see this", teacher_ended: "Ended — the classrooms no longer receive",
     class_waiting: "Waiting for the teacher to start the lesson", class_ended: "This lesson has ended",
-    lost: "Reconnecting"
+    lost: "Reconnecting", no_picture: "On air · no picture", sound_only: "On air · sound only"
   }
 };
 

@@ -10,8 +10,13 @@
  * (raised hands oldest first, call-on-stage from it) and the screen share (share.js). The
  * publish always carries a second video m-line for the share.
  *
+ * Honest states (watchdog.js STALL_MS): a publish connection that is connected while the
+ * server says none of the teacher's media reaches it (`media {publisher: false}`) for 5 s
+ * says so ("正在上课，但服务器没有收到您的画面和声音…", never "the classrooms see and hear
+ * you") and publishes again; the grid's tiles say "no picture for 5 s" (grid.js).
+ *
  * Modules: protocol.js (socket), peer.js (connections), stats.js (classroomStats totals),
- * grid.js, share.js, camera.js, quiz-teacher.js.
+ * grid.js, share.js, camera.js, quiz-teacher.js, watchdog.js.
  */
 import { cameraUnavailable, errorName, openCamera } from "./camera.js";
 import { $, el } from "./dom.js";
@@ -23,6 +28,7 @@ import { Signal, apiJson, lessonFromPath, lessonOf, readToken } from "./protocol
 import { attachTeacherQuiz, reportUrl } from "./quiz-teacher.js";
 import { Share } from "./share.js";
 import { StatsTotals } from "./stats.js";
+import { STALL_MS } from "./watchdog.js";
 
 /** @typedef {import("./protocol.js").Message} Message */
 /** @typedef {import("./notices.js").Fatal} Fatal */
@@ -79,6 +85,8 @@ const st = {
   mediaConnected: false,
   /** @type {boolean | null} */
   publisher: null,
+  noMediaSince: 0, // Date.now() since the publish is connected and the server has no media
+  publishStalled: false, // ... for STALL_MS: said, and published again
   /** @type {Peer[]} */
   peers: [],
   // two-way lesson
@@ -153,7 +161,7 @@ function statusText() {
     return t("publish_retry");
   }
   if (st.lessonState === "live") {
-    return t("lesson_live_teacher");
+    return t(st.publishStalled ? "lesson_live_no_media" : "lesson_live_teacher");
   }
   if (st.cameraPending) {
     return t("camera_opening");
@@ -191,7 +199,8 @@ function render() {
 
   const media = [];
   if (publish.media && publish.media.pc) {
-    media.push(t(st.mediaConnected ? "publish_ok" : "publish_connecting"));
+    media.push(t(st.publishStalled ? "publish_no_media"
+      : st.mediaConnected ? "publish_ok" : "publish_connecting"));
   }
   if (st.publisher) {
     media.push(t("publisher_on"));
@@ -465,6 +474,25 @@ function publishFailed(reason) {
   render();
 }
 
+/**
+ * Every 2 s: the publish connected while the server says none of the teacher's media is in
+ * the relay, for STALL_MS -> say so and publish again (with the link's back-off).
+ */
+function checkPublish() {
+  const now = Date.now();
+  if (!(st.mediaConnected && st.publisher === false && allowed())) {
+    st.noMediaSince = 0;
+    return;
+  }
+  if (!st.noMediaSince) {
+    st.noMediaSince = now;
+  } else if (now - st.noMediaSince >= STALL_MS) {
+    st.noMediaSince = 0;
+    st.publishStalled = true;
+    publishFailed("connected, the server has no media for " + STALL_MS + " ms");
+  }
+}
+
 function republish() {
   stopPublish();
   publish.attempt = 0;
@@ -615,6 +643,8 @@ function onWelcome(msg) {
   publish.attempt = 0;
   publish.trouble = false;
   st.publisher = msg.media && typeof msg.media.publisher === "boolean" ? msg.media.publisher : null;
+  st.publishStalled = false;
+  st.noMediaSince = 0;
   if (msg.role !== "teacher") {
     setFatal("wrong_page", "wrong_page_detail");
     return;
@@ -693,6 +723,10 @@ function onMessage(msg) {
       break;
     case "media":
       st.publisher = !!msg.publisher;
+      if (st.publisher) {
+        st.publishStalled = false;
+        st.noMediaSince = 0;
+      }
       break;
     case "recording":
       setRecording(msg);
@@ -771,7 +805,9 @@ window.classroomStats = function () {
       videoTier: /** @type {string | null} */ (null),
       lessonState: st.lessonState || "waiting",
       framesEncoded: totals.framesEncoded,
-      audioBytesSent: totals.audioBytesSent
+      audioBytesSent: totals.audioBytesSent,
+      publishStalled: st.publishStalled,
+      gridResubscribes: grid.resubscribes
     };
   });
 };
@@ -821,6 +857,7 @@ function main() {
       grid.stop();
       publish.trouble = false;
       st.publisher = null;
+      st.publishStalled = false;
       render();
     },
     onFatal: () => {
@@ -833,6 +870,7 @@ function main() {
     if (publish.media && publish.media.pc) {
       stats.poll(publish.media.pc);
     }
+    checkPublish();
     if (grid.link.media) {
       grid.poll();
     }
