@@ -729,7 +729,7 @@ class Point:
     2 s), after a relay overloaded by an earlier point let their consent checks lapse."""
     subscribers_by_process: list[int] | None = None
     """classroom serve: subscribers attached to each relay process's renditions (the
-    ``classroom_subscribers`` gauges; on the origin an edge's link may count as one)."""
+    ``classroom_subscribers`` gauges; an edge's link to the origin is not among them)."""
     other_cpu: float | None = None
     """CPU-s/s the machine spent outside the relays and the generator (other jobs, the
     kernel's share not charged to a process) over the window."""
@@ -952,8 +952,37 @@ async def search(bench: Bench, session: aiohttp.ClientSession, start: int, warmu
         points.append(point)
         bracket.record(n, point.holds, max(point.relay_cpu_by_process or [0.0]))
         failed = not point.holds
+    every = (known or []) + points
     return {"subscribers": bracket.good, "first_failing": bracket.bad,
-            "bracketed": bracket.done, "points": [asdict(p) for p in points]}
+            "bracketed": bracket.done, "limited_by": limited_by(every, bracket.bad),
+            **cost_per_subscriber(every), "points": [asdict(p) for p in points]}
+
+
+def limited_by(points: list[Point], bad: int | None) -> str | None:
+    """What was full at the first failing N: ``relay core`` (a relay process used >= 0.9
+    of its core), ``machine`` (every CPU >= 0.9 busy, no relay process at its core's limit:
+    the relays and the generator together), or ``neither`` (something else: latency)."""
+    failing = [p for p in points if p.subscribers == bad and not p.holds]
+    if not failing:
+        return None
+    p = failing[-1]
+    if max(p.relay_cpu_by_process or [0.0]) >= 0.9:
+        return "relay core"
+    if p.core_busy and min(p.core_busy.values()) >= 0.9:
+        return "machine"
+    return "neither"
+
+
+def cost_per_subscriber(points: list[Point]) -> dict[str, float | None]:
+    """Slopes over the holding points: the relays' and the generator's CPU-s/s per
+    subscriber (the generator's share says how far the machine, not the relay, limits)."""
+    held = [p for p in points if p.holds]
+    if len(held) < 2:
+        return {"relay_cpu_per_subscriber": None, "generator_cpu_per_subscriber": None}
+    xs = [p.subscribers for p in held]
+    return {"relay_cpu_per_subscriber": round(slope(xs, [p.cpu for p in held]), 5),
+            "generator_cpu_per_subscriber": round(
+                slope(xs, [p.client_cpu or 0.0 for p in held]), 5)}
 
 
 # ---- the relay_proc runs ---------------------------------------------------------------------
@@ -1402,6 +1431,8 @@ async def compare_workers(args: argparse.Namespace, cores: Cores, log) -> dict:
         "max_subscribers_workers": many["subscribers"],
         "workers_gain": (round(many["subscribers"] / one["subscribers"], 2)
                          if one["subscribers"] else None),
+        "limited_by_one_process": one["limited_by"],
+        "limited_by_workers": many["limited_by"],
     }
 
 
