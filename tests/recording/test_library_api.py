@@ -14,7 +14,7 @@ from signaling.recordings.routes import sign
 from tests.helpers import start_server
 
 
-async def make_recording(feature, lesson: str, school: str, seconds: float = 4.0) -> str:
+async def make_recording(feature, lesson: str, school: str, seconds: float = 2.0) -> str:
     rid = new_recording_id(lesson)
     now = time.time()
     feature.catalog.create({
