@@ -94,7 +94,9 @@ def test_teacher_and_two_classrooms_see_and_hear_the_lesson(server, open_page):
         )
         assert stats(room)["lessonState"] == "ended"
     frames_at_end = stats(rooms[0][0])["framesDecoded"]
-    deadline = time.monotonic() + 3  # no media reconnect attempts while ended
+    # no media reconnect attempts while ended: longer than the first two retry delays of
+    # the page's media link (0.5 + 1 s)
+    deadline = time.monotonic() + 1.6
     while time.monotonic() < deadline:
         assert stats(rooms[0][0])["connectionState"] == "new"
         time.sleep(0.5)

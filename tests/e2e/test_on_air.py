@@ -62,7 +62,8 @@ def test_classrooms_get_media_only_while_the_lesson_is_live(on_air_server, open_
                "teacher badge before the start")
     wait_until(lambda: badge(room) == ("waiting", "等待老师开始上课"), 10,
                "TV badge before the start")
-    deadline = time.monotonic() + 3.0
+    # 1.5 s connected and not on air: ungated, frames (30 fps) and audio would show at once
+    deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:
         now = stats(room)
         assert now["lessonState"] == "waiting"
