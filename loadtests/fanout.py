@@ -375,10 +375,14 @@ async def light_worker_main() -> None:
         dead = [i for i, p in enumerate(peers) if p.pc.connectionState != "connected"
                 or (p.counts[1].last_frame_at or 0.0) < now - silent]
         generation[0] += 1
-        for i in dead:
+
+        async def replace(i: int) -> None:
             await peers[i].pc.close()
             url, peer_id = where[i]
             peers[i], = await connect(session, url, [f"{peer_id}-r{generation[0]}"])
+
+        for k in range(0, len(dead), 20):  # 20 at a time, like the joins
+            await asyncio.gather(*(replace(i) for i in dead[k:k + 20]))
         return len(dead)
 
     await serve_commands(add, lambda: [[p.counts[0].frames, p.counts[1].frames]
@@ -421,8 +425,8 @@ async def signaling_worker_main() -> None:
         now = time.monotonic()
         dead = [r for r in rooms if r.peer is None or r.peer.pc.connectionState != "connected"
                 or (r.peer.counts[1].last_frame_at or 0.0) < now - silent]
-        for room in dead:  # join again (the same classroom: it leaves first)
-            await join(room, room.node)
+        for k in range(0, len(dead), 20):  # join again (the same classroom: it leaves first)
+            await asyncio.gather(*(join(room, room.node) for room in dead[k:k + 20]))
         return len(dead)
 
     def counts() -> list[list[int]]:
@@ -561,12 +565,12 @@ class Farm:
         while self.size > target:  # the newest first, from the fullest process
             index = max(range(len(self.workers)), key=lambda i: len(self.ids[i]))
             n = min(len(self.ids[index]), self.size - target)
-            await self.workers[index].call({"cmd": "drop", "n": n})
+            await self.workers[index].call({"cmd": "drop", "n": n}, 600)
             del self.ids[index][-n:]
 
     async def heal(self, silent: float = 2.0) -> int:
         """Replace the subscribers whose connection died (no audio for ``silent`` s)."""
-        replies = await asyncio.gather(*(w.call({"cmd": "heal", "silent": silent})
+        replies = await asyncio.gather(*(w.call({"cmd": "heal", "silent": silent}, 600)
                                          for w in self.workers))
         return sum(r["ok"] for r in replies)
 
