@@ -232,31 +232,6 @@ class OriginLink:
                 "uplink_bad_frames": self.uplinks.bad_frames}
 
 
-class _Offset:
-    """The origin's timestamps placed on the edge's own output line: the first frame of a
-    new link keeps the line going (no jump back when the origin moves)."""
-
-    def __init__(self, clock: int) -> None:
-        self.clock = clock
-        self.generation: object = None
-        self.offset = 0
-        self.last = None  # type: int | None
-        self.last_wall = 0.0
-
-    def map(self, generation: object, pts: int) -> int:
-        now = time.monotonic()
-        if generation != self.generation:
-            self.generation = generation
-            if self.last is None:
-                self.offset = 0
-            else:
-                self.offset = self.last + max(1, int((now - self.last_wall) * self.clock)) - pts
-        out = pts + self.offset
-        if self.last is None or out > self.last:
-            self.last, self.last_wall = out, now
-        return out
-
-
 class EdgeLink:
     """A lesson on an edge node: packets from the origin into the local feeds.
 
@@ -274,7 +249,6 @@ class EdgeLink:
         """This node's classrooms' uplinks of the lesson, sent up as the origin wants."""
         self.tiers = list(registry.config.ladder.names)
         self.generation = 0
-        self._video = {kind: _Offset(90_000) for kind in _VIDEO_KINDS}
         self._hooked: dict[int, Any] = {}
         self._asked: dict[Line, float] = {}
         self._pending: set[Line] = set()
@@ -389,11 +363,12 @@ class EdgeLink:
         metrics.CASCADE_DOWN.inc()
         data = b"".join(payloads)
         name = KINDS[kind]
+        source = ("edge", self.generation)  # never equal to a local publisher's source
         if name == "audio":
-            lesson.media.audio.forward(self.generation, data, pts & 0xFFFFFFFF, now)
+            lesson.media.audio.forward(source, data, pts & 0xFFFFFFFF, now)
             return
         if name == "stage-audio":
-            lesson.media.stage.audio.forward(self.generation, data, pts & 0xFFFFFFFF, now)
+            lesson.media.stage.audio.forward(source, data, pts & 0xFFFFFFFF, now)
             return
         if tier >= len(self.tiers):
             self.bad_frames += 1
@@ -404,7 +379,7 @@ class EdgeLink:
         rendition = table.get(self.tiers[tier])
         if rendition is None:
             return
-        out = self._video[name].map(self.generation, pts)
+        out = feed.source.timeline.map(source, pts, strict=False)
         meta = PacketMeta(payloads, out & 0xFFFFFFFF, keyframe, now)
         rendition.deliver(make_packet(data, out, VIDEO_TIME_BASE, meta))
 

@@ -41,7 +41,7 @@ class AudioFanout:
     def sink_count(self) -> int:
         return len(self._sinks)
 
-    def forward(self, source: int, data: bytes, timestamp: int, ingress: float) -> None:
+    def forward(self, source: object, data: bytes, timestamp: int, ingress: float) -> None:
         pts = self._timeline.map(source, timestamp)
         self.packets += 1
         self.capture.note(pts, capture_clock.delivering)

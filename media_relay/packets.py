@@ -60,7 +60,9 @@ class Timeline:
         self._last_out: int | None = None
         self._last_wall = 0.0
 
-    def map(self, source: object, timestamp: int) -> int:
+    def map(self, source: object, timestamp: int, strict: bool = True) -> int:
+        """``timestamp`` of ``source`` on the output line. ``strict=False``: an output equal
+        to the last is kept (the tiers of one cascaded frame share its timestamp)."""
         now = time.monotonic()
         if source != self._source:
             self._source = source
@@ -70,7 +72,8 @@ class Timeline:
                 gap = max(1, int((now - self._last_wall) * self.clock_rate))
                 self._offset = self._last_out + gap - timestamp
         out = timestamp + self._offset
-        if self._last_out is not None and out <= self._last_out:
+        if self._last_out is not None and (out <= self._last_out if strict
+                                           else out < self._last_out):
             # never go backwards: a repeated or reordered source timestamp
             out = self._last_out + 1
             self._offset = out - timestamp

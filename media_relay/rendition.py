@@ -85,6 +85,13 @@ class VideoSource:
                                         daemon=True)
         self._thread.start()
 
+    @property
+    def timeline(self) -> Timeline:
+        """The feed's output line: the local decoder's frames and, on an edge, the
+        origin's packets (media_relay/cascade.py) are placed on it, so a node that turns
+        from edge to origin or back never sends a timestamp behind the last one."""
+        return self._timeline
+
     def offer_encoded(self, codec_name: str, data: bytes, ingress: float, source: int,
                       timestamp: int, on_error: Callable[[], None]) -> None:
         """An encoded source frame, as it arrived (``timestamp`` in 1/90000 s)."""
@@ -258,6 +265,13 @@ class Rendition:
         return self.always_on or bool(self._sinks)
 
     # ---- input ------------------------------------------------------------------------
+    @property
+    def timeline(self) -> Timeline:
+        """The feed's output line: the local decoder's frames and, on an edge, the
+        origin's packets (media_relay/cascade.py) are placed on it, so a node that turns
+        from edge to origin or back never sends a timestamp behind the last one."""
+        return self._timeline
+
     def offer_encoded(self, codec_name: str, data: bytes, ingress: float, source: int,
                       timestamp: int, on_error: Callable[[], None]) -> None:
         """Compatibility: an encoded source frame goes to this rendition's source."""

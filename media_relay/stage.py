@@ -64,7 +64,7 @@ class StageAudio:
     def sink_count(self) -> int:
         return len(self._sinks)
 
-    def forward(self, source: int, data: bytes, timestamp: int, ingress: float) -> None:
+    def forward(self, source: object, data: bytes, timestamp: int, ingress: float) -> None:
         pts = self._timeline.map(source, timestamp)
         self.packets += 1
         exclude = self.exclude
