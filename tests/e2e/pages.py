@@ -53,10 +53,11 @@ def wait_until(
     condition: Callable[[], Any],
     timeout: float,
     message: str,
-    interval: float = 0.25,
+    interval: float = 0.1,
 ) -> Any:
     """Poll ``condition`` until it returns something truthy; fail with ``message`` at the
-    deadline (showing the last value seen)."""
+    deadline (showing the last value seen). Every 0.1 s: a wait overshoots its condition by
+    half the interval on average, and the browser tests wait a few hundred times."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -95,7 +96,7 @@ def wait_media_rising(page: Any, timeout: float = 30.0, frames: int = 30) -> dic
             return now
         return None
 
-    return wait_until(grown, timeout, f"media did not flow (started from {first})", 0.5)
+    return wait_until(grown, timeout, f"media did not flow (started from {first})", 0.2)
 
 
 def press(page: Any, action: str, timeout: float = 20.0) -> None:
@@ -129,7 +130,7 @@ def wait_stat_above(page: Any, key: str, floor: float, timeout: float = 20.0) ->
         return now if now.get(key, 0) > floor else None
 
     try:
-        return wait_until(above, timeout, f"{key} never rose above {floor}", 0.3)
+        return wait_until(above, timeout, f"{key} never rose above {floor}", 0.15)
     except AssertionError as exc:
         raise AssertionError(f"{exc}; stats: {seen[0] if seen else None}") from None
 
