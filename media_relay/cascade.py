@@ -179,9 +179,7 @@ class OriginLink:
 
     @staticmethod
     def _feed(lesson: RelayLesson, kind: str) -> VideoFeed:
-        if kind == "stage":
-            return lesson.media.stage.feed
-        return lesson.media.camera if kind == "camera" else lesson.media.share
+        return lesson.media.video_feed(kind)
 
     def sync(self) -> None:
         """Attach what is wanted and not attached, detach the rest; a lesson rebuilt
@@ -307,9 +305,8 @@ class EdgeLink:
         lines: set[Line] = set()
         staged = stage.peer_id is not None
         for kind in _VIDEO_KINDS:
-            feed = {"camera": lesson.media.camera, "share": lesson.media._share,
-                    "stage": stage._feed if staged else None}[kind]
-            if feed is None:
+            feed = lesson.media.video_feed(kind, create=False)
+            if feed is None or (kind == "stage" and not staged):
                 continue
             for codec, table in (("VP8", feed.renditions), ("H264", feed.h264)):
                 for tier, rendition in table.items():
@@ -373,8 +370,9 @@ class EdgeLink:
         if tier >= len(self.tiers):
             self.bad_frames += 1
             return
-        feed = {"camera": lesson.media.camera, "share": lesson.media.share,
-                "stage": lesson.media.stage.feed}[name]
+        feed = lesson.media.video_feed(name, create=False)
+        if feed is None:
+            return  # nobody here watches that feed (no rendition either)
         table = feed.h264 if CODECS[codec] == "H264" else feed.renditions
         rendition = table.get(self.tiers[tier])
         if rendition is None:

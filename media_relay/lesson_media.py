@@ -84,6 +84,17 @@ class LessonMedia:
             self._share = VideoFeed(self.config, always_top=False)
         return self._share
 
+    def video_feed(self, kind: str, create: bool = True) -> VideoFeed | None:
+        """The ``camera``, ``share`` or ``stage`` feed; ``create=False``: None for a feed
+        nothing has asked for yet (a reader need not start one)."""
+        if kind == "camera":
+            return self.camera
+        if kind == "share":
+            return self.share if create else self._share
+        if kind == "stage":
+            return self.stage.feed if create else self.stage.feed_if_made
+        raise ValueError(f"not a video feed: {kind!r}")
+
     # ---- the recorder's share and stage lines (Relay.attach_sink does camera and audio) ---
     def attach_track_sink(self, sink: Sink, kind: str) -> None:
         """Attach a recorder sink to the share (``"share"``), the stage video (``"stage"``)

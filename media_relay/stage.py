@@ -172,6 +172,11 @@ class Stage:
                 self._on_change()
 
     @property
+    def feed_if_made(self) -> VideoFeed | None:
+        """The stage's feed, or None before anything asked for it (nothing to read)."""
+        return self._feed
+
+    @property
     def feed(self) -> VideoFeed:
         if self._feed is None:
             self._feed = VideoFeed(self.config, always_top=False)
