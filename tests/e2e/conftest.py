@@ -53,6 +53,10 @@ BASE_ARGS = [
     "--disable-backgrounding-occluded-windows",
 ]
 AUTOPLAY_ALLOWED = "--autoplay-policy=no-user-gesture-required"
+FAKE_DEVICE = "--use-fake-device-for-media-stream=fps=30"
+FAKE_UI = "--use-fake-ui-for-media-stream"
+TV_ARGS = [a for a in BASE_ARGS if a not in (FAKE_DEVICE, FAKE_UI)] + [AUTOPLAY_ALLOWED]
+"""A classroom TV: no camera, no microphone, no media permission."""
 AUTOPLAY_BLOCKED = "--autoplay-policy=document-user-activation-required"
 # Chromium's own policy sometimes lets a page play with sound in a long run (its
 # user-activation and engagement heuristics); this script makes "blocked" certain: an
@@ -169,6 +173,26 @@ class ServerProcess:
         return url + (f"#token={token}" if token is not None else "")
 
 
+@contextlib.contextmanager
+def district_nodes(redis_url: str, prefix: str, a_args: list[str] | None = None,
+                   b_args: list[str] | None = None
+                   ) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two `classroom serve` nodes of one district (one Redis, one secret), A and B,
+    started, and stopped at the end."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    a = ServerProcess(["--redis-url", redis_url, *(a_args or [])], work / "a")
+    b = ServerProcess(["--redis-url", redis_url, *(b_args or [])], work / "b")
+    b.secret = a.secret  # one district: one secret
+    try:
+        for srv, sub in ((a, "a"), (b, "b")):
+            (work / sub).mkdir()
+            srv.start()
+        yield a, b
+    finally:
+        for srv in (a, b):
+            srv.stop()
+
+
 def _backends() -> list[str]:
     names = os.environ.get("CLASSROOM_E2E_BACKENDS", "memory")
     return [n.strip() for n in names.split(",") if n.strip()]
@@ -239,6 +263,14 @@ def launch_browser(playwright_instance: Any) -> Iterator[Callable[..., Any]]:
 @pytest.fixture(scope="module")
 def browser(launch_browser: Callable[..., Any]) -> Any:
     return launch_browser(autoplay=True)
+
+
+@pytest.fixture(scope="module")
+def tv_browser(playwright_instance: Any) -> Iterator[Any]:
+    """A classroom TV: no camera, no microphone, no media permission."""
+    browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=TV_ARGS)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture

@@ -11,18 +11,15 @@ decodes again. The times are printed (docs/cascade.md quotes them).
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import ServerProcess, district_nodes
 from tests.e2e.pages import (
-    CHROMIUM,
     missing_browser_reason,
     risen_at,
     stats,
@@ -30,7 +27,7 @@ from tests.e2e.pages import (
     wait_until,
     watch_rise,
 )
-from tests.e2e.test_no_camera import TV_ARGS, HeadlessTeacher
+from tests.e2e.test_no_camera import HeadlessTeacher
 
 _reason = missing_browser_reason()
 if _reason:
@@ -44,50 +41,13 @@ LESSON = "cascade-1"
 class RejoiningTeacher(HeadlessTeacher):
     """The headless teacher coming back to a lesson already live (no second start)."""
 
-    async def _main(self) -> None:
-        import asyncio
-        import contextlib
-
-        from classroom_client import ClassroomClient
-        from classroom_client.media import SyntheticAudioTrack, SyntheticVideoTrack
-
-        self._stop = asyncio.Event()
-        client = ClassroomClient(self.base_url, self.token)
-        try:
-            await client.connect()
-            pc = await client.publish(SyntheticVideoTrack(320, 240), SyntheticAudioTrack())
-            await client.wait_for(lambda: pc.connectionState == "connected", 15)
-            self.ready.set()
-            await self._stop.wait()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
-            self.error = exc
-            self.ready.set()
-        finally:
-            with contextlib.suppress(Exception):
-                await client.close()
-
-
-@pytest.fixture(scope="module")
-def tv_browser(playwright_instance: Any) -> Iterator[Any]:
-    """A classroom TV: no camera, no microphone, no media permission."""
-    browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=TV_ARGS)
-    yield browser
-    browser.close()
+    starts_lesson = False
 
 
 @pytest.fixture
 def nodes(redis_url: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    work = Path(tempfile.mkdtemp(prefix="classroom-cascade-"))
-    a = ServerProcess(["--redis-url", redis_url], work / "a")
-    b = ServerProcess(["--redis-url", redis_url], work / "b")
-    b.secret = a.secret  # one district: one secret
-    (work / "a").mkdir()
-    (work / "b").mkdir()
-    a.start()
-    b.start()
-    yield a, b
-    for srv in (a, b):
-        srv.stop()
+    with district_nodes(redis_url, "classroom-cascade-") as both:
+        yield both
 
 
 def origin_is(srv: ServerProcess, lesson: str) -> bool:

@@ -8,13 +8,11 @@ on stage makes the classroom on A decode it (the stage is made at the origin, A)
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import ServerProcess, district_nodes
 from tests.e2e.pages import (
     LIVE,
     missing_browser_reason,
@@ -37,17 +35,9 @@ LESSON = "cascade-two-way"
 
 @pytest.fixture
 def nodes(redis_url: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    work = Path(tempfile.mkdtemp(prefix="classroom-cascade-2way-"))
-    a = ServerProcess(["--redis-url", redis_url, "--no-recording"], work / "a")
-    b = ServerProcess(["--redis-url", redis_url, "--no-recording"], work / "b")
-    b.secret = a.secret  # one district: one secret
-    (work / "a").mkdir()
-    (work / "b").mkdir()
-    a.start()
-    b.start()
-    yield a, b
-    for srv in (a, b):
-        srv.stop()
+    with district_nodes(redis_url, "classroom-cascade-2way-", ["--no-recording"],
+                        ["--no-recording"]) as both:
+        yield both
 
 
 def _tile_frames(teacher, peer: str) -> int:

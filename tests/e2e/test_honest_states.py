@@ -16,7 +16,6 @@ The teacher is the headless client (aiortc) with tracks the test can hold; one n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import tempfile
 import threading
 import time
@@ -28,8 +27,8 @@ import pytest
 
 from classroom_client.media import AUDIO_RATE, SyntheticAudioTrack, SyntheticVideoTrack
 from tests.e2e.conftest import ServerProcess
-from tests.e2e.pages import CHROMIUM, LIVE, missing_browser_reason, stats, wait_until
-from tests.e2e.test_no_camera import TV_ARGS, HeadlessTeacher
+from tests.e2e.pages import LIVE, missing_browser_reason, stats, wait_until
+from tests.e2e.test_no_camera import HeadlessTeacher
 
 _reason = missing_browser_reason()
 if _reason:
@@ -99,24 +98,8 @@ class HoldingTeacher(HeadlessTeacher):
         self.video.set()
         self.sound.set()
 
-    async def _main(self) -> None:
-        from classroom_client import ClassroomClient
-
-        self._stop = asyncio.Event()
-        client = ClassroomClient(self.base_url, self.token)
-        try:
-            await client.connect()
-            pc = await client.publish(HeldVideo(self.video), HeldAudio(self.sound))
-            await client.start_lesson()
-            await client.wait_for(lambda: pc.connectionState == "connected", 15)
-            self.ready.set()
-            await self._stop.wait()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
-            self.error = exc
-            self.ready.set()
-        finally:
-            with contextlib.suppress(Exception):
-                await client.close()
+    def tracks(self) -> tuple[Any, Any]:
+        return HeldVideo(self.video), HeldAudio(self.sound)
 
 
 @pytest.fixture(scope="module")
@@ -125,14 +108,6 @@ def node() -> Iterator[ServerProcess]:
     srv.start()
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def tv_browser(playwright_instance: Any) -> Iterator[Any]:
-    """A classroom TV: no camera, no microphone, no media permission."""
-    browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=TV_ARGS)
-    yield browser
-    browser.close()
 
 
 def tv_state(page: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import pytest
 from classroom_client import ClassroomClient
 from classroom_client.media import SyntheticAudioTrack, SyntheticVideoTrack
 from signaling.links import lan_address
-from tests.e2e.conftest import AUTOPLAY_ALLOWED, BASE_ARGS, ServerProcess
+from tests.e2e.conftest import AUTOPLAY_ALLOWED, BASE_ARGS, FAKE_UI, ServerProcess
 from tests.e2e.pages import (
     CHROMIUM,
     RECORD_PEER_CONNECTIONS,
@@ -45,10 +45,6 @@ if _reason:
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 LAN = lan_address()
-FAKE_DEVICE = "--use-fake-device-for-media-stream=fps=30"
-FAKE_UI = "--use-fake-ui-for-media-stream"
-TV_ARGS = [a for a in BASE_ARGS if a not in (FAKE_DEVICE, FAKE_UI)] + [AUTOPLAY_ALLOWED]
-"""A classroom TV: no camera, no microphone, no media permission."""
 DENY_ARGS = [a for a in BASE_ARGS if a != FAKE_UI] + [AUTOPLAY_ALLOWED]
 """A fake camera whose permission prompt is refused (headless Chromium under Playwright
 dismisses it: getUserMedia fails with NotAllowedError)."""
@@ -77,7 +73,10 @@ OFFERS = ("() => window.__pcs.filter((pc) => pc.localDescription)"
 
 class HeadlessTeacher:
     """The headless client publishing a synthetic camera + tone, and the lesson started,
-    on an event loop of its own (the browser tests are synchronous)."""
+    on an event loop of its own (the browser tests are synchronous). A subclass may send
+    other tracks (:meth:`tracks`) or come back to a live lesson (``starts_lesson``)."""
+
+    starts_lesson = True
 
     def __init__(self, base_url: str, token: str) -> None:
         self.base_url = base_url
@@ -100,6 +99,10 @@ class HeadlessTeacher:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(20)
 
+    def tracks(self) -> tuple[Any, Any]:
+        """The camera and microphone it publishes (created on its own event loop)."""
+        return SyntheticVideoTrack(320, 240), SyntheticAudioTrack()
+
     def _run(self) -> None:
         self._loop.run_until_complete(self._main())
         self._loop.close()
@@ -109,8 +112,9 @@ class HeadlessTeacher:
         client = ClassroomClient(self.base_url, self.token)
         try:
             await client.connect()
-            pc = await client.publish(SyntheticVideoTrack(320, 240), SyntheticAudioTrack())
-            await client.start_lesson()
+            pc = await client.publish(*self.tracks())
+            if self.starts_lesson:
+                await client.start_lesson()
             await client.wait_for(lambda: pc.connectionState == "connected", 15)
             self.ready.set()
             await self._stop.wait()
@@ -126,13 +130,6 @@ class HeadlessTeacher:
 def server_backend() -> list[str]:
     """ICE does not touch the store: the memory backend only (one run)."""
     return []
-
-
-@pytest.fixture(scope="module")
-def tv_browser(playwright_instance: Any) -> Iterator[Any]:
-    browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=TV_ARGS)
-    yield browser
-    browser.close()
 
 
 @pytest.fixture(scope="module")

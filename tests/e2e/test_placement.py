@@ -9,18 +9,16 @@ socket), and decodes there what A encodes. The token never appears in a URL.
 
 from __future__ import annotations
 
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ServerProcess
-from tests.e2e.pages import CHROMIUM, missing_browser_reason, wait_media_rising, wait_until
-from tests.e2e.test_no_camera import TV_ARGS, HeadlessTeacher
+from tests.e2e.conftest import ServerProcess, district_nodes
+from tests.e2e.pages import missing_browser_reason, wait_media_rising, wait_until
+from tests.e2e.test_no_camera import HeadlessTeacher
 
 _reason = missing_browser_reason()
 if _reason:
@@ -31,26 +29,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.timeout(90)]
 LESSON = "placed-1"
 
 
-@pytest.fixture(scope="module")
-def tv_browser(playwright_instance: Any) -> Iterator[Any]:
-    browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=TV_ARGS)
-    yield browser
-    browser.close()
-
-
 @pytest.fixture
 def nodes(redis_url: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    work = Path(tempfile.mkdtemp(prefix="classroom-placement-"))
-    a = ServerProcess(["--redis-url", redis_url, "--max-subscribers", "0"], work / "a")
-    b = ServerProcess(["--redis-url", redis_url], work / "b")
-    b.secret = a.secret  # one district: one secret
-    for srv, sub in ((a, "a"), (b, "b")):
-        (work / sub).mkdir()
-        srv.env["CLASSROOM_WORKERS"] = "1"  # one node each (limits are per node)
-        srv.start()
-    yield a, b
-    for srv in (a, b):
-        srv.stop()
+    with district_nodes(redis_url, "classroom-placement-", ["--max-subscribers", "0"]) as both:
+        yield both
 
 
 def _get(url: str) -> tuple[str, dict[str, str]]:
