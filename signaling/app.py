@@ -197,6 +197,8 @@ class Node:
             self._publishers.add(lesson_id)
         else:
             self._publishers.discard(lesson_id)
+            if lesson_id in self._remote_media:
+                return  # a stale local publisher went; the origin's media flows on here
         self.spawn(self.hub.broadcast(lesson_id, {"type": "media", "publisher": active}))
 
     def _on_tier(self, lesson_id: str, relay_id: str, tier: str, reason: str,

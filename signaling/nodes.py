@@ -11,7 +11,10 @@ the same answers come from memory. Placement, edges and failover build on this
 (docs/cascade.md).
 
 Redis keys: ``classroom:node:{id}`` (JSON, PX ttl), ``classroom:nodes`` (SET of ids, pruned
-of expired ones when read), ``classroom:origin:{lesson}`` (node id, PX ttl).
+of expired ones when read), ``classroom:origin:{lesson}`` (node id, PX ttl),
+``classroom:carry:{lesson}:{node}`` (the node's relay carries the lesson: its origin or an
+edge; PX ttl; placement prefers such a node, so a lesson spills onto few edges). Node
+records themselves hold no lesson ids (``GET /api/nodes`` shows them to any ops token).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, web
@@ -116,6 +120,24 @@ class NodeBoard:
             await self._link._call(r.srem("classroom:nodes", *gone))
         return [json.loads(doc) for doc in raw if doc is not None]
 
+    async def put_carried(self, node_id: str, lessons: Collection[str]) -> None:
+        """Say, until the TTL, which lessons this node's relay carries (one round trip)."""
+        if self._link is None or not lessons:
+            return  # one node: placement has nowhere else to prefer
+        pipe = self._link._redis.pipeline(transaction=False)
+        for lesson_id in sorted(lessons):
+            pipe.set(f"classroom:carry:{lesson_id}:{node_id}", 1, px=int(self.ttl * 1000))
+        await self._link._call(pipe.execute())
+
+    async def carriers(self, lesson_id: str, node_ids: Collection[str]) -> set[str]:
+        """Which of these nodes carried the lesson at their last beat."""
+        if self._link is None or not node_ids:
+            return set()
+        ids = sorted(node_ids)
+        raw = await self._link._call(self._link._redis.mget(
+            [f"classroom:carry:{lesson_id}:{i}" for i in ids]))
+        return {i for i, value in zip(ids, raw, strict=True) if value is not None}
+
     async def claim_origin(self, lesson_id: str, node_id: str) -> str:
         """Make ``node_id`` the lesson's origin unless a live node holds it; the holder."""
         if self._link is None:
@@ -155,6 +177,8 @@ class NodesFeature(Feature):
         self.started_at = time.time()
         self.origins: dict[str, str] = {}
         """Lesson -> origin node, for the lessons this node publishes (last claim)."""
+        self.carried: set[str] = set()
+        """Lessons this node's relay held at the last record (published or pulled)."""
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, node: Node) -> None:
@@ -179,6 +203,7 @@ class NodesFeature(Feature):
         assert self.node is not None
         cfg = self.node.config
         stats = self.node.relay.stats()
+        self.carried = set(stats["lessons"])
         self.last_cpu = self.cpu.read()
         return {
             "id": cfg.node_id,
@@ -203,6 +228,7 @@ class NodesFeature(Feature):
         assert self.board is not None and self.node is not None
         await self.board.put(self.record())
         me = self.node.config.node_id
+        await self.board.put_carried(me, self.carried)
         for lesson_id in sorted(self.node.published_lessons()):
             self._claimed(lesson_id, await self.board.claim_origin(lesson_id, me))
         for lesson_id in set(self.origins) - self.node.published_lessons():

@@ -235,7 +235,9 @@ class PlacementFeature(Feature):
             return None
         if time.monotonic() - self._peers_at > FRESH:
             await self._read_peers()
-        target = self.choose(secure=session.secure)
+        lesson = hello.get("lesson") or claims.lesson
+        target = self.choose(secure=session.secure, prefer=await self._carriers(
+            lesson if isinstance(lesson, str) and lesson != "*" else None))
         if target is None:
             OVER_LIMIT.labels(reason="no_room").inc()
             self._warn_no_room(reason, claims)
@@ -250,14 +252,26 @@ class PlacementFeature(Feature):
         return Redirect(url=base, ws_url=ws_url_of(base), node=str(target["id"])[:128],
                         reason=reason)
 
-    def choose(self, secure: bool = False) -> dict[str, Any] | None:
-        """The least-loaded live node with room (not this one), or None; counts the
-        redirect against it until its next beat."""
+    async def _carriers(self, lesson_id: str | None) -> set[str]:
+        """The live nodes that carry this lesson now (none known: Redis away, no lesson)."""
+        if lesson_id is None or self.nodes.board is None:
+            return set()
+        ids = {r["id"] for r in self._peers if isinstance(r.get("id"), str)}
+        try:
+            return await self.nodes.board.carriers(lesson_id, ids)
+        except StoreUnavailable:
+            return set()  # the least-loaded node with room, as without a lesson
+
+    def choose(self, secure: bool = False, prefer: set[str] | frozenset[str] = frozenset()
+               ) -> dict[str, Any] | None:
+        """A live node with room (not this one), or None: one in ``prefer`` (it carries the
+        lesson already) first, then the least loaded; counts the redirect against it until
+        its next beat."""
         assert self.node is not None
         if time.monotonic() - self._peers_at > STALE:
             return None
         own, me = self._own_base(), self.node.config.node_id
-        best: tuple[tuple[float, float, float, str], dict[str, Any], Any, int] | None = None
+        best: tuple[tuple[int, float, float, float, str], dict[str, Any], Any, int] | None = None
         for record in self._peers:
             node_id = record.get("id")
             base = safe_base(record.get("http_url"))
@@ -277,7 +291,7 @@ class PlacementFeature(Feature):
                     (max_cpu is not None and cpu >= max_cpu):
                 continue  # no room
             fill = max(count / max_subs if max_subs else 0.0, cpu / max_cpu if max_cpu else 0.0)
-            key = (fill, count, cpu, node_id)
+            key = (0 if node_id in prefer else 1, fill, count, cpu, node_id)
             if best is None or key < best[0]:
                 best = (key, record, seen, sent)
         if best is None:

@@ -268,6 +268,42 @@ async def test_redirects_fill_the_least_loaded_node_first(redis_url):
             await srv.close()
 
 
+async def test_a_node_that_carries_the_lesson_is_preferred(redis_url):
+    """A lesson spills onto as few edges as there is room for: C carries the lesson (its
+    teacher publishes there), so A's classrooms of it go to C although B is as empty and
+    first by id; a classroom of another lesson goes to the least-loaded node (B)."""
+    a = await start_server(redis_url=redis_url, node_id="ca", max_subscribers=0)
+    b = await start_server(secret=a.secret, redis_url=redis_url, node_id="cb")
+    c = await start_server(secret=a.secret, redis_url=redis_url, node_id="cc")
+    teacher = ClassroomClient(c.base_url, c.token("teacher", LESSON, name="T"))
+    try:
+        await teacher.connect()
+        await teacher.start_lesson()
+        await teacher.publish(SyntheticVideoTrack(), SyntheticAudioTrack())
+        _freeze(a, b, c)
+        await _fresh_records(a, b, c)
+        assert await _feature(a, "nodes").board.carriers(LESSON, {"ca", "cb", "cc"}) == {"cc"}
+        for record in _feature(a, "placement")._peers:  # noqa: SLF001 - CPU ties (one process)
+            record["load"]["cpu"] = 0.0
+        token = a.token("classroom", LESSON, name="A1")
+        reply = await _hello(a.base_url, {"type": "hello", "token": token})
+        assert reply["type"] == "redirect" and reply["node"] == "cc", reply
+        other = a.token("classroom", "other-lesson", name="A2")
+        reply = await _hello(a.base_url, {"type": "hello", "token": other})
+        assert reply["type"] == "redirect" and reply["node"] == "cb", reply
+        # C full (its own limit): the lesson goes to B after all, never nowhere
+        c.node.config.max_subscribers = 0
+        await _fresh_records(a, b, c)
+        for record in _feature(a, "placement")._peers:  # noqa: SLF001
+            record["load"]["cpu"] = 0.0
+        reply = await _hello(a.base_url, {"type": "hello", "token": token})
+        assert reply["type"] == "redirect" and reply["node"] == "cb", reply
+    finally:
+        await teacher.close()
+        for srv in (c, b, a):
+            await srv.close()
+
+
 @pytest.mark.parametrize("url", [
     "javascript:alert(1)//", "http://user@evil.example", "http://evil.example/x?y=1",
     "http://evil.example/#f", "http://evil.example\r\nSet-Cookie: x=1", "ftp://evil.example",
