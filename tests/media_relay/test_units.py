@@ -11,7 +11,8 @@ from aiortc.rtp import RtpPacket
 from media_relay import RelayError
 from media_relay.ingress import AudioFrameBuffer, VideoFrameBuffer
 from media_relay.packets import VIDEO_TIME_BASE, PacketMeta, Timeline, make_packet
-from media_relay.rendition import fit_size
+from media_relay.config import RelayConfig
+from media_relay.rendition import Decoded, Rendition, fit_size
 from media_relay.sdp import check_publish_offer, check_subscribe_offer
 from media_relay.tracks import PacketTrack, PassthroughEncoder
 
@@ -106,6 +107,22 @@ def test_audio_buffer_releases_at_once_and_drops_late_packets() -> None:
     assert buffer.add(rtp(1, 960))[1].timestamp == 960
     assert buffer.add(rtp(3, 2880))[1].timestamp == 2880
     assert buffer.add(rtp(2, 1920))[1] is None  # late: dropped, never reordered
+
+
+async def test_encoder_restarts_with_a_keyframe_when_time_goes_back() -> None:
+    """libvpx refuses a pts that is not later than the last (``avcodec_send_frame()``:
+    invalid data, seen on a node that froze and thawed): the rendition opens a fresh
+    encoder and sends a keyframe instead of losing the frame to an error."""
+    import av
+
+    rendition = Rendition(RelayConfig(), "low")
+    frame = av.VideoFrame(320, 180, "yuv420p")
+    out = [rendition._encode(Decoded(frame, pts, 0.0, 1))  # noqa: SLF001 - the media thread's step
+           for pts in (3000, 6000, 9000, 6000, 9000)]
+    assert all(p is not None for p in out)
+    keyframes = [p.is_keyframe for p in out]
+    assert keyframes == [True, False, False, True, False], keyframes
+    assert [p.pts for p in out] == [3000, 6000, 9000, 6000, 9000]
 
 
 def test_fit_size_caps_to_720p() -> None:
