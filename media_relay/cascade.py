@@ -252,6 +252,8 @@ class EdgeLink:
         self._pending: set[Line] = set()
         self.frames = 0
         self.bad_frames = 0
+        self.frames_refused = 0
+        """Frames that came while the lesson had a publisher here (dropped: no mixing)."""
         self.last_frame_at: float | None = None
         self.hops: deque[float] = deque(maxlen=_HOP_SAMPLES)
         """Origin fan-out -> edge hand-off, seconds (wall clocks: one machine or NTP)."""
@@ -351,6 +353,11 @@ class EdgeLink:
         lesson = self._lesson()
         if lesson is None:
             return
+        if lesson.publisher is not None:
+            # the teacher's media is here now (this node became the origin): frames from
+            # the old origin would mix with it, or loop back to it through this node
+            self.frames_refused += 1
+            return
         now = time.monotonic()
         self.frames += 1
         self.last_frame_at = now
@@ -395,6 +402,7 @@ class EdgeLink:
 
     def stats(self) -> dict:
         return {"lesson": self.lesson_id, "frames": self.frames, "bad_frames": self.bad_frames,
+                "frames_refused": self.frames_refused,
                 "generation": self.generation, "hop_ms": self.hop_ms(),
                 "lines": ["/".join(ln) for ln in self.demand()],
                 "uplink_frames_up": self.uplinks.frames_up}

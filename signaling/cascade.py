@@ -32,10 +32,11 @@ import secrets
 import struct
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from media_relay.cascade import EdgeLink, Line
 
@@ -110,6 +111,16 @@ def check_auth(secret: str, value: str, lesson_id: str, now: float | None = None
     if not hmac.compare_digest(mac, sign(secret, "edge", lesson_id, node_id, ts, nonce)):
         raise ValueError("bad cascade signature")
     return node_id, nonce
+
+
+async def _until_reset(ws: web.WebSocketResponse) -> AsyncIterator[aiohttp.WSMessage]:
+    """The link's messages until it closes, also when it is reset under a read (aiohttp
+    raises from the pong it answers a ping with): an edge that went is not an error."""
+    try:
+        async for msg in ws:
+            yield msg
+    except ConnectionResetError:
+        return
 
 
 class Pull:
@@ -306,6 +317,11 @@ class CascadeFeature(Feature):
         if self.http is not None:
             await self.http.close()
 
+    def pulling(self, lesson_id: str) -> bool:
+        """This node pulls the lesson from another node (an edge of it) over a live link."""
+        pull = self.pulls.get(lesson_id)
+        return pull is not None and pull.connected
+
     def set_remote_media(self, lesson_id: str, active: bool) -> None:
         """The origin's media reaches this node's classrooms (or stopped reaching them)."""
         assert self.node is not None
@@ -325,12 +341,18 @@ class CascadeFeature(Feature):
         if self.nodes.board is None or self.nodes.board._link is None:  # noqa: SLF001
             return  # one node: nothing to pull from
         wanted = set(self.node.relay.pulled_lessons())
+        published = self.node.published_lessons()
         now = time.monotonic()
         for lesson_id in sorted(wanted - set(self.pulls)):
             self.pulls[lesson_id] = Pull(self, lesson_id)
         for lesson_id, pull in list(self.pulls.items()):
             if lesson_id in wanted:
                 pull.idle_since = None
+            elif lesson_id in published:
+                # this node is the origin now: a pull left open would bring the old
+                # origin's media (or our own, looped through it) back in
+                del self.pulls[lesson_id]
+                await pull.close()
             elif pull.idle_since is None:
                 pull.idle_since = now
             elif now - pull.idle_since >= IDLE_CLOSE:
@@ -358,6 +380,8 @@ class CascadeFeature(Feature):
                                    extra={"lesson": lesson_id, "edge": edge_id})
                 if edge_id not in live:
                     raise ValueError("unknown node")
+                if feature.pulling(lesson_id):
+                    raise ValueError("this node is an edge of the lesson, not its origin")
             except ValueError as exc:
                 metrics.CASCADE_LINKS_REFUSED.inc()
                 logger.warning("cascade link refused", extra={"lesson": lesson_id,
@@ -426,6 +450,13 @@ class CascadeFeature(Feature):
         async def watch() -> None:
             state: dict[str, Any] | None = None
             while True:
+                if self.pulling(lesson_id):
+                    # this node stepped down and pulls the lesson itself: serving on
+                    # would send the edge its own media back (a loop between two nodes)
+                    logger.info("cascade link closed: not the origin",
+                                extra={"lesson": lesson_id, "edge": edge_id})
+                    await ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"not the origin")
+                    return
                 origin.sync()  # a lesson rebuilt (teacher back) gets its lines again
                 live, size = origin.stage_state()
                 now = {"share": origin.share_active(), "publisher": origin.publishing(),
@@ -439,7 +470,7 @@ class CascadeFeature(Feature):
         tasks = [asyncio.ensure_future(writer()), asyncio.ensure_future(watch())]
         metrics.CASCADE_LINKS.labels(role="origin").inc()
         try:
-            async for msg in ws:
+            async for msg in _until_reset(ws):
                 if msg.type == aiohttp.WSMsgType.BINARY:
                     origin.uplink_frame(msg.data)
                     continue

@@ -55,6 +55,14 @@ async def test_classroom_on_an_edge_decodes_the_origins_tiers(redis_url):
         assert pull.connected and pull.origin == a.node.config.node_id
         assert pull.edge.stats()["hop_ms"]["p95"] is not None
         assert far.connection_state("subscribe") == "connected"
+        # an edge never serves the lesson it pulls: A asking B for it would get its own
+        # media back (a loop of two nodes, each adding its offset to the timestamps)
+        value, _ = auth_header(a.secret, a.node.config.node_id, "math-1")
+        async with aiohttp.ClientSession() as http:
+            resp = await http.get(b.base_url + "/cascade/link/math-1",
+                                  headers={AUTH_HEADER: value})
+            assert resp.status == 403
+            assert pull.connected  # and B's own pull goes on
         # ops see it (one process here: both nodes' series in one registry)
         async with aiohttp.ClientSession() as http:
             async with http.get(b.base_url + "/metrics") as resp:

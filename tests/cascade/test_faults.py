@@ -346,6 +346,9 @@ async def test_origin_heartbeat_stops_and_it_does_not_fight_back(cluster: Cluste
           f"{edge_s + near_s:.2f} s after the thaw; teachers in the roster: {len(teachers)}; "
           f"frozen for {thawed - frozen:.1f} s")
     assert len(teachers) == 1, roster
+    if near.per_second(end - 2.0, end)[-1] < 10:  # what the stall looked like, then fail
+        print("A's classroom per second since the thaw:", near.per_second(thawed, end),
+              "\nA's cascade:", json.dumps(await c.a.api("/api/cascade"))[:2000])
     assert near.per_second(end - 2.0, end)[-1] >= 10
 
 
