@@ -9,9 +9,9 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 
 from media_relay import RelayError
+from media_relay.config import RelayConfig
 from media_relay.ingress import AudioFrameBuffer, VideoFrameBuffer
 from media_relay.packets import VIDEO_TIME_BASE, PacketMeta, Timeline, make_packet
-from media_relay.config import RelayConfig
 from media_relay.rendition import Decoded, Rendition, fit_size
 from media_relay.sdp import check_publish_offer, check_subscribe_offer
 from media_relay.tracks import PacketTrack, PassthroughEncoder
