@@ -36,7 +36,7 @@ from prometheus_client import Counter
 
 from .auth import Claims, Role
 from .features import Feature
-from .messages.base import ServerMessage, Str
+from .messages.base import UNSET, ServerMessage, Str, UnsetType, WelcomeFields
 from .store import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -114,6 +114,18 @@ class Redirect(ServerMessage, tag="redirect"):
     """Which limit of this node was reached."""
 
 
+class PlacementWelcome(WelcomeFields):
+    fallback_sockets: list[Str[260]] | UnsetType = UNSET
+    """Classroom and teacher: the other live nodes' sockets (`wss://host:port/ws`), least
+    loaded first. A page whose own node stops answering (two tries) says `hello` at the
+    next of these with `redirected: 1` (docs/cascade.md, "Failover"). Absent with one
+    node."""
+
+
+FALLBACK_COUNT = 3
+"""Other nodes a welcome names (a page tries them in turn while its own is down)."""
+
+
 def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and value >= 0 else None
 
@@ -122,7 +134,7 @@ class PlacementFeature(Feature):
     """Sends classrooms elsewhere when this node is over ``--max-subscribers``/``--max-cpu``."""
 
     name = "placement"
-    messages = (Redirect,)
+    messages = (Redirect, PlacementWelcome)
 
     def __init__(self, nodes: NodesFeature) -> None:
         self.nodes = nodes
@@ -200,6 +212,32 @@ class PlacementFeature(Feature):
             if base is not None and base != own and record.get("id") != me:
                 found.add(socket_origin(base))
         return sorted(found)
+
+    def fallback_sockets(self, secure: bool) -> list[str]:
+        """The other live nodes' ``/ws`` URLs a page here may fail over to, least loaded
+        first (the same checks as a redirect's target; room is not asked: a page whose
+        node is gone is taken anywhere)."""
+        if self.node is None or time.monotonic() - self._peers_at > STALE:
+            return []
+        own, me = self._own_base(), self.node.config.node_id
+        found: list[tuple[float, str]] = []
+        for record in self._peers:
+            base = safe_base(record.get("http_url"))
+            if (base is None or base == own or record.get("id") == me
+                    or (secure and not base.startswith("https:"))):
+                continue
+            load = record.get("load") if isinstance(record.get("load"), dict) else {}
+            count = _num(load.get("classrooms")) or _num(load.get("subscribers")) or 0.0
+            found.append((count, ws_url_of(base)))
+        urls = list(dict.fromkeys(url for _, url in sorted(found)))
+        return urls[:FALLBACK_COUNT]
+
+    async def welcome(self, session: Session) -> dict[str, Any]:
+        claims = session.claims
+        if claims is None or claims.role not in (Role.CLASSROOM, Role.TEACHER):
+            return {}
+        urls = self.fallback_sockets(secure=session.secure)
+        return {"fallback_sockets": urls} if urls else {}
 
     # --- this node -------------------------------------------------------------------------
     def local_count(self) -> int:

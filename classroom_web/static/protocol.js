@@ -11,7 +11,11 @@
  * socket to the named node's /ws at once (the page stays where it is, its token in its
  * fragment); its hello there says `redirected`, so that node accepts it. Later reconnects
  * go to the node that welcomed the page (`reconnect`: it stays placed); a node it was sent
- * to that never welcomes it, or stops answering (3 tries), sends it back to its own.
+ * to that never welcomes it, or stops answering (its drop and one more try), sends it back
+ * to its own.
+ * A node that stops answering (its socket dropped and one more try failed) is left for
+ * the next of the other nodes its last welcome named (`fallback_sockets`, the cascade's
+ * live nodes), with `redirected`; each of them is tried like a redirect's target.
  *
  * Plugging in (for feature modules such as quality.js and glass.js; no page change needed
  * beyond loading the module with <script type="module">, before or after the page script):
@@ -157,8 +161,9 @@ function wsUrl() {
   return scheme + "//" + window.location.host + "/ws";
 }
 
-/** Tries of the node a redirect placed the page on before it goes back to its own. */
-const PLACED_TRIES = 3;
+/** Failed tries of a node that had welcomed the page (its drop counts) before the page
+ * tries another: the next other node for its own, its own for one it was placed on. */
+const FAILOVER_AFTER = 2;
 
 /**
  * The socket URL of a `redirect` if the page may follow it, else null: ws/wss only (wss
@@ -366,6 +371,14 @@ export class Signal {
     this.welcomedAt = null;
     /** failed tries of placedUrl since its last welcome */
     this.placedFailures = 0;
+    /** @type {string[]} other nodes' sockets the last welcome named (failover targets) */
+    this.fallbacks = [];
+    /** the next of them to try */
+    this.fallbackIndex = 0;
+    /** failed tries of the page's own node in a row (a drop counts) */
+    this.ownFailures = 0;
+    /** a welcomed socket dropped and no other node has been tried since */
+    this.freshDrop = false;
     pageSignal = this;
     window.addEventListener("online", () => {
       if (this.retryTimer && !this.stopped) {
@@ -387,7 +400,7 @@ export class Signal {
     try {
       ws = new WebSocket(url);
     } catch (e) {
-      this._placedFailed(false); // e.g. another node's socket refused by the page's CSP
+      this._failed(false); // e.g. another node's socket refused by the page's CSP
       this._scheduleRetry();
       return;
     }
@@ -455,6 +468,10 @@ export class Signal {
       this.hops = 0;
       this.welcomedAt = this.url;
       this.placedFailures = 0;
+      this.ownFailures = 0;
+      this.fallbacks = Array.isArray(msg.fallback_sockets)
+        ? msg.fallback_sockets.map((u) => redirectTarget({ ws_url: u })).filter((u) => u && u !== this.url)
+        : [];
       identity.role = typeof msg.role === "string" ? msg.role : null;
       identity.peer_id = typeof msg.peer_id === "string" ? msg.peer_id : null;
       identity.lesson = this.lesson;
@@ -562,22 +579,63 @@ export class Signal {
   }
 
   /**
-   * A socket to the node a redirect placed the page on failed: a node that never welcomed
-   * the page (down, or not allowed by the page's CSP) is left at once, one that did after
-   * PLACED_TRIES tries (the page's own node places it again).
+   * A socket to the node a redirect or a failover placed the page on failed: a node that
+   * never welcomed the page (down, or not allowed by the page's CSP) is left at once, one
+   * that did after FAILOVER_AFTER failures (the page's own node places it again).
    * @param {boolean} welcomed whether that socket had been welcomed
    */
   _placedFailed(welcomed) {
-    if (!this.placedUrl || welcomed) {
+    if (!this.placedUrl) {
       return;
     }
     this.placedFailures += 1;
-    if (this.welcomedAt !== this.placedUrl) {
+    if (!welcomed && this.welcomedAt !== this.placedUrl) {
       this.placedUrl = null; // hops stays: the page's own node accepts it
-    } else if (this.placedFailures >= PLACED_TRIES) {
+      this._soon();
+    } else if (this.placedFailures >= FAILOVER_AFTER) {
       this.placedUrl = null;
       this.hops = 0; // a fresh placement
+      this._soon();
     }
+  }
+
+  /** Leaving a node: the next try comes soon if the page was connected until just now
+   * (while every node is down the backoff keeps growing, to 5 s). */
+  _soon() {
+    if (this.freshDrop) {
+      this.attempt = 0;
+      this.freshDrop = false;
+    }
+  }
+
+  /**
+   * A socket failed (dropped, or never opened): count it against the node it was to.
+   * @param {boolean} welcomed whether that socket had been welcomed
+   */
+  _failed(welcomed) {
+    if (this.placedUrl) {
+      this._placedFailed(welcomed);
+    } else {
+      this.ownFailures += 1;
+    }
+  }
+
+  /**
+   * The page's own node failed FAILOVER_AFTER times in a row: the next socket goes to
+   * the next other node its last welcome named (said `redirected`: that node accepts it),
+   * soon (the backoff starts again). False when there is none.
+   */
+  _failover() {
+    if (this.placedUrl || this.ownFailures < FAILOVER_AFTER || !this.fallbacks.length) {
+      return false;
+    }
+    this.placedUrl = this.fallbacks[this.fallbackIndex % this.fallbacks.length];
+    this.fallbackIndex += 1;
+    this.hops = 1;
+    this.placedFailures = 0;
+    this.ownFailures = 0;
+    this._soon();
+    return true;
   }
 
   /** @param {WebSocket} ws */
@@ -585,7 +643,10 @@ export class Signal {
     if (ws !== this.ws) {
       return;
     }
-    this._placedFailed(this.welcomed);
+    if (this.welcomed) {
+      this.freshDrop = true;
+    }
+    this._failed(this.welcomed);
     this.ws = null;
     this.welcomed = false;
     if (this.refreshTimer) {
@@ -607,6 +668,7 @@ export class Signal {
     if (this.stopped || this.retryTimer) {
       return;
     }
+    this._failover();
     const delay = backoffDelay(this.attempt);
     this.attempt += 1;
     this.retryTimer = window.setTimeout(() => {

@@ -73,8 +73,8 @@ def test_classroom_on_another_node_survives_edge_and_origin_deaths(
         print(f"edge classroom decoding {time.monotonic() - opened:.2f} s after opening")
         assert stats(page)["connectionState"] == "connected"
 
-        b.kill()  # the edge dies; the page reconnects to it when it is back
-        b.start()
+        b.kill()  # the edge dies; the page reconnects (to A, which B's welcome named, or
+        b.start()  # to B when it is back)
         back = time.monotonic()
         wait_media_rising(page, timeout=30, frames=20)
         print(f"edge restarted: media again {time.monotonic() - back:.2f} s after it was up")
@@ -91,3 +91,39 @@ def test_classroom_on_another_node_survives_edge_and_origin_deaths(
         assert again <= 5.0, f"media again {again:.2f} s after the teacher's media returned"
         # B takes the origin over once A's record lapses (TTL 6 s)
         wait_until(lambda: origin_is(b, LESSON), 15, "B never became the origin", 0.5)
+
+
+def test_a_classroom_whose_node_dies_for_good_goes_to_another(
+        nodes: tuple[ServerProcess, ServerProcess], tv_browser: Any, open_page: Any) -> None:
+    """An edge that dies and stays down: its page opens its socket at another node its
+    welcome named (``fallback_sockets``) and decodes there within 5 s (issue 14, item 4)."""
+    a, b = nodes
+    a_socket = a.base_url.replace("http", "ws", 1) + "/ws"
+    teacher = HeadlessTeacher(a.base_url, a.token("teacher", LESSON, name="城区老师"))
+    with teacher:
+        wait_until(lambda: a_socket.rsplit("/", 1)[0] in csp(b), 15,
+                   "B never read A's node record", 0.2)  # then B's welcome names A
+        page = open_page(b.page_url("class", LESSON, b.token("classroom", LESSON,
+                                                              name="教学点", school="村小")),
+                         tv_browser)
+        wait_media_rising(page, timeout=20)
+        socket = "import('/static/protocol.js').then((m) => m.socketUrl())"
+        assert page.evaluate(socket).startswith(b.base_url.replace("http", "ws", 1))
+        b.kill()
+        killed = time.time()
+        wait_until(lambda: page.evaluate(socket) == a_socket, 10,
+                   "the page never opened its socket at A", 0.1)
+        moved = time.time() - killed
+        watch_rise(page, "framesDecoded", stats(page)["framesDecoded"])
+        again = risen_at(page, "framesDecoded", 20) / 1000 - killed
+        print(f"edge gone for good: socket at A {moved:.2f} s, media again {again:.2f} s "
+              "after the kill")
+        assert again <= 5.0, f"media again {again:.2f} s after the node died"
+        wait_media_rising(page, timeout=10, frames=20)
+        assert stats(page)["connectionState"] == "connected"
+
+
+def csp(srv: ServerProcess) -> str:
+    """The Content-Security-Policy of a classroom page on ``srv`` (other nodes' sockets)."""
+    with urllib.request.urlopen(srv.base_url + f"/class/{LESSON}", timeout=3) as resp:
+        return resp.headers.get("Content-Security-Policy", "")
