@@ -338,6 +338,7 @@ async def test_hostile_records_are_never_a_target_nor_in_the_csp(redis_url):
         token = a.token("classroom", LESSON, name="A1")
         reply = await _hello(a.base_url, {"type": "hello", "token": token})
         assert reply["type"] == "welcome"  # no usable node: accepted here
+        assert "fallback_sockets" not in reply  # and none to fail over to
         async with aiohttp.ClientSession() as http, http.get(
                 a.base_url + f"/class/{LESSON}") as resp:
             csp = resp.headers["Content-Security-Policy"]
@@ -360,6 +361,16 @@ async def test_hostile_records_are_never_a_target_nor_in_the_csp(redis_url):
         # a wss socket (a secure page) is never sent to an http node
         placement = _feature(a, "placement")
         assert placement.choose(secure=True) is None
+        assert placement.fallback_sockets(secure=True) == []
+        # a welcome names the good node as a failover target, only that one, to classrooms
+        # and teachers (their pages fail over); a student's phone has no media to keep
+        a.node.config.max_subscribers = None
+        for role, named in (("classroom", True), ("teacher", True), ("student", False)):
+            reply = await _hello(a.base_url, {"type": "hello",
+                                              "token": a.token(role, LESSON, name="X1")})
+            assert reply["type"] == "welcome", reply
+            assert reply.get("fallback_sockets") == (["ws://good.example:9/ws"] if named
+                                                     else None), (role, reply)
     finally:
         await r.aclose()
         await a.close()
