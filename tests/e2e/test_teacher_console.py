@@ -195,7 +195,9 @@ def test_console_regions_typing_letters_at_1366(console_server, browser):
     added = get_set(srv, lesson)["questions"][2:]
     assert [(q["type"], q["text"], q["answer"]) for q in added] == [
         ("multiple", "下面哪个分数最大", [1, 3]), ("single", "1/2 = ?", 2)]
-    assert teacher.locator('[data-question="q4"][data-action="push-question"]').count() == 1
+    # the store has it; the page shows it once the set's update reaches it
+    q4 = teacher.locator('[data-question="q4"][data-action="push-question"]')
+    wait_until(lambda: q4.count() == 1, 10, "the saved question is not in the list")
     # a phone-sized window: one column that scrolls; nothing covered, all readable
     teacher.set_viewport_size({"width": 390, "height": 844})
     assert layout_problems(teacher) == []
