@@ -43,28 +43,11 @@ function fillSelect(id) {
   sel.value = keep;
 }
 
-/**
- * A lesson recorded in parts (its origin moved between nodes: docs/recording.md): the
- * replay page plays them one after the other. Their replay links go in the fragment,
- * which the browser never sends to a server.
- * @param {any} rec one entry of /api/recordings
- */
-function partsFragment(rec) {
-  const links = Array.isArray(rec.recordings)
-    ? rec.recordings.map((/** @type {any} */ r) => r.replay_url).filter((/** @type {any} */ u) => typeof u === "string")
-    : [];
-  if (links.length < 2 || links[0] !== rec.replay_url) {
-    return "";
-  }
-  return "#parts=" + encodeURIComponent(JSON.stringify(links)) + "&part=0";
-}
-
 /** @param {any} rec one recording of /api/recordings */
 function card(rec) {
   const li = el("li", { className: "card", "data-recording": rec.id });
   const a = rec.replay_url
-    ? el("a", { href: rec.replay_url + (lang === "en" ? "&lang=en" : "") + partsFragment(rec),
-      "data-action": "open-replay" })
+    ? el("a", { href: rec.replay_url + (lang === "en" ? "&lang=en" : ""), "data-action": "open-replay" })
     : el("div");
   if (rec.poster_url) {
     const img = el("img", { alt: "", loading: "lazy" });

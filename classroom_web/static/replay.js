@@ -38,72 +38,6 @@ let view = "auto";
 const lines = {};
 const player = $("#player");
 const corner = $("#corner", HTMLCanvasElement);
-const chain = partsOfLesson();
-
-/**
- * The recordings of one lesson whose origin moved (the library puts their replay links in
- * the fragment, never sent to a server): the links in order and which one this page is;
- * anything but a replay link of this server is dropped.
- * @returns {{links: string[], index: number}}
- */
-function partsOfLesson() {
-  const hash = new URLSearchParams(location.hash.slice(1));
-  /** @type {any} */
-  let list = [];
-  try {
-    list = JSON.parse(hash.get("parts") || "[]");
-  } catch (e) {
-    list = [];
-  }
-  const links = (Array.isArray(list) ? list : [])
-    .filter((u) => typeof u === "string" && /^\/replay\/[\w.-]+\?exp=\d+&sig=[\w-]+=*$/.test(u))
-    .slice(0, 16);
-  const index = Number(hash.get("part"));
-  const mine = Number.isInteger(index) && links[index] !== undefined
-    && links[index].startsWith("/replay/" + encodeURIComponent(rid) + "?");
-  return mine && links.length > 1 ? { links, index } : { links: [], index: -1 };
-}
-
-let opening = false;
-
-/** Open part `index` of the lesson (the next one when this one ends). @param {number} index */
-function openPart(index) {
-  const link = chain.links[index];
-  if (link && !opening) {
-    opening = true;
-    location.assign(link + (lang === "en" ? "&lang=en" : "") + "#parts="
-      + encodeURIComponent(JSON.stringify(chain.links)) + "&part=" + index);
-  }
-}
-
-function showParts() {
-  const box = $("#parts");
-  if (chain.index < 0) {
-    return;
-  }
-  box.hidden = false;
-  $("#part-label").textContent = t("part_of", { i: chain.index + 1, n: chain.links.length });
-  const next = $('[data-action="next-part"]', HTMLButtonElement);
-  next.hidden = chain.index + 1 >= chain.links.length;
-  next.addEventListener("click", () => openPart(chain.index + 1));
-  if (chain.index + 1 >= chain.links.length) {
-    return;
-  }
-  video.addEventListener("ended", () => openPart(chain.index + 1));
-  // a stream that stops a moment short of its end fires no "ended" (MSE: a gap in the
-  // last segment): playing, within 0.5 s of the end and not moving for 1 s is the end too
-  let last = -1;
-  let still = 0;
-  window.setInterval(() => {
-    const end = Number.isFinite(video.duration) ? video.duration : (info && info.duration) || 0;
-    const atEnd = end > 0 && video.currentTime >= end - 0.5 && !video.paused;
-    still = atEnd && video.currentTime === last ? still + 1 : 0;
-    last = video.currentTime;
-    if (still >= 2) {
-      openPart(chain.index + 1);
-    }
-  }, 500);
-}
 
 /** @param {number} s */
 function fmt(s) {
@@ -281,16 +215,12 @@ function start() {
   if (window.Hls && window.Hls.isSupported && window.Hls.isSupported()) {
     mode = "hls.js";
     makeHls(master, 0, false);
-    const load = () => {
+    video.addEventListener("play", () => {
       if (hls && !hls.loadingStarted) {
         hls.loadingStarted = true;
         hls.startLoad(video.currentTime || -1);
       }
-    };
-    video.addEventListener("play", load);
-    if (!video.paused) {
-      load(); // play was pressed before the player was set up (its event is gone)
-    }
+    });
     setInterval(watchLink, 1000);
   } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
     mode = "native-hls";
@@ -425,8 +355,6 @@ window.classroomStats = function () {
     audioMode,
     currentTime: video.currentTime,
     paused: video.paused,
-    part: chain.index,
-    parts: chain.links.length,
     bandwidthEstimate: hls ? hls.bandwidthEstimate : 0,
     levels: levels.map((l) => l.height + "p").concat(audioRung ? ["audio"] : []),
     player: mode,
@@ -442,7 +370,6 @@ window.classroomStats = function () {
 
 function main() {
   applyI18n(t);
-  showParts();
   $('[data-action="audio-only"]').addEventListener("click", () => useAudio("manual"));
   autoQuality.addEventListener("click", () => {
     useVideo();

@@ -478,8 +478,7 @@ export const REPLAY = {
     view_label: "画面",
     chapter_start: "开始上课", chapter_practice: "练习", chapter_test: "测试",
     chapter_stage: "上台", chapter_resume: "继续录制", chapter_part: "重启后继续",
-    chapter_with: "{kind}：{label}",
-    part_of: "第 {i} 段，共 {n} 段（服务器切换时分段录制）", next_part: "下一段"
+    chapter_with: "{kind}：{label}"
   },
   en: {
     replay_title: "Lesson replay",
@@ -496,7 +495,6 @@ export const REPLAY = {
     view_label: "View",
     chapter_start: "Lesson start", chapter_practice: "Practice", chapter_test: "Test",
     chapter_stage: "On stage", chapter_resume: "Recording resumed", chapter_part: "Continued after a restart",
-    chapter_with: "{kind}: {label}",
-    part_of: "Part {i} of {n} (recorded in parts when the server changed)", next_part: "Next part"
+    chapter_with: "{kind}: {label}"
   }
 };

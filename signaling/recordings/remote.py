@@ -74,7 +74,7 @@ def fold_groups(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _folded(members: list[dict[str, Any]]) -> dict[str, Any]:
-    members = sorted(members, key=lambda e: (e.get("started_at") or 0, str(e.get("id"))))
+    members = sorted(members, key=lambda e: e.get("started_at") or 0)
     entry = dict(members[0])
     offset = 0.0
     parts: list[dict[str, Any]] = []

@@ -31,24 +31,19 @@ SHARE = (4.0, 13.0)
 STAGE = (9.0, SECONDS)
 
 
-def write_recording(library, lesson: str = "replay-1", seconds: float = SECONDS,
-                    group: str | None = None, lines: bool = True,
-                    started_at: float | None = None) -> str:
+def write_recording(library) -> str:
     catalog = Catalog(library)
-    rid = new_recording_id(lesson)
-    now = time.time() if started_at is None else started_at
-    catalog.create({"id": rid, "lesson": lesson, "title": "分数的意义", "teacher": "王老师",
+    rid = new_recording_id("replay-1")
+    now = time.time()
+    catalog.create({"id": rid, "lesson": "replay-1", "title": "分数的意义", "teacher": "王老师",
                     "school": "城区一小", "schools": ["城区一小"], "state": "recording",
-                    "started_at": now, "ended_at": None, "duration": 0, "chapters": [],
-                    **({"group": group} if group else {})})
+                    "started_at": now, "ended_at": None, "duration": 0, "chapters": []})
     directory = catalog.dir_of(rid)
 
     async def record() -> None:
         recorder = Recorder(directory)
-        PacketSource(320, 240, 30, keyframe_every=2.0, noise=True).feed(recorder, seconds)
+        PacketSource(320, 240, 30, keyframe_every=2.0, noise=True).feed(recorder, SECONDS)
         await recorder.stop()
-        if not lines:
-            return
         # the share and the stage on the teacher's timeline (its first packet at t0=1000)
         for line, (start, end), size in (("share", SHARE, (480, 270)),
                                          ("stage", STAGE, (160, 120))):
@@ -167,70 +162,3 @@ def test_replay_plays_seeks_and_falls_back_to_audio(server, open_page, browser):
     assert "Practice: 比较大小" in chapters and "练习" not in chapters, chapters
     assert "native" not in bare.inner_text("body")
     ctx.close()
-
-
-def path_of(page) -> str:
-    """The page's path, asked of the page (``page.url`` in playwright's sync API is only
-    updated while a call is in flight: polled alone it never sees a navigation)."""
-    try:
-        return page.evaluate("location.pathname")
-    except Exception:  # noqa: BLE001 - playwright's Error while the page navigates
-        return ""
-
-
-def press_play(page) -> None:
-    """Press play as a viewer would, again while the player is not playing yet (a press
-    before the player has its source does nothing)."""
-    wait_until(lambda: replay_stats(page).get("levels"), 20, "the player never had its manifest")
-    play = ("(() => { const v = document.querySelector('#video');"
-            " if (v.paused) { v.play().catch(() => {}); } return !v.paused; })()")
-    wait_until(lambda: page.evaluate(play), 20, "the player never played")
-
-
-def replay_stats(page) -> dict:
-    """The replay page's stats, or {} while another page (or none yet) is loaded."""
-    try:
-        return stats(page)
-    except Exception:  # noqa: BLE001 - playwright's Error while the page navigates
-        return {}
-
-
-def test_a_lesson_recorded_in_two_parts_plays_through(server, open_page):
-    """The origin moved mid-lesson: two recordings of one session (``group``), listed as one
-    card; the replay page plays the first, says which part it is, and goes on to the second
-    when the first ends (docs/recording.md, "The origin moves")."""
-    server.stop()
-    now = time.time()
-    written = [write_recording(server.library, "parts-1", 3.0, "session-1", False, now - 60),
-               write_recording(server.library, "parts-1", 3.0, "session-1", False, now - 50)]
-    server.start()
-    for rid in written:
-        wait_until(lambda rid=rid: api(server, f"/api/recordings/{rid}")["state"] == "ready",
-                   120, "recording packaged")
-    [entry] = [e for e in api(server, "/api/recordings")["recordings"]
-               if e["lesson"] == "parts-1"]  # one entry, its parts in the session's order
-    first, second = [r["id"] for r in entry["recordings"]]
-    assert sorted((first, second)) == sorted(written)
-    teacher = server.token("teacher", "parts-1", name="王老师", school="城区一小")
-    library = open_page(f"{server.base_url}/library#token={teacher}")
-    card = library.locator('[data-action="open-replay"]')
-    wait_until(lambda: card.count() == 1, 20, "one card for the two parts")
-    assert "2 段" in library.locator(".card").inner_text()
-    card.click()
-    wait_until(lambda: replay_stats(library).get("parts") == 2, 20,
-               "the replay page knows the parts")
-    assert path_of(library) == f"/replay/{first}" and stats(library)["part"] == 0
-    assert "第 1 段，共 2 段" in library.inner_text("#parts")
-    assert library.locator('[data-action="next-part"]').is_visible()
-    press_play(library)
-    # the first part ends: the page opens the second and plays it (muted autoplay aside,
-    # the test presses play as a viewer would)
-    wait_until(lambda: path_of(library) == f"/replay/{second}", 30,
-               "the second part never opened")
-    wait_until(lambda: replay_stats(library).get("part") == 1, 20, "part 2 of 2")
-    assert "第 2 段，共 2 段" in library.inner_text("#parts")
-    assert not library.locator('[data-action="next-part"]').is_visible()  # the last
-    press_play(library)
-    wait_until(lambda: stats(library)["currentTime"] > 1 and stats(library)["framesDecoded"] > 10,
-               30, "the second part plays")
-    assert library.evaluate("location.hash").startswith("#parts=")  # the links: fragment only
