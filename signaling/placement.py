@@ -28,6 +28,7 @@ import logging
 import re
 import time
 import weakref
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -203,29 +204,28 @@ class PlacementFeature(Feature):
 
     def socket_origins(self) -> list[str]:
         """The sockets of the other live nodes a page here may be redirected to (CSP)."""
-        if self.node is None or time.monotonic() - self._peers_at > STALE:
-            return []
-        own, me = self._own_base(), self.node.config.node_id
-        found = set()
-        for record in self._peers:
-            base = safe_base(record.get("http_url"))
-            if base is not None and base != own and record.get("id") != me:
-                found.add(socket_origin(base))
-        return sorted(found)
+        return sorted({socket_origin(base) for _, base in self._others()})
 
-    def fallback_sockets(self, secure: bool) -> list[str]:
-        """The other live nodes' ``/ws`` URLs a page here may fail over to, least loaded
-        first (the same checks as a redirect's target; room is not asked: a page whose
-        node is gone is taken anywhere)."""
+    def _others(self, secure: bool = False) -> Iterator[tuple[dict[str, Any], str]]:
+        """The other live nodes a page here may be sent to, with their checked base URLs:
+        none from a node list older than STALE; never this node (its id, or a record with
+        this node's own public URL); https only for a ``secure`` (wss) socket."""
         if self.node is None or time.monotonic() - self._peers_at > STALE:
-            return []
+            return
         own, me = self._own_base(), self.node.config.node_id
-        found: list[tuple[float, str]] = []
         for record in self._peers:
             base = safe_base(record.get("http_url"))
             if (base is None or base == own or record.get("id") == me
                     or (secure and not base.startswith("https:"))):
                 continue
+            yield record, base
+
+    def fallback_sockets(self, secure: bool) -> list[str]:
+        """The other live nodes' ``/ws`` URLs a page here may fail over to, least loaded
+        first (the same checks as a redirect's target; room is not asked: a page whose
+        node is gone is taken anywhere)."""
+        found: list[tuple[float, str]] = []
+        for record, base in self._others(secure):
             load = record.get("load") if isinstance(record.get("load"), dict) else {}
             count = _num(load.get("classrooms")) or _num(load.get("subscribers")) or 0.0
             found.append((count, ws_url_of(base)))
@@ -306,15 +306,10 @@ class PlacementFeature(Feature):
         lesson already) first, then the least loaded; counts the redirect against it until
         its next beat."""
         assert self.node is not None
-        if time.monotonic() - self._peers_at > STALE:
-            return None
-        own, me = self._own_base(), self.node.config.node_id
         best: tuple[tuple[int, float, float, float, str], dict[str, Any], Any, int] | None = None
-        for record in self._peers:
+        for record, _ in self._others(secure):
             node_id = record.get("id")
-            base = safe_base(record.get("http_url"))
-            if (not isinstance(node_id, str) or node_id == me or base is None or base == own
-                    or (secure and not base.startswith("https:"))):
+            if not isinstance(node_id, str):
                 continue
             load = record.get("load") if isinstance(record.get("load"), dict) else {}
             limits = record.get("limits") if isinstance(record.get("limits"), dict) else {}
