@@ -219,8 +219,6 @@ class Rendition:
         # media thread state
         self._codec: Any = None
         self._codec_size: tuple[int, int] | None = None
-        self._codec_pts: int | None = None
-        """The last pts the open encoder took (it refuses one that is not later)."""
         self._reformatter = VideoReformatter()
         """Its own scaler: ``frame.reformat()`` caches one on the (shared) source frame, and
         two renditions scaling the same frame at once must not share it."""
@@ -307,7 +305,6 @@ class Rendition:
         return rate
 
     def _open_codec(self, width: int, height: int) -> None:
-        self._codec_pts = None
         if self.codec == h264.CODEC:
             self._codec = h264.open_encoder(width, height, round(self.spec.fps) or 30,
                                             self.bitrate_for(width, height),
@@ -376,7 +373,7 @@ class Rendition:
                                                format="yuv420p")
         requested = self._requested
         reason = self._keyframe_reason(now, decoded.source, size)
-        if reason != "start" and self._codec_pts is not None and decoded.pts <= self._codec_pts:
+        if reason != "start" and self._last_pts is not None and decoded.pts <= self._last_pts:
             # the frames' time went back (seen on a node that froze and thawed): libvpx
             # refuses a pts that is not later, so a fresh encoder and a keyframe
             reason = "start"
@@ -389,7 +386,7 @@ class Rendition:
                 data = self._encode_frame(frame, pts, reason)
         else:
             data = self._encode_frame(frame, pts, reason)
-        self._codec_pts = pts
+        self._last_pts = pts  # the encoder refuses a pts not later than this one
         if not data:
             return None
         if self.codec == h264.CODEC:
@@ -441,7 +438,6 @@ class Rendition:
                 logger.exception("rendition %s: encoding failed", self.tier)
                 self._codec = None
                 continue
-            self._last_pts = item.pts
             if out is not None and not self._post(self._fan_out, out):
                 break
         self._codec = None
