@@ -623,11 +623,11 @@ export class Signal {
   /**
    * The page's own node failed FAILOVER_AFTER times in a row: the next socket goes to
    * the next other node its last welcome named (said `redirected`: that node accepts it),
-   * soon (the backoff starts again). False when there is none.
+   * soon (the backoff starts again). Nothing when it names none.
    */
   _failover() {
     if (this.placedUrl || this.ownFailures < FAILOVER_AFTER || !this.fallbacks.length) {
-      return false;
+      return;
     }
     this.placedUrl = this.fallbacks[this.fallbackIndex % this.fallbacks.length];
     this.fallbackIndex += 1;
@@ -635,7 +635,6 @@ export class Signal {
     this.placedFailures = 0;
     this.ownFailures = 0;
     this._soon();
-    return true;
   }
 
   /** @param {WebSocket} ws */
