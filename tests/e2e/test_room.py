@@ -149,7 +149,8 @@ def test_room_joins_its_lessons_by_itself_and_drops_out_when_revoked(room_server
     press(teacher, "start-lesson")
     before = frames(room)
     wait_until(lambda: frames(room) >= before + 15, 40, "the TV decoded no frames of lesson A")
-    assert room_state(room)["state"] == "live"
+    # the room reads its view's lesson state once a second (room.js): live within 2 s
+    wait_until(lambda: room_state(room)["state"] == "live", 2, "the room never said live")
     print(f"lesson A live on the TV after {time.monotonic() - t0:.1f}s")
 
     press(teacher, "end-lesson")
